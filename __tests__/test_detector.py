@@ -1,0 +1,76 @@
+"""The opencv engine on the real yolov3-tiny and the real sample photos."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from support import photo_rgb
+
+from app.detection import DetectOptions
+from app.postprocess import count_by_class
+
+# Hand-drawn boxes (x1, y1, x2, y2) around the objects in Debian's dog.jpg (768x576).
+DOG_JPG_OBJECTS = {
+    "dog": (128, 220, 315, 540),
+    "bicycle": (125, 125, 570, 430),
+    "vehicle": (465, 72, 690, 172),  # a white pick-up: COCO's car and truck both fit
+}
+
+
+def overlap(box, known) -> float:
+    """IoU of an x, y, w, h box with an x1, y1, x2, y2 box."""
+    x, y, w, h = box
+    ix = max(0.0, min(x + w, known[2]) - max(x, known[0]))
+    iy = max(0.0, min(y + h, known[3]) - max(y, known[1]))
+    inter = ix * iy
+    return inter / (w * h + (known[2] - known[0]) * (known[3] - known[1]) - inter)
+
+
+def test_dog_jpg_counts_and_boxes(detector):
+    detections = detector.detect(photo_rgb("dog.jpg"))
+    counts = count_by_class(detections, detector.class_names)
+    assert len(counts) == 80 and list(counts) == list(detector.class_names)
+    assert counts["dog"] >= 1 and counts["bicycle"] >= 1 and counts["car"] + counts["truck"] >= 1
+    assert sum(counts.values()) <= 5
+    for detection in detections:
+        x, y, w, h = detection.box
+        known = DOG_JPG_OBJECTS.get(detection.class_name, DOG_JPG_OBJECTS["vehicle"])
+        assert known[0] < x + w / 2 < known[2] and known[1] < y + h / 2 < known[3], detection
+    for name in ("dog", "bicycle"):
+        best = max((d for d in detections if d.class_name == name), key=lambda d: d.confidence)
+        assert overlap(best.box, DOG_JPG_OBJECTS[name]) >= 0.45, best
+
+
+@pytest.mark.parametrize(
+    ("photo", "expected"),
+    [
+        ("person.jpg", {"person": 1, "dog": 2}),
+        ("horses.jpg", {"horse": 6}),
+        ("eagle.jpg", {"bird": 1}),
+        ("kite.jpg", {"kite": 2, "person": 2}),
+    ],
+)
+def test_sample_photos(detector, photo, expected):
+    counts = count_by_class(detector.detect(photo_rgb(photo)), detector.class_names)
+    assert {name: counts[name] for name in expected} == expected
+
+
+def test_threshold_below_opencvs_own_floor_is_honoured(detector):
+    # OpenCV zeroes scores under 0.2 unless the engine lifts that floor.
+    low = detector.detect(photo_rgb("dog.jpg"), DetectOptions(threshold=0.05))
+    assert min(d.confidence for d in low) < 0.2
+    assert len(low) > len(detector.detect(photo_rgb("dog.jpg")))
+
+
+def test_concurrent_calls_match_serial_calls(detector):
+    photos = ["dog.jpg", "person.jpg", "horses.jpg", "eagle.jpg"] * 3
+    images = {name: photo_rgb(name) for name in set(photos)}
+    serial = {name: detector.detect(image) for name, image in images.items()}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(lambda name: (name, detector.detect(images[name])), photos))
+    for name, detections in parallel:
+        assert detections == serial[name]
+
+
+def test_an_image_smaller_than_the_network_works(detector):
+    assert detector.detect(np.zeros((1, 1, 3), dtype=np.uint8)) == []

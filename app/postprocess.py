@@ -1,0 +1,87 @@
+"""From candidate boxes to counted detections: pure functions on numpy arrays.
+
+Darknet keeps a score per class for every box and its NMS runs per class, so a box
+whose scores pass the threshold for two classes is drawn and counted twice. Here a box
+takes its best class only, then NMS runs per class: one object, one count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .detection import Candidates, Detection, DetectOptions
+
+
+def best_class(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best class id and its score."""
+    class_ids = scores.argmax(axis=1)
+    return class_ids, scores[np.arange(len(scores)), class_ids]
+
+
+def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one x, y, w, h box with each of many (no +1 pixel convention, as darknet)."""
+    left = np.maximum(box[0], boxes[:, 0])
+    top = np.maximum(box[1], boxes[:, 1])
+    right = np.minimum(box[0] + box[2], boxes[:, 0] + boxes[:, 2])
+    bottom = np.minimum(box[1] + box[3], boxes[:, 1] + boxes[:, 3])
+    intersection = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    union = box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - intersection
+    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS: indices kept, best first. A box suppresses others only while kept."""
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        order = rest[iou_one_to_many(boxes[best], boxes[rest]) <= iou_threshold]
+    return np.asarray(keep, dtype=np.intp)
+
+
+def classwise_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """NMS within each class in one pass: boxes of different classes are moved apart."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.intp)
+    boxes = boxes.astype(np.float64)
+    extent = float(np.abs(boxes).max() + np.abs(boxes[:, 2:]).max() + 1)
+    shifted = boxes.copy()
+    shifted[:, :2] += class_ids[:, None] * extent
+    return nms(shifted, scores, iou_threshold)
+
+
+def clip_to_image(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    left = np.clip(boxes[:, 0], 0, width)
+    top = np.clip(boxes[:, 1], 0, height)
+    right = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
+    bottom = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
+    return np.stack([left, top, right - left, bottom - top], axis=1)
+
+
+def select_detections(
+    candidates: Candidates,
+    options: DetectOptions,
+    class_names: tuple[str, ...],
+    image_size: tuple[int, int],
+) -> list[Detection]:
+    """Threshold, one class per box, class filter, class-wise NMS; best first."""
+    class_ids, confidences = best_class(candidates.scores)
+    keep = confidences > options.threshold  # darknet keeps prob > thresh, strictly
+    if options.classes is not None:
+        keep &= np.isin(class_ids, sorted(options.classes))
+    boxes, class_ids, confidences = candidates.boxes[keep], class_ids[keep], confidences[keep]
+    kept = classwise_nms(boxes, confidences, class_ids, options.nms)
+    clipped = clip_to_image(boxes[kept].astype(np.float64), *image_size)
+    return [
+        Detection(int(c), class_names[int(c)], float(s), tuple(float(v) for v in box))
+        for c, s, box in zip(class_ids[kept], confidences[kept], clipped, strict=True)
+    ]
+
+
+def count_by_class(detections: list[Detection], class_names: tuple[str, ...]) -> dict[str, int]:
+    """A count for every class, in .names order, zeros included."""
+    counts = dict.fromkeys(class_names, 0)
+    for detection in detections:
+        counts[detection.class_name] += 1
+    return counts
