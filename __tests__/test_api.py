@@ -1,0 +1,206 @@
+"""POST /invocations and GET /ping through the Flask app, on the real model."""
+
+import base64
+import io
+import sys
+import threading
+
+import pytest
+from PIL import Image
+from support import photo_bytes
+
+from app import create_app
+from app.settings import Settings
+
+DOG = photo_bytes("dog.jpg")
+DOG_B64 = base64.b64encode(DOG).decode()
+
+
+def found(stat: dict) -> dict:
+    return {name: count for name, count in stat.items() if count}
+
+
+def image_size(b64: str) -> tuple[int, int]:
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as image:
+        assert image.format == "JPEG"
+        return image.size
+
+
+def error_of(response, status: int) -> dict:
+    assert response.status_code == status, response.get_json()
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    error = response.get_json()["error"]
+    assert set(error) >= {"code", "message"} and error["message"]
+    return error
+
+
+@pytest.fixture(scope="module")
+def dog_stat(app):
+    response = app.test_client().post("/invocations", json={"image": DOG_B64, "filename": "dog.jpg"})
+    assert response.status_code == 200
+    return response.get_json()["stat"]
+
+
+def test_ping(client):
+    for path in ("/ping", "/ping/"):
+        response = client.get(path)
+        assert response.status_code == 200 and response.get_json() == {"data": "pong!"}
+
+
+def test_json_request_counts_dog_jpg(client):
+    body = client.post("/invocations", json={"image": DOG_B64, "filename": "dog.jpg"}).get_json()
+    assert set(body) == {"img", "stat"}
+    stat = body["stat"]
+    assert len(stat) == 80 and all(name.strip() for name in stat)
+    assert stat["dog"] >= 1 and stat["bicycle"] >= 1 and stat["car"] + stat["truck"] >= 1
+    assert image_size(body["img"]) == (768, 576)
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda c: c.post("/invocations", json={"image": "data:image/jpeg;base64," + DOG_B64}),
+        lambda c: c.post("/invocations", json={"image": base64.encodebytes(DOG).decode().rstrip("=\n")}),
+        lambda c: c.post("/invocations", json={"image": base64.urlsafe_b64encode(DOG).decode()}),
+        lambda c: c.post(
+            "/invocations", data={"image": (io.BytesIO(DOG), "dog.jpg"), "filename": "dog.jpg"}
+        ),  # multipart
+        lambda c: c.post("/invocations?filename=dog.jpg", data=DOG, content_type="image/jpeg"),
+        lambda c: c.post("/invocations", data=DOG, content_type="application/x-image"),
+    ],
+    ids=["data-url", "mime-lines-no-padding", "urlsafe", "multipart", "raw-jpeg", "raw-x-image"],
+)
+def test_every_request_form_gives_the_same_stat(client, dog_stat, send):
+    response = send(client)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["stat"] == dog_stat
+
+
+def test_optional_parameters(client, dog_stat):
+    body = client.post(
+        "/invocations",
+        json={"image": DOG_B64, "return_image": False, "detections": True, "classes": ["dog", "bicycle"]},
+    ).get_json()
+    assert "img" not in body
+    assert found(body["stat"]) == {"dog": dog_stat["dog"], "bicycle": dog_stat["bicycle"]}
+    assert len(body["stat"]) == 80
+    assert {d["class"] for d in body["detections"]} == {"dog", "bicycle"}
+    for detection in body["detections"]:
+        assert set(detection) == {"class", "confidence", "box"}
+        x, y, w, h = detection["box"]
+        assert x >= 0 and y >= 0 and x + w <= 768 and y + h <= 576
+        assert 0.25 < detection["confidence"] <= 1
+
+    strict = client.post("/invocations?threshold=0.9&return_image=0", data=DOG, content_type="image/jpeg")
+    assert found(strict.get_json()["stat"]) == {}
+    loose = client.post("/invocations", data={"image": (io.BytesIO(DOG), "d.jpg"), "threshold": "0.1", "nms": "0.3"})
+    assert sum(loose.get_json()["stat"].values()) > sum(dog_stat.values())
+    comma = client.post("/invocations?classes=dog,%20car", data=DOG, content_type="image/jpeg").get_json()
+    assert set(found(comma["stat"])) <= {"dog", "car"}
+
+
+def test_exif_rotated_photo_comes_back_upright(client):
+    photo = Image.open(io.BytesIO(DOG))
+    sideways = photo.transpose(Image.Transpose.ROTATE_90)  # as a phone stores it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view"
+    buffer = io.BytesIO()
+    sideways.save(buffer, "JPEG", quality=95, exif=exif)
+    body = client.post("/invocations?detections=true", data=buffer.getvalue(), content_type="image/jpeg").get_json()
+    assert image_size(body["img"]) == (768, 576)
+    dog = next(d for d in body["detections"] if d["class"] == "dog")
+    x, y, w, h = dog["box"]
+    assert 128 < x + w / 2 < 315 and 220 < y + h / 2 < 540  # where the dog is when upright
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "code"),
+    [
+        (lambda c: c.post("/invocations", json={"filename": "x.jpg"}), 400, "missing_image"),
+        (lambda c: c.post("/invocations", json={"image": "not base64!"}), 400, "invalid_base64"),
+        (lambda c: c.post("/invocations", json={"image": 42}), 400, "invalid_base64"),
+        (lambda c: c.post("/invocations", json={"image": "data:image/jpeg,abc"}), 400, "invalid_base64"),
+        (
+            lambda c: c.post("/invocations", json={"image": base64.b64encode(b"just text").decode()}),
+            400,
+            "invalid_image",
+        ),
+        (lambda c: c.post("/invocations", data=DOG[:5000], content_type="image/jpeg"), 400, "invalid_image"),
+        (lambda c: c.post("/invocations", data=b"", content_type="image/png"), 400, "invalid_image"),
+        (lambda c: c.post("/invocations", data=b"{not json", content_type="application/json"), 400, "invalid_json"),
+        (lambda c: c.post("/invocations", json=[1, 2]), 400, "invalid_json"),
+        (
+            lambda c: c.post("/invocations", data={"filename": "x"}, content_type="multipart/form-data"),
+            400,
+            "missing_image",
+        ),
+        (lambda c: c.post("/invocations", data=DOG, content_type="text/plain"), 415, "unsupported_media_type"),
+        (lambda c: c.post("/invocations", data=DOG), 415, "unsupported_media_type"),
+        (lambda c: c.post("/invocations", json={"image": DOG_B64, "threshold": -1}), 400, "invalid_parameter"),
+        (lambda c: c.post("/invocations", json={"image": DOG_B64, "threshold": 2}), 400, "invalid_parameter"),
+        (lambda c: c.post("/invocations", json={"image": DOG_B64, "threshold": "abc"}), 400, "invalid_parameter"),
+        (lambda c: c.post("/invocations", json={"image": DOG_B64, "threshold": True}), 400, "invalid_parameter"),
+        (lambda c: c.post("/invocations", json={"image": DOG_B64, "nms": "nan"}), 400, "invalid_parameter"),
+        (lambda c: c.post("/invocations", json={"image": DOG_B64, "classes": ["unicorn"]}), 400, "invalid_parameter"),
+        (lambda c: c.post("/invocations", json={"image": DOG_B64, "classes": 3}), 400, "invalid_parameter"),
+        (lambda c: c.post("/invocations", json={"image": DOG_B64, "detections": "maybe"}), 400, "invalid_parameter"),
+        (lambda c: c.get("/invocations"), 405, "method_not_allowed"),
+        (lambda c: c.get("/nowhere"), 404, "not_found"),
+    ],
+)
+def test_errors_are_documented_json(client, send, status, code):
+    assert error_of(send(client), status)["code"] == code
+
+
+def test_unknown_parameters_are_ignored(client, dog_stat):
+    response = client.post("/invocations", json={"image": DOG_B64, "colour": "blue"})
+    assert response.get_json()["stat"] == dog_stat
+
+
+def test_limits(settings):
+    small = create_app(Settings(model_dir=settings.model_dir, max_upload_mb=0.1, max_image_megapixels=0.3))
+    client = small.test_client()
+    assert error_of(client.post("/invocations", data=DOG, content_type="image/jpeg"), 413)["code"] == (
+        "payload_too_large"
+    )
+    tiny_but_wide = io.BytesIO()
+    Image.new("L", (800, 400)).save(tiny_but_wide, "PNG")  # 0.32 MP in a few hundred bytes
+    response = client.post("/invocations", data=tiny_but_wide.getvalue(), content_type="image/png")
+    assert error_of(response, 413)["code"] == "image_too_large"
+
+
+def test_cors_and_request_id(client):
+    response = client.post("/invocations", json={"image": DOG_B64}, headers={"X-Request-ID": "lab-42"})
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert response.headers["X-Request-ID"] == "lab-42"
+    preflight = client.options(
+        "/invocations", headers={"Origin": "http://lab.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status_code == 200
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+
+
+def test_cors_origins_narrow_who_may_call(settings):
+    narrow = create_app(Settings(model_dir=settings.model_dir, cors_origins=("http://lab.example",))).test_client()
+    allowed = narrow.get("/ping", headers={"Origin": "http://lab.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://lab.example"
+    assert "Access-Control-Allow-Origin" not in narrow.get("/ping", headers={"Origin": "http://evil.example"}).headers
+
+
+def test_nothing_is_written_to_disk_per_request(client):
+    writes = []
+    watching = threading.Event()
+
+    def audit(event, args):
+        if watching.is_set() and event == "open" and isinstance(args[1], str) and set(args[1]) & set("wax+"):
+            writes.append(args[0])
+
+    sys.addaudithook(audit)  # hooks cannot be removed: this one only records while watching
+    watching.set()
+    try:
+        for form in ({"json": {"image": DOG_B64}}, {"data": {"image": (io.BytesIO(DOG), "dog.jpg")}}):
+            assert client.post("/invocations", **form).status_code == 200
+    finally:
+        watching.clear()
+    assert writes == []

@@ -1,0 +1,82 @@
+"""The one place that knows HTTP status codes: API errors, the domain errors they
+stand for, and the JSON body every error gets: {"error": {"code", "message"}}."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Flask, g, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .detector import EngineBusy
+from .images import ImageTooLarge, InvalidImage
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class BadRequest(ApiError):
+    status, code = 400, "bad_request"
+
+
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "unsupported_media_type"
+
+
+class NotReady(ApiError):
+    status, code = 503, "not_ready"
+
+
+# Domain errors raised below the HTTP layer, and what a client is told about them.
+DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    InvalidImage: (400, "invalid_image"),
+    ImageTooLarge: (413, "image_too_large"),
+    EngineBusy: (503, "busy"),
+}
+
+
+def error_response(status: int, code: str, message: str, **extra):
+    response = jsonify({"error": {"code": code, "message": message, **extra}})
+    response.status_code = status
+    return response
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError):
+        return error_response(error.status, error.code, error.message)
+
+    for exception, (status, code) in DOMAIN_ERRORS.items():
+        app.register_error_handler(
+            exception, lambda error, status=status, code=code: error_response(status, code, str(error))
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        # Werkzeug's own errors (404, 405, 413 from MAX_CONTENT_LENGTH...), in our shape.
+        code = re.sub(r"[^a-z0-9]+", "_", (error.name or "error").lower()).strip("_")
+        if error.code == 413:
+            code = "payload_too_large"
+        return error_response(error.code or 500, code, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def _server_fault(error: Exception):
+        request_id = g.get("request_id", "-")
+        log.exception("request %s failed", request_id)
+        return error_response(
+            500,
+            "internal_error",
+            "the server failed on this request; quote the request id when reporting it",
+            request_id=request_id,
+        )

@@ -1,0 +1,153 @@
+"""Turning the three request forms of POST /invocations into one typed request.
+
+JSON with a base64 image, multipart with an `image` file, or the raw image bytes
+(SageMaker style). Parameters come from query, form fields or JSON keys (the body
+wins); unknown ones are ignored, invalid values are a 400 that names the parameter.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Request
+
+from .detection import DEFAULT_NMS, DEFAULT_THRESHOLD, DetectOptions
+from .errors import BadRequest, UnsupportedMediaType
+
+RAW_IMAGE_TYPES = frozenset({"image/jpeg", "image/jpg", "image/png", "image/tiff", "image/webp", "application/x-image"})
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+
+
+@dataclass(frozen=True)
+class InvocationRequest:
+    image: bytes
+    filename: str | None
+    options: DetectOptions
+    return_image: bool = True
+    include_detections: bool = False
+
+
+def parse_invocation(request: Request, class_names: tuple[str, ...]) -> InvocationRequest:
+    mimetype = request.mimetype
+    params: dict[str, Any] = request.args.to_dict()
+    if mimetype == "application/json":
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest("the body is not a JSON object", code="invalid_json")
+        params.update(body)
+        image = decode_base64_image(body.get("image"))
+    elif mimetype == "multipart/form-data":
+        params.update(request.form.to_dict())
+        upload = request.files.get("image")
+        if upload is None:
+            raise BadRequest("multipart form has no file field 'image'", code="missing_image")
+        image = upload.read()
+        params.setdefault("filename", upload.filename)
+    elif mimetype in RAW_IMAGE_TYPES:
+        image = request.get_data()
+    else:
+        raise UnsupportedMediaType(
+            f"Content-Type {mimetype or '(none)'} is not accepted; send application/json, "
+            f"multipart/form-data or the image bytes as one of {', '.join(sorted(RAW_IMAGE_TYPES))}"
+        )
+    return InvocationRequest(
+        image=image,
+        filename=_optional_text(params, "filename"),
+        options=parse_options(params, class_names),
+        return_image=_boolean(params, "return_image", True),
+        include_detections=_boolean(params, "detections", False),
+    )
+
+
+def decode_base64_image(value: Any) -> bytes:
+    if value is None:
+        raise BadRequest("JSON body has no 'image' field (base64 of the photo)", code="missing_image")
+    if not isinstance(value, str):
+        raise BadRequest("'image' must be a base64 string", code="invalid_base64")
+    if value.startswith("data:"):
+        header, _, value = value.partition(",")
+        if not header.endswith(";base64"):
+            raise BadRequest("a data URL must be base64 (data:image/jpeg;base64,...)", code="invalid_base64")
+    compact = "".join(value.split())  # MIME base64 wraps lines
+    compact += "=" * (-len(compact) % 4)  # clients often drop the padding
+    altchars = b"-_" if ("-" in compact or "_" in compact) else None  # URL-safe alphabet
+    try:
+        return base64.b64decode(compact, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("'image' is not valid base64", code="invalid_base64") from None
+
+
+def parse_options(params: Mapping[str, Any], class_names: tuple[str, ...]) -> DetectOptions:
+    return DetectOptions(
+        threshold=_fraction(params, "threshold", DEFAULT_THRESHOLD),
+        nms=_fraction(params, "nms", DEFAULT_NMS),
+        classes=_class_ids(params.get("classes"), class_names),
+    )
+
+
+def _fraction(params: Mapping[str, Any], name: str, default: float) -> float:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        if isinstance(value, bool):  # JSON true is not a number here
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadRequest(
+            f"'{name}' must be a number between 0 and 1, got {value!r}", code="invalid_parameter"
+        ) from None
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise BadRequest(f"'{name}' must be between 0 and 1, got {value!r}", code="invalid_parameter")
+    return number
+
+
+def _boolean(params: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise BadRequest(f"'{name}' must be true or false, got {value!r}", code="invalid_parameter")
+
+
+def _class_ids(value: Any, class_names: tuple[str, ...]) -> frozenset[int] | None:
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, str):
+        wanted = [name.strip() for name in value.split(",") if name.strip()]
+    elif isinstance(value, list) and all(isinstance(name, str) for name in value):
+        wanted = [name.strip() for name in value]
+    else:
+        raise BadRequest(
+            "'classes' must be a list of class names or a comma-separated string", code="invalid_parameter"
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = [name for name in wanted if name not in index]
+    if unknown:
+        raise BadRequest(
+            f"unknown class {', '.join(map(repr, unknown))} in 'classes'; the model knows {_preview(class_names)}",
+            code="invalid_parameter",
+        )
+    return frozenset(index[name] for name in wanted) or None
+
+
+def _optional_text(params: Mapping[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _preview(names: tuple[str, ...], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
