@@ -1,0 +1,89 @@
+"""The service as users run it: ./run.sh, gunicorn, HTTP over loopback."""
+
+import base64
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from support import ROOT, RunningService, photo_bytes
+
+EXPECTED = {"dog.jpg": {"dog", "bicycle"}, "person.jpg": {"person", "dog"}, "eagle.jpg": {"bird"}}
+
+
+def found(stat: dict) -> set:
+    return {name for name, count in stat.items() if count}
+
+
+def test_readme_command_starts_the_service_and_stops_cleanly(tmp_path):
+    # Exactly the README's command (the demo model in aimodel/, the port from PORT).
+    service = RunningService({}, tmp_path / "service.log")
+    try:
+        service.wait_ready()
+        response = requests.post(
+            f"{service.url}/invocations",
+            data=photo_bytes("dog.jpg"),
+            headers={"Content-Type": "image/jpeg"},
+            timeout=30,
+        )
+        assert response.status_code == 200
+        assert {"dog", "bicycle"} <= found(response.json()["stat"])
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+    finally:
+        assert service.stop() == 0, service.output()
+    log = service.output()
+    assert "running gunicorn..." in log
+    assert "model loaded" in log and "request_id=" in log
+
+
+def test_three_request_forms_over_http(live_server):
+    dog = photo_bytes("dog.jpg")
+    url = f"{live_server.url}/invocations"
+    responses = [
+        requests.post(url, json={"image": base64.b64encode(dog).decode(), "filename": "dog.jpg"}, timeout=30),
+        requests.post(url, files={"image": ("dog.jpg", dog, "image/jpeg")}, data={"filename": "dog.jpg"}, timeout=30),
+        requests.post(url, data=dog, headers={"Content-Type": "image/jpeg"}, timeout=30),
+    ]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    stats = [r.json()["stat"] for r in responses]
+    assert stats[0] == stats[1] == stats[2]
+
+
+def test_concurrent_clients_get_their_own_counts_and_ping_stays_fast(live_server):
+    url = f"{live_server.url}/invocations"
+    photos = {name: photo_bytes(name) for name in EXPECTED}
+
+    def client(index: int):
+        results = []
+        for round_ in range(6):
+            name = list(photos)[(index + round_) % len(photos)]
+            response = requests.post(url, data=photos[name], headers={"Content-Type": "image/jpeg"}, timeout=60)
+            results.append((name, response.status_code, found(response.json()["stat"])))
+        return results
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        clients = [pool.submit(client, i) for i in range(4)]
+        time.sleep(0.5)
+        started = time.monotonic()
+        ping = requests.get(f"{live_server.url}/ping", timeout=5)
+        ping_seconds = time.monotonic() - started
+        results = [result for future in clients for result in future.result()]
+    assert ping.status_code == 200 and ping_seconds < 1.0
+    assert len(results) == 24
+    for name, status, classes in results:
+        assert status == 200
+        assert EXPECTED[name] <= classes, (name, classes)
+
+
+def test_a_bad_model_stops_the_start_with_one_clear_line(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "x.cfg").write_text((ROOT / "aimodel" / "yolov3-tiny.cfg").read_text())
+    (tmp_path / "model" / "x.names").write_text("Rotifer\nDead\n")
+    (tmp_path / "model" / "x.weights").symlink_to(ROOT / "aimodel" / "yolov3-tiny.weights")
+    for model_dir, message in (
+        (tmp_path / "missing", "does not exist"),
+        (tmp_path / "model", "classes=80 but x.names has 2 names"),
+    ):
+        service = RunningService({"MODEL_DIR": str(model_dir)}, tmp_path / "service.log")
+        assert service.process.wait(60) != 0
+        errors = [line for line in service.output().splitlines() if line.startswith("cannot start:")]
+        assert len(errors) == 1 and message in errors[0], service.output()
