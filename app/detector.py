@@ -35,14 +35,15 @@ class Detector:
         return self.model.class_names
 
     def detect(self, image: np.ndarray, options: DetectOptions | None = None) -> list[Detection]:
+        options = options or DetectOptions()
         if not self._lock.acquire(timeout=self._wait_s):
             raise EngineBusy(f"the model was busy for {self._wait_s:g} s; try again")
         try:
-            candidates = self.engine.predict(image)
+            candidates = self.engine.predict(image, min_score=options.threshold)
         finally:
             self._lock.release()
         height, width = image.shape[:2]
-        return select_detections(candidates, options or DetectOptions(), self.class_names, (width, height))
+        return select_detections(candidates, options, self.class_names, (width, height))
 
     def warm_up(self) -> None:
         """The first forward pass allocates buffers; pay for it before serving."""

@@ -30,10 +30,15 @@ class Placement:
         fy = self.net_height / self.scaled_height
         cx = (relative[:, 0] - (1 - 1 / fx) / 2) * fx
         cy = (relative[:, 1] - (1 - 1 / fy) / 2) * fy
-        w = relative[:, 2] * fx
-        h = relative[:, 3] * fy
-        boxes = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
-        return boxes * np.array([self.image_width, self.image_height] * 2, dtype=np.float32)
+        photo_relative = np.stack([cx, cy, relative[:, 2] * fx, relative[:, 3] * fy], axis=1)
+        return relative_to_pixels(photo_relative, self.image_width, self.image_height)
+
+
+def relative_to_pixels(relative: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Photo-relative cx, cy, w, h (0..1) -> pixels x, y, w, h (top-left)."""
+    cx, cy, w, h = relative[:, 0], relative[:, 1], relative[:, 2], relative[:, 3]
+    boxes = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
+    return boxes * np.array([width, height, width, height], dtype=np.float32)
 
 
 def fit_to_network(image: np.ndarray, network: NetworkInput) -> tuple[np.ndarray, Placement]:

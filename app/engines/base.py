@@ -21,5 +21,8 @@ class Engine(ABC):
     device: str
 
     @abstractmethod
-    def predict(self, image: np.ndarray) -> Candidates:
-        """RGB uint8 HxWx3 -> every candidate box in image pixels with its class scores."""
+    def predict(self, image: np.ndarray, min_score: float) -> Candidates:
+        """RGB uint8 HxWx3 -> candidate boxes in image pixels with their class scores.
+
+        Candidates whose scores are all <= min_score may be left out (darknet drops
+        them itself); the request threshold is applied again afterwards."""

@@ -39,10 +39,11 @@ class OpenCVEngine(Engine):
         self._outputs = self._net.getUnconnectedOutLayersNames()
         cv2.setNumThreads(threads)  # per process: each worker gets its share of the cores
 
-    def predict(self, image: np.ndarray) -> Candidates:
+    def predict(self, image: np.ndarray, min_score: float) -> Candidates:
         blob, placement = fit_to_network(image, self._network)
         self._net.setInput(blob)
         rows = np.concatenate(self._net.forward(self._outputs))
+        rows = rows[rows[:, BOX_AND_OBJECTNESS:].max(axis=1) > min_score]
         return Candidates(
             boxes=placement.to_image_boxes(rows[:, :4]),
             scores=rows[:, BOX_AND_OBJECTNESS:],
