@@ -4,11 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# Debian's darknet package: a real libdarknet.so (pjreddie API) for the binding's tests.
+if [ ! -f /usr/lib/darknet/libdarknet.so ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends darknet >/dev/null
+fi
+
 source scripts/ensure_venv.sh
 ensure_venv requirements-test.txt
 "$VENV/bin/python" scripts/fetch_demo_model.py aimodel
 
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
+"$VENV/bin/hadolint" Dockerfile
+"$VENV/bin/shellcheck" run.sh test.sh .ci/run scripts/*.sh darknet/*.sh
 # pytest exits non-zero on any failure, and with 5 when no test ran: both fail here.
 exec "$VENV/bin/python" -m pytest "$@"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .model_files import default_model_dir
 
-BACKENDS = ("auto", "opencv")
+BACKENDS = ("auto", "darknet", "opencv")
 DEVICES = ("auto", "cpu", "cuda")
 
 

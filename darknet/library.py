@@ -1,0 +1,137 @@
+"""Finding libdarknet.so, telling its flavour from its exported symbols, and
+declaring the C functions the binding calls."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Mapping
+from ctypes import POINTER, c_char_p, c_float, c_int, c_void_p
+from dataclasses import dataclass
+from pathlib import Path
+
+from .structs import AlexeyABDetection, DetNumPair, Image, PjreddieDetection
+
+PJREDDIE = "pjreddie"
+ALEXEYAB = "alexeyab"
+
+# Where a library is looked for when LIBDARKNET_PATH is not set, in this order.
+SEARCH_PATHS = (
+    Path(__file__).resolve().parent / "libdarknet.so",  # dropped next to the binding
+    Path("/opt/darknet/libdarknet.so"),  # the Docker image's build
+    Path("/usr/local/lib/libdarknet.so"),
+    Path("/usr/lib/darknet/libdarknet.so"),  # Debian's darknet package
+)
+# Only a CUDA build defines it, in both flavours (the CPU builds stub cuda_set_device).
+GPU_MARKER = "cuda_make_array"
+
+
+class LibraryError(RuntimeError):
+    """libdarknet.so is missing, unreadable, or not a darknet this binding knows."""
+
+
+@dataclass(frozen=True)
+class DarknetLibrary:
+    path: Path
+    flavour: str
+    cdll: ctypes.CDLL
+    detection_type: type[ctypes.Structure]
+    has_gpu: bool
+    has_batch: bool
+
+
+def find_library(env: Mapping[str, str] = os.environ) -> Path:
+    explicit = env.get("LIBDARKNET_PATH", "").strip()
+    if explicit:
+        path = Path(explicit)
+        path = path / "libdarknet.so" if path.is_dir() else path
+        if not path.is_file():
+            raise LibraryError(f"LIBDARKNET_PATH={explicit}: no libdarknet.so there")
+        return path
+    for path in SEARCH_PATHS:
+        if path.is_file():
+            return path
+    tried = ", ".join(str(p) for p in SEARCH_PATHS)
+    raise LibraryError(f"libdarknet.so not found (tried {tried}); set LIBDARKNET_PATH")
+
+
+def load_library(path: Path | None = None) -> DarknetLibrary:
+    path = path or find_library()
+    try:
+        cdll = ctypes.CDLL(str(path))
+    except OSError as exc:
+        raise LibraryError(f"cannot load {path}: {exc}") from None
+    exported = _Exports(cdll, path)
+    if exported.has("load_network_custom"):
+        flavour, detection = ALEXEYAB, AlexeyABDetection
+    elif exported.has("load_network") and exported.has("get_network_boxes"):
+        flavour, detection = PJREDDIE, PjreddieDetection
+    else:
+        raise LibraryError(f"{path} exports neither load_network_custom nor load_network: not a known darknet")
+    _declare_common(exported, detection)
+    (_declare_alexeyab if flavour == ALEXEYAB else _declare_pjreddie)(exported, detection)
+    return DarknetLibrary(
+        path=path,
+        flavour=flavour,
+        cdll=cdll,
+        detection_type=detection,
+        has_gpu=exported.has(GPU_MARKER),
+        has_batch=exported.has("network_predict_batch"),
+    )
+
+
+class _Exports:
+    """Declares functions, failing with one clear line when a symbol is missing."""
+
+    def __init__(self, cdll: ctypes.CDLL, path: Path):
+        self.cdll, self.path = cdll, path
+
+    def has(self, name: str) -> bool:
+        return hasattr(self.cdll, name)
+
+    def declare(self, name: str, restype, *argtypes) -> None:
+        if not self.has(name):
+            raise LibraryError(f"{self.path} lacks the symbol {name}: a darknet build this binding does not know")
+        function = getattr(self.cdll, name)
+        function.restype, function.argtypes = restype, list(argtypes)
+
+
+def _declare_common(exported: _Exports, detection) -> None:
+    exported.declare("network_width", c_int, c_void_p)
+    exported.declare("network_height", c_int, c_void_p)
+    exported.declare("resize_image", Image, Image, c_int, c_int)
+    exported.declare("letterbox_image", Image, Image, c_int, c_int)
+    exported.declare("free_image", None, Image)
+    exported.declare("free_detections", None, POINTER(detection), c_int)
+    exported.declare("do_nms_sort", None, POINTER(detection), c_int, c_int, c_float)
+
+
+def _declare_pjreddie(exported: _Exports, detection) -> None:
+    exported.declare("load_network", c_void_p, c_char_p, c_char_p, c_int)
+    exported.declare("set_batch_network", None, c_void_p, c_int)
+    exported.declare("network_predict", POINTER(c_float), c_void_p, POINTER(c_float))
+    exported.declare(
+        "get_network_boxes",
+        POINTER(detection),
+        *(c_void_p, c_int, c_int, c_float, c_float, POINTER(c_int), c_int, POINTER(c_int)),
+    )
+    exported.declare("free_network", None, c_void_p)
+
+
+def _declare_alexeyab(exported: _Exports, detection) -> None:
+    exported.declare("load_network_custom", c_void_p, c_char_p, c_char_p, c_int, c_int)
+    exported.declare("network_predict_ptr", POINTER(c_float), c_void_p, POINTER(c_float))
+    exported.declare(
+        "get_network_boxes",
+        POINTER(detection),
+        *(c_void_p, c_int, c_int, c_float, c_float, POINTER(c_int), c_int, POINTER(c_int), c_int),
+    )
+    exported.declare("free_network_ptr", None, c_void_p)
+    exported.declare("cuda_set_device", None, c_int)
+    if exported.has("network_predict_batch"):
+        exported.declare(
+            "network_predict_batch",
+            POINTER(DetNumPair),
+            *(c_void_p, Image, c_int, c_int, c_int, c_float, c_float, POINTER(c_int), c_int, c_int),
+        )
+        exported.declare("free_batch_detections", None, POINTER(DetNumPair), c_int)
