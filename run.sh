@@ -3,7 +3,7 @@
 # Prepares .venv from requirements.txt, fetches the demo model when no model is
 # configured, then hands over to gunicorn (settings in gunicorn.conf.py).
 set -euo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$(readlink -f "$0")")"  # also when started through a symlink (`serve`)
 
 case "${1:-}" in
   "" | serve) ;;  # `serve` is what SageMaker passes to the container

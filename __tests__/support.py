@@ -40,7 +40,7 @@ def free_port() -> int:
 class RunningService:
     """./run.sh started as a user starts it, on a free port."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -48,7 +48,7 @@ class RunningService:
         # Logs go to a file: a pipe nobody drains would block the server when full.
         with log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [str(ROOT / "run.sh")],
+                command or [str(ROOT / "run.sh")],
                 cwd=ROOT,
                 env=environment,
                 stdout=log,

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by run.sh and test.sh: `ensure_venv REQUIREMENTS_FILE` makes $VENV (default
 # .venv) and installs the file into it, again only when the file has changed.
 
