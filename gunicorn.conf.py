@@ -6,7 +6,7 @@ Every value can be set from the environment; see README, Configuration.
 import os
 import sys
 
-wsgi_app = "app:create_app()"
+wsgi_app = "app.wsgi:application()"
 bind = f"0.0.0.0:{os.environ.get('PORT') or '8080'}"
 
 # One model per worker process; the engine uses the cores, so a worker per core at
@@ -29,9 +29,9 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms request_id=%({x-request-i
 
 
 def on_starting(server):
-    """Check the model files once, in the master, before any worker forks: a missing
-    or inconsistent model stops the start with one clear line instead of a loop of
-    failing workers."""
+    """Check the settings and model files once, in the master, before any worker
+    forks: one clear line instead of one per worker. What only a worker can find out
+    (a missing engine library) stops the start the same way, from app/wsgi.py."""
     from app.model_files import ModelError, load_model_description
     from app.settings import ConfigError, Settings
 

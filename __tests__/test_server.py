@@ -74,16 +74,18 @@ def test_concurrent_clients_get_their_own_counts_and_ping_stays_fast(live_server
         assert EXPECTED[name] <= classes, (name, classes)
 
 
-def test_a_bad_model_stops_the_start_with_one_clear_line(tmp_path):
+def test_a_bad_model_or_setting_stops_the_start_with_one_clear_line(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "x.cfg").write_text((ROOT / "aimodel" / "yolov3-tiny.cfg").read_text())
     (tmp_path / "model" / "x.names").write_text("Rotifer\nDead\n")
     (tmp_path / "model" / "x.weights").symlink_to(ROOT / "aimodel" / "yolov3-tiny.weights")
-    for model_dir, message in (
-        (tmp_path / "missing", "does not exist"),
-        (tmp_path / "model", "classes=80 but x.names has 2 names"),
+    for env, message in (
+        ({"MODEL_DIR": str(tmp_path / "missing")}, "does not exist"),
+        ({"MODEL_DIR": str(tmp_path / "model")}, "classes=80 but x.names has 2 names"),
+        ({"BACKEND": "tensorflow"}, "BACKEND='tensorflow' is not one of"),
+        ({"BACKEND": "darknet", "LIBDARKNET_PATH": "/nowhere"}, "LIBDARKNET_PATH=/nowhere: no libdarknet.so there"),
     ):
-        service = RunningService({"MODEL_DIR": str(model_dir)}, tmp_path / "service.log")
+        service = RunningService({"WORKERS": "1", **env}, tmp_path / "service.log")
         assert service.process.wait(60) != 0
         errors = [line for line in service.output().splitlines() if line.startswith("cannot start:")]
         assert len(errors) == 1 and message in errors[0], service.output()
