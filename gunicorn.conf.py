@@ -4,28 +4,51 @@ Every value can be set from the environment; see README, Configuration.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 wsgi_app = "app.wsgi:application()"
-bind = f"0.0.0.0:{os.environ.get('PORT') or '8080'}"
+bind = f"0.0.0.0:{os.environ.get('SAGEMAKER_BIND_TO_PORT') or os.environ.get('PORT') or '8080'}"
 
-# One model per worker process; the engine uses the cores, so a worker per core at
-# most. Threads let /ping answer while a worker's engine is busy with a photo.
-workers = int(os.environ.get("WORKERS") or 1)
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+# One model per worker process. Each worker's engine gets cores / workers threads
+# (app/settings.py), so the default of one worker per 4 cores keeps every forward
+# pass fast without oversubscribing the CPU; a GPU box wants WORKERS=1 or 2.
+workers = int(os.environ.get("WORKERS") or max(1, _cores() // 4))
+os.environ.setdefault("WORKERS", str(workers))  # the workers size their engine from it
 worker_class = "gthread"
+# Threads let /ping and /metrics answer while the engine of that worker is busy.
 threads = int(os.environ.get("THREADS") or 4)
 # Above the slowest inference (a 48 MP photo on a slow CPU), so a busy worker is not killed.
 timeout = int(os.environ.get("TIMEOUT") or 120)
-graceful_timeout = 30  # finish in-flight photos on SIGTERM
+graceful_timeout = 30  # SIGTERM: finish the photos in flight, then stop
 keepalive = 5
+# A guard against slow leaks in native libraries: recycle a worker now and then,
+# staggered so that workers do not restart together.
+max_requests = int(os.environ.get("MAX_REQUESTS") or 5000)
+max_requests_jitter = max_requests // 10
 # gunicorn 24+ opens a control socket in a shared per-user path: two services on one
 # machine would fight over it, and nothing here uses it.
 control_socket_disable = True
 
-accesslog = "-"
+# The app writes one structured line per request (app/request_log.py).
+accesslog = None
 errorlog = "-"
 loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}o)s'
+
+# Prometheus: every worker writes its metrics to files here, /metrics adds them up.
+# Set before any worker imports prometheus_client.
+_own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="detector-metrics-")
 
 
 def on_starting(server):
@@ -41,4 +64,21 @@ def on_starting(server):
     except (ConfigError, ModelError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
-    server.log.info("model %s, %d classes", model.files.cfg, len(model.class_names))
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    for stale in os.listdir(metrics_dir):  # counts of an earlier run are not this run's
+        if stale.endswith(".db"):
+            os.remove(os.path.join(metrics_dir, stale))
+    server.log.info(
+        "model %s, %d classes; %d workers x %d threads", model.files.cfg, len(model.class_names), workers, threads
+    )
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

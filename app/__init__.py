@@ -6,11 +6,13 @@ gunicorn serves `app:create_app()`; tests build apps with their own Settings.
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Flask
 
-from . import errors, http_hooks, routes
+from . import auth, errors, http_hooks, request_log, routes
 from .detector import build_detector
+from .metrics import MODEL_LOAD_SECONDS
 from .settings import Settings
 
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
@@ -24,8 +26,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.json.sort_keys = False  # keep "img", "stat" and the classes in .names order
     app.extensions["settings"] = settings
+    started = time.perf_counter()
     app.extensions["detector"] = build_detector(settings)
+    MODEL_LOAD_SECONDS.set(time.perf_counter() - started)
     errors.init_app(app)
+    # Hooks run in registration order: the request id exists before a 401 is raised.
     http_hooks.init_app(app, settings.cors_origins)
+    request_log.init_app(app)
+    auth.init_app(app, settings.api_keys)
+    http_hooks.limit_streamed_bodies(app, settings.max_upload_bytes)  # after auth: no reading for strangers
     app.register_blueprint(routes.bp)
     return app

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import base64
-import logging
-import time
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
+from . import metrics
 from .annotate import annotate
 from .detection import Detection
 from .detector import Detector
 from .errors import NotReady
 from .images import decode_image, encode_jpeg
+from .metrics import Stages
 from .postprocess import count_by_class
+from .request_log import add_fields
 from .request_parsing import parse_invocation
 
-log = logging.getLogger(__name__)
 bp = Blueprint("service", __name__)
 
 
@@ -38,33 +38,39 @@ def ping():
 def invocations():
     detector = _detector()
     settings = current_app.extensions["settings"]
-    timings = {}
-    started = time.perf_counter()
+    stages = Stages()
     invocation = parse_invocation(request, detector.class_names)
     image = decode_image(invocation.image, settings.max_image_pixels)
-    timings["decode"] = time.perf_counter()
+    stages.done("decode")
     detections = detector.detect(image, invocation.options)
-    timings["inference"] = time.perf_counter()
+    stages.done("inference")
     counts = count_by_class(detections, detector.class_names)
     body: dict = {}
     if invocation.return_image:
-        picture = encode_jpeg(annotate(image, detections, counts), settings.jpeg_quality)
-        body["img"] = base64.b64encode(picture).decode("ascii")
-        timings["annotate"] = time.perf_counter()
+        annotated = annotate(image, detections, counts)
+        stages.done("annotate")
+        body["img"] = base64.b64encode(encode_jpeg(annotated, settings.jpeg_quality)).decode("ascii")
+        stages.done("encode")
     body["stat"] = counts
     if invocation.include_detections:
         body["detections"] = [_detection_json(d) for d in detections]
-    log.info(
-        "request %s file=%s size=%dx%d bytes=%d objects=%d %s",
-        g.request_id,
-        invocation.filename or "-",
-        image.shape[1],
-        image.shape[0],
-        len(invocation.image),
-        len(detections),
-        " ".join(_durations(started, timings)),
+    stages.observe()
+    metrics.count_objects(counts)
+    add_fields(
+        filename=invocation.filename,
+        width=image.shape[1],
+        height=image.shape[0],
+        objects=len(detections),
+        counts={name: count for name, count in counts.items() if count},
+        stage_ms={stage: round(seconds * 1000, 1) for stage, seconds in stages.seconds.items()},
     )
     return jsonify(body)
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    payload, content_type = metrics.render()
+    return Response(payload, content_type=content_type)
 
 
 def _detection_json(detection: Detection) -> dict:
@@ -73,10 +79,3 @@ def _detection_json(detection: Detection) -> dict:
         "confidence": round(detection.confidence, 4),
         "box": [round(v, 1) for v in detection.box],
     }
-
-
-def _durations(started: float, marks: dict[str, float]):
-    previous = started
-    for name, mark in marks.items():
-        yield f"{name}_ms={(mark - previous) * 1000:.1f}"
-        previous = mark

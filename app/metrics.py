@@ -1,0 +1,68 @@
+"""Prometheus metrics. Under gunicorn every worker writes its own files in
+PROMETHEUS_MULTIPROC_DIR (set up by gunicorn.conf.py) and /metrics adds them up;
+without it (tests, a single process) the default registry serves."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+# From a small photo on a GPU (a few ms) to a 48 MP photo on a slow CPU (tens of s).
+SECOND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+REQUESTS = Counter("detector_http_requests_total", "HTTP requests answered", ["method", "endpoint", "status"])
+REQUEST_SECONDS = Histogram(
+    "detector_http_request_seconds", "Time to answer an HTTP request", ["endpoint"], buckets=SECOND_BUCKETS
+)
+STAGE_SECONDS = Histogram(
+    "detector_stage_seconds",
+    "Time per stage of POST /invocations: decode, inference, annotate, encode",
+    ["stage"],
+    buckets=SECOND_BUCKETS,
+)
+OBJECTS = Counter("detector_objects_total", "Objects counted, per class", ["class_name"])
+MODEL_LOAD_SECONDS = Gauge(
+    "detector_model_load_seconds", "Time the model took to load in a worker", multiprocess_mode="max"
+)
+
+
+class Stages:
+    """Durations of consecutive stages of one request, for the log and the histograms."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._last
+        self._last = now
+
+    def observe(self) -> None:
+        for stage, seconds in self.seconds.items():
+            STAGE_SECONDS.labels(stage).observe(seconds)
+
+
+def count_objects(counts: dict[str, int]) -> None:
+    for class_name, count in counts.items():
+        if count:
+            OBJECTS.labels(class_name).inc(count)
+
+
+def render() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
