@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     status = 500
     code = "internal_error"
+    headers: dict[str, str] = {}  # noqa: RUF012 - read-only per class
 
     def __init__(self, message: str, code: str | None = None):
         super().__init__(message)
@@ -28,6 +29,11 @@ class ApiError(Exception):
 
 class BadRequest(ApiError):
     status, code = 400, "bad_request"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="detector"'}  # noqa: RUF012
 
 
 class UnsupportedMediaType(ApiError):
@@ -55,7 +61,9 @@ def error_response(status: int, code: str, message: str, **extra):
 def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
-        return error_response(error.status, error.code, error.message)
+        response = error_response(error.status, error.code, error.message)
+        response.headers.update(error.headers)
+        return response
 
     for exception, (status, code) in DOMAIN_ERRORS.items():
         app.register_error_handler(

@@ -28,6 +28,7 @@ class Settings:
     inference_wait_s: float = 60.0  # a request waits this long for a busy engine, then 503
     jpeg_quality: int = 90
     cors_origins: tuple[str, ...] = ("*",)
+    api_keys: tuple[str, ...] = ()
     log_level: str = "INFO"
 
     @property
@@ -52,6 +53,7 @@ class Settings:
             inference_wait_s=_number(env, "INFERENCE_WAIT_S", cls.inference_wait_s, float, minimum=0.001),
             jpeg_quality=_number(env, "JPEG_QUALITY", cls.jpeg_quality, int, minimum=1, maximum=100),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()) or ("*",),
+            api_keys=_api_keys(env),
             log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
         )
 
@@ -61,6 +63,18 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    """API_KEYS (comma-separated) and API_KEYS_FILE (one per line, # comments)."""
+    keys = [key.strip() for key in env.get("API_KEYS", "").split(",")]
+    if env.get("API_KEYS_FILE"):
+        try:
+            lines = Path(env["API_KEYS_FILE"]).read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"API_KEYS_FILE={env['API_KEYS_FILE']}: {exc.strerror}") from None
+        keys += [line.strip() for line in lines if not line.strip().startswith("#")]
+    return tuple(key for key in keys if key)
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], case=str.lower) -> str:
