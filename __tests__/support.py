@@ -81,3 +81,16 @@ class RunningService:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def worker_pids(master_pid: int) -> set[int]:
+    """gunicorn's workers: the children of the master process."""
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")

@@ -1,13 +1,9 @@
 """The service as users run it: ./run.sh, gunicorn, HTTP over loopback."""
 
 import base64
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from support import ROOT, RunningService, photo_bytes
-
-EXPECTED = {"dog.jpg": {"dog", "bicycle"}, "person.jpg": {"person", "dog"}, "eagle.jpg": {"bird"}}
 
 
 def found(stat: dict) -> set:
@@ -32,7 +28,8 @@ def test_readme_command_starts_the_service_and_stops_cleanly(tmp_path):
         assert service.stop() == 0, service.output()
     log = service.output()
     assert "running gunicorn..." in log
-    assert "model loaded" in log and "request_id=" in log
+    assert "model loaded" in log
+    assert f'"request_id":"{response.headers["X-Request-ID"]}"' in log  # one structured line per request
 
 
 def test_three_request_forms_over_http(live_server):
@@ -46,32 +43,6 @@ def test_three_request_forms_over_http(live_server):
     assert [r.status_code for r in responses] == [200, 200, 200]
     stats = [r.json()["stat"] for r in responses]
     assert stats[0] == stats[1] == stats[2]
-
-
-def test_concurrent_clients_get_their_own_counts_and_ping_stays_fast(live_server):
-    url = f"{live_server.url}/invocations"
-    photos = {name: photo_bytes(name) for name in EXPECTED}
-
-    def client(index: int):
-        results = []
-        for round_ in range(6):
-            name = list(photos)[(index + round_) % len(photos)]
-            response = requests.post(url, data=photos[name], headers={"Content-Type": "image/jpeg"}, timeout=60)
-            results.append((name, response.status_code, found(response.json()["stat"])))
-        return results
-
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        clients = [pool.submit(client, i) for i in range(4)]
-        time.sleep(0.5)
-        started = time.monotonic()
-        ping = requests.get(f"{live_server.url}/ping", timeout=5)
-        ping_seconds = time.monotonic() - started
-        results = [result for future in clients for result in future.result()]
-    assert ping.status_code == 200 and ping_seconds < 1.0
-    assert len(results) == 24
-    for name, status, classes in results:
-        assert status == 200
-        assert EXPECTED[name] <= classes, (name, classes)
 
 
 def test_a_bad_model_or_setting_stops_the_start_with_one_clear_line(tmp_path):
