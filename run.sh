@@ -13,7 +13,11 @@ esac
 source scripts/ensure_venv.sh
 ensure_venv requirements.txt
 
-if [ -z "${MODEL_DIR:-}" ] && ! compgen -G "aimodel/*.weights" >/dev/null && [ ! -d /opt/ml/model ]; then
+if [ -n "${MODEL_S3_URI:-}" ]; then
+  # The model comes from S3 into its own folder (never mixed with aimodel/'s files).
+  export MODEL_DIR=${MODEL_DIR:-$PWD/aimodel/s3}
+  "$VENV/bin/python" -m app.s3_model  # prints "Getting weights from S3"; fails with one line
+elif [ -z "${MODEL_DIR:-}" ] && ! compgen -G "aimodel/*.weights" >/dev/null && [ ! -d /opt/ml/model ]; then
   "$VENV/bin/python" scripts/fetch_demo_model.py aimodel
 fi
 

@@ -7,11 +7,13 @@ message is one line that says what to fix; the service refuses to start on it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .darknet_cfg import CfgError, NetworkInput, Section, detection_layers, network_input, parse_cfg
 
+MODEL_SUFFIXES = (".cfg", ".weights", ".names", ".data")
 LOCAL_MODEL_DIR = Path("aimodel")
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 
@@ -96,6 +98,21 @@ def read_class_names(path: Path) -> tuple[str, ...]:
     if duplicates:
         raise ModelError(f"{path}: class names must be unique, repeated: {', '.join(duplicates)}")
     return names
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    hasher = hashlib.new(algorithm)
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def verify_weights_sha256(weights: Path, expected: str) -> None:
+    """MODEL_SHA256: serve only the weights that were meant to be served."""
+    actual = file_digest(weights)
+    if actual != expected.strip().lower():
+        raise ModelError(f"{weights}: sha256 {actual} does not match MODEL_SHA256={expected.strip()}")
 
 
 def _model_files(directory: Path, suffix: str) -> list[Path]:

