@@ -40,6 +40,10 @@ class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
 
 
+class NotAcceptable(ApiError):
+    status, code = 406, "not_acceptable"
+
+
 class NotReady(ApiError):
     status, code = 503, "not_ready"
 

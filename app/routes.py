@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -10,7 +11,7 @@ from . import metrics
 from .annotate import annotate
 from .detection import Detection
 from .detector import Detector
-from .errors import NotReady
+from .errors import NotAcceptable, NotReady
 from .images import decode_image, encode_jpeg
 from .metrics import Stages
 from .postprocess import count_by_class
@@ -18,6 +19,7 @@ from .request_log import add_fields
 from .request_parsing import parse_invocation
 
 bp = Blueprint("service", __name__)
+PRODUCED_TYPES = ("application/json", "image/jpeg")
 
 
 def _detector() -> Detector:
@@ -34,10 +36,28 @@ def ping():
     return jsonify({"data": "pong!"})
 
 
+@bp.get("/execution-parameters")
+def execution_parameters():
+    """SageMaker batch transform asks this before sending records."""
+    settings = current_app.extensions["settings"]
+    return jsonify(
+        {
+            # One photo at a time per worker: the engine is serialised.
+            "MaxConcurrentTransforms": settings.workers,
+            "BatchStrategy": "SINGLE_RECORD",
+            "MaxPayloadInMB": max(1, int(settings.max_upload_mb)),
+        }
+    )
+
+
 @bp.post("/invocations")
 def invocations():
     detector = _detector()
     settings = current_app.extensions["settings"]
+    # JSON by default; Accept: image/jpeg asks for the annotated picture itself.
+    produce = request.accept_mimetypes.best_match(PRODUCED_TYPES) if request.accept_mimetypes else PRODUCED_TYPES[0]
+    if produce is None:
+        raise NotAcceptable(f"this service answers {' or '.join(PRODUCED_TYPES)}, not {request.headers['Accept']}")
     stages = Stages()
     invocation = parse_invocation(request, detector.class_names)
     image = decode_image(invocation.image, settings.max_image_pixels)
@@ -46,11 +66,13 @@ def invocations():
     stages.done("inference")
     counts = count_by_class(detections, detector.class_names)
     body: dict = {}
-    if invocation.return_image:
+    picture = None
+    if invocation.return_image or produce == "image/jpeg":
         annotated = annotate(image, detections, counts)
         stages.done("annotate")
-        body["img"] = base64.b64encode(encode_jpeg(annotated, settings.jpeg_quality)).decode("ascii")
+        picture = encode_jpeg(annotated, settings.jpeg_quality)
         stages.done("encode")
+        body["img"] = base64.b64encode(picture).decode("ascii")
     body["stat"] = counts
     if invocation.include_detections:
         body["detections"] = [_detection_json(d) for d in detections]
@@ -64,6 +86,10 @@ def invocations():
         counts={name: count for name, count in counts.items() if count},
         stage_ms={stage: round(seconds * 1000, 1) for stage, seconds in stages.seconds.items()},
     )
+    if produce == "image/jpeg":
+        # The counts travel in a header, for clients that only want the picture.
+        stat = json.dumps({name: count for name, count in counts.items() if count}, separators=(",", ":"))
+        return Response(picture, content_type="image/jpeg", headers={"X-Stat": stat})
     return jsonify(body)
 
 

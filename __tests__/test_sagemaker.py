@@ -1,0 +1,89 @@
+"""The SageMaker "bring your own container" contract."""
+
+import io
+import json
+import threading
+
+import pytest
+import requests
+from PIL import Image
+from support import RunningService, free_port, photo_bytes
+
+from app import create_app, model_files
+from app.settings import Settings
+
+DOG = photo_bytes("dog.jpg")
+
+
+def test_sagemaker_bind_to_port_is_honoured(tmp_path):
+    port = free_port()
+    service = RunningService({"SAGEMAKER_BIND_TO_PORT": str(port), "WORKERS": "1"}, tmp_path / "service.log")
+    service.url = f"http://127.0.0.1:{port}"  # not PORT: SageMaker's variable wins
+    try:
+        service.wait_ready()
+    finally:
+        service.stop()
+
+
+def test_opt_ml_model_is_the_model_dir_when_aimodel_is_empty(tmp_path, monkeypatch):
+    local, sagemaker = tmp_path / "aimodel", tmp_path / "opt-ml-model"
+    local.mkdir()
+    sagemaker.mkdir()
+    monkeypatch.setattr(model_files, "LOCAL_MODEL_DIR", local)
+    monkeypatch.setattr(model_files, "SAGEMAKER_MODEL_DIR", sagemaker)
+    assert Settings.from_env({}).model_dir == sagemaker
+    (local / "mine.weights").write_bytes(b"w")
+    assert Settings.from_env({}).model_dir == local  # a model in ./aimodel comes first
+    assert Settings.from_env({"MODEL_DIR": "/elsewhere"}).model_dir.as_posix() == "/elsewhere"
+
+
+def test_execution_parameters_are_the_real_limits(settings):
+    client = create_app(Settings(model_dir=settings.model_dir, workers=3, max_upload_mb=0.5)).test_client()
+    assert client.get("/execution-parameters").get_json() == {
+        "MaxConcurrentTransforms": 3,
+        "BatchStrategy": "SINGLE_RECORD",
+        "MaxPayloadInMB": 1,
+    }
+    # MaxPayloadInMB is at least 1 (SageMaker's unit); the service's own limit still holds.
+    assert client.post("/invocations", data=b"\xff" * 600_000, content_type="image/jpeg").status_code == 413
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/json, image/jpeg;q=0.5"])
+def test_json_unless_asked_otherwise(client, accept):
+    headers = {"Accept": accept} if accept else {}
+    response = client.post("/invocations", data=DOG, content_type="image/jpeg", headers=headers)
+    assert response.status_code == 200 and response.mimetype == "application/json"
+
+
+def test_accept_image_jpeg_gets_the_picture_and_the_counts_in_a_header(client):
+    response = client.post("/invocations", data=DOG, content_type="image/jpeg", headers={"Accept": "image/jpeg"})
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
+    assert Image.open(io.BytesIO(response.data)).size == (768, 576)
+    assert json.loads(response.headers["X-Stat"])["dog"] == 1
+
+
+def test_an_accept_it_cannot_produce_is_406(client):
+    response = client.post("/invocations", data=DOG, content_type="image/jpeg", headers={"Accept": "text/csv"})
+    assert response.status_code == 406
+    assert response.get_json()["error"]["code"] == "not_acceptable"
+
+
+def test_ping_answers_within_two_seconds_while_inference_runs(live_server):
+    # kite.jpg is the largest sample photo; eight of them keep both workers busy.
+    body = photo_bytes("kite.jpg")
+    load = [
+        threading.Thread(
+            target=requests.post,
+            args=(f"{live_server.url}/invocations",),
+            kwargs={"data": body, "headers": {"Content-Type": "image/jpeg"}, "timeout": 60},
+        )
+        for _ in range(8)
+    ]
+    for thread in load:
+        thread.start()
+    try:
+        for _ in range(5):
+            assert requests.get(f"{live_server.url}/ping", timeout=2).status_code == 200
+    finally:
+        for thread in load:
+            thread.join()
