@@ -1,0 +1,1 @@
+"""Deployment helpers: SageMaker endpoints (sagemaker.py) and Kubernetes manifests (k8s/)."""
