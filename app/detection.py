@@ -25,6 +25,7 @@ class DetectOptions:
     threshold: float = DEFAULT_THRESHOLD
     nms: float = DEFAULT_NMS
     classes: frozenset[int] | None = None  # class ids to keep; None keeps all
+    tiling: str = "auto"  # auto | on | off, see tiling.py
 
 
 @dataclass(frozen=True)

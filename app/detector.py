@@ -3,6 +3,7 @@ post-processing that turns raw candidates into counted detections."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -11,9 +12,10 @@ import numpy as np
 
 from .detection import Detection, DetectOptions
 from .engines import Engine, create_engine
-from .model_files import ModelDescription, load_model_description
+from .model_files import ModelDescription, file_digest, load_model_description
 from .postprocess import select_detections
 from .settings import Settings
+from .tiling import MERGE_IOS, drop_cut_boxes, merge, should_tile, tile_grid, to_image
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +25,12 @@ class EngineBusy(RuntimeError):
 
 
 class Detector:
-    def __init__(self, engine: Engine, model: ModelDescription, wait_s: float = 60.0):
+    def __init__(self, engine: Engine, model: ModelDescription, wait_s: float = 60.0, tile_overlap: float = 0.2):
         self.engine = engine
         self.model = model
         self._wait_s = wait_s
+        self._tile_overlap = tile_overlap
+        self.load_seconds = 0.0
         # Engines are not thread-safe (darknet, OpenCV's Net): one call at a time.
         self._lock = threading.Lock()
 
@@ -34,16 +38,35 @@ class Detector:
     def class_names(self) -> tuple[str, ...]:
         return self.model.class_names
 
+    @functools.cached_property
+    def file_hashes(self) -> dict[str, str]:
+        """sha256 of each model file: which model answered, for a lab's records."""
+        files = self.model.files
+        paths = [files.cfg, files.weights, files.names] + ([files.data] if files.data else [])
+        return {path.name: file_digest(path) for path in paths}
+
     def detect(self, image: np.ndarray, options: DetectOptions | None = None) -> list[Detection]:
         options = options or DetectOptions()
+        height, width = image.shape[:2]
+        network = (self.model.network.width, self.model.network.height)
+        tiles = (
+            tile_grid((width, height), network, self._tile_overlap)
+            if should_tile(options.tiling, (width, height), network)
+            else []
+        )
         if not self._lock.acquire(timeout=self._wait_s):
             raise EngineBusy(f"the model was busy for {self._wait_s:g} s; try again")
         try:
-            candidates = self.engine.predict(image, min_score=options.threshold)
+            # The whole-image pass finds the objects larger than a tile (as SAHI keeps it).
+            parts = [self.engine.predict(image, min_score=options.threshold)]
+            crops = [image[t.y : t.y + t.height, t.x : t.x + t.width] for t in tiles]
+            found = self.engine.predict_many(crops, min_score=options.threshold) if tiles else []
         finally:
             self._lock.release()
-        height, width = image.shape[:2]
-        return select_detections(candidates, options, self.class_names, (width, height))
+        for tile, candidates in zip(tiles, found, strict=True):
+            parts.append(to_image(drop_cut_boxes(candidates, tile, (width, height)), tile))
+        ios = MERGE_IOS if tiles else None
+        return select_detections(merge(parts), options, self.class_names, (width, height), ios_threshold=ios)
 
     def warm_up(self) -> None:
         """The first forward pass allocates buffers; pay for it before serving."""
@@ -55,8 +78,9 @@ def build_detector(settings: Settings) -> Detector:
     started = time.perf_counter()
     model = load_model_description(settings.model_dir)
     engine = create_engine(settings.backend, model, threads=settings.engine_threads, device=settings.device)
-    detector = Detector(engine, model, wait_s=settings.inference_wait_s)
+    detector = Detector(engine, model, wait_s=settings.inference_wait_s, tile_overlap=settings.tile_overlap)
     detector.warm_up()
+    detector.load_seconds = time.perf_counter() - started
     log.info(
         "model loaded: %s (%d classes, %dx%d%s) on %s/%s with %d threads in %.2f s",
         model.files.weights,
@@ -67,6 +91,6 @@ def build_detector(settings: Settings) -> Detector:
         engine.name,
         engine.device,
         settings.engine_threads,
-        time.perf_counter() - started,
+        detector.load_seconds,
     )
     return detector

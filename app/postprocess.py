@@ -18,29 +18,52 @@ def best_class(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return class_ids, scores[np.arange(len(scores)), class_ids]
 
 
-def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one x, y, w, h box with each of many (no +1 pixel convention, as darknet)."""
+def _intersection(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     left = np.maximum(box[0], boxes[:, 0])
     top = np.maximum(box[1], boxes[:, 1])
     right = np.minimum(box[0] + box[2], boxes[:, 0] + boxes[:, 2])
     bottom = np.minimum(box[1] + box[3], boxes[:, 1] + boxes[:, 3])
-    intersection = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    return np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+
+
+def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one x, y, w, h box with each of many (no +1 pixel convention, as darknet)."""
+    intersection = _intersection(box, boxes)
     union = box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - intersection
     return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy NMS: indices kept, best first. A box suppresses others only while kept."""
+def ios_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller box: 1 when one box lies inside the other."""
+    intersection = _intersection(box, boxes)
+    smaller = np.minimum(box[2] * box[3], boxes[:, 2] * boxes[:, 3])
+    return np.divide(intersection, smaller, out=np.zeros_like(intersection), where=smaller > 0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, ios_threshold: float | None = None) -> np.ndarray:
+    """Greedy NMS: indices kept, best first. A box suppresses others only while kept.
+
+    With ios_threshold, a box mostly inside a better one is suppressed too: what tiles
+    need, where one tile sees a whole organism and its neighbour a part of it."""
     order = np.argsort(-scores, kind="stable")
     keep = []
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(best)
-        order = rest[iou_one_to_many(boxes[best], boxes[rest]) <= iou_threshold]
+        duplicate = iou_one_to_many(boxes[best], boxes[rest]) > iou_threshold
+        if ios_threshold is not None:
+            duplicate |= ios_one_to_many(boxes[best], boxes[rest]) > ios_threshold
+        order = rest[~duplicate]
     return np.asarray(keep, dtype=np.intp)
 
 
-def classwise_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:
+def classwise_nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    iou_threshold: float,
+    ios_threshold: float | None = None,
+) -> np.ndarray:
     """NMS within each class in one pass: boxes of different classes are moved apart."""
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.intp)
@@ -48,7 +71,7 @@ def classwise_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, 
     extent = float(np.abs(boxes).max() + np.abs(boxes[:, 2:]).max() + 1)
     shifted = boxes.copy()
     shifted[:, :2] += class_ids[:, None] * extent
-    return nms(shifted, scores, iou_threshold)
+    return nms(shifted, scores, iou_threshold, ios_threshold)
 
 
 def clip_to_image(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -64,6 +87,7 @@ def select_detections(
     options: DetectOptions,
     class_names: tuple[str, ...],
     image_size: tuple[int, int],
+    ios_threshold: float | None = None,
 ) -> list[Detection]:
     """Threshold, one class per box, class filter, class-wise NMS; best first."""
     class_ids, confidences = best_class(candidates.scores)
@@ -71,7 +95,7 @@ def select_detections(
     if options.classes is not None:
         keep &= np.isin(class_ids, sorted(options.classes))
     boxes, class_ids, confidences = candidates.boxes[keep], class_ids[keep], confidences[keep]
-    kept = classwise_nms(boxes, confidences, class_ids, options.nms)
+    kept = classwise_nms(boxes, confidences, class_ids, options.nms, ios_threshold)
     clipped = clip_to_image(boxes[kept].astype(np.float64), *image_size)
     return [
         Detection(int(c), class_names[int(c)], float(s), tuple(float(v) for v in box))

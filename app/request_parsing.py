@@ -18,6 +18,7 @@ from flask import Request
 
 from .detection import DEFAULT_NMS, DEFAULT_THRESHOLD, DetectOptions
 from .errors import BadRequest, UnsupportedMediaType
+from .tiling import TILING_MODES
 
 RAW_IMAGE_TYPES = frozenset({"image/jpeg", "image/jpg", "image/png", "image/tiff", "image/webp", "application/x-image"})
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
@@ -88,6 +89,7 @@ def parse_options(params: Mapping[str, Any], class_names: tuple[str, ...]) -> De
         threshold=_fraction(params, "threshold", DEFAULT_THRESHOLD),
         nms=_fraction(params, "nms", DEFAULT_NMS),
         classes=_class_ids(params.get("classes"), class_names),
+        tiling=_choice(params, "tiling", TILING_MODES),
     )
 
 
@@ -106,6 +108,15 @@ def _fraction(params: Mapping[str, Any], name: str, default: float) -> float:
     if not (math.isfinite(number) and 0.0 <= number <= 1.0):
         raise BadRequest(f"'{name}' must be between 0 and 1, got {value!r}", code="invalid_parameter")
     return number
+
+
+def _choice(params: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str:
+    value = params.get(name)
+    if value is None or value == "":
+        return allowed[0]
+    if not isinstance(value, str) or value.strip().lower() not in allowed:
+        raise BadRequest(f"'{name}' must be one of {', '.join(allowed)}, got {value!r}", code="invalid_parameter")
+    return value.strip().lower()
 
 
 def _boolean(params: Mapping[str, Any], name: str, default: bool) -> bool:

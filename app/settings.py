@@ -28,6 +28,7 @@ class Settings:
     max_image_megapixels: float = 100.0
     inference_wait_s: float = 60.0  # a request waits this long for a busy engine, then 503
     jpeg_quality: int = 90
+    tile_overlap: float = 0.2  # share of a tile its neighbour also covers
     cors_origins: tuple[str, ...] = ("*",)
     api_keys: tuple[str, ...] = ()
     model_sha256: str = ""
@@ -55,6 +56,7 @@ class Settings:
             max_image_megapixels=_number(env, "MAX_IMAGE_MEGAPIXELS", cls.max_image_megapixels, float, minimum=0.001),
             inference_wait_s=_number(env, "INFERENCE_WAIT_S", cls.inference_wait_s, float, minimum=0.001),
             jpeg_quality=_number(env, "JPEG_QUALITY", cls.jpeg_quality, int, minimum=1, maximum=100),
+            tile_overlap=_number(env, "TILE_OVERLAP", cls.tile_overlap, float, minimum=0.0, maximum=0.9),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()) or ("*",),
             api_keys=_api_keys(env),
             model_sha256=env.get("MODEL_SHA256", "").strip().lower(),

@@ -26,3 +26,7 @@ class Engine(ABC):
 
         Candidates whose scores are all <= min_score may be left out (darknet drops
         them itself); the request threshold is applied again afterwards."""
+
+    def predict_many(self, images: list[np.ndarray], min_score: float) -> list[Candidates]:
+        """Several photos of one size (tiles); engines that batch override this."""
+        return [self.predict(image, min_score) for image in images]
