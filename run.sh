@@ -10,6 +10,7 @@ case "${1:-}" in
   *) echo "usage: $0 [serve]" >&2; exit 2 ;;
 esac
 
+# shellcheck source=scripts/ensure_venv.sh
 source scripts/ensure_venv.sh
 ensure_venv requirements.txt
 

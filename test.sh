@@ -4,12 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Debian's darknet package: a real libdarknet.so (pjreddie API) for the binding's tests.
-if [ ! -f /usr/lib/darknet/libdarknet.so ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+# Debian packages the tests use where they can be installed (as root): darknet for a
+# real libdarknet.so (pjreddie API), chromium for the web page in a real browser.
+missing=()
+[ -f /usr/lib/darknet/libdarknet.so ] || missing+=(darknet)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends darknet >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# shellcheck source=scripts/ensure_venv.sh
 source scripts/ensure_venv.sh
 ensure_venv requirements-test.txt
 "$VENV/bin/python" scripts/fetch_demo_model.py aimodel

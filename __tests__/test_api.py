@@ -204,3 +204,27 @@ def test_nothing_is_written_to_disk_per_request(client):
     finally:
         watching.clear()
     assert writes == []
+
+
+def test_model_info(client, model_dir):
+    info = client.get("/model").get_json()
+    assert len(info["classes"]) == 80 and info["classes"][0] == "person"
+    assert info["network"] == {"width": 416, "height": 416, "letter_box": False}
+    assert (info["engine"], info["device"]) == ("opencv", "cpu")
+    assert set(info["files"]) == {"yolov3-tiny.cfg", "yolov3-tiny.weights", "coco.names"}
+    assert info["files"]["yolov3-tiny.weights"] == "dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c"
+    assert info["load_seconds"] > 0
+
+
+def test_tiling_parameter(client, dog_stat):
+    for mode in ("auto", "off", "Off"):
+        response = client.post(f"/invocations?tiling={mode}&return_image=0", data=DOG, content_type="image/jpeg")
+        assert response.get_json()["stat"] == dog_stat  # 768x576 on 416: auto does not tile
+    response = client.post("/invocations", json={"image": DOG_B64, "tiling": "sometimes"})
+    assert error_of(response, 400)["code"] == "invalid_parameter"
+
+
+def test_the_web_page_is_served(client):
+    response = client.get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert b'id="photo"' in response.data and b"http" not in response.data.split(b"<script>")[1]

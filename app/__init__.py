@@ -6,7 +6,6 @@ gunicorn serves `app:create_app()`; tests build apps with their own Settings.
 from __future__ import annotations
 
 import logging
-import time
 
 from flask import Flask
 
@@ -26,9 +25,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.json.sort_keys = False  # keep "img", "stat" and the classes in .names order
     app.extensions["settings"] = settings
-    started = time.perf_counter()
-    app.extensions["detector"] = build_detector(settings)
-    MODEL_LOAD_SECONDS.set(time.perf_counter() - started)
+    app.extensions["detector"] = detector = build_detector(settings)
+    MODEL_LOAD_SECONDS.set(detector.load_seconds)
     errors.init_app(app)
     # Hooks run in registration order: the request id exists before a 401 is raised.
     http_hooks.init_app(app, settings.cors_origins)

@@ -80,7 +80,11 @@ def init_app(app: Flask) -> None:
         code = re.sub(r"[^a-z0-9]+", "_", (error.name or "error").lower()).strip("_")
         if error.code == 413:
             code = "payload_too_large"
-        return error_response(error.code or 500, code, error.description or error.name)
+        response = error_response(error.code or 500, code, error.description or error.name)
+        for name, value in error.get_headers():  # e.g. Allow on a 405, as RFC 9110 asks
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _server_fault(error: Exception):

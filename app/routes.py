@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
+from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -14,6 +16,7 @@ from .detector import Detector
 from .errors import NotAcceptable, NotReady
 from .images import decode_image, encode_jpeg
 from .metrics import Stages
+from .openapi import openapi_document
 from .postprocess import count_by_class
 from .request_log import add_fields
 from .request_parsing import parse_invocation
@@ -29,11 +32,43 @@ def _detector() -> Detector:
     return detector
 
 
+@bp.get("/")
+def index():
+    """The web page: pick a photo, see it annotated and counted (static, works offline)."""
+    return Response(_index_html(), mimetype="text/html")
+
+
+@functools.cache
+def _index_html() -> bytes:
+    return (Path(__file__).parent / "static" / "index.html").read_bytes()
+
+
 @bp.get("/ping")
 @bp.get("/ping/")
 def ping():
     _detector()
     return jsonify({"data": "pong!"})
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())
+
+
+@bp.get("/model")
+def model_info():
+    detector = _detector()
+    network = detector.model.network
+    return jsonify(
+        {
+            "classes": list(detector.class_names),
+            "network": {"width": network.width, "height": network.height, "letter_box": network.letter_box},
+            "engine": detector.engine.name,
+            "device": detector.engine.device,
+            "files": detector.file_hashes,
+            "load_seconds": round(detector.load_seconds, 3),
+        }
+    )
 
 
 @bp.get("/execution-parameters")
