@@ -1,0 +1,117 @@
+"""Counting a folder of photos without a server: the same detector, in process.
+
+  python -m app count PATH... [--output counts.csv | --format jsonl]
+      [--annotate DIR] [--threshold 0.25] [--tiling auto|on|off]
+
+One row per photo: file, width, height, a count per class, milliseconds; a photo
+that cannot be read gets its error in the row and the run goes on. The model is
+the service's (MODEL_DIR, BACKEND, ... from the environment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+from .annotate import annotate
+from .detection import DetectOptions
+from .detector import build_detector
+from .engines import EngineUnavailable
+from .images import ImageTooLarge, InvalidImage, decode_image, encode_jpeg
+from .model_files import ModelError
+from .postprocess import count_by_class
+from .settings import ConfigError, Settings
+from .tiling import TILING_MODES
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+
+
+def photos_in(paths: list[Path]) -> list[Path]:
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+        else:
+            found.append(path)  # named explicitly: tried even with an odd suffix
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Count objects in photos.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    count = commands.add_parser("count", help="count objects in photos or folders of photos")
+    count.add_argument("paths", nargs="+", type=Path)
+    count.add_argument("--output", "-o", type=Path, help="write here instead of standard output")
+    count.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    count.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated pictures here")
+    count.add_argument("--threshold", type=float, default=DetectOptions.threshold)
+    count.add_argument("--tiling", choices=TILING_MODES, default="auto")
+    args = parser.parse_args(argv)
+    if not 0 <= args.threshold <= 1:
+        parser.error("--threshold must be between 0 and 1")
+    try:
+        settings = Settings.from_env()
+        detector = build_detector(settings)
+    except (ConfigError, ModelError, EngineUnavailable) as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
+    photos = photos_in(args.paths)
+    options = DetectOptions(threshold=args.threshold, tiling=args.tiling)
+    out = args.output.open("w", newline="") if args.output else sys.stdout
+    try:
+        write = _writer(out, args.format, detector.class_names)
+        failures = 0
+        for index, photo in enumerate(photos, start=1):
+            _progress(index, len(photos), photo)
+            row = count_photo(photo, detector, options, settings, args.annotate)
+            failures += bool(row["error"])
+            write(row)
+    finally:
+        if args.output:
+            out.close()
+    print(f"\rcounted {len(photos) - failures} photos, {failures} could not be read", file=sys.stderr)
+    return 0
+
+
+def count_photo(photo: Path, detector, options: DetectOptions, settings: Settings, annotate_dir: Path | None) -> dict:
+    row: dict = {"file": str(photo), "width": None, "height": None, "counts": {}, "ms": None, "error": ""}
+    started = time.perf_counter()
+    try:
+        image = decode_image(photo.read_bytes(), settings.max_image_pixels)
+    except (OSError, InvalidImage, ImageTooLarge) as exc:
+        row["error"] = str(exc)
+        return row
+    detections = detector.detect(image, options)
+    counts = count_by_class(detections, detector.class_names)
+    row.update(height=image.shape[0], width=image.shape[1], counts=counts)
+    row["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    if annotate_dir:
+        annotate_dir.mkdir(parents=True, exist_ok=True)
+        picture = encode_jpeg(annotate(image, detections, counts), settings.jpeg_quality)
+        (annotate_dir / f"{photo.stem}.annotated.jpg").write_bytes(picture)
+    return row
+
+
+def _writer(out, fmt: str, class_names: tuple[str, ...]):
+    if fmt == "jsonl":
+        return lambda row: print(json.dumps(row), file=out, flush=True)
+    table = csv.writer(out)
+    table.writerow(["file", "width", "height", *class_names, "ms", "error"])
+
+    def write(row: dict) -> None:
+        counts = [row["counts"].get(name, "") for name in class_names]
+        table.writerow([row["file"], row["width"], row["height"], *counts, row["ms"], row["error"]])
+        out.flush()
+
+    return write
+
+
+def _progress(index: int, total: int, photo: Path) -> None:
+    if sys.stderr.isatty() or total > 1:
+        width = 30
+        done = width * index // max(total, 1)
+        print(f"\r[{'#' * done}{'.' * (width - done)}] {index}/{total} {photo.name[:40]:40}", end="", file=sys.stderr)
