@@ -50,11 +50,15 @@ def test_boxes_cut_by_an_inner_border_are_dropped():
     assert kept.boxes.tolist() == [[200, 0, 30, 30], [100, 100, 30, 30]]
 
 
-def test_a_part_inside_the_whole_is_merged_across_tiles():
+def test_nested_boxes_merge_where_a_tile_found_them():
     boxes = np.array([[100, 100, 70, 98], [120, 110, 30, 70]], dtype=np.float64)
     scores, classes = np.array([0.5, 0.6]), np.array([0, 0])
     assert classwise_nms(boxes, scores, classes, 0.45).tolist() == [1, 0]  # IoU 0.3: both stay
-    assert classwise_nms(boxes, scores, classes, 0.45, ios_threshold=0.5).tolist() == [1]
+    two_tiles = np.array([1, 2])
+    assert classwise_nms(boxes, scores, classes, 0.45, 0.5, two_tiles).tolist() == [1]
+    # Both from the whole-photo pass: as without tiling (a foal inside its mare's box stays).
+    whole_photo = np.array([0, 0])
+    assert classwise_nms(boxes, scores, classes, 0.45, 0.5, whole_photo).tolist() == [1, 0]
 
 
 def sixteen_small_dogs() -> np.ndarray:

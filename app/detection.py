@@ -38,3 +38,4 @@ class Candidates:
 
     boxes: np.ndarray
     scores: np.ndarray
+    passes: np.ndarray | None = None  # tiled inference: which pass (tile) found each box

@@ -11,6 +11,11 @@ import numpy as np
 
 from .detection import Candidates, Detection, DetectOptions
 
+# The most boxes that go into NMS (best first): far above any real photo's count,
+# low enough that threshold=0 on a tiled photo answers in seconds, not minutes.
+MAX_CANDIDATES = 3000
+WHOLE_IMAGE_PASS = 0  # in tiled inference; tiles are passes 1, 2, ...
+
 
 def best_class(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's best class id and its score."""
@@ -40,19 +45,29 @@ def ios_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.divide(intersection, smaller, out=np.zeros_like(intersection), where=smaller > 0)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, ios_threshold: float | None = None) -> np.ndarray:
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float,
+    ios_threshold: float | None = None,
+    passes: np.ndarray | None = None,
+) -> np.ndarray:
     """Greedy NMS: indices kept, best first. A box suppresses others only while kept.
 
-    With ios_threshold, a box mostly inside a better one is suppressed too: what tiles
-    need, where one tile sees a whole organism and its neighbour a part of it."""
+    With ios_threshold and passes (which tile, or the whole photo, found each box), a
+    box mostly inside a better one is suppressed too where a tile found either: at
+    tile scale one organism yields nested boxes (a whole dog and a part of it, from
+    this tile or its neighbour). Between two boxes of the whole-photo pass only IoU
+    counts, as without tiling, so a foal inside its mare's box stays."""
     order = np.argsort(-scores, kind="stable")
     keep = []
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(best)
         duplicate = iou_one_to_many(boxes[best], boxes[rest]) > iou_threshold
-        if ios_threshold is not None:
-            duplicate |= ios_one_to_many(boxes[best], boxes[rest]) > ios_threshold
+        if ios_threshold is not None and passes is not None:
+            tiles_involved = (passes[rest] != WHOLE_IMAGE_PASS) | (passes[best] != WHOLE_IMAGE_PASS)
+            duplicate |= tiles_involved & (ios_one_to_many(boxes[best], boxes[rest]) > ios_threshold)
         order = rest[~duplicate]
     return np.asarray(keep, dtype=np.intp)
 
@@ -63,6 +78,7 @@ def classwise_nms(
     class_ids: np.ndarray,
     iou_threshold: float,
     ios_threshold: float | None = None,
+    passes: np.ndarray | None = None,
 ) -> np.ndarray:
     """NMS within each class in one pass: boxes of different classes are moved apart."""
     if len(boxes) == 0:
@@ -71,7 +87,7 @@ def classwise_nms(
     extent = float(np.abs(boxes).max() + np.abs(boxes[:, 2:]).max() + 1)
     shifted = boxes.copy()
     shifted[:, :2] += class_ids[:, None] * extent
-    return nms(shifted, scores, iou_threshold, ios_threshold)
+    return nms(shifted, scores, iou_threshold, ios_threshold, passes)
 
 
 def clip_to_image(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -95,7 +111,12 @@ def select_detections(
     if options.classes is not None:
         keep &= np.isin(class_ids, sorted(options.classes))
     boxes, class_ids, confidences = candidates.boxes[keep], class_ids[keep], confidences[keep]
-    kept = classwise_nms(boxes, confidences, class_ids, options.nms, ios_threshold)
+    passes = candidates.passes[keep] if candidates.passes is not None else None
+    if len(confidences) > MAX_CANDIDATES:  # threshold=0 is legal: bound the NMS work
+        best = np.argsort(-confidences, kind="stable")[:MAX_CANDIDATES]
+        boxes, class_ids, confidences = boxes[best], class_ids[best], confidences[best]
+        passes = passes[best] if passes is not None else None
+    kept = classwise_nms(boxes, confidences, class_ids, options.nms, ios_threshold, passes)
     clipped = clip_to_image(boxes[kept].astype(np.float64), *image_size)
     return [
         Detection(int(c), class_names[int(c)], float(s), tuple(float(v) for v in box))

@@ -86,8 +86,10 @@ def to_image(candidates: Candidates, tile: Tile) -> Candidates:
 
 
 def merge(parts: list[Candidates]) -> Candidates:
-    """All candidates together; the class-wise NMS that follows removes the duplicates."""
+    """All passes' candidates together, each marked with its pass; the class-wise NMS
+    that follows removes the duplicates across passes."""
     return Candidates(
         boxes=np.concatenate([p.boxes for p in parts]).astype(np.float32),
         scores=np.concatenate([p.scores for p in parts]).astype(np.float32),
+        passes=np.concatenate([np.full(len(p.boxes), i) for i, p in enumerate(parts)]),
     )
