@@ -4,6 +4,7 @@ import base64
 import io
 import sys
 import threading
+import warnings
 
 import pytest
 from PIL import Image
@@ -228,3 +229,49 @@ def test_the_web_page_is_served(client):
     response = client.get("/")
     assert response.status_code == 200 and response.mimetype == "text/html"
     assert b'id="photo"' in response.data and b"http" not in response.data.split(b"<script>")[1]
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "code"),
+    [
+        (lambda c: c.post("/invocations", data=b"[" * 100_000, content_type="application/json"), 400, "invalid_json"),
+        (
+            lambda c: c.post(
+                "/invocations", data=b'{"image": "", "threshold": 1e400}', content_type="application/json"
+            ),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            lambda c: c.post(
+                "/invocations",
+                data=b'{"image": "' + DOG_B64.encode() + b'", "threshold": ' + b"9" * 400 + b"}",
+                content_type="application/json",
+            ),
+            400,
+            "invalid_parameter",
+        ),
+    ],
+    ids=["json-nested-too-deep", "json-infinite-number", "json-huge-integer"],
+)
+def test_pathological_json_is_a_400_not_a_500(client, send, status, code):
+    assert error_of(send(client), status)["code"] == code
+
+
+def test_a_photo_too_wide_for_jpeg_is_refused(client):
+    wide = io.BytesIO()
+    Image.new("L", (70_000, 20)).save(wide, "PNG")
+    assert error_of(client.post("/invocations", data=wide.getvalue(), content_type="image/png"), 413)["code"] == (
+        "image_too_large"
+    )
+
+
+def test_malformed_exif_is_ignored_not_a_500(client):
+    photo = Image.open(io.BytesIO(DOG))
+    exif = Image.Exif()
+    exif[0x0112] = (1, 2)  # an orientation of the wrong type
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # Pillow warns that it writes a malformed tag: the point
+        warnings.simplefilter("ignore")
+        photo.save(buffer, "JPEG", exif=exif)
+    assert client.post("/invocations", data=buffer.getvalue(), content_type="image/jpeg").status_code == 200

@@ -7,11 +7,22 @@ import io
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 # Pillow's own bomb guard warns or raises from global state; the limit is a setting
 # here and is checked from the header, before any pixel is decoded.
 Image.MAX_IMAGE_PIXELS = None
+JPEG_MAX_SIDE = 65500  # the JPEG format's limit: the annotated picture could not be encoded
+ORIENTATION_TAG = 0x0112
+ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class InvalidImage(Exception):
@@ -33,11 +44,25 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             raise ImageTooLarge(
                 f"the image is {width}x{height} pixels, more than the limit of {max_pixels / 1e6:g} megapixels"
             )
-        return _to_rgb(ImageOps.exif_transpose(image))
+        if max(width, height) > JPEG_MAX_SIDE:
+            raise ImageTooLarge(
+                f"the image is {width}x{height} pixels; the annotated JPEG allows {JPEG_MAX_SIDE} a side"
+            )
+        return _to_rgb(_upright(image))
     except UnidentifiedImageError:
         raise InvalidImage("the data is not an image format this service reads (JPEG, PNG, TIFF, WebP, BMP)") from None
     except (OSError, SyntaxError, ValueError) as exc:  # what Pillow raises on damaged data
         raise InvalidImage(f"the image is damaged or truncated ({exc})") from None
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation. Only the tag is read: exif_transpose would also
+    rewrite the EXIF block, which fails on the malformed ones phones sometimes write."""
+    try:
+        method = ORIENTATIONS.get(image.getexif().get(ORIENTATION_TAG, 1))
+    except Exception:  # any unreadable EXIF (or a tag of the wrong type): no known orientation
+        method = None
+    return image.transpose(method) if method is not None else image
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:

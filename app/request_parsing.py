@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +39,10 @@ def parse_invocation(request: Request, class_names: tuple[str, ...]) -> Invocati
     mimetype = request.mimetype
     params: dict[str, Any] = request.args.to_dict()
     if mimetype == "application/json":
-        body = request.get_json(silent=True)
+        try:
+            body = json.loads(request.get_data())
+        except (ValueError, RecursionError):  # RecursionError: [[[[... nested too deep
+            body = None
         if not isinstance(body, dict):
             raise BadRequest("the body is not a JSON object", code="invalid_json")
         params.update(body)
@@ -101,7 +105,7 @@ def _fraction(params: Mapping[str, Any], name: str, default: float) -> float:
         if isinstance(value, bool):  # JSON true is not a number here
             raise ValueError
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 10**400 as a JSON number
         raise BadRequest(
             f"'{name}' must be a number between 0 and 1, got {value!r}", code="invalid_parameter"
         ) from None
