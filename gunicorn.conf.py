@@ -26,7 +26,8 @@ workers = int(os.environ.get("WORKERS") or max(1, _cores() // 4))
 os.environ.setdefault("WORKERS", str(workers))  # the workers size their engine from it
 worker_class = "gthread"
 # Threads let /ping and /metrics answer while the engine of that worker is busy.
-threads = int(os.environ.get("THREADS") or 4)
+# app/admission.py admits threads - 1 photos at once, so /ping always finds a thread.
+threads = int(os.environ.get("THREADS") or 8)
 # Above the slowest inference (a 48 MP photo on a slow CPU), so a busy worker is not killed.
 timeout = int(os.environ.get("TIMEOUT") or 120)
 graceful_timeout = 30  # SIGTERM: finish the photos in flight, then stop

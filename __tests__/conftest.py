@@ -46,7 +46,7 @@ def client(app):
 @pytest.fixture(scope="session")
 def live_server(model_dir: Path, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("live_server") / "service.log"
-    service = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "2", "THREADS": "4"}, log_path)
+    service = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "2"}, log_path)
     try:
         service.wait_ready()
         yield service

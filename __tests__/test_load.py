@@ -66,7 +66,7 @@ def test_eight_clients_get_their_own_counts_and_ping_answers(live_server, refere
 
 
 def test_a_killed_worker_is_replaced_and_nothing_is_mixed_up(tmp_path, reference_stats):
-    service = RunningService({"WORKERS": "2", "THREADS": "4"}, tmp_path / "service.log")
+    service = RunningService({"WORKERS": "2"}, tmp_path / "service.log")
     try:
         service.wait_ready()
         before = worker_pids(service.process.pid)
@@ -112,7 +112,7 @@ def test_a_killed_worker_is_replaced_and_nothing_is_mixed_up(tmp_path, reference
 
 
 def test_a_thousand_requests_do_not_grow_memory(tmp_path):
-    service = RunningService({"WORKERS": "1", "THREADS": "4"}, tmp_path / "service.log")
+    service = RunningService({"WORKERS": "1"}, tmp_path / "service.log")
     try:
         service.wait_ready()
         (worker,) = worker_pids(service.process.pid)
@@ -132,5 +132,33 @@ def test_a_thousand_requests_do_not_grow_memory(tmp_path):
             list(pool.map(send, [500, 500]))
         grown = rss_mb(worker)
         assert grown <= warm * 1.10, f"RSS {warm:.0f} MB after warm-up, {grown:.0f} MB after 1000 requests"
+    finally:
+        service.stop()
+
+
+def test_more_photos_than_slots_get_503_busy_and_ping_still_answers(tmp_path):
+    # One worker, 3 threads: 2 photos admitted at once, the rest told to come back.
+    service = RunningService({"WORKERS": "1", "THREADS": "3"}, tmp_path / "service.log")
+    try:
+        service.wait_ready()
+        body = photo_bytes("kite.jpg")  # tiled on 416: about half a second each here
+
+        def send(_):
+            return requests.post(
+                f"{service.url}/invocations", data=body, headers={"Content-Type": "image/jpeg"}, timeout=120
+            )
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            futures = [pool.submit(send, i) for i in range(6)]
+            time.sleep(0.3)
+            started = time.monotonic()
+            assert requests.get(f"{service.url}/ping", timeout=5).status_code == 200
+            ping_s = time.monotonic() - started
+            responses = [future.result() for future in futures]
+        statuses = sorted(r.status_code for r in responses)
+        assert ping_s < 1.0
+        assert 200 in statuses and 503 in statuses and set(statuses) <= {200, 503}
+        busy = next(r for r in responses if r.status_code == 503)
+        assert busy.json()["error"]["code"] == "busy" and busy.headers["Retry-After"] == "1"
     finally:
         service.stop()

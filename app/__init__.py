@@ -9,7 +9,7 @@ import logging
 
 from flask import Flask
 
-from . import auth, errors, http_hooks, request_log, routes
+from . import admission, auth, errors, http_hooks, request_log, routes
 from .detector import build_detector
 from .metrics import MODEL_LOAD_SECONDS
 from .settings import Settings
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     http_hooks.init_app(app, settings.cors_origins)
     request_log.init_app(app)
     auth.init_app(app, settings.api_keys)
+    admission.init_app(app, settings.threads)  # after auth: strangers take no slot
     http_hooks.limit_streamed_bodies(app, settings.max_upload_bytes)  # after auth: no reading for strangers
     app.register_blueprint(routes.bp)
     return app

@@ -44,6 +44,11 @@ class NotAcceptable(ApiError):
     status, code = 406, "not_acceptable"
 
 
+class Busy(ApiError):
+    status, code = 503, "busy"
+    headers = {"Retry-After": "1"}  # noqa: RUF012
+
+
 class NotReady(ApiError):
     status, code = 503, "not_ready"
 

@@ -26,14 +26,15 @@ def init_app(app: Flask, cors_origins: tuple[str, ...]) -> None:
         origin = request.headers.get("Origin")
         if "*" in cors_origins:
             response.headers["Access-Control-Allow-Origin"] = "*"
-        elif origin in cors_origins:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.vary.add("Origin")
+        else:
+            response.vary.add("Origin")  # the answer depends on the caller's origin: caches must know
+            if origin in cors_origins:
+                response.headers["Access-Control-Allow-Origin"] = origin
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization, X-API-Key, X-Request-ID"
             response.headers["Access-Control-Max-Age"] = "600"
-        response.headers["Access-Control-Expose-Headers"] = "X-Request-ID"
+        response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, X-Stat"
         return response
 
 

@@ -21,6 +21,7 @@ class ConfigError(ValueError):
 class Settings:
     model_dir: Path
     workers: int = 1
+    threads: int = 8  # gunicorn request threads per worker
     backend: str = "auto"
     device: str = "auto"
     engine_threads: int = 1
@@ -48,6 +49,7 @@ class Settings:
         return cls(
             model_dir=Path(env["MODEL_DIR"]) if env.get("MODEL_DIR") else default_model_dir(),
             workers=workers,
+            threads=_number(env, "THREADS", cls.threads, int, minimum=1),
             backend=_choice(env, "BACKEND", BACKENDS),
             device=_choice(env, "DEVICE", DEVICES),
             # Workers share the cores: more engine threads than that only thrash.
