@@ -59,7 +59,11 @@ class Network:
             raise LibraryError(f"darknet could not load {cfg.name} with {weights.name}")
         self.width, self.height = self._c.network_width(self._net), self._c.network_height(self._net)
         # Fails loudly now, not with garbage later, if the struct layout is not the bound one.
-        self.predict(np.full((self.height, self.width, 3), 127, dtype=np.uint8), min_score=0.0)
+        try:
+            self.predict(np.full((self.height, self.width, 3), 127, dtype=np.uint8), min_score=0.0)
+        except Exception:
+            self.close()  # BACKEND=auto may fall back to OpenCV: do not keep this net loaded
+            raise
 
     def predict(self, image: np.ndarray, min_score: float) -> RawDetections:
         """RGB uint8 HxWx3 -> raw detections, resized/letterboxed by darknet itself."""
