@@ -15,7 +15,7 @@ from .engines import Engine, create_engine
 from .model_files import ModelDescription, file_digest, load_model_description
 from .postprocess import select_detections
 from .settings import Settings
-from .tiling import MERGE_IOS, drop_cut_boxes, merge, should_tile, tile_grid, to_image
+from .tiling import DEFAULT_OVERLAP, MERGE_IOS, drop_cut_boxes, merge, should_tile, tile_grid, to_image
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,9 @@ class EngineBusy(RuntimeError):
 
 
 class Detector:
-    def __init__(self, engine: Engine, model: ModelDescription, wait_s: float = 60.0, tile_overlap: float = 0.2):
+    def __init__(
+        self, engine: Engine, model: ModelDescription, wait_s: float = 60.0, tile_overlap: float = DEFAULT_OVERLAP
+    ):
         self.engine = engine
         self.model = model
         self._wait_s = wait_s

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model_files import default_model_dir
+from .tiling import DEFAULT_OVERLAP
 
 BACKENDS = ("auto", "darknet", "opencv")
 DEVICES = ("auto", "cpu", "cuda")
@@ -29,7 +30,7 @@ class Settings:
     max_image_megapixels: float = 100.0
     inference_wait_s: float = 60.0  # a request waits this long for a busy engine, then 503
     jpeg_quality: int = 90
-    tile_overlap: float = 0.2  # share of a tile its neighbour also covers
+    tile_overlap: float = DEFAULT_OVERLAP  # share of a tile its neighbour also covers
     cors_origins: tuple[str, ...] = ("*",)
     api_keys: tuple[str, ...] = ()
     model_sha256: str = ""
