@@ -79,7 +79,14 @@ class Detector:
 def build_detector(settings: Settings) -> Detector:
     started = time.perf_counter()
     model = load_model_description(settings.model_dir)
-    engine = create_engine(settings.backend, model, threads=settings.engine_threads, device=settings.device)
+    engine = create_engine(
+        settings.backend,
+        model,
+        threads=settings.engine_threads,
+        device=settings.device,
+        precision=settings.precision,
+        min_agreement=settings.int8_min_agreement,
+    )
     detector = Detector(engine, model, wait_s=settings.inference_wait_s, tile_overlap=settings.tile_overlap)
     detector.warm_up()
     detector.load_seconds = time.perf_counter() - started

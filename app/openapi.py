@@ -231,7 +231,7 @@ def openapi_document() -> dict:
                 },
                 "ModelInfo": {
                     "type": "object",
-                    "required": ["classes", "network", "engine", "device", "files", "load_seconds"],
+                    "required": ["classes", "network", "engine", "device", "precision", "files", "load_seconds"],
                     "properties": {
                         "classes": {"type": "array", "items": {"type": "string"}},
                         "network": {
@@ -244,6 +244,7 @@ def openapi_document() -> dict:
                         },
                         "engine": {"type": "string"},
                         "device": {"type": "string"},
+                        "precision": {"type": "string", "enum": ["fp32", "int8"]},
                         "files": {"type": "object", "additionalProperties": {"type": "string"}},
                         "load_seconds": {"type": "number"},
                     },

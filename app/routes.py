@@ -65,6 +65,7 @@ def model_info():
             "network": {"width": network.width, "height": network.height, "letter_box": network.letter_box},
             "engine": detector.engine.name,
             "device": detector.engine.device,
+            "precision": detector.engine.precision,
             "files": detector.file_hashes,
             "load_seconds": round(detector.load_seconds, 3),
         }

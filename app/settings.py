@@ -10,7 +10,9 @@ from pathlib import Path
 from .model_files import default_model_dir
 from .tiling import DEFAULT_OVERLAP
 
-BACKENDS = ("auto", "darknet", "opencv")
+BACKENDS = ("auto", "onnxruntime", "opencv", "darknet")
+PRECISIONS = ("fp32", "int8")
+DEFAULT_INT8_MIN_AGREEMENT = 0.98  # share of fp32 boxes an int8 box must match
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -26,6 +28,8 @@ class Settings:
     backend: str = "auto"
     device: str = "auto"
     engine_threads: int = 1
+    precision: str = "fp32"
+    int8_min_agreement: float = DEFAULT_INT8_MIN_AGREEMENT
     max_upload_mb: float = 50.0
     max_image_megapixels: float = 100.0
     inference_wait_s: float = 60.0  # a request waits this long for a busy engine, then 503
@@ -54,6 +58,10 @@ class Settings:
             backend=_choice(env, "BACKEND", BACKENDS),
             device=_choice(env, "DEVICE", DEVICES),
             # Workers share the cores: more engine threads than that only thrash.
+            precision=_choice(env, "PRECISION", PRECISIONS),
+            int8_min_agreement=_number(
+                env, "INT8_MIN_AGREEMENT", cls.int8_min_agreement, float, minimum=0.0, maximum=1.0
+            ),
             engine_threads=_number(env, "ENGINE_THREADS", max(1, available_cores() // workers), int, minimum=1),
             max_upload_mb=_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, float, minimum=0.001),
             max_image_megapixels=_number(env, "MAX_IMAGE_MEGAPIXELS", cls.max_image_megapixels, float, minimum=0.001),

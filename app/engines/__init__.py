@@ -7,25 +7,37 @@ from ..model_files import ModelDescription
 from .base import Engine, EngineUnavailable
 
 # BACKEND=auto: fastest first, each with the device it must have to be the fastest.
-# darknet wins only on a GPU; on a CPU OpenCV's DNN is several times faster.
-AUTO_ORDER = (("darknet", "cuda"), ("opencv", "cpu"))
+# darknet wins only on a GPU; on a CPU onnxruntime on our ONNX export is the fastest
+# (bench/README.md), OpenCV's DNN the fallback for models the exporter does not cover.
+AUTO_ORDER = (("darknet", "cuda"), ("onnxruntime", "cpu"), ("opencv", "cpu"))
+INT8_ENGINES = ("onnxruntime",)
 
 
-def create_engine(backend: str, model: ModelDescription, threads: int, device: str = "auto") -> Engine:
+def create_engine(
+    backend: str,
+    model: ModelDescription,
+    threads: int,
+    device: str = "auto",
+    precision: str = "fp32",
+    min_agreement: float = 0.98,
+) -> Engine:
+    """precision int8 exists only for onnxruntime; min_agreement gates it (app/int8)."""
     if backend != "auto":
-        return _load(backend, model, threads, device)
+        return _load(backend, model, threads, device, precision, min_agreement)
     reasons = []
     for name, needs in AUTO_ORDER:
-        if device not in ("auto", needs):
+        if device not in ("auto", needs) or (precision == "int8" and name not in INT8_ENGINES):
             continue
         try:
-            return _load(name, model, threads, needs)
+            return _load(name, model, threads, needs, precision, min_agreement)
         except EngineUnavailable as exc:
             reasons.append(f"{name}: {exc}")
     raise EngineUnavailable("no engine available (" + "; ".join(reasons) + ")")
 
 
-def _load(name: str, model: ModelDescription, threads: int, device: str) -> Engine:
+def _load(name: str, model: ModelDescription, threads: int, device: str, precision: str, min_agreement: float):
+    if precision != "fp32" and name not in INT8_ENGINES:
+        raise EngineUnavailable(f"PRECISION={precision} needs BACKEND={' or '.join(INT8_ENGINES)} (or auto)")
     if name == "opencv":
         from .opencv_engine import OpenCVEngine
 
@@ -34,6 +46,10 @@ def _load(name: str, model: ModelDescription, threads: int, device: str) -> Engi
         from .darknet_engine import DarknetEngine
 
         return DarknetEngine(model, threads=threads, device=device)
+    if name == "onnxruntime":
+        from .onnxruntime_engine import load_onnxruntime_engine
+
+        return load_onnxruntime_engine(model, threads, device, precision, min_agreement)
     raise EngineUnavailable(f"unknown backend {name!r}")
 
 

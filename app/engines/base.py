@@ -19,6 +19,7 @@ class Engine(ABC):
 
     name: str
     device: str
+    precision: str = "fp32"
 
     @abstractmethod
     def predict(self, image: np.ndarray, min_score: float) -> Candidates:
