@@ -10,7 +10,6 @@ the service's (MODEL_DIR, BACKEND, ... from the environment).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -40,9 +39,7 @@ def photos_in(paths: list[Path]) -> list[Path]:
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app", description="Count objects in photos.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_command(commands) -> None:
     count = commands.add_parser("count", help="count objects in photos or folders of photos")
     count.add_argument("paths", nargs="+", type=Path)
     count.add_argument("--output", "-o", type=Path, help="write here instead of standard output")
@@ -50,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     count.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated pictures here")
     count.add_argument("--threshold", type=float, default=DetectOptions.threshold)
     count.add_argument("--tiling", choices=TILING_MODES, default="auto")
-    args = parser.parse_args(argv)
+    count.set_defaults(run=run)
+
+
+def run(args, parser) -> int:
     if not 0 <= args.threshold <= 1:
         parser.error("--threshold must be between 0 and 1")
     try:
