@@ -1,0 +1,1 @@
+"""Benchmarks (bench/run.py) and the architectures they and the tests build."""
