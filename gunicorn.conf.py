@@ -56,6 +56,7 @@ def on_starting(server):
     """Check the settings and model files once, in the master, before any worker
     forks: one clear line instead of one per worker. What only a worker can find out
     (a missing engine library) stops the start the same way, from app/wsgi.py."""
+    from app.engines import prepare_engine
     from app.model_files import ModelError, load_model_description, verify_weights_sha256
     from app.settings import ConfigError, Settings
 
@@ -64,6 +65,7 @@ def on_starting(server):
         model = load_model_description(settings.model_dir)
         if settings.model_sha256:
             verify_weights_sha256(model.files.weights, settings.model_sha256)
+        prepare_engine(settings.backend, model, settings.precision, settings.int8_min_agreement)
     except (ConfigError, ModelError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)

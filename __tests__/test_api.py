@@ -211,7 +211,7 @@ def test_model_info(client, model_dir):
     info = client.get("/model").get_json()
     assert len(info["classes"]) == 80 and info["classes"][0] == "person"
     assert info["network"] == {"width": 416, "height": 416, "letter_box": False}
-    assert (info["engine"], info["device"]) == ("opencv", "cpu")
+    assert (info["engine"], info["device"], info["precision"]) == ("onnxruntime", "cpu", "fp32")
     assert set(info["files"]) == {"yolov3-tiny.cfg", "yolov3-tiny.weights", "coco.names"}
     assert info["files"]["yolov3-tiny.weights"] == "dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c"
     assert info["load_seconds"] > 0

@@ -165,8 +165,8 @@ def test_cpu_only_library_refuses_cuda(model_dir, monkeypatch):
     model = load_model_description(model_dir)
     with pytest.raises(Exception, match="CPU-only build"):
         create_engine("darknet", model, threads=1, device="cuda")
-    # BACKEND=auto with a CPU-only darknet takes OpenCV, the faster engine on a CPU.
-    assert create_engine("auto", model, threads=1).name == "opencv"
+    # BACKEND=auto with a CPU-only darknet takes a faster CPU engine.
+    assert create_engine("auto", model, threads=1).name == "onnxruntime"
 
 
 def test_alexeyab_batch_matches_single_predictions(model_dir, tmp_path):

@@ -46,7 +46,7 @@ def test_the_page_lists_the_model(page, live_server):
     page.wait_for_function("document.querySelectorAll('#model-classes li').length > 0", timeout=10_000)
     assert page.locator("#model-classes li").count() == 80
     summary = page.locator("#model-summary").inner_text()
-    assert "416×416" in summary and "opencv" in summary
+    assert "416×416" in summary and "onnxruntime (fp32)" in summary
 
 
 def test_an_unreadable_file_is_explained_in_plain_words(page, live_server, tmp_path):

@@ -48,6 +48,10 @@ class Settings:
     def max_image_pixels(self) -> int:
         return int(self.max_image_megapixels * 1_000_000)
 
+    def __post_init__(self):
+        if self.precision == "int8" and self.backend not in ("auto", "onnxruntime"):
+            raise ConfigError(f"PRECISION=int8 needs BACKEND=onnxruntime or auto, not {self.backend}")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         workers = _number(env, "WORKERS", 1, int, minimum=1)

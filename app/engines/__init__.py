@@ -10,7 +10,7 @@ from .base import Engine, EngineUnavailable
 # darknet wins only on a GPU; on a CPU onnxruntime on our ONNX export is the fastest
 # (bench/README.md), OpenCV's DNN the fallback for models the exporter does not cover.
 AUTO_ORDER = (("darknet", "cuda"), ("onnxruntime", "cpu"), ("opencv", "cpu"))
-INT8_ENGINES = ("onnxruntime",)
+INT8_ENGINES = ("onnxruntime",)  # Settings refuses PRECISION=int8 with any other BACKEND
 
 
 def create_engine(
@@ -35,9 +35,21 @@ def create_engine(
     raise EngineUnavailable("no engine available (" + "; ".join(reasons) + ")")
 
 
+def prepare_engine(backend: str, model: ModelDescription, precision: str, min_agreement: float) -> None:
+    """Work done once per machine before workers start (gunicorn's master): the ONNX
+    export, and the int8 gate, so a refused PRECISION=int8 is one line, not one per
+    worker. Whatever cannot be prepared here is left to the workers' own fallback."""
+    if backend not in ("auto", "onnxruntime"):
+        return
+    try:
+        from .onnxruntime_engine import prepare_onnx_model
+
+        prepare_onnx_model(model, precision, min_agreement)
+    except (ImportError, EngineUnavailable):
+        pass
+
+
 def _load(name: str, model: ModelDescription, threads: int, device: str, precision: str, min_agreement: float):
-    if precision != "fp32" and name not in INT8_ENGINES:
-        raise EngineUnavailable(f"PRECISION={precision} needs BACKEND={' or '.join(INT8_ENGINES)} (or auto)")
     if name == "opencv":
         from .opencv_engine import OpenCVEngine
 

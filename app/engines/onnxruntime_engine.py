@@ -28,17 +28,22 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 def load_onnxruntime_engine(
     model: ModelDescription, threads: int, device: str, precision: str, min_agreement: float
 ) -> OnnxRuntimeEngine:
-    """The export of this model (built once per machine), or its calibrated int8 version."""
     if onnxruntime is None:
         raise EngineUnavailable("onnxruntime is not installed")
+    path = prepare_onnx_model(model, precision, min_agreement)
+    return OnnxRuntimeEngine(model, path, threads, device, precision)
+
+
+def prepare_onnx_model(model: ModelDescription, precision: str, min_agreement: float) -> Path:
+    """The export of this model (built once per machine), or its calibrated int8
+    version; gunicorn's master calls this before the workers start."""
     try:
         fp32 = ensure_export(model)
     except UnsupportedLayer as exc:
         raise EngineUnavailable(f"cannot export to ONNX: {exc}") from None
     except WeightsError as exc:
         raise ModelError(str(exc)) from None
-    path = calibrated_int8_model(export_paths(model), min_agreement) if precision == "int8" else fp32
-    return OnnxRuntimeEngine(model, path, threads, device, precision)
+    return calibrated_int8_model(export_paths(model), min_agreement) if precision == "int8" else fp32
 
 
 class OnnxRuntimeEngine(Engine):

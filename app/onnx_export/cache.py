@@ -86,9 +86,14 @@ def write_atomically(path: Path, content: bytes) -> None:
 
 def _writable_directory(preferred: Path) -> Path:
     """Next to the weights; a read-only model directory (a mounted volume, /opt/ml/model)
-    gets the per-user cache directory instead."""
-    if os.access(preferred, os.W_OK):
-        return preferred
-    fallback = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "darknet-service"
-    fallback.mkdir(parents=True, exist_ok=True)
-    return fallback
+    gets the per-user cache directory, or the temporary one for a user without a home."""
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "darknet-service"
+    temporary = Path(tempfile.gettempdir()) / f"darknet-service-{os.getuid()}"
+    for candidate in (preferred, user_cache, temporary):
+        try:
+            candidate.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(candidate, os.W_OK):
+            return candidate
+    raise OSError(f"no writable directory for the ONNX export: {preferred}, {user_cache}, {temporary}")
