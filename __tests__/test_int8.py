@@ -1,0 +1,161 @@
+"""int8 behind an accuracy gate: `python -m app calibrate`, its agreement report, and
+the service that serves int8 only when the report passes."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import requests
+from support import ROOT, RunningService, photo_bytes
+
+from app.detection import Detection
+from app.int8.agreement import matched_boxes
+from app.int8.calibrate import CalibrationError, split_photos
+from app.settings import ConfigError, Settings
+
+
+def box(class_id, x, y, confidence=0.9):
+    return Detection(class_id, f"c{class_id}", confidence, (x, y, 10.0, 10.0))
+
+
+def test_boxes_match_by_class_and_iou_each_at_most_once():
+    reference = [box(0, 0, 0), box(0, 100, 100), box(1, 50, 50)]
+    assert matched_boxes(reference, reference) == 3
+    assert matched_boxes(reference, [box(0, 1, 1)]) == 1  # IoU 0.68: one match, used once
+    assert matched_boxes(reference, [box(0, 5, 5)]) == 0  # IoU 0.14
+    assert matched_boxes(reference, [box(2, 50, 50)]) == 0  # right place, wrong class
+    assert matched_boxes([], [box(0, 0, 0)]) == 0
+
+
+def test_held_out_photos_are_stable_as_photos_are_added():
+    names = [f"photo{i}.jpg" for i in range(10)]
+    calibration, held_out = split_photos(names, 0.3)
+    assert len(held_out) == 3 and not set(calibration) & set(held_out)
+    assert split_photos(names[::-1], 0.3)[1] == held_out
+    # One more photo, still 3 held out: at most the new photo takes one's place.
+    _, later = split_photos([*names, "photo10.jpg"], 0.3)
+    assert len(later) == 3 and len(set(later) - set(held_out) - {"photo10.jpg"}) == 0
+    with pytest.raises(CalibrationError, match="at least 2"):
+        split_photos(["one.jpg"], 0.3)
+
+
+def test_int8_only_through_onnxruntime(model_dir):
+    with pytest.raises(ConfigError, match="PRECISION=int8 needs BACKEND=onnxruntime or auto, not opencv"):
+        Settings.from_env({"MODEL_DIR": str(model_dir), "PRECISION": "int8", "BACKEND": "opencv"})
+    with pytest.raises(ConfigError, match="INT8_MIN_AGREEMENT"):
+        Settings.from_env({"MODEL_DIR": str(model_dir), "INT8_MIN_AGREEMENT": "1.5"})
+
+
+@pytest.fixture(scope="module")
+def model_copy(model_dir, tmp_path_factory):
+    """The demo model in a directory of its own: calibration writes next to the weights."""
+    target = tmp_path_factory.mktemp("int8") / "model"
+    target.mkdir()
+    for name in ("yolov3-tiny.cfg", "coco.names"):
+        shutil.copy(model_dir / name, target / name)
+    (target / "yolov3-tiny.weights").symlink_to(model_dir / "yolov3-tiny.weights")
+    return target
+
+
+def calibrate(model_dir, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "app", "calibrate", *args],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "MODEL_DIR": str(model_dir)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def start(model_dir, tmp_path, **env):
+    return RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1", **env}, tmp_path / "service.log")
+
+
+def refusal(service) -> str:
+    try:
+        assert service.process.wait(60) != 0
+    finally:
+        service.stop()
+    errors = [line for line in service.output().splitlines() if line.startswith("cannot start:")]
+    assert len(errors) == 1, service.output()
+    return errors[0]
+
+
+def test_int8_is_refused_before_calibration(model_copy, tmp_path):
+    message = refusal(start(model_copy, tmp_path, PRECISION="int8"))
+    assert "PRECISION=int8 but this model has no calibrated int8 version" in message
+    assert "python -m app calibrate" in message
+
+
+@pytest.fixture(scope="module")
+def calibrated(model_copy):
+    result = calibrate(model_copy)  # the default photos: data/
+    assert result.returncode == 0, result.stdout + result.stderr
+    reports = list(model_copy.glob("*.int8-report.json"))
+    assert len(reports) == 1 and len(list(model_copy.glob("*.int8.onnx"))) == 1
+    return result.stdout, json.loads(reports[0].read_text()), reports[0]
+
+
+def test_calibration_reports_agreement_on_held_out_photos(calibrated):
+    output, report, _ = calibrated
+    assert "PASS" in output and "serve it with PRECISION=int8" in output
+    held_out = {photo["photo"] for photo in report["held_out"]}
+    assert held_out and not held_out & set(report["calibration_photos"])
+    assert len(held_out | set(report["calibration_photos"])) == 7  # every sample photo, once
+    for photo in report["held_out"]:
+        assert set(photo["fp32_counts"]) == set(photo["int8_counts"])
+        assert 0 <= photo["matched_boxes"] <= photo["fp32_boxes"]
+    assert report["fp32_boxes"] > 0 and report["matched_share"] >= report["pass_mark"] == 0.98
+    assert report["passed"] is True
+    assert {"conv_15", "conv_22", "yolo_16", "yolo_23"} <= set(report["fp32_nodes"])  # outputs stay fp32
+
+
+def test_calibrated_int8_serves_the_same_counts(calibrated, model_copy, tmp_path):
+    service = start(model_copy, tmp_path, PRECISION="int8")
+    try:
+        service.wait_ready()
+        info = requests.get(f"{service.url}/model", timeout=10).json()
+        assert (info["engine"], info["precision"]) == ("onnxruntime", "int8")
+        response = requests.post(
+            f"{service.url}/invocations",
+            data=photo_bytes("dog.jpg"),
+            headers={"Content-Type": "image/jpeg"},
+            timeout=60,
+        )
+        stat = response.json()["stat"]
+        assert (stat["dog"], stat["bicycle"], stat["car"] + stat["truck"]) == (1, 1, 2)
+    finally:
+        service.stop()
+
+
+def test_the_pass_mark_is_a_setting(calibrated, model_copy, tmp_path):
+    _, report, path = calibrated
+    boxes = report["fp32_boxes"]
+    # One held-out box fewer matched than measured: below 98%, above 50%.
+    held_out = [dict(photo) for photo in report["held_out"]]
+    worst = max(held_out, key=lambda photo: photo["matched_boxes"])
+    worst["matched_boxes"] -= 1
+    share = (sum(photo["matched_boxes"] for photo in held_out)) / boxes
+    original = path.read_text()
+    path.write_text(json.dumps({**report, "held_out": held_out}))
+    try:
+        message = refusal(start(model_copy, tmp_path, PRECISION="int8"))
+        assert f"int8 matched {share:.1%} of {boxes} fp32 boxes" in message
+        assert "INT8_MIN_AGREEMENT is 98.0%" in message
+        service = start(model_copy, tmp_path, PRECISION="int8", INT8_MIN_AGREEMENT="0.5")
+        try:
+            service.wait_ready()
+        finally:
+            service.stop()
+    finally:
+        path.write_text(original)
+
+
+def test_calibration_needs_photos(model_copy, tmp_path):
+    (tmp_path / "one").mkdir()
+    shutil.copy(ROOT / "data" / "dog.jpg", tmp_path / "one")
+    result = calibrate(model_copy, str(tmp_path / "one"))
+    assert result.returncode == 2 and "calibration needs at least 2" in result.stderr
