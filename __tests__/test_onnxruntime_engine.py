@@ -109,7 +109,7 @@ def copy_model(source, target):
     return load_model_description(target)
 
 
-def test_the_export_is_built_once_and_rebuilt_when_the_cfg_changes(model_dir, tmp_path):
+def test_the_export_is_built_once_and_replaced_when_the_cfg_changes(model_dir, tmp_path):
     model = copy_model(model_dir, tmp_path / "model")
     first = ensure_export(model)
     built = first.stat().st_mtime_ns
@@ -119,6 +119,7 @@ def test_the_export_is_built_once_and_rebuilt_when_the_cfg_changes(model_dir, tm
     cfg.write_text(cfg.read_text().replace("width=416", "width=320").replace("height=416", "height=320"))
     second = ensure_export(load_model_description(tmp_path / "model"))
     assert second != first and second.is_file()
+    assert not first.exists()  # the export of the earlier cfg is removed
     assert sorted(p.name for p in (tmp_path / "model").glob(".*")) == []  # no temporary files left
 
 

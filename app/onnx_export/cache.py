@@ -9,9 +9,11 @@ and load the file.
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import time
 from contextlib import contextmanager
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ExportPaths:
+    weights_stem: str
+    key: str
     fp32: Path
     int8: Path
     int8_report: Path
@@ -38,9 +42,12 @@ def export_paths(model: ModelDescription) -> ExportPaths:
     key.update(f"exporter {EXPORTER_VERSION}\n".encode())
     key.update(model.files.cfg.read_bytes())
     key.update(file_digest(model.files.weights).encode())
-    stem = f"{model.files.weights.stem}.{key.hexdigest()[:KEY_LENGTH]}"
+    short_key = key.hexdigest()[:KEY_LENGTH]
+    stem = f"{model.files.weights.stem}.{short_key}"
     directory = _writable_directory(model.files.weights.parent)
     return ExportPaths(
+        weights_stem=model.files.weights.stem,
+        key=short_key,
         fp32=directory / f"{stem}.onnx",
         int8=directory / f"{stem}.int8.onnx",
         int8_report=directory / f"{stem}.int8-report.json",
@@ -58,7 +65,20 @@ def ensure_export(model: ModelDescription) -> Path:
             exported = export_darknet(model.cfg_sections, model.files.weights)
             write_atomically(paths.fp32, exported.SerializeToString())
             log.info("exported %s to %s in %.2f s", model.files.weights.name, paths.fp32, time.perf_counter() - started)
+            if paths.fp32.parent == model.files.weights.parent:  # a shared cache holds other models
+                _remove_outdated(paths)
     return paths.fp32
+
+
+def _remove_outdated(paths: ExportPaths) -> None:
+    """Exports (and int8 versions) of earlier files under the same weights name: a new
+    model replaced them, and each is as big as the weights."""
+    pattern = re.escape(paths.weights_stem) + rf"\.([0-9a-f]{{{KEY_LENGTH}}})\.(onnx|int8\.onnx|int8-report\.json)"
+    for path in paths.fp32.parent.glob(f"{glob.escape(paths.weights_stem)}.*"):
+        match = re.fullmatch(pattern, path.name)
+        if match and match.group(1) != paths.key:
+            path.unlink(missing_ok=True)
+            log.info("removed %s, made from earlier model files", path)
 
 
 @contextmanager
