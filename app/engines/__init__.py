@@ -42,7 +42,7 @@ def prepare_engine(backend: str, model: ModelDescription, precision: str, min_ag
     if backend not in ("auto", "onnxruntime"):
         return
     try:
-        from .onnxruntime_engine import prepare_onnx_model
+        from .onnx_files import prepare_onnx_model
 
         prepare_onnx_model(model, precision, min_agreement)
     except (ImportError, EngineUnavailable):
@@ -59,7 +59,10 @@ def _load(name: str, model: ModelDescription, threads: int, device: str, precisi
 
         return DarknetEngine(model, threads=threads, device=device)
     if name == "onnxruntime":
-        from .onnxruntime_engine import load_onnxruntime_engine
+        try:
+            from .onnxruntime_engine import load_onnxruntime_engine
+        except ImportError as exc:  # optional: the other engines serve without it
+            raise EngineUnavailable(f"the onnxruntime engine needs the {exc.name} package") from None
 
         return load_onnxruntime_engine(model, threads, device, precision, min_agreement)
     raise EngineUnavailable(f"unknown backend {name!r}")

@@ -6,19 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 
 from ..detection import Candidates
-from ..int8.report import calibrated_int8_model
-from ..model_files import ModelDescription, ModelError
-from ..onnx_export import INPUT_NAME, UnsupportedLayer, WeightsError
-from ..onnx_export.cache import ensure_export, export_paths
+from ..model_files import ModelDescription
+from ..onnx_export import INPUT_NAME
 from ..preprocess import fit_to_network
 from .base import Engine, EngineUnavailable
-
-try:
-    import onnxruntime
-except ImportError:  # the engine is optional; create_engine falls back to others
-    onnxruntime = None
+from .onnx_files import prepare_onnx_model
 
 BOX_AND_OBJECTNESS = 5
 MAX_BATCH = 8  # tiles per run: bounds the activations' memory on big photos
@@ -28,30 +23,14 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 def load_onnxruntime_engine(
     model: ModelDescription, threads: int, device: str, precision: str, min_agreement: float
 ) -> OnnxRuntimeEngine:
-    if onnxruntime is None:
-        raise EngineUnavailable("onnxruntime is not installed")
     path = prepare_onnx_model(model, precision, min_agreement)
     return OnnxRuntimeEngine(model, path, threads, device, precision)
-
-
-def prepare_onnx_model(model: ModelDescription, precision: str, min_agreement: float) -> Path:
-    """The export of this model (built once per machine), or its calibrated int8
-    version; gunicorn's master calls this before the workers start."""
-    try:
-        fp32 = ensure_export(model)
-    except UnsupportedLayer as exc:
-        raise EngineUnavailable(f"cannot export to ONNX: {exc}") from None
-    except WeightsError as exc:
-        raise ModelError(str(exc)) from None
-    return calibrated_int8_model(export_paths(model), min_agreement) if precision == "int8" else fp32
 
 
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
     def __init__(self, model: ModelDescription, path: Path, threads: int, device: str = "auto", precision="fp32"):
-        if onnxruntime is None:
-            raise EngineUnavailable("onnxruntime is not installed")
         self.providers = _providers(device)
         self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.precision = precision
@@ -64,6 +43,9 @@ class OnnxRuntimeEngine(Engine):
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # warnings about unused initializers are noise here
+        # Idle pool threads sleep instead of spinning: between forward passes the cores
+        # belong to the request threads decoding and encoding the queued photos.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = onnxruntime.InferenceSession(str(path), options, providers=list(self.providers))
         except Exception as exc:  # onnxruntime's own error types; a corrupt cached file lands here

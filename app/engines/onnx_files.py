@@ -1,0 +1,23 @@
+"""The ONNX file an onnxruntime engine loads: the export of the model, built once per
+machine, or its calibrated int8 version. No onnxruntime here: gunicorn's master calls
+this before forking, and onnxruntime's threads must not be started in the master."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..int8.report import calibrated_int8_model
+from ..model_files import ModelDescription, ModelError
+from ..onnx_export import UnsupportedLayer, WeightsError
+from ..onnx_export.cache import ensure_export, export_paths
+from .base import EngineUnavailable
+
+
+def prepare_onnx_model(model: ModelDescription, precision: str, min_agreement: float) -> Path:
+    try:
+        fp32 = ensure_export(model)
+    except UnsupportedLayer as exc:
+        raise EngineUnavailable(f"cannot export to ONNX: {exc}") from None
+    except WeightsError as exc:
+        raise ModelError(str(exc)) from None
+    return calibrated_int8_model(export_paths(model), min_agreement) if precision == "int8" else fp32
