@@ -33,3 +33,12 @@ def test_hundreds_of_small_objects_stay_readable():
 def test_colours_are_distinct_for_many_classes():
     colours = {class_colour(i) for i in range(40)}
     assert len(colours) == 40
+
+
+def test_bgr_canvas_is_the_same_picture_for_the_jpeg_encoder():
+    image = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    detections = [rotifer(50, 60, size=40), Detection(3, "Dead", 0.5, (200.0, 100.0, 60.0, 30.0))]
+    counts = {"Rotifer": 1, "Dead": 1}
+    rgb = annotate(image, detections, counts)
+    bgr = annotate(image, detections, counts, channels="BGR")
+    assert (bgr[:, :, ::-1] == rgb).all()

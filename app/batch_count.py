@@ -91,7 +91,8 @@ def count_photo(photo: Path, detector, options: DetectOptions, settings: Setting
     row["ms"] = round((time.perf_counter() - started) * 1000, 1)
     if annotate_dir:
         annotate_dir.mkdir(parents=True, exist_ok=True)
-        picture = encode_jpeg(annotate(image, detections, counts), settings.jpeg_quality)
+        annotated = annotate(image, detections, counts, channels="BGR")
+        picture = encode_jpeg(annotated, settings.jpeg_quality, channels="BGR")
         (annotate_dir / f"{photo.stem}.annotated.jpg").write_bytes(picture)
     return row
 

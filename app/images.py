@@ -23,6 +23,17 @@ ORIENTATIONS = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+# The same turns on a decoded array (cv2 rotates and flips in one pass).
+ARRAY_ORIENTATIONS = {
+    2: lambda a: cv2.flip(a, 1),
+    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: cv2.flip(a, 0),
+    5: cv2.transpose,
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    7: lambda a: cv2.flip(cv2.transpose(a), -1),
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+}
+JPEG_END = b"\xff\xd9"
 
 
 class InvalidImage(Exception):
@@ -48,6 +59,10 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             raise ImageTooLarge(
                 f"the image is {width}x{height} pixels; the annotated JPEG allows {JPEG_MAX_SIDE} a side"
             )
+        if image.format == "JPEG" and image.mode == "RGB" and data.endswith(JPEG_END):
+            fast = _decode_colour_jpeg(data, (height, width), _orientation(image))
+            if fast is not None:
+                return fast
         return _to_rgb(_upright(image))
     except UnidentifiedImageError:
         raise InvalidImage("the data is not an image format this service reads (JPEG, PNG, TIFF, WebP, BMP)") from None
@@ -55,18 +70,35 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise InvalidImage(f"the image is damaged or truncated ({exc})") from None
 
 
-def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation. Only the tag is read: exif_transpose would also
-    rewrite the EXIF block, which fails on the malformed ones phones sometimes write."""
+def _decode_colour_jpeg(data: bytes, size: tuple[int, int], orientation: int) -> np.ndarray | None:
+    """The common case, a complete colour JPEG, decoded by libjpeg straight into RGB:
+    half the time of Pillow's decode plus its copy into numpy on a 12 MP photo. A
+    truncated file (no end marker) never comes here: Pillow reports it as damaged."""
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    if rgb is None or rgb.shape[:2] != size:
+        return None
+    turn = ARRAY_ORIENTATIONS.get(orientation)
+    return turn(rgb) if turn else rgb
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag. Only the tag is read: exif_transpose would also rewrite
+    the EXIF block, which fails on the malformed ones phones sometimes write."""
     try:
-        method = ORIENTATIONS.get(image.getexif().get(ORIENTATION_TAG, 1))
-    except Exception:  # any unreadable EXIF (or a tag of the wrong type): no known orientation
-        method = None
+        value = image.getexif().get(ORIENTATION_TAG, 1)
+        return value if isinstance(value, int) else 1
+    except Exception:  # any unreadable EXIF: no known orientation
+        return 1
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    method = ORIENTATIONS.get(_orientation(image))
     return image.transpose(method) if method is not None else image
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+def encode_jpeg(image: np.ndarray, quality: int = 90, channels: str = "RGB") -> bytes:
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if channels == "RGB" else image
+    ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return encoded.tobytes()

@@ -104,9 +104,9 @@ def invocations():
     body: dict = {}
     picture = None
     if invocation.return_image or produce == "image/jpeg":
-        annotated = annotate(image, detections, counts)
+        annotated = annotate(image, detections, counts, channels="BGR")  # what the JPEG encoder takes
         stages.done("annotate")
-        picture = encode_jpeg(annotated, settings.jpeg_quality)
+        picture = encode_jpeg(annotated, settings.jpeg_quality, channels="BGR")
         stages.done("encode")
         body["img"] = base64.b64encode(picture).decode("ascii")
     body["stat"] = counts
