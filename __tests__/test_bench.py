@@ -1,0 +1,24 @@
+"""python -m bench.run: the benchmark runs end to end (a smoke test, not a measurement)."""
+
+import subprocess
+import sys
+
+from support import ROOT
+
+
+def test_the_quick_benchmark_prints_every_table(model_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--skip-production", "--model-dir", str(model_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Machine: ")
+    assert any("| median ms |" in line for line in lines) and any("| requests/s |" in line for line in lines)
+    for engine in ("opencv", "onnxruntime fp32", "onnxruntime int8", "HTTP /invocations (onnxruntime fp32)"):
+        assert any(line.startswith(f"| {engine} |") for line in lines), engine
+    for clients in (1, 2, 4, 8):
+        assert any(line.startswith(f"| {clients} |") for line in lines), f"{clients} clients"

@@ -1,0 +1,117 @@
+"""Clients of a running server: one at a time for latency, several at once for
+throughput. Each client keeps its connection open (requests.Session), as a lab's
+script or a browser does."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import requests
+
+from .timing import Timing, time_calls
+
+REQUEST_TIMEOUT_S = 600  # a big photo, tiled, on a busy CPU takes seconds; waiting is not failing
+MAX_WINDOW_S = 600  # a client that has not finished one request by then gives up
+CONNECTION_RETRY_S = 1.0
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    clients: int
+    completed: int
+    errors: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.seconds
+
+
+@dataclass
+class _Window:
+    """The shared measurement window: it opens when every client is warm."""
+
+    duration: float
+    started: float = 0.0
+
+    def open(self) -> None:
+        self.started = time.perf_counter()
+
+    def still_open(self, completed: int) -> bool:
+        # Past the duration a client goes on until it has one answer: with requests that
+        # take longer than the window, a rate from zero completions would say nothing.
+        elapsed = time.perf_counter() - self.started
+        return elapsed < self.duration or (completed == 0 and elapsed < MAX_WINDOW_S)
+
+
+def post_photo(session: requests.Session, url: str, photo: bytes) -> requests.Response:
+    return session.post(
+        f"{url}/invocations", data=photo, headers={"Content-Type": "image/jpeg"}, timeout=REQUEST_TIMEOUT_S
+    )
+
+
+def warm_up(url: str, photo: bytes) -> None:
+    """A server's first request pays for lazy imports and first allocations."""
+    with requests.Session() as session:
+        post_photo(session, url, photo).raise_for_status()
+
+
+def sequential_latency(url: str, photo: bytes, timing: Timing) -> list[float]:
+    """Milliseconds per request, one client, one request at a time."""
+    with requests.Session() as session:
+
+        def call() -> None:
+            response = post_photo(session, url, photo)
+            response.raise_for_status()  # an error's time is not the service's latency
+
+        return time_calls(call, timing)
+
+
+def throughput(url: str, photo: bytes, clients: int, duration: float, warmup_per_client: int) -> LoadResult:
+    """Completed requests per second of wall time, which runs until the last request
+    started in the window has come back."""
+    window = _Window(duration)
+    barrier = threading.Barrier(clients, action=window.open)
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        futures = [pool.submit(_client, url, photo, window, barrier, warmup_per_client) for _ in range(clients)]
+        results = [future.result() for future in futures]
+    return LoadResult(
+        clients=clients,
+        completed=sum(completed for completed, _, _ in results),
+        errors=sum(errors for _, errors, _ in results),
+        seconds=max(finished for _, _, finished in results) - window.started,
+    )
+
+
+def _client(url: str, photo: bytes, window: _Window, barrier: threading.Barrier, warmup: int) -> tuple[int, int, float]:
+    """(completed, errors, when the last answer came)."""
+    completed = errors = 0
+    with requests.Session() as session:
+        for _ in range(warmup):  # opens the connection; the answer does not count
+            post_photo(session, url, photo)
+        barrier.wait()
+        last_answer = time.perf_counter()
+        while window.still_open(completed):
+            pause = _one_request(session, url, photo)
+            last_answer = time.perf_counter()
+            if pause is None:
+                completed += 1
+            else:
+                errors += 1
+                time.sleep(pause)
+    return completed, errors, last_answer
+
+
+def _one_request(session: requests.Session, url: str, photo: bytes) -> float | None:
+    """None on a 200, else how long to wait before the next try: a busy server's
+    Retry-After, as a well-behaved client honours it, instead of hammering it."""
+    try:
+        response = post_photo(session, url, photo)
+    except requests.RequestException:
+        return CONNECTION_RETRY_S
+    if response.status_code == 200:
+        return None
+    return float(response.headers.get("Retry-After", CONNECTION_RETRY_S))

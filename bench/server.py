@@ -1,0 +1,117 @@
+"""The service as it runs in production: gunicorn with gunicorn.conf.py, on a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+READY_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 60  # above gunicorn's graceful_timeout of 30 s
+LOG_TAIL_LINES = 40
+# The service's own settings: a value left in the caller's environment would make the
+# "default settings" server something else.
+SERVICE_VARIABLES = (
+    "BACKEND",
+    "DEVICE",
+    "ENGINE_THREADS",
+    "INFERENCE_WAIT_S",
+    "LIBDARKNET_PATH",
+    "LOG_LEVEL",
+    "MODEL_DIR",
+    "PORT",
+    "PRECISION",
+    "SAGEMAKER_BIND_TO_PORT",
+    "THREADS",
+    "WORKERS",
+)
+
+
+class ServerError(RuntimeError):
+    """gunicorn exited or never answered /ping; the message carries its log's tail."""
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+    def workers(self) -> int:
+        """gunicorn's workers are the children of its master process."""
+        return len(Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split())
+
+    def engine(self) -> str:
+        model = requests.get(f"{self.url}/model", timeout=10).json()
+        return f"{model['engine']} {model['precision']} on {model['device']}"
+
+
+@contextmanager
+def gunicorn(model_dir: Path, settings: dict[str, str]) -> Iterator[Server]:
+    """A server on `model_dir`; `settings` are environment variables on top of the
+    service's defaults. Stopped (SIGTERM, then wait) however the block ends."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
+    env.update(MODEL_DIR=str(model_dir), PORT=str(port), INFERENCE_WAIT_S="600", LOG_LEVEL="WARNING", **settings)
+    # A file, not a pipe: a pipe nobody reads blocks gunicorn once it is full.
+    with tempfile.NamedTemporaryFile("w", prefix="bench-gunicorn-", suffix=".log") as log:
+        process = subprocess.Popen(
+            # The gunicorn of the interpreter running the benchmark, so the same packages.
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        server = Server(f"http://127.0.0.1:{port}", process.pid)
+        try:
+            _wait_ready(server, process, Path(log.name))
+            yield server
+        finally:
+            _stop(process)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(server: Server, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerError(f"gunicorn exited with {process.returncode}:\n{_tail(log)}")
+        try:
+            if requests.get(f"{server.url}/ping", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass  # not listening yet
+        time.sleep(0.2)
+    raise ServerError(f"gunicorn did not answer /ping within {READY_TIMEOUT_S} s:\n{_tail(log)}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)  # the whole group: master and workers
+    try:
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _tail(log: Path) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
