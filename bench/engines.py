@@ -3,8 +3,10 @@ its own, one after the other (interleaved, each would evict the other's caches).
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,8 +87,22 @@ def time_engines(
 
 def _create(spec: EngineSpec, model: ModelDescription, threads: int) -> Engine:
     variables = {"LIBDARKNET_PATH": spec.library} if spec.library else {}
-    with _environment(**variables):
+    with _environment(**variables), _c_stdout_to_stderr():
         return create_engine(spec.backend, model, threads=threads, device="cpu", precision=spec.precision)
+
+
+@contextmanager
+def _c_stdout_to_stderr() -> Iterator[None]:
+    """darknet prints its layer table with printf: keep stdout the Markdown report."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)  # what C buffered goes to stderr too
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _label(spec: EngineSpec, engine: Engine) -> str:
