@@ -20,23 +20,11 @@ from .annotate import annotate
 from .detection import DetectOptions
 from .detector import build_detector
 from .engines import EngineUnavailable
-from .images import ImageTooLarge, InvalidImage, decode_image, encode_jpeg
+from .images import ImageTooLarge, InvalidImage, decode_image, encode_jpeg, photos_in
 from .model_files import ModelError
 from .postprocess import count_by_class
 from .settings import ConfigError, Settings
 from .tiling import TILING_MODES
-
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
-
-
-def photos_in(paths: list[Path]) -> list[Path]:
-    found = []
-    for path in paths:
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
-        else:
-            found.append(path)  # named explicitly: tried even with an odd suffix
-    return found
 
 
 def add_command(commands) -> None:

@@ -4,6 +4,7 @@ upright 8-bit RGB, and encode the annotated result as JPEG."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -34,6 +35,7 @@ ARRAY_ORIENTATIONS = {
     8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
 }
 JPEG_END = b"\xff\xd9"
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 
 
 class InvalidImage(Exception):
@@ -94,6 +96,17 @@ def _orientation(image: Image.Image) -> int:
 def _upright(image: Image.Image) -> Image.Image:
     method = ORIENTATIONS.get(_orientation(image))
     return image.transpose(method) if method is not None else image
+
+
+def photos_in(paths: list[Path]) -> list[Path]:
+    """The photos in folders (recursively, by suffix) and the files named."""
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+        else:
+            found.append(path)  # named explicitly: tried even with an odd suffix
+    return found
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90, channels: str = "RGB") -> bytes:

@@ -19,7 +19,7 @@ import onnx
 from ..detection import DetectOptions
 from ..detector import Detector
 from ..engines.onnxruntime_engine import OnnxRuntimeEngine
-from ..images import ImageTooLarge, InvalidImage, decode_image
+from ..images import ImageTooLarge, InvalidImage, decode_image, photos_in
 from ..model_files import ModelDescription
 from ..onnx_export import INPUT_NAME
 from ..onnx_export.cache import ExportPaths, ensure_export, export_paths, write_atomically
@@ -29,7 +29,6 @@ from ..tiling import should_tile, tile_grid
 from .agreement import matched_boxes
 from .report import AgreementReport, PhotoAgreement
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 MAX_TILES_PER_PHOTO = 8  # calibration sees tiles as the service does, a sample of them
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
@@ -178,10 +177,9 @@ def _read_photos(directory: Path, max_pixels: int) -> dict[str, np.ndarray]:
     if not directory.is_dir():
         raise CalibrationError(f"{directory} is not a directory of photos")
     photos = {}
-    for path in sorted(directory.rglob("*")):
-        if path.suffix.lower() in PHOTO_SUFFIXES and path.is_file():
-            try:
-                photos[str(path.relative_to(directory))] = decode_image(path.read_bytes(), max_pixels)
-            except (OSError, InvalidImage, ImageTooLarge) as exc:
-                raise CalibrationError(f"{path}: {exc}") from None
+    for path in photos_in([directory]):
+        try:
+            photos[str(path.relative_to(directory))] = decode_image(path.read_bytes(), max_pixels)
+        except (OSError, InvalidImage, ImageTooLarge) as exc:
+            raise CalibrationError(f"{path}: {exc}") from None
     return photos
