@@ -110,6 +110,10 @@ def test_calibration_reports_agreement_on_held_out_photos(calibrated):
         assert 0 <= photo["matched_boxes"] <= photo["fp32_boxes"]
     assert report["fp32_boxes"] > 0 and report["matched_share"] >= report["pass_mark"] == 0.98
     assert report["passed"] is True
+    # A second look, not the gate: the same comparison on the photos int8 was fitted to.
+    assert {photo["photo"] for photo in report["calibration_check"]} == set(report["calibration_photos"])
+    assert 0 < report["calibration_check_matched_share"] <= 1
+    assert "on the calibration photos themselves (not the gate)" in output
     assert {"conv_15", "conv_22", "yolo_16", "yolo_23"} <= set(report["fp32_nodes"])  # outputs stay fp32
 
 

@@ -68,6 +68,7 @@ def calibrate(
             model={"cfg": model.files.cfg.name, "weights": model.files.weights.name, "export": fp32_path.name},
             calibration_photos=calibration,
             held_out=[_compare(name, photos[name], fp32, int8) for name in held_out],
+            calibration_check=[_compare(name, photos[name], fp32, int8) for name in calibration],
             fp32_nodes=keep,
             pass_mark=options.pass_mark,
             settings={

@@ -43,6 +43,7 @@ def run(args, parser) -> int:
     from ..onnx_export import UnsupportedLayer, WeightsError
     from ..settings import ConfigError, Settings
     from .calibrate import CalibrationError, CalibrationOptions, calibrate
+    from .report import matched_share
 
     try:
         settings = Settings.from_env()
@@ -65,6 +66,12 @@ def run(args, parser) -> int:
         print(f"  {photo.photo}: {photo.matched_boxes}/{photo.fp32_boxes} fp32 boxes matched{changed}")
         if changed:
             print(f"    fp32 {_nonzero(photo.fp32_counts)}\n    int8 {_nonzero(photo.int8_counts)}")
+    check = report.calibration_check
+    print(
+        f"on the calibration photos themselves (not the gate): {matched_share(check):.1%} of "
+        f"{sum(photo.fp32_boxes for photo in check)} fp32 boxes matched, "
+        f"counts equal on {sum(photo.same_counts for photo in check)} of {len(check)}"
+    )
     passed = report.passes(report.pass_mark)
     print(
         f"{report.matched_share:.1%} of {report.fp32_boxes} fp32 boxes matched at IoU >= 0.5 "

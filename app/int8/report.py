@@ -38,6 +38,9 @@ class AgreementReport:
     fp32_nodes: list[str]  # layers kept in fp32
     pass_mark: float
     settings: dict[str, object] = field(default_factory=dict)
+    # The same comparison on the calibration photos: not the gate (int8 was fitted to
+    # them), but with few photos a second look at how much int8 moves the boxes.
+    calibration_check: list[PhotoAgreement] = field(default_factory=list)
 
     @property
     def fp32_boxes(self) -> int:
@@ -45,33 +48,43 @@ class AgreementReport:
 
     @property
     def matched_share(self) -> float:
-        # No fp32 box at all proves nothing: it counts as no agreement.
-        return sum(photo.matched_boxes for photo in self.held_out) / self.fp32_boxes if self.fp32_boxes else 0.0
+        return matched_share(self.held_out)
 
     def passes(self, pass_mark: float) -> bool:
         return self.fp32_boxes > 0 and self.matched_share >= pass_mark
 
     def to_json(self) -> str:
         content = asdict(self)
-        for photo, entry in zip(self.held_out, content["held_out"], strict=True):
-            entry["same_counts"] = photo.same_counts
+        for key in ("held_out", "calibration_check"):
+            for photo, entry in zip(getattr(self, key), content[key], strict=True):
+                entry["same_counts"] = photo.same_counts
         content.update(
             fp32_boxes=self.fp32_boxes,
             matched_share=round(self.matched_share, 6),
             photos_with_same_counts=sum(photo.same_counts for photo in self.held_out),
             passed=self.passes(self.pass_mark),
+            calibration_check_matched_share=round(matched_share(self.calibration_check), 6),
         )
         return json.dumps(content, indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> AgreementReport:
         content = json.loads(text)
-        held_out = [
-            PhotoAgreement(**{key: entry[key] for key in PhotoAgreement.__dataclass_fields__})
-            for entry in content["held_out"]
-        ]
-        fields = {key: content[key] for key in cls.__dataclass_fields__ if key != "held_out"}
-        return cls(held_out=held_out, **fields)
+        photos = {
+            key: [
+                PhotoAgreement(**{name: entry[name] for name in PhotoAgreement.__dataclass_fields__})
+                for entry in content.get(key, [])
+            ]
+            for key in ("held_out", "calibration_check")
+        }
+        fields = {key: content[key] for key in cls.__dataclass_fields__ if key not in photos}
+        return cls(**photos, **fields)
+
+
+def matched_share(photos: list[PhotoAgreement]) -> float:
+    """Share of fp32 boxes matched; no fp32 box at all proves nothing: 0."""
+    boxes = sum(photo.fp32_boxes for photo in photos)
+    return sum(photo.matched_boxes for photo in photos) / boxes if boxes else 0.0
 
 
 def calibrated_int8_model(paths: ExportPaths, min_agreement: float) -> Path:
