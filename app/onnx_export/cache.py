@@ -9,6 +9,7 @@ and load the file.
 from __future__ import annotations
 
 import fcntl
+import functools
 import glob
 import hashlib
 import logging
@@ -41,7 +42,8 @@ def export_paths(model: ModelDescription) -> ExportPaths:
     key = hashlib.sha256()
     key.update(f"exporter {EXPORTER_VERSION}\n".encode())
     key.update(model.files.cfg.read_bytes())
-    key.update(file_digest(model.files.weights).encode())
+    stat = model.files.weights.stat()
+    key.update(_digest(model.files.weights, stat.st_mtime_ns, stat.st_size).encode())
     short_key = key.hexdigest()[:KEY_LENGTH]
     stem = f"{model.files.weights.stem}.{short_key}"
     directory = _writable_directory(model.files.weights.parent)
@@ -52,6 +54,13 @@ def export_paths(model: ModelDescription) -> ExportPaths:
         int8=directory / f"{stem}.int8.onnx",
         int8_report=directory / f"{stem}.int8-report.json",
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(path: Path, mtime_ns: int, size: int) -> str:
+    """The weights' sha256, once per file version: a YOLOv3 .weights is 240 MB."""
+    del mtime_ns, size  # part of the cache key only
+    return file_digest(path)
 
 
 def ensure_export(model: ModelDescription) -> Path:
