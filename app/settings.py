@@ -62,11 +62,11 @@ class Settings:
             backend=_choice(env, "BACKEND", BACKENDS),
             device=_choice(env, "DEVICE", DEVICES),
             # Workers share the cores: more engine threads than that only thrash.
+            engine_threads=_number(env, "ENGINE_THREADS", max(1, available_cores() // workers), int, minimum=1),
             precision=_choice(env, "PRECISION", PRECISIONS),
             int8_min_agreement=_number(
                 env, "INT8_MIN_AGREEMENT", cls.int8_min_agreement, float, minimum=0.0, maximum=1.0
             ),
-            engine_threads=_number(env, "ENGINE_THREADS", max(1, available_cores() // workers), int, minimum=1),
             max_upload_mb=_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, float, minimum=0.001),
             max_image_megapixels=_number(env, "MAX_IMAGE_MEGAPIXELS", cls.max_image_megapixels, float, minimum=0.001),
             inference_wait_s=_number(env, "INFERENCE_WAIT_S", cls.inference_wait_s, float, minimum=0.001),

@@ -4,11 +4,12 @@ so a machine without an engine's library still serves with the others."""
 from __future__ import annotations
 
 from ..model_files import ModelDescription
+from ..settings import DEFAULT_INT8_MIN_AGREEMENT
 from .base import Engine, EngineUnavailable
 
 # BACKEND=auto: fastest first, each with the device it must have to be the fastest.
 # darknet wins only on a GPU; on a CPU onnxruntime on our ONNX export is the fastest
-# (bench/README.md), OpenCV's DNN the fallback for models the exporter does not cover.
+# (README, Measure), OpenCV's DNN the fallback for models the exporter does not cover.
 AUTO_ORDER = (("darknet", "cuda"), ("onnxruntime", "cpu"), ("opencv", "cpu"))
 INT8_ENGINES = ("onnxruntime",)  # Settings refuses PRECISION=int8 with any other BACKEND
 
@@ -19,7 +20,7 @@ def create_engine(
     threads: int,
     device: str = "auto",
     precision: str = "fp32",
-    min_agreement: float = 0.98,
+    min_agreement: float = DEFAULT_INT8_MIN_AGREEMENT,
 ) -> Engine:
     """precision int8 exists only for onnxruntime; min_agreement gates it (app/int8)."""
     if backend != "auto":

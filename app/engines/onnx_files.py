@@ -20,4 +20,6 @@ def prepare_onnx_model(model: ModelDescription, precision: str, min_agreement: f
         raise EngineUnavailable(f"cannot export to ONNX: {exc}") from None
     except WeightsError as exc:
         raise ModelError(str(exc)) from None
+    except OSError as exc:  # no writable place for it: the other engines still serve
+        raise EngineUnavailable(f"cannot write the ONNX export: {exc}") from None
     return calibrated_int8_model(export_paths(model), min_agreement) if precision == "int8" else fp32

@@ -94,7 +94,7 @@ def calibrated_int8_model(paths: ExportPaths, min_agreement: float) -> Path:
         raise Int8NotCalibrated(f"PRECISION=int8 but this model has no calibrated int8 version ({how})")
     try:
         report = AgreementReport.from_json(paths.int8_report.read_text())
-    except (ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise Int8NotCalibrated(f"{paths.int8_report} is not a readable agreement report ({exc}); {how}") from None
     if not report.passes(min_agreement):
         raise Int8NotCalibrated(
