@@ -13,11 +13,53 @@ from support import ROOT, RunningService, photo_bytes
 from app.detection import Detection
 from app.int8.agreement import matched_boxes
 from app.int8.calibrate import CalibrationError, split_photos
+from app.int8.cpu_class import cpu_class
+from app.int8.schemes import SCHEME_NAMES, SchemeResult, choose
 from app.settings import ConfigError, Settings
 
 
 def box(class_id, x, y, confidence=0.9):
     return Detection(class_id, f"c{class_id}", confidence, (x, y, 10.0, 10.0))
+
+
+def result(scheme, share, ms, pass_mark=0.98):
+    return SchemeResult(scheme, share, share, 1, ms, share >= pass_mark)
+
+
+def test_the_fastest_passing_scheme_is_chosen_and_a_tie_goes_to_full_range_weights():
+    # An AVX2 CPU without VNNI: u8s8 saturates and loses boxes (as measured on a Zen 3).
+    chosen, why = choose([result("u8s8", 0.667, 45.0), result("u8s8-reduced", 1.0, 45.5), result("u8u8", 1.0, 60.0)])
+    assert chosen.scheme == "u8s8-reduced"
+    assert "u8s8 lost boxes on this CPU" in why
+    # Within 5% is a tie on a shared machine: the first listed (most precise) wins.
+    chosen, _ = choose([result("u8u8", 1.0, 20.0), result("u8s8-reduced", 1.0, 20.5), result("u8s8", 1.0, 20.9)])
+    assert chosen.scheme == "u8s8"
+    chosen, _ = choose([result("u8s8", 1.0, 30.0), result("u8u8", 1.0, 20.0)])
+    assert chosen.scheme == "u8u8"
+    # None passes: the report keeps the one that agreed best, and says so.
+    chosen, why = choose([result("u8s8", 0.5, 10.0), result("u8u8", 0.9, 30.0)])
+    assert (chosen.scheme, chosen.passed) == ("u8u8", False) and why == "no scheme passed; u8u8 agreed best"
+
+
+ZEN3 = "flags\t\t: fpu sse2 ssse3 fma sse4_2 avx avx2 bmi2 sha_ni"
+ZEN4 = ZEN3 + " avx512f avx512dq avx512bw avx512vl avx512_bf16 avx512_vnni"
+XEON = ZEN4 + " amx_bf16 amx_tile amx_int8"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "expected"),
+    [
+        (ZEN3, "avx2"),
+        (ZEN3.replace(" avx512", "") + " avx512f avx512bw", "avx512"),
+        (ZEN4, "avx512_vnni"),
+        (XEON, "amx"),
+        (ZEN3 + " avx_vnni", "avx_vnni"),
+        ("flags\t\t: fpu sse2", "x86_64"),
+    ],
+)
+def test_cpus_are_classed_by_their_int8_instructions_not_their_vendor(cpuinfo, expected, monkeypatch):
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    assert cpu_class(f"vendor_id\t: AnyVendor\n{cpuinfo}\n") == expected
 
 
 def test_boxes_match_by_class_and_iou_each_at_most_once():
@@ -104,7 +146,9 @@ def test_calibration_reports_agreement_on_held_out_photos(calibrated):
     assert "PASS" in output and "serve it with PRECISION=int8" in output
     held_out = {photo["photo"] for photo in report["held_out"]}
     assert held_out and not held_out & set(report["calibration_photos"])
-    assert len(held_out | set(report["calibration_photos"])) == 7  # every sample photo, once
+    # Every sample photo once; the example output in docs/ is not a photo to calibrate on.
+    assert held_out | set(report["calibration_photos"]) == {path.name for path in (ROOT / "data").glob("*.jpg")}
+    assert not any("annotated" in name for name in held_out | set(report["calibration_photos"]))
     for photo in report["held_out"]:
         assert set(photo["fp32_counts"]) == set(photo["int8_counts"])
         assert 0 <= photo["matched_boxes"] <= photo["fp32_boxes"]
@@ -115,6 +159,47 @@ def test_calibration_reports_agreement_on_held_out_photos(calibrated):
     assert 0 < report["calibration_check_matched_share"] <= 1
     assert "on the calibration photos themselves (not the gate)" in output
     assert {"conv_15", "conv_22", "yolo_16", "yolo_23"} <= set(report["fp32_nodes"])  # outputs stay fp32
+
+
+def test_calibration_keeps_the_fastest_scheme_that_passes_on_this_cpu(calibrated):
+    output, report, _ = calibrated
+    assert report["cpu_class"] == cpu_class()
+    measured = {result["scheme"]: result for result in report["schemes"]}
+    assert set(measured) == set(SCHEME_NAMES)  # every candidate measured here, none guessed
+    chosen = measured[report["scheme"]]
+    assert chosen["passed"] and chosen["matched_share"] == report["matched_share"]
+    fastest = min(result["forward_ms"] for result in measured.values() if result["passed"])
+    assert chosen["forward_ms"] <= fastest * 1.05
+    for result in measured.values():  # a scheme passes exactly when it reaches the pass mark
+        assert result["passed"] == (result["matched_share"] >= report["pass_mark"])
+        assert result["forward_ms"] > 0
+    assert f"this CPU: {report['cpu_class']}" in output
+    assert f"chosen: {report['scheme']}: " in output
+    assert report["fp32_forward_ms"] > 0
+
+
+def test_int8_measured_on_another_cpu_class_is_refused(calibrated, model_copy, tmp_path):
+    _, report, path = calibrated
+    other = "avx2" if report["cpu_class"] != "avx2" else "avx512_vnni"
+    original = path.read_text()
+    path.write_text(json.dumps({**report, "cpu_class": other}))
+    try:
+        message = refusal(start(model_copy, tmp_path, PRECISION="int8"))
+    finally:
+        path.write_text(original)
+    assert f"int8 agreement was measured on a {other} CPU, this CPU is {cpu_class()}" in message
+    assert "run `python -m app calibrate [PHOTO_DIR]` on this machine" in message
+
+
+def test_a_report_that_names_no_cpu_class_is_refused(calibrated, model_copy, tmp_path):
+    _, report, path = calibrated
+    original = path.read_text()
+    path.write_text(json.dumps({key: value for key, value in report.items() if key != "cpu_class"}))
+    try:
+        message = refusal(start(model_copy, tmp_path, PRECISION="int8"))
+    finally:
+        path.write_text(original)
+    assert "measured on a CPU it does not name" in message
 
 
 def test_calibrated_int8_serves_the_same_counts(calibrated, model_copy, tmp_path):

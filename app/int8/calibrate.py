@@ -10,13 +10,14 @@ import hashlib
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from ..detection import DetectOptions
+from ..detection import DEFAULT_THRESHOLD, Detection, DetectOptions
 from ..detector import Detector
 from ..engines.onnxruntime_engine import OnnxRuntimeEngine
 from ..images import ImageTooLarge, InvalidImage, decode_image, photos_in
@@ -25,12 +26,16 @@ from ..onnx_export import INPUT_NAME
 from ..onnx_export.cache import ExportPaths, ensure_export, export_paths, write_atomically
 from ..postprocess import count_by_class
 from ..preprocess import fit_to_network
-from ..tiling import should_tile, tile_grid
+from ..tiling import DEFAULT_OVERLAP, should_tile, tile_grid
 from .agreement import matched_boxes
-from .report import AgreementReport, PhotoAgreement
+from .cpu_class import cpu_class
+from .report import AgreementReport, PhotoAgreement, matched_share
+from .schemes import SCHEMES, QuantScheme, SchemeResult, choose, median_ms, quantize
 
 MAX_TILES_PER_PHOTO = 8  # calibration sees tiles as the service does, a sample of them
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+MAX_TIMED_PHOTOS = 4  # forward passes are timed on the first held-out photos
+TIMING_ROUNDS = 5
 
 
 class CalibrationError(ValueError):
@@ -45,11 +50,15 @@ class CalibrationOptions:
     keep_fp32: tuple[str, ...] = ()  # more layers to leave in fp32, by node name (conv_12)
     threads: int = 1
     max_pixels: int = 100_000_000
+    tile_overlap: float = DEFAULT_OVERLAP  # the service's TILE_OVERLAP: tiles as it cuts them
+    schemes: tuple[QuantScheme, ...] = field(default=SCHEMES)  # the candidates to measure
 
 
 def calibrate(
     model: ModelDescription, photo_dir: Path, options: CalibrationOptions
 ) -> tuple[AgreementReport, ExportPaths]:
+    """Quantize with each candidate scheme, measure each against fp32 on this machine,
+    keep the one schemes.choose picks; the report records the CPU class it holds on."""
     photos = _read_photos(photo_dir, options.max_pixels)
     calibration, held_out = split_photos(sorted(photos), options.holdout)
     paths = export_paths(model)
@@ -59,27 +68,73 @@ def calibrate(
     unknown = set(options.keep_fp32) - {node.name for node in fp32_model.graph.node}
     if unknown:
         raise CalibrationError(f"--keep-fp32: no layer named {', '.join(sorted(unknown))} in the export")
+    fp32 = _detector(model, fp32_path, options)
+    reference = {name: fp32.detect(image, DetectOptions()) for name, image in photos.items()}
+    timed = [photos[name] for name in held_out[:MAX_TIMED_PHOTOS]]
+    fp32_ms = forward_ms(fp32, timed)
     with tempfile.TemporaryDirectory(dir=paths.int8.parent, prefix=".calibrate-") as workdir:
-        int8_path = Path(workdir) / "int8.onnx"
-        _quantize(fp32_path, int8_path, [photos[name] for name in calibration], model, keep, options)
-        fp32 = Detector(OnnxRuntimeEngine(model, fp32_path, options.threads, "cpu"), model)
-        int8 = Detector(OnnxRuntimeEngine(model, int8_path, options.threads, "cpu", "int8"), model)
+        prepared = Path(workdir) / "prepared.onnx"
+        # onnxruntime's recommended preparation (shape inference, folding); the symbolic
+        # pass is skipped: the batch dimension is the only symbolic one.
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        inputs = [photos[name] for name in calibration]
+        measured = {}
+        for scheme in options.schemes:
+            int8_path = Path(workdir) / f"{scheme.name}.onnx"
+            quantize(prepared, int8_path, _Reader(inputs, model, options), scheme, options.method, keep)
+            int8 = _detector(model, int8_path, options, "int8")
+            held = [_compare(name, photos[name], reference[name], int8) for name in held_out]
+            check = [_compare(name, photos[name], reference[name], int8) for name in calibration]
+            result = SchemeResult(
+                scheme=scheme.name,
+                matched_share=round(matched_share(held), 6),
+                calibration_matched_share=round(matched_share(check), 6),
+                photos_with_same_counts=sum(photo.same_counts for photo in held),
+                forward_ms=round(forward_ms(int8, timed), 3),
+                passed=sum(photo.fp32_boxes for photo in held) > 0 and matched_share(held) >= options.pass_mark,
+            )
+            measured[scheme.name] = (result, held, check, int8_path)
+        chosen, why = choose(result for result, *_ in measured.values())
+        _, held, check, int8_path = measured[chosen.scheme]
         report = AgreementReport(
             model={"cfg": model.files.cfg.name, "weights": model.files.weights.name, "export": fp32_path.name},
             calibration_photos=calibration,
-            held_out=[_compare(name, photos[name], fp32, int8) for name in held_out],
-            calibration_check=[_compare(name, photos[name], fp32, int8) for name in calibration],
+            held_out=held,
+            calibration_check=check,
             fp32_nodes=keep,
             pass_mark=options.pass_mark,
+            cpu_class=cpu_class(),
+            scheme=chosen.scheme,
+            scheme_reason=why,
+            schemes=[asdict(result) for result, *_ in measured.values()],
+            fp32_forward_ms=round(fp32_ms, 3),
             settings={
                 "method": options.method,
                 "holdout": options.holdout,
+                "tile_overlap": options.tile_overlap,
                 "created": time.strftime("%FT%TZ", time.gmtime()),
             },
         )
         write_atomically(paths.int8, int8_path.read_bytes())
     write_atomically(paths.int8_report, report.to_json().encode())
     return report, paths
+
+
+def forward_ms(detector: Detector, images: list[np.ndarray]) -> float:
+    """Median of the whole-photo forward pass (with its pre- and post-processing)."""
+    detector.engine.predict(images[0], DEFAULT_THRESHOLD)  # first call allocates buffers
+    samples = []
+    for _ in range(TIMING_ROUNDS):
+        for image in images:
+            started = time.perf_counter()
+            detector.engine.predict(image, DEFAULT_THRESHOLD)
+            samples.append(time.perf_counter() - started)
+    return median_ms(samples)
+
+
+def _detector(model: ModelDescription, path: Path, options: CalibrationOptions, precision: str = "fp32") -> Detector:
+    engine = OnnxRuntimeEngine(model, path, options.threads, "cpu", precision)
+    return Detector(engine, model, tile_overlap=options.tile_overlap)
 
 
 def split_photos(names: list[str], holdout: float) -> tuple[list[str], list[str]]:
@@ -109,65 +164,35 @@ def output_layers(model: onnx.ModelProto) -> list[str]:
     return keep
 
 
-def _quantize(
-    source: Path, target: Path, photos: list[np.ndarray], model: ModelDescription, keep: list[str], options
-) -> None:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol: network inputs one by one."""
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._blobs = _calibration_inputs(photos, model)
+    def __init__(self, photos: list[np.ndarray], model: ModelDescription, options: CalibrationOptions):
+        self._blobs = _calibration_inputs(photos, model, options.tile_overlap)
 
-        def get_next(self):
-            blob = next(self._blobs, None)
-            return None if blob is None else {INPUT_NAME: blob}
-
-    # onnxruntime's recommended preparation (shape inference, folding); the symbolic pass
-    # is skipped, the batch dimension is the only symbolic one and needs no inference.
-    prepared = target.with_name("prepared.onnx")
-    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-    quantize_static(
-        str(prepared),
-        str(target),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        nodes_to_exclude=keep,
-        calibrate_method={
-            "minmax": CalibrationMethod.MinMax,
-            "percentile": CalibrationMethod.Percentile,
-            "entropy": CalibrationMethod.Entropy,
-        }[options.method],
-    )
+    def get_next(self):
+        blob = next(self._blobs, None)
+        return None if blob is None else {INPUT_NAME: blob}
 
 
-def _calibration_inputs(photos: list[np.ndarray], model: ModelDescription) -> Iterator[np.ndarray]:
+def _calibration_inputs(photos: list[np.ndarray], model: ModelDescription, overlap: float) -> Iterator[np.ndarray]:
     """What the network sees in service: each whole photo and, on big photos, tiles."""
     network = (model.network.width, model.network.height)
     for image in photos:
         yield fit_to_network(image, model.network)[0]
         size = (image.shape[1], image.shape[0])
         if should_tile("auto", size, network):
-            tiles = tile_grid(size, network)
+            tiles = tile_grid(size, network, overlap)
             for tile in tiles[:: max(1, len(tiles) // MAX_TILES_PER_PHOTO)][:MAX_TILES_PER_PHOTO]:
                 crop = image[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
                 yield fit_to_network(crop, model.network)[0]
 
 
-def _compare(name: str, image: np.ndarray, fp32: Detector, int8: Detector) -> PhotoAgreement:
-    reference, candidate = fp32.detect(image, DetectOptions()), int8.detect(image, DetectOptions())
+def _compare(name: str, image: np.ndarray, reference: list[Detection], int8: Detector) -> PhotoAgreement:
+    candidate = int8.detect(image, DetectOptions())
     return PhotoAgreement(
         photo=name,
-        fp32_counts=count_by_class(reference, fp32.class_names),
+        fp32_counts=count_by_class(reference, int8.class_names),
         int8_counts=count_by_class(candidate, int8.class_names),
         fp32_boxes=len(reference),
         matched_boxes=matched_boxes(reference, candidate),

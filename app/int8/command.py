@@ -2,10 +2,13 @@
 
   python -m app calibrate [PHOTO_DIR] [--holdout 0.3] [--pass-mark 0.98]
       [--method minmax|percentile|entropy] [--keep-fp32 conv_0,conv_3]
+      [--schemes u8s8,u8s8-reduced,u8u8]
 
 PHOTO_DIR defaults to the sample photos in data/; use a folder of your own photos,
-the more the better. The model is the service's (MODEL_DIR). Exit status 0 when the
-report passes, 1 when it does not (the report is written either way), 2 on errors.
+the more the better. The model is the service's (MODEL_DIR). Every scheme is measured
+on this machine and the fastest that passes is kept; int8 then serves only on CPUs of
+this instruction-set class. Exit status 0 when the report passes, 1 when it does not
+(the report is written either way), 2 on errors.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ SAMPLE_PHOTOS = Path(__file__).resolve().parents[2] / "data"
 
 def add_command(commands) -> None:
     from ..settings import DEFAULT_INT8_MIN_AGREEMENT
+    from .schemes import SCHEME_NAMES
 
     calibrate = commands.add_parser("calibrate", help="quantize the model to int8 and check it against fp32")
     calibrate.add_argument("photos", nargs="?", type=Path, default=SAMPLE_PHOTOS, metavar="PHOTO_DIR")
@@ -31,6 +35,12 @@ def add_command(commands) -> None:
     )
     calibrate.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax")
     calibrate.add_argument("--keep-fp32", default="", metavar="LAYERS", help="more layers to keep in fp32: conv_0,...")
+    calibrate.add_argument(
+        "--schemes",
+        default=",".join(SCHEME_NAMES),
+        metavar="NAMES",
+        help=f"quantization schemes to measure, the fastest that passes is kept (default {','.join(SCHEME_NAMES)})",
+    )
     calibrate.set_defaults(run=run)
 
 
@@ -44,7 +54,12 @@ def run(args, parser) -> int:
     from ..settings import ConfigError, Settings
     from .calibrate import CalibrationError, CalibrationOptions, calibrate
     from .report import matched_share
+    from .schemes import SCHEMES
 
+    by_name = {scheme.name: scheme for scheme in SCHEMES}
+    wanted = [name.strip() for name in args.schemes.split(",") if name.strip()]
+    if not wanted or set(wanted) - set(by_name):
+        parser.error(f"--schemes: choose from {', '.join(by_name)}")
     try:
         settings = Settings.from_env()
         model = load_model_description(settings.model_dir)
@@ -55,11 +70,22 @@ def run(args, parser) -> int:
             keep_fp32=tuple(name.strip() for name in args.keep_fp32.split(",") if name.strip()),
             threads=settings.engine_threads,
             max_pixels=settings.max_image_pixels,
+            tile_overlap=settings.tile_overlap,
+            schemes=tuple(by_name[name] for name in wanted),
         )
         report, paths = calibrate(model, args.photos, options)
     except (ConfigError, ModelError, CalibrationError, UnsupportedLayer, WeightsError) as exc:
         print(f"cannot calibrate: {exc}", file=sys.stderr)
         return 2
+    print(f"this CPU: {report.cpu_class}; fp32 forward pass {report.fp32_forward_ms:.1f} ms")
+    print(f"{'scheme':<14} {'held out':>9} {'calibration':>12} {'int8 ms':>8} {'x fp32':>7}")
+    for result in report.schemes:
+        print(
+            f"{result['scheme']:<14} {result['matched_share']:>9.1%} {result['calibration_matched_share']:>12.1%} "
+            f"{result['forward_ms']:>8.1f} {result['forward_ms'] / report.fp32_forward_ms:>7.2f}"
+            f"  {'pass' if result['passed'] else 'FAIL'}"
+        )
+    print(f"chosen: {report.scheme}: {report.scheme_reason}")
     print(f"calibrated on {len(report.calibration_photos)} photos; held out {len(report.held_out)}:")
     for photo in report.held_out:
         changed = "" if photo.same_counts else "  counts differ"
@@ -79,7 +105,7 @@ def run(args, parser) -> int:
     )
     print(f"int8 model: {paths.int8}\nreport:     {paths.int8_report}")
     if passed:
-        print("serve it with PRECISION=int8")
+        print(f"serve it with PRECISION=int8 (on {report.cpu_class} CPUs; elsewhere calibrate there)")
     return 0 if passed else 1
 
 

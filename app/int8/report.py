@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..model_files import ModelError
+from .cpu_class import cpu_class
 
 if TYPE_CHECKING:
     from ..onnx_export.cache import ExportPaths
@@ -41,6 +42,12 @@ class AgreementReport:
     # The same comparison on the calibration photos: not the gate (int8 was fitted to
     # them), but with few photos a second look at how much int8 moves the boxes.
     calibration_check: list[PhotoAgreement] = field(default_factory=list)
+    # Where the agreement holds: int8 kernels differ between CPU classes (cpu_class.py).
+    cpu_class: str = ""
+    scheme: str = ""  # the quantization scheme chosen (schemes.py), and why
+    scheme_reason: str = ""
+    schemes: list[dict] = field(default_factory=list)  # every candidate as measured
+    fp32_forward_ms: float = 0.0
 
     @property
     def fp32_boxes(self) -> int:
@@ -77,7 +84,7 @@ class AgreementReport:
             ]
             for key in ("held_out", "calibration_check")
         }
-        fields = {key: content[key] for key in cls.__dataclass_fields__ if key not in photos}
+        fields = {key: content[key] for key in cls.__dataclass_fields__ if key not in photos and key in content}
         return cls(**photos, **fields)
 
 
@@ -96,6 +103,13 @@ def calibrated_int8_model(paths: ExportPaths, min_agreement: float) -> Path:
         report = AgreementReport.from_json(paths.int8_report.read_text())
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise Int8NotCalibrated(f"{paths.int8_report} is not a readable agreement report ({exc}); {how}") from None
+    here = cpu_class()
+    if report.cpu_class != here:
+        measured = f"on a {report.cpu_class} CPU" if report.cpu_class else "on a CPU it does not name"
+        raise Int8NotCalibrated(
+            f"PRECISION=int8 refused: int8 agreement was measured {measured}, this CPU is {here} "
+            f"(int8 kernels differ between them); run `python -m app calibrate [PHOTO_DIR]` on this machine"
+        )
     if not report.passes(min_agreement):
         raise Int8NotCalibrated(
             f"PRECISION=int8 refused: int8 matched {report.matched_share:.1%} of {report.fp32_boxes} fp32 boxes "
