@@ -16,6 +16,7 @@ import numpy as np
 
 from app.engines import Engine, EngineUnavailable, create_engine
 from app.int8.calibrate import CalibrationError, CalibrationOptions, calibrate
+from app.int8.cpu_class import cpu_class
 from app.int8.report import AgreementReport, Int8NotCalibrated
 from app.model_files import ModelDescription
 from app.onnx_export.cache import export_paths
@@ -130,7 +131,7 @@ def prepare_int8(model: ModelDescription, photo_dir: Path, threads: int) -> str:
     paths = export_paths(model)
     report = _read_report(paths.int8_report) if paths.int8.is_file() else None
     origin = f"existing calibration ({paths.int8_report.name})"
-    if report is None:
+    if report is None or report.cpu_class != cpu_class():  # the gate would refuse it here
         progress(f"calibrating int8 on {photo_dir}")
         try:
             report, _ = calibrate(model, photo_dir, CalibrationOptions(threads=threads))
@@ -138,9 +139,14 @@ def prepare_int8(model: ModelDescription, photo_dir: Path, threads: int) -> str:
             return f"- int8: calibration failed: {exc}"
         origin = f"calibrated now on {photo_dir.name}/"
     verdict = "passes" if report.passes(DEFAULT_INT8_MIN_AGREEMENT) else "fails"
+    schemes = ", ".join(
+        f"{result['scheme']} {result['matched_share']:.1%} {result['forward_ms']:.1f} ms" for result in report.schemes
+    )
     return (
-        f"- int8: {origin}; matched {report.matched_share:.1%} of {report.fp32_boxes} fp32 boxes on "
-        f"{len(report.held_out)} held-out photos: {verdict} the {DEFAULT_INT8_MIN_AGREEMENT:.0%} gate"
+        f"- int8: {origin}; scheme {report.scheme} on this {report.cpu_class} CPU ({report.scheme_reason}); "
+        f"matched {report.matched_share:.1%} of {report.fp32_boxes} fp32 boxes on "
+        f"{len(report.held_out)} held-out photos: {verdict} the {DEFAULT_INT8_MIN_AGREEMENT:.0%} gate. "
+        f"Schemes measured (held-out agreement, forward pass): {schemes}"
     )
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime
 
+from app.int8.cpu_class import cpu_class
 from app.model_files import ModelDescription
 from app.onnx_export.cache import ensure_export
 from app.settings import available_cores
@@ -22,7 +23,8 @@ MATMUL_REPEATS = 5
 
 def describe_machine() -> str:
     return (
-        f"Machine: {cpu_model()}, {available_cores()} usable cores; Python {platform.python_version()}, "
+        f"Machine: {cpu_model()} (instruction-set class {cpu_class()}), {available_cores()} usable cores; "
+        f"Python {platform.python_version()}, "
         f"onnxruntime {onnxruntime.__version__}, OpenCV {cv2.__version__}"
     )
 
