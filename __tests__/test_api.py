@@ -126,7 +126,7 @@ def test_exif_rotated_photo_comes_back_upright(client):
             400,
             "invalid_image",
         ),
-        (lambda c: c.post("/invocations", data=DOG[:5000], content_type="image/jpeg"), 400, "invalid_image"),
+        (lambda c: c.post("/invocations", data=DOG[:5000], content_type="image/jpeg"), 400, "damaged_image"),
         (lambda c: c.post("/invocations", data=b"", content_type="image/png"), 400, "invalid_image"),
         (lambda c: c.post("/invocations", data=b"{not json", content_type="application/json"), 400, "invalid_json"),
         (lambda c: c.post("/invocations", json=[1, 2]), 400, "invalid_json"),

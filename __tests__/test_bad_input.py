@@ -44,7 +44,7 @@ BAD_REQUESTS = {
     "image not a string": ({"json": {"image": ["abc"]}}, 400, "invalid_base64"),
     "invalid base64": ({"json": {"image": "%%%not-base64%%%"}}, 400, "invalid_base64"),
     "base64 of a text file": ({"json": {"image": base64.b64encode(b"hello\n" * 50).decode()}}, 400, "invalid_image"),
-    "truncated JPEG": (raw(DOG[: len(DOG) // 3]), 400, "invalid_image"),
+    "truncated JPEG": (raw(DOG[: len(DOG) // 3]), 400, "damaged_image"),
     "zero-byte file": ({"files": {"image": ("empty.jpg", b"", "image/jpeg")}}, 400, "invalid_image"),
     "decompression bomb": (raw(png_header_only(30000, 30000), "image/png"), 413, "image_too_large"),
     "multipart without image": ({"files": {"photo": ("d.jpg", DOG, "image/jpeg")}}, 400, "missing_image"),

@@ -12,6 +12,7 @@ from flask import Flask
 from . import admission, auth, errors, http_hooks, request_log, routes
 from .detector import build_detector
 from .metrics import MODEL_LOAD_SECONDS
+from .pixel_budget import PixelBudget
 from .settings import Settings
 
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # keep "img", "stat" and the classes in .names order
     app.extensions["settings"] = settings
     app.extensions["detector"] = detector = build_detector(settings)
+    app.extensions["pixel_budget"] = PixelBudget(settings.pixel_budget)
     MODEL_LOAD_SECONDS.set(detector.load_seconds)
     errors.init_app(app)
     # Hooks run in registration order: the request id exists before a 401 is raised.

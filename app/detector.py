@@ -20,8 +20,15 @@ from .tiling import DEFAULT_OVERLAP, MERGE_IOS, drop_cut_boxes, merge, should_ti
 log = logging.getLogger(__name__)
 
 
+TILES_PER_CHECK = 8  # tiled photos look at their deadline between runs of this many tiles
+
+
 class EngineBusy(RuntimeError):
     """The engine stayed busy with other requests for longer than we wait."""
+
+
+class DeadlineExceeded(RuntimeError):
+    """The photo needs more time than its request is given (a huge tiled photo)."""
 
 
 class Detector:
@@ -47,7 +54,11 @@ class Detector:
         paths = [files.cfg, files.weights, files.names] + ([files.data] if files.data else [])
         return {path.name: file_digest(path) for path in paths}
 
-    def detect(self, image: np.ndarray, options: DetectOptions | None = None) -> list[Detection]:
+    def detect(
+        self, image: np.ndarray, options: DetectOptions | None = None, deadline: float | None = None
+    ) -> list[Detection]:
+        """deadline: a time.monotonic() value; past it a tiled photo stops with
+        DeadlineExceeded rather than hold the engine while every other photo waits."""
         options = options or DetectOptions()
         height, width = image.shape[:2]
         network = (self.model.network.width, self.model.network.height)
@@ -56,13 +67,23 @@ class Detector:
             if should_tile(options.tiling, (width, height), network)
             else []
         )
-        if not self._lock.acquire(timeout=self._wait_s):
-            raise EngineBusy(f"the model was busy for {self._wait_s:g} s; try again")
+        wait_s = self._wait_s if deadline is None else min(self._wait_s, max(0.0, deadline - time.monotonic()))
+        if not self._lock.acquire(timeout=wait_s):
+            raise EngineBusy(f"the model was busy for {wait_s:g} s; try again")
         try:
             # The whole-image pass finds the objects larger than a tile (as SAHI keeps it).
             parts = [self.engine.predict(image, min_score=options.threshold)]
-            crops = [image[t.y : t.y + t.height, t.x : t.x + t.width] for t in tiles]
-            found = self.engine.predict_many(crops, min_score=options.threshold) if tiles else []
+            found = []
+            for start in range(0, len(tiles), TILES_PER_CHECK):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise DeadlineExceeded(
+                        f"the photo needs {len(tiles)} tiles, more than its request's time allows "
+                        f"({start} done); send it with tiling=off, or a smaller photo"
+                    )
+                crops = [
+                    image[t.y : t.y + t.height, t.x : t.x + t.width] for t in tiles[start : start + TILES_PER_CHECK]
+                ]
+                found += self.engine.predict_many(crops, min_score=options.threshold)
         finally:
             self._lock.release()
         for tile, candidates in zip(tiles, found, strict=True):

@@ -9,8 +9,9 @@ import re
 from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from .detector import EngineBusy
-from .images import ImageTooLarge, InvalidImage
+from .detector import DeadlineExceeded, EngineBusy
+from .images import DamagedImage, ImageTooLarge, InvalidImage
+from .pixel_budget import BudgetExhausted
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,16 @@ class NotReady(ApiError):
 
 
 # Domain errors raised below the HTTP layer, and what a client is told about them.
+# Subclasses come before their base: the first match answers.
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    DamagedImage: (400, "damaged_image"),
     InvalidImage: (400, "invalid_image"),
     ImageTooLarge: (413, "image_too_large"),
     EngineBusy: (503, "busy"),
+    BudgetExhausted: (503, "busy"),
+    DeadlineExceeded: (503, "deadline_exceeded"),
 }
+RETRY_AFTER = {"busy": "1", "deadline_exceeded": "5"}
 
 
 def error_response(status: int, code: str, message: str, **extra):
@@ -74,10 +80,15 @@ def init_app(app: Flask) -> None:
         response.headers.update(error.headers)
         return response
 
-    for exception, (status, code) in DOMAIN_ERRORS.items():
-        app.register_error_handler(
-            exception, lambda error, status=status, code=code: error_response(status, code, str(error))
-        )
+    def _domain_error(error: Exception):
+        status, code = next(answer for kind, answer in DOMAIN_ERRORS.items() if isinstance(error, kind))
+        response = error_response(status, code, str(error))
+        if code in RETRY_AFTER:
+            response.headers["Retry-After"] = RETRY_AFTER[code]
+        return response
+
+    for exception in DOMAIN_ERRORS:
+        app.register_error_handler(exception, _domain_error)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import time
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -14,7 +15,7 @@ from .annotate import annotate
 from .detection import Detection
 from .detector import Detector
 from .errors import NotAcceptable, NotReady
-from .images import decode_image, encode_jpeg
+from .images import encode_jpeg, open_photo
 from .metrics import Stages
 from .openapi import openapi_document
 from .postprocess import count_by_class
@@ -94,21 +95,28 @@ def invocations():
     produce = request.accept_mimetypes.best_match(PRODUCED_TYPES) if request.accept_mimetypes else PRODUCED_TYPES[0]
     if produce is None:
         raise NotAcceptable(f"this service answers {' or '.join(PRODUCED_TYPES)}, not {request.headers['Accept']}")
+    deadline = time.monotonic() + settings.request_deadline_s
     stages = Stages()
     invocation = parse_invocation(request, detector.class_names)
-    image = decode_image(invocation.image, settings.max_image_pixels)
-    stages.done("decode")
-    detections = detector.detect(image, invocation.options)
-    stages.done("inference")
-    counts = count_by_class(detections, detector.class_names)
+    photo = open_photo(invocation.image, settings.max_image_pixels)  # the header only: size checked
     body: dict = {}
     picture = None
-    if invocation.return_image or produce == "image/jpeg":
-        annotated = annotate(image, detections, counts, channels="BGR")  # what the JPEG encoder takes
-        stages.done("annotate")
-        picture = encode_jpeg(annotated, settings.jpeg_quality, channels="BGR")
-        stages.done("encode")
-        body["img"] = base64.b64encode(picture).decode("ascii")
+    # The decoded photo and everything made from it exist only while its pixels are held.
+    with current_app.extensions["pixel_budget"].hold(photo.pixels, deadline):
+        image = photo.decode()
+        stages.done("decode")
+        detections = detector.detect(image, invocation.options, deadline)
+        stages.done("inference")
+        counts = count_by_class(detections, detector.class_names)
+        if invocation.return_image or produce == "image/jpeg":
+            annotated = annotate(image, detections, counts, channels="BGR")  # what the JPEG encoder takes
+            stages.done("annotate")
+            picture = encode_jpeg(annotated, settings.jpeg_quality, channels="BGR")
+            stages.done("encode")
+            body["img"] = base64.b64encode(picture).decode("ascii")
+            del annotated
+        height, width = image.shape[:2]
+        del image
     body["stat"] = counts
     if invocation.include_detections:
         body["detections"] = [_detection_json(d) for d in detections]
@@ -116,8 +124,8 @@ def invocations():
     metrics.count_objects(counts)
     add_fields(
         filename=invocation.filename,
-        width=image.shape[1],
-        height=image.shape[0],
+        width=width,
+        height=height,
         objects=len(detections),
         counts={name: count for name, count in counts.items() if count},
         stage_ms={stage: round(seconds * 1000, 1) for stage, seconds in stages.seconds.items()},

@@ -33,6 +33,12 @@ class Settings:
     max_upload_mb: float = 50.0
     max_image_megapixels: float = 100.0
     inference_wait_s: float = 60.0  # a request waits this long for a busy engine, then 503
+    # A photo's whole time in a worker: waiting for memory and the engine, decoding,
+    # tiled inference. Under gunicorn's timeout (120 s), so a worker is never killed.
+    request_deadline_s: float = 60.0
+    # Decoded pixels a worker holds at once (app/pixel_budget.py): 100 MP, one photo of
+    # the largest size or a dozen 8 MP ones; a 100 MP photo peaks at 1.6-3.6 GB.
+    pixel_budget_megapixels: float = 100.0
     jpeg_quality: int = 90
     tile_overlap: float = DEFAULT_OVERLAP  # share of a tile its neighbour also covers
     cors_origins: tuple[str, ...] = ("*",)
@@ -47,6 +53,10 @@ class Settings:
     @property
     def max_image_pixels(self) -> int:
         return int(self.max_image_megapixels * 1_000_000)
+
+    @property
+    def pixel_budget(self) -> int:
+        return int(self.pixel_budget_megapixels * 1_000_000)
 
     def __post_init__(self):
         if self.precision == "int8" and self.backend not in ("auto", "onnxruntime"):
@@ -70,6 +80,12 @@ class Settings:
             max_upload_mb=_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, float, minimum=0.001),
             max_image_megapixels=_number(env, "MAX_IMAGE_MEGAPIXELS", cls.max_image_megapixels, float, minimum=0.001),
             inference_wait_s=_number(env, "INFERENCE_WAIT_S", cls.inference_wait_s, float, minimum=0.001),
+            request_deadline_s=_number(
+                env, "REQUEST_DEADLINE_S", cls.request_deadline_s, float, minimum=0.1, maximum=3600
+            ),
+            pixel_budget_megapixels=_number(
+                env, "PIXEL_BUDGET_MEGAPIXELS", cls.pixel_budget_megapixels, float, minimum=0.001
+            ),
             jpeg_quality=_number(env, "JPEG_QUALITY", cls.jpeg_quality, int, minimum=1, maximum=100),
             tile_overlap=_number(env, "TILE_OVERLAP", cls.tile_overlap, float, minimum=0.0, maximum=0.9),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()) or ("*",),

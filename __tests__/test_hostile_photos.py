@@ -1,0 +1,168 @@
+"""Hostile photos over real HTTP to a real gunicorn: only camera formats are decoded,
+damage is an error and not a count, work and memory per worker are bounded, and the
+worker stays up. The photos are made here (bench/hostile.py), none is committed."""
+
+import contextlib
+import threading
+import time
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import RunningService, photo_bytes, worker_pids
+
+from app.images import DamagedImage, InvalidImage, decode_image
+from app.pixel_budget import BudgetExhausted, PixelBudget
+from bench.hostile import (
+    dds_with_unknown_flags,
+    icns_holding_png,
+    ico_holding_png,
+    jpeg_claiming,
+    jpeg_cut_with_end_marker,
+    jpeg_with_repeated_scans,
+    png,
+    send_at_once,
+    webp_lossless,
+    worker_memory_mb,
+)
+
+REFUSED_BEFORE_DECODING = {
+    "ICO holding a 20000x20000 PNG": (ico_holding_png(20_000, 20_000), 400, "invalid_image"),
+    "ICNS holding a 20000x20000 PNG": (icns_holding_png(20_000, 20_000), 400, "invalid_image"),
+    "DDS with unknown pixel format": (dds_with_unknown_flags(), 400, "invalid_image"),
+    "JPEG header claiming 10000x10000": (jpeg_claiming(10_000, 10_000), 400, "damaged_image"),
+    "progressive JPEG, a scan x10000": (jpeg_with_repeated_scans(), 400, "damaged_image"),
+    "JPEG cut to a third + end marker": (jpeg_cut_with_end_marker(), 400, "damaged_image"),
+}
+
+
+@pytest.fixture(scope="module")
+def service(model_dir, tmp_path_factory):
+    """The default deployment: one worker, default limits."""
+    running = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path_factory.mktemp("h") / "log")
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("case", REFUSED_BEFORE_DECODING)
+def test_hostile_photos_are_a_4xx_and_never_counted(service, case):
+    photo, status, code = REFUSED_BEFORE_DECODING[case]
+    workers = worker_pids(service.process.pid)
+    response = requests.post(
+        f"{service.url}/invocations", data=photo, headers={"Content-Type": "image/jpeg"}, timeout=60
+    )
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert worker_pids(service.process.pid) == workers  # nothing crashed
+    assert (
+        requests.post(
+            f"{service.url}/invocations",
+            data=photo_bytes("dog.jpg"),
+            headers={"Content-Type": "image/jpeg"},
+            timeout=60,
+        ).json()["stat"]["dog"]
+        == 1
+    )
+
+
+def test_four_in_limit_memory_bombs_at_once_stay_within_the_pixel_budget(model_dir, tmp_path):
+    """Four 100 MP lossless WebPs (a few bytes each) took the worker to 7.8 GB when
+    they decoded together; with the budget they take their turn."""
+    bomb = webp_lossless(10_000, 10_000)
+    running = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path / "log")
+    try:
+        running.wait_ready()
+        responses = send_at_once(running.url, bomb, "image/webp", 4, {"tiling": "off"})
+        assert [response.status_code for response in responses] == [200] * 4
+        peak, _ = worker_memory_mb(running.process.pid)
+        time.sleep(1)
+        _, after = worker_memory_mb(running.process.pid)
+    finally:
+        running.stop()
+    assert peak < 4000, f"worker peak RSS {peak:.0f} MB"  # about one 100 MP photo's worth (2.7 GB), not four
+    assert after < 1200, f"worker RSS {after:.0f} MB after the photos"  # given back
+
+
+def test_a_photo_past_its_deadline_is_a_503_and_frees_the_engine(model_dir, tmp_path):
+    """A 4000x3000 photo, tiled at full resolution, with a 1 s deadline: it stops
+    between tiles instead of holding the engine; the next photo is served."""
+    big = webp_lossless(4000, 3000)
+    running = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1", "REQUEST_DEADLINE_S": "1"}, tmp_path / "log")
+    try:
+        running.wait_ready()
+        refused = requests.post(
+            f"{running.url}/invocations",
+            data=big,
+            headers={"Content-Type": "image/webp"},
+            params={"tiling": "on"},
+            timeout=120,
+        )
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "deadline_exceeded" and "tiling=off" in refused.text
+        assert refused.headers["Retry-After"]
+        dog = requests.post(
+            f"{running.url}/invocations",
+            data=photo_bytes("dog.jpg"),
+            headers={"Content-Type": "image/jpeg"},
+            timeout=60,
+        )
+        assert dog.status_code == 200 and dog.json()["stat"]["dog"] == 1
+    finally:
+        running.stop()
+
+
+def test_the_budget_serves_in_arrival_order_and_refuses_at_the_deadline():
+    budget = PixelBudget(100)
+    order = []
+    with budget.hold(80, time.monotonic() + 5):
+
+        def later(name, pixels):
+            with budget.hold(pixels, time.monotonic() + 5):
+                order.append(name)
+
+        big = threading.Thread(target=later, args=("big", 90))
+        big.start()
+        time.sleep(0.1)
+        small = threading.Thread(target=later, args=("small", 10))  # would fit now, but waits its turn
+        small.start()
+        time.sleep(0.1)
+        assert order == [] and budget.used == 80
+        with pytest.raises(BudgetExhausted, match="deadline"), budget.hold(10, time.monotonic() + 0.1):
+            pass
+    big.join(5)
+    small.join(5)
+    assert order == ["big", "small"] and budget.used == 0
+    with budget.hold(1000, time.monotonic() + 1):  # bigger than the whole budget: runs alone
+        assert budget.used == 100
+
+
+# Decoder damage as a property: any cut of a real photo, with or without an end marker,
+# and any flipped bytes, is an InvalidImage or a photo, never another exception.
+DOG = photo_bytes("dog.jpg")
+PNG_PHOTO = png(64, 48)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    source=st.sampled_from([DOG, PNG_PHOTO, webp_lossless(64, 48)]),
+    cut=st.floats(0.05, 1.0),
+    end_marker=st.booleans(),
+    flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=4),
+)
+def test_damaged_photos_never_raise_anything_but_invalid_image(source, cut, end_marker, flips):
+    data = bytearray(source[: max(1, int(len(source) * cut))])
+    for where, value in flips:
+        data[min(len(data) - 1, int(len(data) * where))] = value
+    if end_marker:
+        data += b"\xff\xd9"
+    with contextlib.suppress(InvalidImage):
+        decode_image(bytes(data), 100_000_000)
+
+
+def test_a_jpeg_cut_short_with_an_end_marker_is_damaged_not_grey():
+    with pytest.raises(DamagedImage, match=r"premature end|Corrupt"):
+        decode_image(jpeg_cut_with_end_marker(), 100_000_000)

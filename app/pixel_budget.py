@@ -1,0 +1,85 @@
+"""A worker's memory budget for photos: decoded pixels in flight are bounded.
+
+The pixel limit holds per photo, but a worker takes several photos at once, and a
+100 MP photo costs 1.6-3.6 GB while it is decoded, tiled, annotated and encoded. Each
+photo holds its pixel count from the budget for that whole time; the next waits its
+turn (first come, first served, so a big photo is not starved by small ones) or, when
+its deadline would pass first, is refused. A photo bigger than the whole budget runs
+alone. After a big photo the C heap gives its free pages back to the system.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# Freed buffers above this are handed back at once (glibc otherwise raises its mmap
+# threshold up to 32 MB after the first big free, and keeps what it freed on the heap).
+TRIM_AFTER_PIXELS = 4_000_000
+
+
+class BudgetExhausted(RuntimeError):
+    """The photo's deadline passed while it waited for memory held by other photos."""
+
+
+class PixelBudget:
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._used = 0
+        self._queue: deque[int] = deque()
+        self._tickets = itertools.count()
+        self._changed = threading.Condition()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    @contextmanager
+    def hold(self, pixels: int, deadline: float) -> Iterator[None]:
+        """Hold `pixels` from the budget (deadline: time.monotonic() value) while the
+        body runs."""
+        share = min(pixels, self.capacity)
+        ticket = next(self._tickets)
+        with self._changed:
+            self._queue.append(ticket)
+            try:
+                while not (self._queue[0] == ticket and self._used + share <= self.capacity):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise BudgetExhausted(
+                            f"this worker's memory for photos ({self.capacity / 1e6:g} MP) stayed in use "
+                            "by other photos until this request's deadline; retry in a moment"
+                        )
+                    self._changed.wait(remaining)
+            finally:
+                self._queue.remove(ticket)
+                self._changed.notify_all()  # the next in line may fit now
+            self._used += share
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._used -= share
+                self._changed.notify_all()
+            if pixels >= TRIM_AFTER_PIXELS:
+                release_free_memory()
+
+
+_libc = None
+
+
+def release_free_memory() -> None:
+    """glibc's malloc_trim: free heap pages go back to the system (no-op elsewhere)."""
+    global _libc
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        _libc = ctypes.CDLL(name) if name else False
+    trim = getattr(_libc, "malloc_trim", None) if _libc else None
+    if trim is not None:
+        trim(0)

@@ -1,0 +1,181 @@
+"""Hostile photos, made on the fly (none is committed), and what they cost a real server.
+
+    python -m bench.hostile [--model-dir aimodel] [--repeat 4]
+
+Starts gunicorn with the service's default settings on 127.0.0.1 (one fresh server per
+case, so each peak is that case's own), sends each photo (several copies at once where
+memory is the point, with tiling=off so the figure is the photo's memory, not minutes
+of tiles), and prints per case the statuses, the seconds to the last answer, the
+worker's peak RSS (VmHWM from /proc) and its RSS a second after. The tests
+(__tests__/test_hostile_photos.py) send the same photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import struct
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from PIL import Image
+
+from .server import gunicorn
+
+ROOT = Path(__file__).resolve().parents[1]
+DOG = (ROOT / "data" / "dog.jpg").read_bytes()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png(width: int, height: int, bit_depth: int = 8, colour_type: int = 2, pixels: bool = True) -> bytes:
+    """A PNG of blank pixels, compressed row by row (a 100 MP one is ~100 KB);
+    pixels=False gives the header alone: a decompression bomb's promise."""
+    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0))
+    body = b""
+    if pixels:
+        channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
+        row = b"\0" + bytes((width * channels * bit_depth + 7) // 8)
+        compressor = zlib.compressobj(9)
+        data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+        body = _png_chunk(b"IDAT", data)
+        if colour_type == 3:
+            header += _png_chunk(b"PLTE", bytes(3 * 256))
+    return b"\x89PNG\r\n\x1a\n" + header + body + _png_chunk(b"IEND", b"")
+
+
+def webp_lossless(width: int, height: int) -> bytes:
+    """A few KB that decode to width x height: lossless WebP of one colour."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 60, 30)).save(buffer, "WEBP", lossless=True, quality=0, method=0)
+    return buffer.getvalue()
+
+
+def jpeg_claiming(width: int, height: int, jpeg: bytes = DOG) -> bytes:
+    """dog.jpg with its frame header patched to a bigger size: libjpeg would decode
+    the rest of the promised pixels as grey, and tiled inference would run on them."""
+    start = next(jpeg.find(marker) for marker in (b"\xff\xc0", b"\xff\xc2") if jpeg.find(marker) > 0)
+    patched = bytearray(jpeg)
+    patched[start + 5 : start + 9] = struct.pack(">HH", height, width)
+    return bytes(patched)
+
+
+def jpeg_cut_with_end_marker(jpeg: bytes = DOG) -> bytes:
+    """The first third of a photo plus an end marker: looks complete, is not."""
+    return jpeg[: len(jpeg) // 3] + b"\xff\xd9"
+
+
+def jpeg_with_repeated_scans(repeats: int = 10_000, size: int = 2000) -> bytes:
+    """A progressive JPEG whose last refinement scan is repeated: every scan is a full
+    pass over the photo for the decoder, the file grows by a few bytes each."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (200, 150, 80)).save(buffer, "JPEG", progressive=True, quality=50)
+    data = buffer.getvalue()
+    last_scan = data.rfind(b"\xff\xda")
+    scan = data[last_scan:-2]  # through the end of its entropy-coded data, without EOI
+    return data[:-2] + scan * repeats + b"\xff\xd9"
+
+
+def ico_holding_png(width: int, height: int) -> bytes:
+    """An icon whose one entry is a PNG: Pillow's ICO reader decodes it to learn its size."""
+    payload = png(width, height, pixels=False)
+    entry = struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(payload), 6 + 16)
+    return struct.pack("<HHH", 0, 1, 1) + entry + payload
+
+
+def icns_holding_png(width: int, height: int) -> bytes:
+    payload = png(width, height, pixels=False)
+    entry = b"ic10" + struct.pack(">I", 8 + len(payload)) + payload
+    return b"icns" + struct.pack(">I", 8 + len(entry)) + entry
+
+
+def dds_with_unknown_flags() -> bytes:
+    """A 400-byte DDS header whose pixel format flags no reader knows."""
+    header = bytearray(128)
+    header[0:4] = b"DDS "
+    struct.pack_into("<IIII", header, 4, 124, 0x1007, 64, 64)
+    struct.pack_into("<II", header, 76, 32, 0x80000)  # pixel format size, unknown flags
+    return bytes(header) + bytes(272)
+
+
+# name -> (photo, content type, copies sent at once)
+CaseMaker = Callable[[], bytes]
+CASES: dict[str, tuple[CaseMaker, str, int]] = {
+    "lossless WebP 10000x10000": (lambda: webp_lossless(10_000, 10_000), "image/webp", 4),
+    "PNG RGB 10000x10000": (lambda: png(10_000, 10_000), "image/png", 4),
+    "PNG RGBA16 10000x10000": (lambda: png(10_000, 10_000, 16, 6), "image/png", 4),
+    "JPEG header claiming 10000x10000": (lambda: jpeg_claiming(10_000, 10_000), "image/jpeg", 1),
+    "progressive JPEG, a scan x10000": (jpeg_with_repeated_scans, "image/jpeg", 1),
+    "JPEG cut to a third + end marker": (jpeg_cut_with_end_marker, "image/jpeg", 1),
+    "ICO holding a 20000x20000 PNG": (lambda: ico_holding_png(20_000, 20_000), "image/jpeg", 3),
+    "ICNS holding a 20000x20000 PNG": (lambda: icns_holding_png(20_000, 20_000), "image/jpeg", 1),
+    "DDS with unknown pixel format": (dds_with_unknown_flags, "image/jpeg", 1),
+}
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    statuses: list[int]
+    codes: list[str]
+    seconds: float
+    peak_rss_mb: float
+    rss_after_mb: float
+
+
+def send_at_once(url: str, photo: bytes, content_type: str, copies: int, params: dict) -> list[requests.Response]:
+    def send(_):
+        return requests.post(
+            f"{url}/invocations", data=photo, headers={"Content-Type": content_type}, params=params, timeout=300
+        )
+
+    with ThreadPoolExecutor(copies) as pool:
+        return list(pool.map(send, range(copies)))
+
+
+def worker_memory_mb(master_pid: int) -> tuple[float, float]:
+    """(peak, current) resident memory of gunicorn's one worker."""
+    (worker,) = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{worker}/status").read_text().splitlines())
+    return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
+
+
+def measure_case(model_dir: Path, photo: bytes, content_type: str, copies: int) -> CaseResult:
+    with gunicorn(model_dir, {"WORKERS": "1"}) as server:
+        started = time.perf_counter()
+        responses = send_at_once(server.url, photo, content_type, copies, {"tiling": "off"} if copies > 1 else {})
+        seconds = time.perf_counter() - started
+        peak, _ = worker_memory_mb(server.pid)
+        time.sleep(1)
+        _, after = worker_memory_mb(server.pid)
+    codes = [r.json()["error"]["code"] if r.status_code != 200 else "ok" for r in responses]
+    return CaseResult([r.status_code for r in responses], codes, seconds, peak, after)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "aimodel")
+    parser.add_argument("--only", help="a substring of the case names to run")
+    args = parser.parse_args()
+    print("| photo | copies at once | answers | seconds to the last answer | worker peak RSS MB | RSS after MB |")
+    print("| --- | ---: | --- | ---: | ---: | ---: |")
+    for name, (make, content_type, copies) in CASES.items():
+        if args.only and args.only not in name:
+            continue
+        result = measure_case(args.model_dir, make(), content_type, copies)
+        answers = ", ".join(f"{status} {code}" for status, code in zip(result.statuses, result.codes, strict=True))
+        print(
+            f"| {name} | {copies} | {answers} | {result.seconds:.1f} | "
+            f"{result.peak_rss_mb:.0f} | {result.rss_after_mb:.0f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
