@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..int8.report import calibrated_int8_model
+from ..int8.report import Int8NotCalibrated, calibrated_int8_model
 from ..model_files import ModelDescription, ModelError
 from ..onnx_export import UnsupportedLayer, WeightsError
-from ..onnx_export.cache import ensure_export, export_paths
+from ..onnx_export.cache import ExportMismatch, check_stamp, ensure_export, export_paths, read_stamp
 from .base import EngineUnavailable
 
 
@@ -22,4 +22,11 @@ def prepare_onnx_model(model: ModelDescription, precision: str, min_agreement: f
         raise ModelError(str(exc)) from None
     except OSError as exc:  # no writable place for it: the other engines still serve
         raise EngineUnavailable(f"cannot write the ONNX export: {exc}") from None
-    return calibrated_int8_model(export_paths(model), min_agreement) if precision == "int8" else fp32
+    if precision != "int8":
+        return fp32
+    int8 = calibrated_int8_model(export_paths(model), min_agreement)
+    try:
+        check_stamp(int8, read_stamp(int8), model)
+    except ExportMismatch as exc:
+        raise Int8NotCalibrated(f"{exc}; run `python -m app calibrate` again") from None
+    return int8

@@ -9,8 +9,9 @@ import numpy as np
 import onnxruntime
 
 from ..detection import Candidates
-from ..model_files import ModelDescription
+from ..model_files import ModelDescription, ModelError
 from ..onnx_export import INPUT_NAME
+from ..onnx_export.cache import ExportMismatch, check_stamp
 from ..preprocess import fit_to_network
 from .base import Engine, EngineUnavailable
 from .onnx_files import prepare_onnx_model
@@ -24,7 +25,12 @@ def load_onnxruntime_engine(
     model: ModelDescription, threads: int, device: str, precision: str, min_agreement: float
 ) -> OnnxRuntimeEngine:
     path = prepare_onnx_model(model, precision, min_agreement)
-    return OnnxRuntimeEngine(model, path, threads, device, precision)
+    engine = OnnxRuntimeEngine(model, path, threads, device, precision)
+    try:  # what was loaded, not what was checked a moment before: the file could be swapped
+        check_stamp(path, engine.metadata, model)
+    except ExportMismatch as exc:
+        raise ModelError(str(exc)) from None
+    return engine
 
 
 class OnnxRuntimeEngine(Engine):
@@ -50,6 +56,10 @@ class OnnxRuntimeEngine(Engine):
             self._session = onnxruntime.InferenceSession(str(path), options, providers=list(self.providers))
         except Exception as exc:  # onnxruntime's own error types; a corrupt cached file lands here
             raise EngineUnavailable(f"onnxruntime cannot load {path}: {exc}") from None
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self._session.get_modelmeta().custom_metadata_map)
 
     def predict(self, image: np.ndarray, min_score: float) -> Candidates:
         return self.predict_many([image], min_score)[0]

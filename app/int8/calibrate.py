@@ -23,7 +23,7 @@ from ..engines.onnxruntime_engine import OnnxRuntimeEngine
 from ..images import ImageTooLarge, InvalidImage, decode_image, photos_in
 from ..model_files import ModelDescription
 from ..onnx_export import INPUT_NAME
-from ..onnx_export.cache import ExportPaths, ensure_export, export_paths, write_atomically
+from ..onnx_export.cache import ExportPaths, ensure_export, export_paths, stamp, write_atomically
 from ..postprocess import count_by_class
 from ..preprocess import fit_to_network
 from ..tiling import DEFAULT_OVERLAP, should_tile, tile_grid
@@ -115,7 +115,7 @@ def calibrate(
                 "created": time.strftime("%FT%TZ", time.gmtime()),
             },
         )
-        write_atomically(paths.int8, int8_path.read_bytes())
+        write_atomically(paths.int8, stamp(onnx.load(str(int8_path)), model).SerializeToString())
     write_atomically(paths.int8_report, report.to_json().encode())
     return report, paths
 

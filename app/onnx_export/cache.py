@@ -4,6 +4,11 @@ The key hashes the .cfg, the .weights and the exporter version, so a changed fil
 exporter builds a new export and a stale one is never served. Building is once per
 machine: the first worker to start exports under a file lock, the others wait for it
 and load the file.
+
+A file name proves nothing: each export carries the sha256 of the cfg and weights it
+was made from (its stamp), checked before it is served, so MODEL_SHA256 covers what
+runs. Where the model directory is read-only the cache is a directory of the
+service's own user, mode 0700; one that another user could write is not used.
 """
 
 from __future__ import annotations
@@ -15,16 +20,21 @@ import hashlib
 import logging
 import os
 import re
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx
+from onnx import helper
+
 from ..model_files import ModelDescription, file_digest
 from . import EXPORTER_VERSION, export_darknet
 
 KEY_LENGTH = 16  # hex digits of the sha256 in the file names
+STAMP_KEYS = ("source_cfg_sha256", "source_weights_sha256")
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +73,66 @@ def _digest(path: Path, mtime_ns: int, size: int) -> str:
     return file_digest(path)
 
 
+class ExportMismatch(ValueError):
+    """An ONNX file that was not made from these model files."""
+
+
+def export_stamp(model: ModelDescription) -> dict[str, str]:
+    """What an export (or its int8 version) made from these files carries."""
+    stat = model.files.weights.stat()
+    return {
+        "source_cfg_sha256": hashlib.sha256(model.files.cfg.read_bytes()).hexdigest(),
+        "source_weights_sha256": _digest(model.files.weights, stat.st_mtime_ns, stat.st_size),
+    }
+
+
+def stamp(exported: onnx.ModelProto, model: ModelDescription) -> onnx.ModelProto:
+    properties = {prop.key: prop.value for prop in exported.metadata_props} | export_stamp(model)
+    helper.set_model_props(exported, properties)
+    return exported
+
+
+def check_stamp(path: Path, found: dict[str, str], model: ModelDescription) -> None:
+    """found: the file's metadata (from onnx, or an onnxruntime session's)."""
+    expected = export_stamp(model)
+    if {key: found.get(key) for key in STAMP_KEYS} != expected:
+        raise ExportMismatch(
+            f"{path} was not made from {model.files.cfg.name} and {model.files.weights.name} "
+            f"(its weights sha256 {found.get('source_weights_sha256') or 'is not recorded'}, "
+            f"the weights' is {expected['source_weights_sha256']})"
+        )
+
+
+def read_stamp(path: Path) -> dict[str, str]:
+    return {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
 def ensure_export(model: ModelDescription) -> Path:
-    """The fp32 export of this model, built if no worker built it before."""
+    """The fp32 export of this model, built if no worker built it before, or rebuilt
+    when the file there was not made from these model files."""
     paths = export_paths(model)
-    if paths.fp32.is_file():
+    if _is_stamped(paths.fp32, model):
         return paths.fp32
     with directory_lock(paths.fp32.parent):
-        if not paths.fp32.is_file():  # another process may have built it while we waited
+        if not _is_stamped(paths.fp32, model):  # another process may have built it while we waited
             started = time.perf_counter()
-            exported = export_darknet(model.cfg_sections, model.files.weights)
+            exported = stamp(export_darknet(model.cfg_sections, model.files.weights), model)
             write_atomically(paths.fp32, exported.SerializeToString())
             log.info("exported %s to %s in %.2f s", model.files.weights.name, paths.fp32, time.perf_counter() - started)
             if paths.fp32.parent == model.files.weights.parent:  # a shared cache holds other models
                 _remove_outdated(paths)
     return paths.fp32
+
+
+def _is_stamped(path: Path, model: ModelDescription) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        check_stamp(path, read_stamp(path), model)
+    except Exception as exc:  # a mismatch, or a damaged file onnx cannot parse: build it anew
+        log.warning("%s; exporting again", exc)
+        return False
+    return True
 
 
 def _remove_outdated(paths: ExportPaths) -> None:
@@ -113,16 +169,34 @@ def write_atomically(path: Path, content: bytes) -> None:
         raise
 
 
+def is_private_directory(path: Path) -> bool:
+    """A real directory (no symlink) of this user that no one else can read or write:
+    in a shared /tmp another user could otherwise plant an export under the right name."""
+    try:
+        status = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(status.st_mode) and status.st_uid == os.getuid() and not status.st_mode & 0o077
+
+
 def _writable_directory(preferred: Path) -> Path:
     """Next to the weights; a read-only model directory (a mounted volume, /opt/ml/model)
-    gets the per-user cache directory, or the temporary one for a user without a home."""
+    gets the per-user cache directory, or the temporary one for a user without a home:
+    either only when this user owns it and nobody else may write or read it."""
+    if os.access(preferred, os.W_OK):
+        return preferred
     user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "darknet-service"
     temporary = Path(tempfile.gettempdir()) / f"darknet-service-{os.getuid()}"
-    for candidate in (preferred, user_cache, temporary):
+    refused = []
+    for candidate in (user_cache, temporary):
         try:
-            candidate.mkdir(parents=True, exist_ok=True)
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            candidate.mkdir(mode=0o700, exist_ok=True)
         except OSError:
             continue
-        if os.access(candidate, os.W_OK):
+        if not is_private_directory(candidate):
+            refused.append(f"{candidate} (not a private directory of uid {os.getuid()})")
+        elif os.access(candidate, os.W_OK):
             return candidate
-    raise OSError(f"no writable directory for the ONNX export: {preferred}, {user_cache}, {temporary}")
+    reasons = "; ".join(refused) or f"{user_cache}, {temporary} cannot be made"
+    raise OSError(f"no private writable directory for the ONNX export: {preferred} is read-only; {reasons}")
