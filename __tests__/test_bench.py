@@ -23,7 +23,7 @@ def test_the_quick_benchmark_prints_every_table(model_dir):
         assert any(line.startswith(f"| {engine} |") for line in lines), engine
     # int8 has a row where its calibration passed on this CPU, else a line that says why not.
     assert any(line.startswith("| onnxruntime int8 |") for line in lines) or any(
-        line.startswith("- onnxruntime int8: not timed: PRECISION=int8 refused") for line in lines
+        line.startswith("- onnxruntime int8: not timed: ") for line in lines
     )
     assert any(line.startswith("- int8: ") and " scheme " in line for line in lines)
     for clients in (1, 2, 4, 8):
