@@ -103,15 +103,33 @@ def available_cores() -> int:
 
 
 def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
-    """API_KEYS (comma-separated) and API_KEYS_FILE (one per line, # comments)."""
-    keys = [key.strip() for key in env.get("API_KEYS", "").split(",")]
+    """API_KEYS (comma-separated) and API_KEYS_FILE (one per line, # comments).
+
+    Neither set: no authentication. A setting that is there but yields no key (" , ",
+    a file of comments) is an operator who meant to close the service: refuse to start
+    rather than serve everyone."""
+    raw = env.get("API_KEYS", "")
+    keys = [key for key in (part.strip() for part in raw.split(",")) if key]
+    if raw and not keys:
+        raise ConfigError(
+            f"API_KEYS={raw!r} yields no key: give comma-separated keys, or leave API_KEYS unset for no authentication"
+        )
     if env.get("API_KEYS_FILE"):
+        path = env["API_KEYS_FILE"]
         try:
-            lines = Path(env["API_KEYS_FILE"]).read_text().splitlines()
+            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM is not part of a key
         except OSError as exc:
-            raise ConfigError(f"API_KEYS_FILE={env['API_KEYS_FILE']}: {exc.strerror}") from None
-        keys += [line.strip() for line in lines if not line.strip().startswith("#")]
-    return tuple(key for key in keys if key)
+            raise ConfigError(f"API_KEYS_FILE={path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"API_KEYS_FILE={path} is not UTF-8 text") from None
+        from_file = [line for line in (line.strip() for line in lines) if line and not line.startswith("#")]
+        if not from_file:
+            raise ConfigError(
+                f"API_KEYS_FILE={path} yields no key (only comments or blank lines): "
+                "write one key per line, or leave API_KEYS_FILE unset"
+            )
+        keys += from_file
+    return tuple(keys)
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], case=str.lower) -> str:
