@@ -11,7 +11,15 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .darknet_cfg import CfgError, NetworkInput, Section, detection_layers, network_input, parse_cfg
+from .darknet_cfg import (
+    CfgError,
+    NetworkInput,
+    Section,
+    check_yolo_anchors,
+    detection_layers,
+    network_input,
+    parse_cfg,
+)
 
 MODEL_SUFFIXES = (".cfg", ".weights", ".names", ".data")
 LOCAL_MODEL_DIR = Path("aimodel")
@@ -54,8 +62,10 @@ def load_model_description(directory: Path) -> ModelDescription:
         sections = parse_cfg(files.cfg.read_text(encoding="utf-8-sig", errors="replace"))
         network = network_input(sections)
         layers = detection_layers(sections)
-    except CfgError as exc:
-        raise ModelError(f"{files.cfg}: {exc}") from exc
+        check_yolo_anchors(sections)
+    except CfgError as exc:  # "x.cfg line 8: [net] width=...", as the classes check below says it
+        separator = " " if str(exc).startswith("line ") else ": "
+        raise ModelError(f"{files.cfg}{separator}{exc}") from exc
     if network.channels != 3:
         raise ModelError(f"{files.cfg}: channels={network.channels}, only 3-channel (RGB) networks are supported")
     names = read_class_names(files.names)
