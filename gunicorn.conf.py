@@ -3,10 +3,14 @@
 Every value can be set from the environment; see README, Configuration.
 """
 
+import atexit
+import logging
 import os
 import shutil
 import sys
 import tempfile
+
+from gunicorn.glogging import Logger
 
 wsgi_app = "app.wsgi:application()"
 bind = f"0.0.0.0:{os.environ.get('SAGEMAKER_BIND_TO_PORT') or os.environ.get('PORT') or '8080'}"
@@ -45,11 +49,46 @@ accesslog = None
 errorlog = "-"
 loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
 
+
+class ServiceLogger(Logger):
+    """gunicorn's own messages, the app's and every other library's Python logging
+    (and warnings) go through one handler in one format, one line per record, so every
+    line of the stream has the shape of the app's request lines. Workers inherit it (the
+    app's logging.basicConfig then finds the root logger configured and leaves it)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        handler = self._get_gunicorn_handler(self.error_log)  # errorlog's: stderr or its file
+        if handler is None:
+            return
+        from app import LOG_FORMAT
+        from app.request_log import OneLineFormatter
+
+        handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+        root = logging.getLogger()
+        for earlier in [h for h in root.handlers if getattr(h, "_gunicorn", False)]:  # a reload's
+            root.removeHandler(earlier)
+        root.addHandler(handler)
+        root.setLevel(self.loglevel)
+        logging.captureWarnings(True)  # Pillow's and numpy's warnings: records, not bare stderr text
+
+
+logger_class = ServiceLogger
+
 # Prometheus: every worker writes its metrics to files here, /metrics adds them up.
 # Set before any worker imports prometheus_client.
 _own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 if _own_metrics_dir:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="detector-metrics-")
+    _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="detector-metrics-")
+    _master_pid = os.getpid()
+
+    # Whatever way the master ends (a refused start exits from on_starting, a port in use
+    # from the arbiter), the directory goes with it; workers, forked from here, run atexit
+    # handlers too and must leave it alone.
+    @atexit.register
+    def _remove_metrics_dir():
+        if os.getpid() == _master_pid:
+            shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 def on_starting(server):

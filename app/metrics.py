@@ -20,6 +20,11 @@ from prometheus_client import (
 
 # From a small photo on a GPU (a few ms) to a 48 MP photo on a slow CPU (tens of s).
 SECOND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Label values come only from fixed sets: every new value is a new series in every
+# worker's file, and a client that makes up methods or paths must not grow /metrics.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+OTHER_METHOD = "other"
+UNMATCHED_ENDPOINT = "unmatched"  # any path no route serves (404, and 405 from Werkzeug)
 
 REQUESTS = Counter("detector_http_requests_total", "HTTP requests answered", ["method", "endpoint", "status"])
 REQUEST_SECONDS = Histogram(
@@ -52,6 +57,21 @@ class Stages:
     def observe(self) -> None:
         for stage, seconds in self.seconds.items():
             STAGE_SECONDS.labels(stage).observe(seconds)
+
+
+def request_labels(method: str, route: str | None, status: int) -> tuple[str, str, str]:
+    """method, endpoint (the route's template, never the path) and status class (2xx...)."""
+    return (
+        method if method in KNOWN_METHODS else OTHER_METHOD,
+        route or UNMATCHED_ENDPOINT,
+        f"{status // 100}xx" if 100 <= status <= 599 else "other",
+    )
+
+
+def count_request(method: str, route: str | None, status: int, seconds: float) -> None:
+    labels = request_labels(method, route, status)
+    REQUESTS.labels(*labels).inc()
+    REQUEST_SECONDS.labels(labels[1]).observe(seconds)
 
 
 def count_objects(counts: dict[str, int]) -> None:
