@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -56,3 +57,57 @@ def test_json_lines_with_threshold_and_tiling(model_dir, tmp_path):
     )
     (row,) = [json.loads(line) for line in output.read_text().splitlines()]
     assert row["counts"]["kite"] == 1 and row["counts"]["person"] == 2  # 0.5 keeps the surest only
+
+
+def test_a_name_that_is_not_utf8_a_fifo_and_a_decoder_fault_are_rows_and_the_run_goes_on(model_dir, tmp_path):
+    photos = tmp_path / "card"
+    photos.mkdir()
+    latin1 = os.fsencode(photos) + b"/caf\xe9.jpg"  # what an old camera card's FAT names look like on Linux
+    with open(latin1, "wb") as photo:
+        photo.write((DATA / "dog.jpg").read_bytes())
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)  # named on the command line: reading it would wait forever for a writer
+    (photos / "boom.jpg").write_bytes(b"BOOM: a decoder that raises what nobody expected")
+    output = tmp_path / "counts.csv"
+    # The count command itself, with decode_image raising a RuntimeError on one photo.
+    script = (
+        "import sys, app.batch_count as count\n"
+        "real = count.decode_image\n"
+        "def decode(data, max_pixels):\n"
+        "    if data.startswith(b'BOOM'):\n"
+        "        raise RuntimeError('decoder bug')\n"
+        "    return real(data, max_pixels)\n"
+        "count.decode_image = decode\n"
+        "from app.__main__ import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "count", str(fifo), str(photos), "-o", str(output)],
+        cwd=ROOT,
+        env={"MODEL_DIR": str(model_dir), "PATH": "/usr/bin:/bin"},  # no LANG: the C locale
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    rows = {row["file"].rsplit("/", 1)[1]: row for row in csv.DictReader(io.StringIO(output.read_text("utf-8")))}
+    assert set(rows) == {"pipe.jpg", "caf\\xe9.jpg", "boom.jpg"}  # valid UTF-8, the byte shown as \xe9
+    assert int(rows["caf\\xe9.jpg"]["dog"]) == 1 and rows["caf\\xe9.jpg"]["error"] == ""
+    assert "not a regular file" in rows["pipe.jpg"]["error"]
+    assert "RuntimeError: decoder bug" in rows["boom.jpg"]["error"]
+    assert b"counted 1 photos, 2 could not be read" in result.stderr
+
+
+def test_json_lines_carry_a_latin1_name_as_valid_utf8(model_dir, tmp_path):
+    latin1 = os.fsencode(tmp_path) + b"/r\xf6tifer.jpg"
+    with open(latin1, "wb") as photo:
+        photo.write((DATA / "dog.jpg").read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "count", str(tmp_path), "--format", "jsonl"],
+        cwd=ROOT,
+        env={"MODEL_DIR": str(model_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    (row,) = [json.loads(line) for line in result.stdout.decode("utf-8").splitlines()]
+    assert row["file"].endswith("/r\\xf6tifer.jpg") and row["counts"]["dog"] == 1

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -49,7 +51,8 @@ def run(args, parser) -> int:
         return 1
     photos = photos_in(args.paths)
     options = DetectOptions(threshold=args.threshold, tiling=args.tiling)
-    out = args.output.open("w", newline="") if args.output else sys.stdout
+    # UTF-8 whatever the locale; names that are not UTF-8 are already escaped (display_name).
+    out = args.output.open("w", newline="", encoding="utf-8", errors="backslashreplace") if args.output else sys.stdout
     try:
         write = _writer(out, args.format, detector.class_names)
         failures = 0
@@ -66,12 +69,15 @@ def run(args, parser) -> int:
 
 
 def count_photo(photo: Path, detector, options: DetectOptions, settings: Settings, annotate_dir: Path | None) -> dict:
-    row: dict = {"file": str(photo), "width": None, "height": None, "counts": {}, "ms": None, "error": ""}
+    row: dict = {"file": display_name(photo), "width": None, "height": None, "counts": {}, "ms": None, "error": ""}
     started = time.perf_counter()
     try:
-        image = decode_image(photo.read_bytes(), settings.max_image_pixels)
+        image = decode_image(read_regular_file(photo), settings.max_image_pixels)
     except (OSError, InvalidImage, ImageTooLarge) as exc:
         row["error"] = str(exc)
+        return row
+    except Exception as exc:  # a decoder's own fault on one photo: its row says so, the run goes on
+        row["error"] = f"the photo could not be decoded ({type(exc).__name__}: {exc})"
         return row
     detections = detector.detect(image, options)
     counts = count_by_class(detections, detector.class_names)
@@ -83,6 +89,26 @@ def count_photo(photo: Path, detector, options: DetectOptions, settings: Setting
         picture = encode_jpeg(annotated, settings.jpeg_quality, channels="BGR")
         (annotate_dir / f"{photo.stem}.annotated.jpg").write_bytes(picture)
     return row
+
+
+def display_name(path: Path) -> str:
+    """The path as text that is valid UTF-8: bytes of a name that is not UTF-8 (a Latin-1
+    `caf\\xe9.jpg` from an old camera card) are shown as \\xe9 escapes, not a crash."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+class NotARegularFile(OSError):
+    """A FIFO, a device or a socket: reading it could block forever or never end."""
+
+
+def read_regular_file(path: Path) -> bytes:
+    # O_NONBLOCK: opening a FIFO nobody writes to returns at once instead of waiting for a
+    # writer; fstat on what was opened, not on the name, so nothing is swapped in between.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise NotARegularFile(f"{display_name(path)} is not a regular file (a FIFO, device or socket)")
+        return stream.read()
 
 
 def _writer(out, fmt: str, class_names: tuple[str, ...]):
@@ -103,4 +129,5 @@ def _progress(index: int, total: int, photo: Path) -> None:
     if sys.stderr.isatty() or total > 1:
         width = 30
         done = width * index // max(total, 1)
-        print(f"\r[{'#' * done}{'.' * (width - done)}] {index}/{total} {photo.name[:40]:40}", end="", file=sys.stderr)
+        name = display_name(Path(photo.name))[:40]
+        print(f"\r[{'#' * done}{'.' * (width - done)}] {index}/{total} {name:40}", end="", file=sys.stderr)

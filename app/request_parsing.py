@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import MultiPartParser
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from .detection import DEFAULT_NMS, DEFAULT_THRESHOLD, DetectOptions
 from .errors import BadRequest, UnsupportedMediaType
@@ -48,12 +51,12 @@ def parse_invocation(request: Request, class_names: tuple[str, ...]) -> Invocati
         params.update(body)
         image = decode_base64_image(body.get("image"))
     elif mimetype == "multipart/form-data":
-        params.update(request.form.to_dict())
-        upload = request.files.get("image")
-        if upload is None:
+        fields, files = parse_multipart(request)
+        params.update(fields)
+        if "image" not in files:
             raise BadRequest("multipart form has no file field 'image'", code="missing_image")
-        image = upload.read()
-        params.setdefault("filename", upload.filename)
+        filename, image = files["image"]
+        params.setdefault("filename", filename)
     elif mimetype in RAW_IMAGE_TYPES:
         image = request.get_data()
     else:
@@ -68,6 +71,77 @@ def parse_invocation(request: Request, class_names: tuple[str, ...]) -> Invocati
         return_image=_boolean(params, "return_image", True),
         include_detections=_boolean(params, "detections", False),
     )
+
+
+class _TolerantMultipartDecoder(MultipartDecoder):
+    """Werkzeug's decoder, except for part headers that are not UTF-8.
+
+    Werkzeug decodes each part's headers as strict UTF-8; a `filename="café.jpg"` sent
+    in ISO-8859-1 (older clients, Windows tools) raises inside its form parser, which
+    then silently drops the whole form: the photo is there, the answer says it is not.
+    Header bytes that are not UTF-8 are read as Latin-1 (what HTTP header bytes have
+    always meant), so the name survives, at worst garbled, and the photo is counted."""
+
+    def _parse_headers(self, data: bytes | bytearray):
+        try:
+            bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            data = bytes(data).decode("latin-1").encode("utf-8")
+        return super()._parse_headers(data)
+
+
+_part_charset = MultiPartParser().get_part_charset  # the text fields' charset, as werkzeug reads it
+
+
+def parse_multipart(request: Request) -> tuple[dict[str, str], dict[str, tuple[str | None, bytes]]]:
+    """The text fields and the files (filename, bytes) of a multipart/form-data body,
+    the first of each name; werkzeug's limits on form memory and part count hold."""
+    boundary = request.mimetype_params.get("boundary", "")
+    if not boundary:
+        raise BadRequest("the multipart Content-Type has no boundary", code="missing_image")
+    decoder = _TolerantMultipartDecoder(
+        boundary.encode("latin-1"),  # WSGI hands header values over as Latin-1
+        max_form_memory_size=request.max_form_memory_size,
+        max_parts=request.max_form_parts,
+    )
+    fields: dict[str, str] = {}
+    files: dict[str, tuple[str | None, bytes]] = {}
+    part: Field | File | None = None
+    chunks: list[bytes] = []
+    try:
+        while True:
+            data = request.stream.read(64 * 1024)
+            decoder.receive_data(data or None)  # None: the body ended
+            event = decoder.next_event()
+            while not isinstance(event, (Epilogue, NeedData)):
+                if isinstance(event, (Field, File)):
+                    part, chunks = event, []
+                elif isinstance(event, Data) and part is not None:
+                    chunks.append(event.data)
+                    _check_field_size(part, chunks, request.max_form_memory_size)
+                    if not event.more_data:
+                        _keep_part(part, b"".join(chunks), fields, files)
+                event = decoder.next_event()
+            if not data:
+                return fields, files
+    except ValueError:  # werkzeug's word for a malformed body
+        raise BadRequest(
+            "the multipart form cannot be read (malformed or cut short), so it has no file field 'image'",
+            code="missing_image",
+        ) from None
+
+
+def _check_field_size(part: Field | File, chunks: list[bytes], limit: int | None) -> None:
+    # A text field is held in memory: werkzeug's MAX_FORM_MEMORY_SIZE bounds it, as its own parser does.
+    if isinstance(part, Field) and limit is not None and sum(map(len, chunks)) > limit:
+        raise RequestEntityTooLarge()
+
+
+def _keep_part(part: Field | File, body: bytes, fields: dict, files: dict) -> None:
+    if isinstance(part, File):
+        files.setdefault(part.name, (part.filename, body))
+    else:
+        fields.setdefault(part.name, body.decode(_part_charset(part.headers), "replace"))
 
 
 def decode_base64_image(value: Any) -> bytes:
