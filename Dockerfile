@@ -29,7 +29,7 @@ FROM ubuntu:${UBUNTU_VERSION} AS runtime-cpu
 FROM runtime-${VARIANT}
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libgomp1 python3 python3-venv \
+ && apt-get install -y --no-install-recommends ca-certificates libgomp1 nginx python3 python3-venv \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 --shell /usr/sbin/nologin service
 WORKDIR /srv/app

@@ -7,13 +7,30 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+from pathlib import Path
 
 from gunicorn.glogging import Logger
 
 wsgi_app = "app.wsgi:application()"
-bind = f"0.0.0.0:{os.environ.get('SAGEMAKER_BIND_TO_PORT') or os.environ.get('PORT') or '8080'}"
+port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or os.environ.get("PORT") or "8080")
+
+# Prometheus: every worker writes its metrics to files here, /metrics adds them up.
+# Set before anything imports prometheus_client (app/ does): it reads this at import.
+_own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _own_metrics_dir:
+    _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="detector-metrics-")
+    _master_pid = os.getpid()
+
+    # Whatever way the master ends (a refused start exits from on_starting, a port in use
+    # from the arbiter), the directory goes with it; workers, forked from here, run atexit
+    # handlers too and must leave it alone.
+    @atexit.register
+    def _remove_metrics_dir():
+        if os.getpid() == _master_pid:
+            shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 def _cores() -> int:
@@ -29,9 +46,16 @@ def _cores() -> int:
 workers = int(os.environ.get("WORKERS") or max(1, _cores() // 4))
 os.environ.setdefault("WORKERS", str(workers))  # the workers size their engine from it
 worker_class = "gthread"
-# Threads let /ping and /metrics answer while the engine of that worker is busy.
-# app/admission.py admits threads - 1 photos at once, so /ping always finds a thread.
-threads = int(os.environ.get("THREADS") or 8)
+
+try:
+    from app.settings import ConfigError, request_threads
+
+    # A thread per photo in the worker's queue, plus spares so /ping never waits
+    # (app/admission.py): the queue's depth sets the threads, not the other way round.
+    _active, _queue_depth, threads = request_threads()
+except ConfigError as exc:
+    print(f"cannot start: {exc}", file=sys.stderr, flush=True)
+    sys.exit(1)
 # Above the slowest inference (a 48 MP photo on a slow CPU), so a busy worker is not killed.
 timeout = int(os.environ.get("TIMEOUT") or 120)
 graceful_timeout = 30  # SIGTERM: finish the photos in flight, then stop
@@ -75,20 +99,31 @@ class ServiceLogger(Logger):
 
 logger_class = ServiceLogger
 
-# Prometheus: every worker writes its metrics to files here, /metrics adds them up.
-# Set before any worker imports prometheus_client.
-_own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-if _own_metrics_dir:
-    _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="detector-metrics-")
-    _master_pid = os.getpid()
+# The buffering front (app/front.py): nginx listens on PORT and hands whole requests to
+# gunicorn on a unix socket in a private directory. FRONT=none, or no nginx installed,
+# serves gunicorn on PORT itself (slow clients can then hold its threads).
+_front_choice = (os.environ.get("FRONT") or "auto").strip().lower()
+if _front_choice not in ("auto", "nginx", "none"):
+    print(f"cannot start: FRONT={_front_choice!r} is not one of auto, nginx, none", file=sys.stderr, flush=True)
+    sys.exit(1)
+from app.front import nginx_binary  # noqa: E402 - after the checks above, as the settings
 
-    # Whatever way the master ends (a refused start exits from on_starting, a port in use
-    # from the arbiter), the directory goes with it; workers, forked from here, run atexit
-    # handlers too and must leave it alone.
+_nginx = nginx_binary() if _front_choice != "none" else None
+if _front_choice == "nginx" and _nginx is None:
+    print("cannot start: FRONT=nginx but nginx is not installed (apt-get install nginx)", file=sys.stderr, flush=True)
+    sys.exit(1)
+_front = None
+if _nginx:
+    _front_dir = Path(tempfile.mkdtemp(prefix="detector-front-"))  # mode 0700
+    _front_master = os.getpid()
+    bind = f"unix:{_front_dir}/gunicorn.sock"
+
     @atexit.register
-    def _remove_metrics_dir():
-        if os.getpid() == _master_pid:
-            shutil.rmtree(_metrics_dir, ignore_errors=True)
+    def _remove_front_dir():
+        if os.getpid() == _front_master:
+            shutil.rmtree(_front_dir, ignore_errors=True)
+else:
+    bind = f"0.0.0.0:{port}"
 
 
 def on_starting(server):
@@ -108,6 +143,26 @@ def on_starting(server):
     except (ConfigError, ModelError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
+    global _front
+    if _nginx:
+        from app.front import FrontSettings, NginxFront
+
+        _front = NginxFront(
+            FrontSettings(
+                port=port,
+                directory=_front_dir,
+                max_body_mb=settings.max_upload_mb,
+                upstream_timeout_s=settings.request_deadline_s + 30,
+                cors_any_origin=settings.cors_origins == ("*",),
+            ),
+            _nginx,
+        )
+    else:
+        server.log.warning(
+            "no nginx (FRONT=%s): gunicorn serves port %d itself; slow clients can hold its threads",
+            _front_choice,
+            port,
+        )
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     for stale in os.listdir(metrics_dir):  # counts of an earlier run are not this run's
         if stale.endswith(".db"):
@@ -117,6 +172,44 @@ def on_starting(server):
     )
 
 
+def when_ready(server):
+    """gunicorn listens: the front may now take connections for it."""
+    if _front is None:
+        return
+    from app.front import FrontError
+
+    def front_died(message: str) -> None:
+        server.log.error(message)
+        os.kill(os.getpid(), signal.SIGTERM)  # the master: stop the service, not half of it
+
+    try:
+        _front.start(front_died)
+    except FrontError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def post_worker_init(worker):
+    """SIGTERM: the worker refuses new photos (503, Retry-After) while its queue drains."""
+    queue = worker.wsgi.extensions.get("photo_queue") if hasattr(worker.wsgi, "extensions") else None
+    if queue is None:
+        return
+    finish = signal.getsignal(signal.SIGTERM)
+
+    def stop_taking_photos(signum, frame):
+        queue.stopping = True
+        finish(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop_taking_photos)
+
+
+def post_request(worker, req, environ, resp):
+    """A refused photo cost nothing: it does not count toward max_requests, or clients
+    that ignore Retry-After would recycle the worker every few seconds."""
+    if environ.get("detector.refused"):
+        worker.nr -= 1
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
@@ -124,5 +217,7 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
+    if _front is not None:
+        _front.stop()  # after the workers: requests arriving meanwhile get a JSON 503
     if _own_metrics_dir:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -10,6 +10,13 @@ case "${1:-}" in
   *) echo "usage: $0 [serve]" >&2; exit 2 ;;
 esac
 
+# nginx in front reads whole requests before gunicorn's threads see them (app/front.py);
+# as root it is installed here, as python3-venv is; without it gunicorn serves alone.
+if [ "${FRONT:-auto}" != none ] && ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] &&
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
+fi
+
 # shellcheck source=scripts/ensure_venv.sh
 source scripts/ensure_venv.sh
 ensure_venv requirements.txt

@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages the tests use where they can be installed (as root): darknet for a
-# real libdarknet.so (pjreddie API), chromium for the web page in a real browser.
+# real libdarknet.so (pjreddie API), chromium for the web page in a real browser,
+# nginx for the buffering front ./run.sh puts before gunicorn.
 missing=()
 [ -f /usr/lib/darknet/libdarknet.so ] || missing+=(darknet)
 command -v chromium >/dev/null || missing+=(chromium)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

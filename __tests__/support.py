@@ -87,9 +87,10 @@ class RunningService:
 
 
 def worker_pids(master_pid: int) -> set[int]:
-    """gunicorn's workers: the children of the master process."""
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
-    return {int(pid) for pid in children}
+    """gunicorn's workers: the children of the master process but nginx, the front."""
+    from bench.server import gunicorn_workers
+
+    return set(gunicorn_workers(master_pid))
 
 
 def rss_mb(pid: int) -> float:

@@ -38,9 +38,11 @@ def test_opt_ml_model_is_the_model_dir_when_aimodel_is_empty(tmp_path, monkeypat
 
 
 def test_execution_parameters_are_the_real_limits(settings):
-    client = create_app(Settings(model_dir=settings.model_dir, workers=3, max_upload_mb=0.5)).test_client()
+    client = create_app(
+        Settings(model_dir=settings.model_dir, workers=3, max_upload_mb=0.5, active_photos=2, queue_depth=10)
+    ).test_client()
     assert client.get("/execution-parameters").get_json() == {
-        "MaxConcurrentTransforms": 3,
+        "MaxConcurrentTransforms": 36,  # what the workers take without a refusal: 3 x (2 at work + 10 queued)
         "BatchStrategy": "SINGLE_RECORD",
         "MaxPayloadInMB": 1,
     }

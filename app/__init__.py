@@ -10,6 +10,7 @@ import logging
 from flask import Flask
 
 from . import admission, auth, errors, http_hooks, request_log, routes
+from .admission import PhotoQueue
 from .detector import build_detector
 from .metrics import MODEL_LOAD_SECONDS
 from .pixel_budget import PixelBudget
@@ -34,7 +35,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     http_hooks.init_app(app, settings.cors_origins)
     request_log.init_app(app)
     auth.init_app(app, settings.api_keys)
-    admission.init_app(app, settings.threads)  # after auth: strangers take no slot
+    # After auth: strangers take no place in the queue.
+    admission.init_app(app, PhotoQueue(settings.active_photos, settings.queue_depth), settings.request_deadline_s)
     http_hooks.limit_streamed_bodies(app, settings.max_upload_bytes)  # after auth: no reading for strangers
     app.register_blueprint(routes.bp)
     return app

@@ -1,36 +1,112 @@
-"""Backpressure: a worker admits at most THREADS - 1 photos at once and answers the
-rest 503 busy at once, so one request thread is always free for /ping (health
-checks must answer in well under a second, SageMaker's within 2 s)."""
+"""The queue in front of the engine: a worker works on `active` photos at once and
+keeps up to `depth` more waiting, first come first served, as Triton and TorchServe
+queue per model. A photo is refused (503 busy, Retry-After) only when the queue is full,
+when its deadline would pass before its turn, or while the worker is stopping; /ping,
+/metrics and /model never wait behind it (the worker has threads to spare for them).
+
+A queued photo waits before its body is read: what waits is a connection, not a photo
+in memory (nginx holds the body meanwhile).
+"""
 
 from __future__ import annotations
 
+import itertools
+import math
 import threading
+import time
+from collections import deque
 
 from flask import Flask, g, request
 
 from .errors import Busy
 
 GUARDED_ENDPOINTS = frozenset({"service.invocations"})
-# A refused photo up to this size is read before the 503: gunicorn closes a connection
-# whose body was left unread, and a client that reconnects after every 503 stalls the
-# worker's event loop (8 clients on 7 slots fell from 36 to 8 requests/s). Bigger
-# bodies are not worth reading only to refuse them.
+# Without nginx in front (tests, FRONT=none) a refused body up to this size is read
+# before the 503: gunicorn closes a connection whose body was left unread, and a
+# client that reconnects after every 503 stalled the worker's loop.
 DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
+SMOOTHING = 0.2  # weight of the newest photo in the average time a photo takes
 
 
-def init_app(app: Flask, threads: int) -> None:
-    slots = threading.BoundedSemaphore(max(1, threads - 1))
+class QueueRefusal(Exception):
+    """The queue cannot take this photo now; the message says why."""
+
+
+class PhotoQueue:
+    def __init__(self, active: int, depth: int):
+        self.active = active
+        self.depth = depth
+        self._working = 0
+        self._waiting: deque[int] = deque()
+        self._tickets = itertools.count()
+        self._changed = threading.Condition()
+        self._seconds_per_photo = 0.0  # what a photo holds a place for, smoothed
+        self.stopping = False  # set on SIGTERM: new photos are refused, the queue drains
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def enter(self, deadline: float) -> float:
+        """Wait for a place; returns when the photo may start (its start time)."""
+        with self._changed:
+            if self.stopping:
+                raise QueueRefusal("this worker is stopping; retry in a moment")
+            if self._working < self.active and not self._waiting:
+                self._working += 1
+                return time.monotonic()
+            if len(self._waiting) >= self.depth:
+                raise QueueRefusal(f"{self.depth} photos already wait in this worker's queue; retry in a moment")
+            expected = self._expected_wait(len(self._waiting))
+            if time.monotonic() + expected > deadline:
+                raise QueueRefusal(
+                    f"{len(self._waiting)} photos wait ahead of this one (about {expected:.0f} s), "
+                    "longer than its deadline; retry in a moment"
+                )
+            ticket = next(self._tickets)
+            self._waiting.append(ticket)
+            try:
+                while not (self._waiting[0] == ticket and self._working < self.active):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise QueueRefusal("the photo's deadline passed while it waited its turn; retry")
+                    self._changed.wait(remaining)
+            finally:
+                self._waiting.remove(ticket)
+                self._changed.notify_all()
+            self._working += 1
+            return time.monotonic()
+
+    def leave(self, started: float) -> None:
+        took = time.monotonic() - started
+        with self._changed:
+            self._working -= 1
+            self._seconds_per_photo += SMOOTHING * (took - self._seconds_per_photo)
+            self._changed.notify_all()
+
+    def _expected_wait(self, ahead: int) -> float:
+        """Until a photo behind `ahead` others starts: rounds of `active` photos."""
+        return math.ceil((ahead + 1) / self.active) * self._seconds_per_photo
+
+
+def init_app(app: Flask, queue: PhotoQueue, deadline_s: float) -> None:
+    app.extensions["photo_queue"] = queue
 
     @app.before_request
     def _admit():
-        if request.endpoint in GUARDED_ENDPOINTS:
-            if not slots.acquire(blocking=False):
-                if request.content_length is not None and request.content_length <= DRAIN_LIMIT_BYTES:
-                    request.get_data(cache=False)
-                raise Busy("every slot of this worker is processing a photo; retry in a moment")
-            g.admitted = True
+        if request.endpoint not in GUARDED_ENDPOINTS:
+            return
+        g.deadline = time.monotonic() + deadline_s
+        try:
+            g.started = queue.enter(g.deadline)
+        except QueueRefusal as refusal:
+            if request.content_length is not None and request.content_length <= DRAIN_LIMIT_BYTES:
+                request.get_data(cache=False)
+            request.environ["detector.refused"] = True  # gunicorn.conf.py: not counted as served
+            raise Busy(str(refusal)) from None
 
     @app.teardown_request
     def _release(_error):
-        if g.pop("admitted", False):
-            slots.release()
+        started = g.pop("started", None)
+        if started is not None:
+            queue.leave(started)

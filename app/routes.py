@@ -5,10 +5,9 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import time
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from . import metrics
 from .annotate import annotate
@@ -79,8 +78,8 @@ def execution_parameters():
     settings = current_app.extensions["settings"]
     return jsonify(
         {
-            # One photo at a time per worker: the engine is serialised.
-            "MaxConcurrentTransforms": settings.workers,
+            # What the workers take without a refusal: the photos worked on and queued.
+            "MaxConcurrentTransforms": settings.workers * (settings.active_photos + settings.queue_depth),
             "BatchStrategy": "SINGLE_RECORD",
             "MaxPayloadInMB": max(1, int(settings.max_upload_mb)),
         }
@@ -95,7 +94,7 @@ def invocations():
     produce = request.accept_mimetypes.best_match(PRODUCED_TYPES) if request.accept_mimetypes else PRODUCED_TYPES[0]
     if produce is None:
         raise NotAcceptable(f"this service answers {' or '.join(PRODUCED_TYPES)}, not {request.headers['Accept']}")
-    deadline = time.monotonic() + settings.request_deadline_s
+    deadline = g.deadline  # set where the photo entered the queue (app/admission.py)
     stages = Stages()
     invocation = parse_invocation(request, detector.class_names)
     photo = open_photo(invocation.image, settings.max_image_pixels)  # the header only: size checked

@@ -24,7 +24,15 @@ class ConfigError(ValueError):
 class Settings:
     model_dir: Path
     workers: int = 1
-    threads: int = 8  # gunicorn request threads per worker
+    threads: int = 70  # gunicorn request threads per worker: request_threads()
+    # The queue in front of the engine (app/admission.py): photos worked on at once (one
+    # in the engine while the next decodes), and photos waiting their turn beyond them.
+    active_photos: int = 2
+    queue_depth: int = 64
+    # Dynamic batching (app/batching.py): whole photos of several requests in one
+    # forward pass. 0: the engine's default (1 on a CPU, where it gains nothing: README).
+    max_batch: int = 0
+    max_batch_delay_ms: float = 2.0
     backend: str = "auto"
     device: str = "auto"
     engine_threads: int = 1
@@ -65,10 +73,17 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         workers = _number(env, "WORKERS", 1, int, minimum=1)
+        active, depth, threads = request_threads(env)
         return cls(
             model_dir=Path(env["MODEL_DIR"]) if env.get("MODEL_DIR") else default_model_dir(),
             workers=workers,
-            threads=_number(env, "THREADS", cls.threads, int, minimum=1),
+            threads=threads,
+            active_photos=active,
+            queue_depth=depth,
+            max_batch=_number(env, "MAX_BATCH", cls.max_batch, int, minimum=0, maximum=256),
+            max_batch_delay_ms=_number(
+                env, "MAX_BATCH_DELAY_MS", cls.max_batch_delay_ms, float, minimum=0.0, maximum=1000.0
+            ),
             backend=_choice(env, "BACKEND", BACKENDS),
             device=_choice(env, "DEVICE", DEVICES),
             # Workers share the cores: more engine threads than that only thrash.
@@ -93,6 +108,20 @@ class Settings:
             model_sha256=env.get("MODEL_SHA256", "").strip().lower(),
             log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
         )
+
+
+SPARE_THREADS = 4  # beyond the queue: /ping, /metrics, /model and refusals never wait
+
+
+def request_threads(env: Mapping[str, str] = os.environ) -> tuple[int, int, int]:
+    """(active photos, queue depth, gunicorn threads per worker). Every queued photo
+    waits in a thread of its own (nginx hands over only whole requests), so the threads
+    are the queue plus spares; THREADS set lower shortens the queue to fit."""
+    active = _number(env, "ACTIVE_PHOTOS", Settings.active_photos, int, minimum=1, maximum=64)
+    depth = _number(env, "QUEUE_DEPTH", Settings.queue_depth, int, minimum=0, maximum=4096)
+    threads = _number(env, "THREADS", active + depth + SPARE_THREADS, int, minimum=2, maximum=8192)
+    active = min(active, threads - 1)
+    return active, max(0, min(depth, threads - active - 1)), threads
 
 
 def available_cores() -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from .server import gunicorn
+from .server import gunicorn, gunicorn_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 DOG = (ROOT / "data" / "dog.jpg").read_bytes()
@@ -141,7 +141,7 @@ def send_at_once(url: str, photo: bytes, content_type: str, copies: int, params:
 
 def worker_memory_mb(master_pid: int) -> tuple[float, float]:
     """(peak, current) resident memory of gunicorn's one worker."""
-    (worker,) = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    (worker,) = gunicorn_workers(master_pid)
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{worker}/status").read_text().splitlines())
     return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
 

@@ -50,8 +50,7 @@ class Server:
     pid: int
 
     def workers(self) -> int:
-        """gunicorn's workers are the children of its master process."""
-        return len(Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split())
+        return len(gunicorn_workers(self.pid))
 
     def engine(self) -> str:
         model = requests.get(f"{self.url}/model", timeout=10).json()
@@ -82,6 +81,19 @@ def gunicorn(model_dir: Path, settings: dict[str, str]) -> Iterator[Server]:
             yield server
         finally:
             _stop(process)
+
+
+def gunicorn_workers(master_pid: int) -> list[int]:
+    """The children of gunicorn's master process, but nginx (app/front.py)."""
+    children = [int(pid) for pid in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()]
+    return [pid for pid in children if _command(pid) != "nginx"]
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # gone meanwhile
+        return ""
 
 
 def free_port() -> int:
