@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from .batching import Batcher, BatchTimeout
 from .detection import Detection, DetectOptions
 from .engines import Engine, create_engine
 from .model_files import ModelDescription, file_digest, load_model_description
@@ -42,6 +43,10 @@ class Detector:
         self.load_seconds = 0.0
         # Engines are not thread-safe (darknet, OpenCV's Net): one call at a time.
         self._lock = threading.Lock()
+        self.batcher: Batcher | None = None  # whole photos of several requests together (batching.py)
+
+    def batch_across_requests(self, max_batch: int, max_delay_s: float) -> None:
+        self.batcher = Batcher(self.engine, self._lock, max_batch, max_delay_s) if max_batch > 1 else None
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -68,11 +73,25 @@ class Detector:
             else []
         )
         wait_s = self._wait_s if deadline is None else min(self._wait_s, max(0.0, deadline - time.monotonic()))
+        if self.batcher is not None and not tiles:
+            try:
+                parts, found = [self.batcher.predict(image, options.threshold, timeout=wait_s)], []
+            except BatchTimeout as exc:
+                raise EngineBusy(str(exc)) from None
+        else:
+            parts, found = self._forward(image, tiles, options.threshold, wait_s, deadline)
+        for tile, candidates in zip(tiles, found, strict=True):
+            parts.append(to_image(drop_cut_boxes(candidates, tile, (width, height)), tile))
+        ios = MERGE_IOS if tiles else None
+        return select_detections(merge(parts), options, self.class_names, (width, height), ios_threshold=ios)
+
+    def _forward(self, image, tiles, threshold: float, wait_s: float, deadline: float | None):
+        """The whole-photo pass and the tiles' passes, holding the engine throughout."""
         if not self._lock.acquire(timeout=wait_s):
             raise EngineBusy(f"the model was busy for {wait_s:g} s; try again")
         try:
             # The whole-image pass finds the objects larger than a tile (as SAHI keeps it).
-            parts = [self.engine.predict(image, min_score=options.threshold)]
+            whole = self.engine.predict(image, min_score=threshold)
             found = []
             for start in range(0, len(tiles), TILES_PER_CHECK):
                 if deadline is not None and time.monotonic() > deadline:
@@ -83,13 +102,10 @@ class Detector:
                 crops = [
                     image[t.y : t.y + t.height, t.x : t.x + t.width] for t in tiles[start : start + TILES_PER_CHECK]
                 ]
-                found += self.engine.predict_many(crops, min_score=options.threshold)
+                found += self.engine.predict_many(crops, min_score=threshold)
         finally:
             self._lock.release()
-        for tile, candidates in zip(tiles, found, strict=True):
-            parts.append(to_image(drop_cut_boxes(candidates, tile, (width, height)), tile))
-        ios = MERGE_IOS if tiles else None
-        return select_detections(merge(parts), options, self.class_names, (width, height), ios_threshold=ios)
+        return [whole], found
 
     def warm_up(self) -> None:
         """The first forward pass allocates buffers; pay for it before serving."""
@@ -109,6 +125,7 @@ def build_detector(settings: Settings) -> Detector:
         min_agreement=settings.int8_min_agreement,
     )
     detector = Detector(engine, model, wait_s=settings.inference_wait_s, tile_overlap=settings.tile_overlap)
+    detector.batch_across_requests(settings.max_batch, settings.max_batch_delay_ms / 1000)
     detector.warm_up()
     detector.load_seconds = time.perf_counter() - started
     log.info(

@@ -30,8 +30,8 @@ class Settings:
     active_photos: int = 2
     queue_depth: int = 64
     # Dynamic batching (app/batching.py): whole photos of several requests in one
-    # forward pass. 0: the engine's default (1 on a CPU, where it gains nothing: README).
-    max_batch: int = 0
+    # forward pass. 1 (none) by default: on a CPU it gains nothing (README, Measure).
+    max_batch: int = 1
     max_batch_delay_ms: float = 2.0
     backend: str = "auto"
     device: str = "auto"
@@ -80,7 +80,7 @@ class Settings:
             threads=threads,
             active_photos=active,
             queue_depth=depth,
-            max_batch=_number(env, "MAX_BATCH", cls.max_batch, int, minimum=0, maximum=256),
+            max_batch=_number(env, "MAX_BATCH", cls.max_batch, int, minimum=1, maximum=256),
             max_batch_delay_ms=_number(
                 env, "MAX_BATCH_DELAY_MS", cls.max_batch_delay_ms, float, minimum=0.0, maximum=1000.0
             ),
@@ -117,7 +117,9 @@ def request_threads(env: Mapping[str, str] = os.environ) -> tuple[int, int, int]
     """(active photos, queue depth, gunicorn threads per worker). Every queued photo
     waits in a thread of its own (nginx hands over only whole requests), so the threads
     are the queue plus spares; THREADS set lower shortens the queue to fit."""
-    active = _number(env, "ACTIVE_PHOTOS", Settings.active_photos, int, minimum=1, maximum=64)
+    # A batch of MAX_BATCH needs that many photos at work at once.
+    batch = _number(env, "MAX_BATCH", Settings.max_batch, int, minimum=1, maximum=256)
+    active = max(batch, _number(env, "ACTIVE_PHOTOS", Settings.active_photos, int, minimum=1, maximum=64))
     depth = _number(env, "QUEUE_DEPTH", Settings.queue_depth, int, minimum=0, maximum=4096)
     threads = _number(env, "THREADS", active + depth + SPARE_THREADS, int, minimum=2, maximum=8192)
     active = min(active, threads - 1)
