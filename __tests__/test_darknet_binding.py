@@ -1,11 +1,13 @@
 """The ctypes binding against real libdarknet.so builds.
 
 Debian's `darknet` package (pjreddie API) is installed by ./test.sh where it can be
-and is required in CI. An AlexeyAB build is tested when LIBDARKNET_PATH points at one
-(it cannot be built in CI: its source is not in the package registries).
+and is required in CI. An AlexeyAB build, of the pinned commit or of 2019 (the original
+service's copy), is tested when LIBDARKNET_PATH points at one (neither can be built in
+CI: their source is not in the package registries).
 """
 
 import ctypes
+import dataclasses
 import os
 import resource
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +23,16 @@ from app.engines.darknet_engine import DarknetEngine
 from app.model_files import load_model_description
 from app.postprocess import classwise_nms, count_by_class
 from darknet import LibraryError, Network, find_library, load_library
-from darknet.library import ALEXEYAB, PJREDDIE
+from darknet.library import ALEXEYAB, ALEXEYAB_2019, PJREDDIE, flavour_of
+from darknet.structs import AlexeyABDetection, PjreddieDetection
 
 DEBIAN_LIB = Path("/usr/lib/darknet/libdarknet.so")
-AGREEMENT_PHOTOS = ("dog.jpg", "person.jpg", "horses.jpg")
+AGREEMENT_PHOTOS = ("dog.jpg", "person.jpg", "horses.jpg", "eagle.jpg", "kite.jpg")
+# What LIBDARKNET_PATH must point at for a flavour's cases to run.
+ENV_BUILDS = {
+    ALEXEYAB: "an AlexeyAB libdarknet.so (it cannot be built in CI)",
+    ALEXEYAB_2019: "an AlexeyAB libdarknet.so of 2019, such as the original service's (it cannot be built in CI)",
+}
 
 
 def _debian_library():
@@ -35,23 +43,23 @@ def _debian_library():
     return load_library(DEBIAN_LIB)
 
 
-def _alexeyab_library():
+def _env_library(flavour: str):
     path = os.environ.get("LIBDARKNET_PATH", "")
     if not path or not Path(path).exists():
-        pytest.skip("LIBDARKNET_PATH does not point at an AlexeyAB libdarknet.so (it cannot be built in CI)")
+        pytest.skip(f"LIBDARKNET_PATH does not point at {ENV_BUILDS[flavour]}")
     library = load_library(find_library())
-    if library.flavour != ALEXEYAB:
-        pytest.skip(f"LIBDARKNET_PATH={path} is a {library.flavour} build, not AlexeyAB")
+    if library.flavour != flavour:
+        pytest.skip(f"LIBDARKNET_PATH={path} is the {library.flavour} flavour, not {flavour}")
     return library
 
 
-@pytest.fixture(scope="module", params=["debian", "alexeyab"])
+@pytest.fixture(scope="module", params=["debian", ALEXEYAB, ALEXEYAB_2019])
 def library(request):
-    return _debian_library() if request.param == "debian" else _alexeyab_library()
+    return _debian_library() if request.param == "debian" else _env_library(request.param)
 
 
 @pytest.fixture(scope="module")
-def small_network(library, model_dir, tmp_path_factory):
+def small_cfg(model_dir, tmp_path_factory):
     """yolov3-tiny at 160x160: the same code paths as 416, a tenth of the time."""
     cfg = tmp_path_factory.mktemp("small") / "yolov3-tiny-160.cfg"
     cfg.write_text(
@@ -60,13 +68,50 @@ def small_network(library, model_dir, tmp_path_factory):
         .replace("width=416", "width=160")
         .replace("height=416", "height=160")
     )
-    with Network(library, cfg, model_dir / "yolov3-tiny.weights", classes=80) as network:
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def small_network(library, model_dir, small_cfg):
+    with Network(library, small_cfg, model_dir / "yolov3-tiny.weights", classes=80) as network:
         yield network
 
 
 def test_debian_library_is_the_pjreddie_flavour():
     library = _debian_library()
-    assert library.flavour == PJREDDIE and not library.has_gpu and not library.has_batch
+    assert library.flavour == PJREDDIE and not library.has_gpu and not library.has_batch and library.can_free
+
+
+def test_flavours_are_told_apart_by_their_exports():
+    pinned = {"load_network_custom", "network_predict_ptr", "free_network_ptr", "network_predict_batch"}
+    of_2019 = {"load_network_custom", "network_predict_ptr", "load_network", "get_network_boxes", "free_network"}
+    pjreddie = {"load_network", "get_network_boxes", "network_predict", "free_network"}
+    assert flavour_of(pinned.__contains__) == ALEXEYAB
+    assert flavour_of(of_2019.__contains__) == ALEXEYAB_2019
+    assert flavour_of(pjreddie.__contains__) == PJREDDIE
+    assert flavour_of({"sin", "cos"}.__contains__) is None
+
+
+def test_the_2019_api_is_bound_with_its_own_struct_and_limits(model_dir, small_cfg):
+    library = _env_library(ALEXEYAB_2019)
+    six_fields = ["bbox", "classes", "prob", "mask", "objectness", "sort_class"]
+    assert [name for name, _ in library.detection_type._fields_] == six_fields
+    assert library.alexeyab_api and not library.has_batch and not library.can_free
+    assert not hasattr(library.cdll, "free_network_ptr") and not hasattr(library.cdll, "network_predict_batch")
+    with pytest.raises(LibraryError, match="has no network_predict_batch"):
+        Network(library, small_cfg, model_dir / "yolov3-tiny.weights", classes=80, batch=2)
+    network = Network(library, small_cfg, model_dir / "yolov3-tiny.weights", classes=80)
+    network.close()  # forgotten, not freed: the 2019 API frees only by value
+    network.close()
+
+
+def test_a_detection_struct_that_is_not_the_librarys_is_refused_at_load(library, model_dir, small_cfg):
+    """The load-time check is what proves a flavour's struct: read with another stride,
+    the library's detection array fails it before any pointer in it is followed."""
+    wrong = PjreddieDetection if library.detection_type is AlexeyABDetection else AlexeyABDetection
+    misbound = dataclasses.replace(library, detection_type=wrong)
+    with pytest.raises(LibraryError, match=rf"detection struct is not the {library.flavour} layout"):
+        Network(misbound, small_cfg, model_dir / "yolov3-tiny.weights", classes=80)
 
 
 @pytest.mark.parametrize("photo", AGREEMENT_PHOTOS)
@@ -170,7 +215,7 @@ def test_cpu_only_library_refuses_cuda(model_dir, monkeypatch):
 
 
 def test_alexeyab_batch_matches_single_predictions(model_dir, tmp_path):
-    library = _alexeyab_library()
+    library = _env_library(ALEXEYAB)
     cfg = tmp_path / "tiny.cfg"
     cfg.write_text((model_dir / "yolov3-tiny.cfg").read_text())
     tiles = [np.ascontiguousarray(photo_rgb("dog.jpg")[y : y + 288, x : x + 384]) for y in (0, 288) for x in (0, 384)]

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from ctypes import POINTER, c_char_p, c_float, c_int, c_void_p
 from dataclasses import dataclass
 from pathlib import Path
 
-from .structs import AlexeyABDetection, DetNumPair, Image, PjreddieDetection
+from .structs import AlexeyAB2019Detection, AlexeyABDetection, DetNumPair, Image, PjreddieDetection
 
 PJREDDIE = "pjreddie"
-ALEXEYAB = "alexeyab"
+ALEXEYAB = "alexeyab"  # the commit darknet/build_darknet.sh pins: free_network_ptr, 13-field detection
+ALEXEYAB_2019 = "alexeyab-2019"  # AlexeyAB of 2019 (the original service's copy): 6-field detection
+DETECTION_STRUCTS: dict[str, type[ctypes.Structure]] = {
+    PJREDDIE: PjreddieDetection,
+    ALEXEYAB: AlexeyABDetection,
+    ALEXEYAB_2019: AlexeyAB2019Detection,
+}
 
 # Where a library is looked for when LIBDARKNET_PATH is not set, in this order.
 SEARCH_PATHS = (
@@ -39,6 +45,17 @@ class DarknetLibrary:
     has_gpu: bool
     has_batch: bool
 
+    @property
+    def alexeyab_api(self) -> bool:
+        """load_network_custom, network_predict_ptr, get_network_boxes(..., letter)."""
+        return self.flavour in (ALEXEYAB, ALEXEYAB_2019)
+
+    @property
+    def can_free(self) -> bool:
+        """Whether a network can be freed: the 2019 API frees one only by value
+        (free_network(network)), which would need that build's whole network struct."""
+        return self.flavour != ALEXEYAB_2019
+
 
 def find_library(env: Mapping[str, str] = os.environ) -> Path:
     explicit = env.get("LIBDARKNET_PATH", "").strip()
@@ -62,22 +79,40 @@ def load_library(path: Path | None = None) -> DarknetLibrary:
     except OSError as exc:
         raise LibraryError(f"cannot load {path}: {exc}") from None
     exported = _Exports(cdll, path)
-    if exported.has("load_network_custom"):
-        flavour, detection = ALEXEYAB, AlexeyABDetection
-    elif exported.has("load_network") and exported.has("get_network_boxes"):
-        flavour, detection = PJREDDIE, PjreddieDetection
-    else:
+    flavour = flavour_of(exported.has)
+    if flavour is None:
         raise LibraryError(f"{path} exports neither load_network_custom nor load_network: not a known darknet")
+    detection = DETECTION_STRUCTS[flavour]
     _declare_common(exported, detection)
-    (_declare_alexeyab if flavour == ALEXEYAB else _declare_pjreddie)(exported, detection)
+    if flavour == PJREDDIE:
+        _declare_pjreddie(exported, detection)
+    else:
+        _declare_alexeyab(exported, detection, flavour)
     return DarknetLibrary(
         path=path,
         flavour=flavour,
         cdll=cdll,
         detection_type=detection,
         has_gpu=exported.has(GPU_MARKER),
-        has_batch=exported.has("network_predict_batch"),
+        has_batch=flavour == ALEXEYAB and exported.has("network_predict_batch"),
     )
+
+
+def flavour_of(exports: Callable[[str], bool]) -> str | None:
+    """The flavour a library is, from the symbols it exports (None: not a darknet).
+
+    AlexeyAB's API is load_network_custom. free_network_ptr came into it in February
+    2020 (commit a25d4318); a build without it is bound as the 2019 API with pjreddie's
+    six-field `detection` struct (the original service's copy is AlexeyAB of September
+    2019). AlexeyAB builds of late 2019 also lack it but have a longer struct (uc from
+    October, points from November 2019): the layout check Network runs at load refuses
+    them, as it refuses a build with free_network_ptr whose struct is not the pinned one.
+    """
+    if exports("load_network_custom"):
+        return ALEXEYAB if exports("free_network_ptr") else ALEXEYAB_2019
+    if exports("load_network") and exports("get_network_boxes"):
+        return PJREDDIE
+    return None
 
 
 class _Exports:
@@ -118,7 +153,7 @@ def _declare_pjreddie(exported: _Exports, detection) -> None:
     exported.declare("free_network", None, c_void_p)
 
 
-def _declare_alexeyab(exported: _Exports, detection) -> None:
+def _declare_alexeyab(exported: _Exports, detection, flavour: str) -> None:
     exported.declare("load_network_custom", c_void_p, c_char_p, c_char_p, c_int, c_int)
     exported.declare("network_predict_ptr", POINTER(c_float), c_void_p, POINTER(c_float))
     exported.declare(
@@ -126,8 +161,10 @@ def _declare_alexeyab(exported: _Exports, detection) -> None:
         POINTER(detection),
         *(c_void_p, c_int, c_int, c_float, c_float, POINTER(c_int), c_int, POINTER(c_int), c_int),
     )
-    exported.declare("free_network_ptr", None, c_void_p)
     exported.declare("cuda_set_device", None, c_int)
+    if flavour == ALEXEYAB_2019:
+        return  # no free_network_ptr (see DarknetLibrary.can_free), no network_predict_batch
+    exported.declare("free_network_ptr", None, c_void_p)
     if exported.has("network_predict_batch"):
         exported.declare(
             "network_predict_batch",

@@ -44,7 +44,7 @@ class Network:
         self._lib, self._c = library, library.cdll
         self.classes, self.letter_box, self.batch = classes, letter_box, batch
         self._lock = threading.Lock()
-        if library.flavour == ALEXEYAB:
+        if library.alexeyab_api:
             if library.has_gpu:
                 # gpu_index < 0 keeps a CUDA build on the CPU; CUDA_VISIBLE_DEVICES picks the card.
                 ctypes.c_int.in_dll(self._c, "gpu_index").value = 0 if use_gpu else -1
@@ -62,7 +62,7 @@ class Network:
         try:
             self.predict(np.full((self.height, self.width, 3), 127, dtype=np.uint8), min_score=0.0)
         except Exception:
-            self.close()  # BACKEND=auto may fall back to OpenCV: do not keep this net loaded
+            self.close()  # BACKEND=auto may fall back to OpenCV: do not keep this net loaded (where it can be freed)
             raise
 
     def predict(self, image: np.ndarray, min_score: float) -> RawDetections:
@@ -83,7 +83,7 @@ class Network:
             # (pjreddie always undoes a letterbox, so it is given the network size).
             box_w, box_h = (width, height) if self.letter_box else (self.width, self.height)
             args = [self._net, box_w, box_h, min_score, HIER_THRESHOLD, None, 1, byref(count)]
-            if self._lib.flavour == ALEXEYAB:
+            if self._lib.alexeyab_api:
                 args.append(int(self.letter_box))
             detections = self._c.get_network_boxes(*args)
             try:
@@ -104,10 +104,16 @@ class Network:
         return results
 
     def close(self) -> None:
+        """Frees the network where the library can. AlexeyAB's 2019 API has no
+        free_network_ptr, only free_network(network) taking the struct by value, whose
+        layout differs between builds: its network is not freed but forgotten. A service
+        worker loads one network and keeps it until it exits, so that costs nothing
+        there; a process that loads many (tests) keeps each one's memory."""
         with self._lock:
             if self._net:
-                free = self._c.free_network_ptr if self._lib.flavour == ALEXEYAB else self._c.free_network
-                free(self._net)
+                if self._lib.can_free:
+                    free = self._c.free_network_ptr if self._lib.flavour == ALEXEYAB else self._c.free_network
+                    free(self._net)
                 self._net = None
 
     def __enter__(self) -> Network:
@@ -152,7 +158,7 @@ class Network:
         return fit(source, self.width, self.height)
 
     def _forward(self, data) -> None:
-        if self._lib.flavour == ALEXEYAB:
+        if self._lib.alexeyab_api:
             self._c.network_predict_ptr(self._net, data)
         else:
             self._c.network_predict(self._net, data)
