@@ -20,7 +20,7 @@ from flask import Flask, g, request
 
 from .errors import Busy
 
-GUARDED_ENDPOINTS = frozenset({"service.invocations"})
+GUARDED_ENDPOINTS = frozenset({"service.invocations", "service.upload"})
 # Without nginx in front (tests, FRONT=none) a refused body up to this size is read
 # before the 503: gunicorn closes a connection whose body was left unread, and a
 # client that reconnects after every 503 stalled the worker's loop.

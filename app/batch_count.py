@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .annotate import annotate
+from .autocrop import detect_in_sample, outline
 from .detection import DetectOptions
 from .detector import build_detector
 from .engines import EngineUnavailable
@@ -37,6 +38,7 @@ def add_command(commands) -> None:
     count.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated pictures here")
     count.add_argument("--threshold", type=float, default=DetectOptions.threshold)
     count.add_argument("--tiling", choices=TILING_MODES, default="auto")
+    count.add_argument("--auto-crop", action="store_true", help="count only the sample (the stained drop)")
     count.set_defaults(run=run)
 
 
@@ -58,7 +60,7 @@ def run(args, parser) -> int:
         failures = 0
         for index, photo in enumerate(photos, start=1):
             _progress(index, len(photos), photo)
-            row = count_photo(photo, detector, options, settings, args.annotate)
+            row = count_photo(photo, detector, options, settings, args.annotate, args.auto_crop)
             failures += bool(row["error"])
             write(row)
     finally:
@@ -68,8 +70,23 @@ def run(args, parser) -> int:
     return 0
 
 
-def count_photo(photo: Path, detector, options: DetectOptions, settings: Settings, annotate_dir: Path | None) -> dict:
-    row: dict = {"file": display_name(photo), "width": None, "height": None, "counts": {}, "ms": None, "error": ""}
+def count_photo(
+    photo: Path,
+    detector,
+    options: DetectOptions,
+    settings: Settings,
+    annotate_dir: Path | None,
+    auto_crop: bool = False,
+) -> dict:
+    row: dict = {
+        "file": display_name(photo),
+        "width": None,
+        "height": None,
+        "crop": None,
+        "counts": {},
+        "ms": None,
+        "error": "",
+    }
     started = time.perf_counter()
     try:
         image = decode_image(read_regular_file(photo), settings.max_image_pixels)
@@ -79,13 +96,18 @@ def count_photo(photo: Path, detector, options: DetectOptions, settings: Setting
     except Exception as exc:  # a decoder's own fault on one photo: its row says so, the run goes on
         row["error"] = f"the photo could not be decoded ({type(exc).__name__}: {exc})"
         return row
-    detections = detector.detect(image, options)
+    if auto_crop:
+        detections, crop = detect_in_sample(detector, image, options)
+    else:
+        detections, crop = detector.detect(image, options), None
     counts = count_by_class(detections, detector.class_names)
-    row.update(height=image.shape[0], width=image.shape[1], counts=counts)
+    row.update(height=image.shape[0], width=image.shape[1], counts=counts, crop=crop.as_list() if crop else None)
     row["ms"] = round((time.perf_counter() - started) * 1000, 1)
     if annotate_dir:
         annotate_dir.mkdir(parents=True, exist_ok=True)
         annotated = annotate(image, detections, counts, channels="BGR")
+        if crop:
+            outline(annotated, crop)
         picture = encode_jpeg(annotated, settings.jpeg_quality, channels="BGR")
         (annotate_dir / f"{photo.stem}.annotated.jpg").write_bytes(picture)
     return row
@@ -115,11 +137,12 @@ def _writer(out, fmt: str, class_names: tuple[str, ...]):
     if fmt == "jsonl":
         return lambda row: print(json.dumps(row), file=out, flush=True)
     table = csv.writer(out)
-    table.writerow(["file", "width", "height", *class_names, "ms", "error"])
+    table.writerow(["file", "width", "height", "crop", *class_names, "ms", "error"])
 
     def write(row: dict) -> None:
         counts = [row["counts"].get(name, "") for name in class_names]
-        table.writerow([row["file"], row["width"], row["height"], *counts, row["ms"], row["error"]])
+        crop = " ".join(map(str, row["crop"])) if row["crop"] else ""
+        table.writerow([row["file"], row["width"], row["height"], crop, *counts, row["ms"], row["error"]])
         out.flush()
 
     return write

@@ -42,6 +42,11 @@ PARAMETERS = {
         "default": "auto",
         "description": "Tiles at full resolution for small objects; auto: photos over twice the network input",
     },
+    "auto_crop": {
+        "type": "boolean",
+        "default": False,
+        "description": "Count only the sample, the largest saturated region (a stained drop); the answer has `crop`",
+    },
     "filename": {"type": "string", "description": "Echoed into the log"},
 }
 
@@ -128,6 +133,25 @@ def openapi_document() -> dict:
                     },
                 }
             },
+            "/upload": {
+                "post": {
+                    "summary": "The original service's endpoint, kept for its front end: use /invocations",
+                    "deprecated": True,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/Upload"}}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The same answer as /invocations",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/InvocationResult"}}
+                            },
+                        },
+                        **invocation_errors,
+                    },
+                }
+            },
             "/model": {
                 "get": {
                     "summary": "The model being served",
@@ -201,6 +225,14 @@ def openapi_document() -> dict:
                         **{name: {"type": "string", "description": s["description"]} for name, s in PARAMETERS.items()},
                     },
                 },
+                "Upload": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": binary,
+                        "auto_crop": {"type": "string", "enum": ["0", "1"], "default": "0"},
+                    },
+                },
                 "InvocationResult": {
                     "type": "object",
                     "required": ["stat"],
@@ -212,6 +244,20 @@ def openapi_document() -> dict:
                             "additionalProperties": {"type": "integer", "minimum": 0},
                         },
                         "detections": {"type": "array", "items": {"$ref": "#/components/schemas/Detection"}},
+                        "crop": {
+                            "description": "With auto_crop: the sample counted, x, y, width, height in the photo's "
+                            "pixels; null when none was found and the whole photo was counted",
+                            "oneOf": [
+                                {
+                                    "type": "array",
+                                    "items": {"type": "integer", "minimum": 0},
+                                    "minItems": 4,
+                                    "maxItems": 4,
+                                },
+                                {"type": "null"},
+                            ],
+                        },
+                        "crop_note": {"type": "string"},
                     },
                 },
                 "Detection": {

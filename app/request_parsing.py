@@ -36,6 +36,7 @@ class InvocationRequest:
     options: DetectOptions
     return_image: bool = True
     include_detections: bool = False
+    auto_crop: bool = False  # count only the sample (app/autocrop.py)
 
 
 def parse_invocation(request: Request, class_names: tuple[str, ...]) -> InvocationRequest:
@@ -70,6 +71,24 @@ def parse_invocation(request: Request, class_names: tuple[str, ...]) -> Invocati
         options=parse_options(params, class_names),
         return_image=_boolean(params, "return_image", True),
         include_detections=_boolean(params, "detections", False),
+        auto_crop=_boolean(params, "auto_crop", False),
+    )
+
+
+def parse_upload(request: Request, class_names: tuple[str, ...]) -> InvocationRequest:
+    """The original service's POST /upload, kept for its front end: multipart, file
+    field `file`, form field `auto_crop` 0 or 1 (missing: 0); nothing else is read."""
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaType(f"/upload takes multipart/form-data, not {request.mimetype or '(none)'}")
+    fields, files = parse_multipart(request)
+    if "file" not in files:
+        raise BadRequest("multipart form has no file field 'file'", code="missing_image")
+    filename, image = files["file"]
+    auto_crop = fields.get("auto_crop", "0").strip()
+    if auto_crop not in ("0", "1"):
+        raise BadRequest(f"'auto_crop' must be 0 or 1, got {auto_crop!r}", code="invalid_parameter")
+    return InvocationRequest(
+        image=image, filename=filename, options=parse_options({}, class_names), auto_crop=auto_crop == "1"
     )
 
 

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from . import metrics
 from .annotate import annotate
+from .autocrop import Crop, detect_in_sample, outline
 from .detection import Detection
 from .detector import Detector
 from .errors import NotAcceptable, NotReady
@@ -19,7 +20,7 @@ from .metrics import Stages
 from .openapi import openapi_document
 from .postprocess import count_by_class
 from .request_log import add_fields
-from .request_parsing import parse_invocation
+from .request_parsing import parse_invocation, parse_upload
 
 bp = Blueprint("service", __name__)
 PRODUCED_TYPES = ("application/json", "image/jpeg")
@@ -88,6 +89,16 @@ def execution_parameters():
 
 @bp.post("/invocations")
 def invocations():
+    return _answer(parse_invocation)
+
+
+@bp.post("/upload")
+def upload():
+    """The original service's endpoint (deprecated): same answer, its request shape."""
+    return _answer(parse_upload)
+
+
+def _answer(parse):
     detector = _detector()
     settings = current_app.extensions["settings"]
     # JSON by default; Accept: image/jpeg asks for the annotated picture itself.
@@ -96,7 +107,7 @@ def invocations():
         raise NotAcceptable(f"this service answers {' or '.join(PRODUCED_TYPES)}, not {request.headers['Accept']}")
     deadline = g.deadline  # set where the photo entered the queue (app/admission.py)
     stages = Stages()
-    invocation = parse_invocation(request, detector.class_names)
+    invocation = parse(request, detector.class_names)
     photo = open_photo(invocation.image, settings.max_image_pixels)  # the header only: size checked
     body: dict = {}
     picture = None
@@ -104,11 +115,17 @@ def invocations():
     with current_app.extensions["pixel_budget"].hold(photo.pixels, deadline):
         image = photo.decode()
         stages.done("decode")
-        detections = detector.detect(image, invocation.options, deadline)
+        if invocation.auto_crop:
+            detections, crop = detect_in_sample(detector, image, invocation.options, deadline)
+            body["crop"] = crop.as_list() if crop else None  # placed after "stat" below
+        else:
+            detections = detector.detect(image, invocation.options, deadline)
         stages.done("inference")
         counts = count_by_class(detections, detector.class_names)
         if invocation.return_image or produce == "image/jpeg":
             annotated = annotate(image, detections, counts, channels="BGR")  # what the JPEG encoder takes
+            if body.get("crop"):
+                outline(annotated, Crop(*body["crop"]))
             stages.done("annotate")
             picture = encode_jpeg(annotated, settings.jpeg_quality, channels="BGR")
             stages.done("encode")
@@ -119,6 +136,12 @@ def invocations():
     body["stat"] = counts
     if invocation.include_detections:
         body["detections"] = [_detection_json(d) for d in detections]
+    if invocation.auto_crop:
+        body["crop"] = body.pop("crop")  # after img and stat, as clients read them
+        if body["crop"] is None:
+            body["crop_note"] = (
+                "no sample region found (nothing saturated, or it fills the frame): counted the whole photo"
+            )
     stages.observe()
     metrics.count_objects(counts)
     add_fields(
