@@ -26,5 +26,5 @@ def test_the_quick_benchmark_prints_every_table(model_dir):
         line.startswith("- onnxruntime int8: not timed: ") for line in lines
     )
     assert any(line.startswith("- int8: ") and " scheme " in line for line in lines)
-    for clients in (1, 2, 4, 8):
+    for clients in (1, 8, 32, 64):
         assert any(line.startswith(f"| {clients} |") for line in lines), f"{clients} clients"

@@ -4,6 +4,7 @@ script or a browser does."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +25,16 @@ class LoadResult:
     completed: int
     errors: int
     seconds: float
+    latencies_ms: tuple[float, ...] = ()  # of the completed requests
 
     @property
     def rate(self) -> float:
         return self.completed / self.seconds
+
+    def percentile(self, share: float) -> float:
+        """Nearest rank, as p90 in timing.py."""
+        ordered = sorted(self.latencies_ms)
+        return ordered[max(0, math.ceil(share * len(ordered)) - 1)] if ordered else float("nan")
 
 
 @dataclass
@@ -80,29 +87,34 @@ def throughput(url: str, photo: bytes, clients: int, duration: float, warmup_per
         results = [future.result() for future in futures]
     return LoadResult(
         clients=clients,
-        completed=sum(completed for completed, _, _ in results),
+        completed=sum(len(latencies) for latencies, _, _ in results),
         errors=sum(errors for _, errors, _ in results),
         seconds=max(finished for _, _, finished in results) - window.started,
+        latencies_ms=tuple(latency for latencies, _, _ in results for latency in latencies),
     )
 
 
-def _client(url: str, photo: bytes, window: _Window, barrier: threading.Barrier, warmup: int) -> tuple[int, int, float]:
-    """(completed, errors, when the last answer came)."""
-    completed = errors = 0
+def _client(
+    url: str, photo: bytes, window: _Window, barrier: threading.Barrier, warmup: int
+) -> tuple[list[float], int, float]:
+    """(latency of each completed request in ms, errors, when the last answer came)."""
+    latencies: list[float] = []
+    errors = 0
     with requests.Session() as session:
         for _ in range(warmup):  # opens the connection; the answer does not count
             post_photo(session, url, photo)
         barrier.wait()
         last_answer = time.perf_counter()
-        while window.still_open(completed):
+        while window.still_open(len(latencies)):
+            started = time.perf_counter()
             pause = _one_request(session, url, photo)
             last_answer = time.perf_counter()
             if pause is None:
-                completed += 1
+                latencies.append((last_answer - started) * 1000)
             else:
                 errors += 1
                 time.sleep(pause)
-    return completed, errors, last_answer
+    return latencies, errors, last_answer
 
 
 def _one_request(session: requests.Session, url: str, photo: bytes) -> float | None:

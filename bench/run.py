@@ -5,7 +5,8 @@
 
 1. engine latency in process, and the whole HTTP path, against this CPU's floor;
 2. the service's image work on a 4000x3000 photo, against bare OpenCV decode + encode;
-3. throughput of the service with its default settings, 1 to 8 clients;
+3. throughput and latency of the service with its default settings, 1 to 64 clients,
+   and the same with dynamic batching (MAX_BATCH=4);
 4. the production architecture (YOLOv3 at 832, 6 classes, random weights) on a
    2000x2000 photo: engine latency and throughput.
 Progress goes to stderr, so stdout can be pasted into a README as it is.
@@ -49,10 +50,12 @@ from bench.timing import Timing, median, p90, time_calls  # noqa: E402
 
 WARMUP = 5
 QUICK_RUNS, QUICK_DURATION = 5, 3.0
-CLIENTS = (1, 2, 4, 8)
+CLIENTS = (1, 8, 32, 64)  # 64: the default queue's depth, served without a refusal
+PRODUCTION_CLIENTS = (1, 4, 8)  # seconds a photo: 64 clients would wait minutes for a first answer
 BIG_PHOTO = (4000, 3000)
 PRODUCTION_PHOTO = (2000, 2000)
 IMAGE_WORK_WARMUP, IMAGE_WORK_MIN_RUNS = 2, 10
+BATCHING = {"MAX_BATCH": "4", "MAX_BATCH_DELAY_MS": "2"}
 DEFAULT_LIBDARKNET = Path("/usr/lib/darknet/libdarknet.so")
 CALIBRATION_PHOTOS = ROOT / "data"
 
@@ -68,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine_latency(args, model, photo, gflops, cores)
         image_work(model, photo, cores, args.runs)
-        service_throughput("Throughput", args.model_dir, photo, f"{args.photo.name} (raw JPEG)", args.duration, 1)
+        what = f"{args.photo.name} (raw JPEG)"
+        service_throughput("Throughput", args.model_dir, photo, what, args.duration, 1)
+        service_throughput("Throughput with batching", args.model_dir, photo, what, args.duration, 1, BATCHING)
         if not args.skip_production:
             production(args, photo, gflops, cores)
     except ServerError as exc:
@@ -144,27 +149,40 @@ def _detections(model: ModelDescription, jpeg: bytes, cores: int) -> list[Detect
 
 
 def service_throughput(
-    title: str, model_dir: Path, photo: bytes, what: str, duration: float, warmup_per_client: int
+    title: str,
+    model_dir: Path,
+    photo: bytes,
+    what: str,
+    duration: float,
+    warmup_per_client: int,
+    settings: dict[str, str] | None = None,
+    clients_counts: tuple[int, ...] = CLIENTS,
 ) -> None:
-    """The service with its default workers, threads and engine for this machine."""
+    """The service with its default workers, threads and engine for this machine
+    (and `settings` on top)."""
     progress(f"{title}: starting gunicorn")
-    with gunicorn(model_dir, {}) as server:
+    with gunicorn(model_dir, settings or {}) as server:
         setup = f"{server.workers()} worker(s), {server.engine()}"
         warm_up(server.url, photo)
         results = []
-        for clients in CLIENTS:
+        for clients in clients_counts:
             progress(f"{title}: {clients} client(s)")
             results.append(throughput(server.url, photo, clients, duration, warmup_per_client))
-    print(f"\n### {title}: POST /invocations {what}, default settings ({setup}), {duration:g} s per client count\n")
+    changed = ", ".join(f"{key}={value}" for key, value in (settings or {}).items())
+    print(
+        f"\n### {title}: POST /invocations {what}, default settings{' but ' + changed if changed else ''} "
+        f"({setup}), {duration:g} s per client count\n"
+    )
     print(throughput_table(results) + "\n")
-    for result in results[2:]:  # 4 and 8 clients
+    for result in results[1:]:
         print(target(f"{result.clients} clients / 1 client", result.rate / results[0].rate, 0.9, at_least=True))
+        print(target(f"errors at {result.clients} clients (the queue takes 64)", result.errors, 0))
     sys.stdout.flush()
 
 
 def throughput_table(results: list[LoadResult]) -> str:
     single = results[0].rate
-    header = ("clients", "requests/s", "x 1 client", "errors", "completed", "seconds")
+    header = ("clients", "requests/s", "x 1 client", "p50 ms", "p99 ms", "errors", "completed", "seconds")
     return table(header, [_throughput_row(result, single) for result in results])
 
 
@@ -174,6 +192,8 @@ def _throughput_row(result: LoadResult, single: float) -> tuple[str, ...]:
         str(result.clients),
         rate,
         times(result.rate / single),
+        ms(result.percentile(0.5)),
+        ms(result.percentile(0.99)),
         str(result.errors),
         str(result.completed),
         f"{result.seconds:.1f}",
@@ -203,7 +223,9 @@ def production(args: argparse.Namespace, photo: bytes, gflops: float, cores: int
         sys.stdout.flush()
         what = f"{PRODUCTION_PHOTO[0]}x{PRODUCTION_PHOTO[1]} JPEG (tiled)"
         # A request takes seconds: a warm-up per client would cost more than it teaches.
-        service_throughput("Production throughput", model_dir, jpeg, what, args.duration, 0)
+        service_throughput(
+            "Production throughput", model_dir, jpeg, what, args.duration, 0, clients_counts=PRODUCTION_CLIENTS
+        )
 
 
 def _model_name(model: ModelDescription) -> str:
