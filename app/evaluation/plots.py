@@ -1,0 +1,58 @@
+"""`evaluate --plots DIR`: three PNGs per evaluated variant, for the classes with labels:
+predicted against labelled count per photo, the precision-recall curves, and the count
+error against the threshold (where the service's threshold sits, and the best one)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .metrics import Evaluation
+
+
+def write_plots(evaluation: Evaluation, directory: Path, variant: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a server
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-")
+    labelled = {name: m for name, m in evaluation.classes.items() if m.labelled}
+    written = []
+
+    figure, axes = plt.subplots(figsize=(6, 6))
+    top = max([1] + [max(p, t) for m in labelled.values() for p, t in m.counts])
+    axes.plot([0, top], [0, top], color="grey", linewidth=1, label="right count")
+    for name, metrics in labelled.items():
+        axes.scatter([t for _, t in metrics.counts], [p for p, _ in metrics.counts], label=name, alpha=0.7)
+    axes.set(xlabel="labelled count per photo", ylabel="predicted count per photo", title=f"Counts: {variant}")
+    axes.legend()
+    written.append(_save(figure, directory / f"{stem}-counts.png"))
+
+    figure, axes = plt.subplots(figsize=(6, 5))
+    for name, metrics in labelled.items():
+        recall, precision = metrics.pr_curve
+        axes.plot(recall, precision, label=f"{name} (AP50 {metrics.ap50:.2f})")
+    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"Precision-recall: {variant}")
+    axes.legend()
+    written.append(_save(figure, directory / f"{stem}-pr.png"))
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for name, metrics in labelled.items():
+        axes.plot([t for t, _ in metrics.sweep], [e for _, e in metrics.sweep], label=name)
+        axes.scatter([metrics.best_count_threshold], [metrics.count_mae_at_best], marker="o")
+    axes.axvline(evaluation.threshold, color="grey", linestyle="--", label=f"threshold {evaluation.threshold:g}")
+    axes.set(xlabel="threshold", ylabel="count error per photo (MAE)", title=f"Count error by threshold: {variant}")
+    axes.legend()
+    written.append(_save(figure, directory / f"{stem}-threshold.png"))
+    return written
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return path
