@@ -34,6 +34,14 @@ def photo_rgb(name: str) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+def wait_until(condition, timeout: float = 5.0) -> None:
+    """Poll instead of sleeping a guessed time: as fast as the machine allows."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

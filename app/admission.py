@@ -43,10 +43,6 @@ class PhotoQueue:
         self._seconds_per_photo = 0.0  # what a photo holds a place for, smoothed
         self.stopping = False  # set on SIGTERM: new photos are refused, the queue drains
 
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
-
     def enter(self, deadline: float) -> float:
         """Wait for a place; returns when the photo may start (its start time)."""
         with self._changed:
@@ -94,11 +90,11 @@ def init_app(app: Flask, queue: PhotoQueue, deadline_s: float) -> None:
 
     @app.before_request
     def _admit():
-        if request.endpoint not in GUARDED_ENDPOINTS:
-            return
+        if request.method == "OPTIONS" or request.endpoint not in GUARDED_ENDPOINTS:
+            return  # a CORS preflight carries no photo
         g.deadline = time.monotonic() + deadline_s
         try:
-            g.started = queue.enter(g.deadline)
+            g.queue_started = queue.enter(g.deadline)
         except QueueRefusal as refusal:
             if request.content_length is not None and request.content_length <= DRAIN_LIMIT_BYTES:
                 request.get_data(cache=False)
@@ -107,6 +103,6 @@ def init_app(app: Flask, queue: PhotoQueue, deadline_s: float) -> None:
 
     @app.teardown_request
     def _release(_error):
-        started = g.pop("started", None)
+        started = g.pop("queue_started", None)  # request_log keeps its own g.started
         if started is not None:
             queue.leave(started)
