@@ -52,7 +52,7 @@ try:
 
     # A thread per photo in the worker's queue, plus spares so /ping never waits
     # (app/admission.py): the queue's depth sets the threads, not the other way round.
-    _active, _queue_depth, threads = request_threads()
+    _, _, threads = request_threads()
 except ConfigError as exc:
     print(f"cannot start: {exc}", file=sys.stderr, flush=True)
     sys.exit(1)
@@ -113,6 +113,7 @@ if _front_choice == "nginx" and _nginx is None:
     print("cannot start: FRONT=nginx but nginx is not installed (apt-get install nginx)", file=sys.stderr, flush=True)
     sys.exit(1)
 _front = None
+_front_failed = False
 if _nginx:
     _front_dir = Path(tempfile.mkdtemp(prefix="detector-front-"))  # mode 0700
     _front_master = os.getpid()
@@ -174,18 +175,22 @@ def on_starting(server):
 
 def when_ready(server):
     """gunicorn listens: the front may now take connections for it."""
+    global _front_failed
     if _front is None:
         return
     from app.front import FrontError
 
     def front_died(message: str) -> None:
+        global _front_failed
         server.log.error(message)
+        _front_failed = True
         os.kill(os.getpid(), signal.SIGTERM)  # the master: stop the service, not half of it
 
     try:
         _front.start(front_died)
     except FrontError as exc:
         print(f"cannot start: {exc}", file=sys.stderr, flush=True)
+        _front_failed = True
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -221,3 +226,5 @@ def on_exit(server):
         _front.stop()  # after the workers: requests arriving meanwhile get a JSON 503
     if _own_metrics_dir:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    if _front_failed:
+        sys.exit(1)  # a restart policy must see a failure (the atexit cleanups still run)

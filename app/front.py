@@ -19,6 +19,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Callable
@@ -88,6 +89,13 @@ def render_config(settings: FrontSettings) -> str:
         settings,
         "add_header Retry-After 5 always;",
     )
+    timeout = _json_error(
+        503,
+        "timeout",
+        f"the service did not answer within {settings.upstream_timeout_s:g} s; retry later",
+        settings,
+        "add_header Retry-After 5 always;",
+    )
     bad_request = _json_error(400, "bad_request", "the request is malformed or its head too large", settings)
     # nginx refuses TRACE itself, before any route is known: the methods the API uses.
     not_allowed = _json_error(
@@ -135,20 +143,33 @@ http {{
             proxy_buffering on;
             proxy_buffers 64 64k;
             proxy_connect_timeout 10s;
+            # gunicorn reads a queued photo's body only at its turn: as long as an answer.
+            proxy_send_timeout {int(settings.upstream_timeout_s)}s;
             proxy_read_timeout {int(settings.upstream_timeout_s)}s;
             proxy_next_upstream off;
         }}
         error_page 400 414 494 = @bad_request;
         error_page 405 = @not_allowed;
         error_page 413 = @payload_too_large;
-        error_page 502 504 = @unavailable;
+        error_page 502 = @unavailable;
+        error_page 504 = @timeout;
         location @bad_request {{ {bad_request} }}
         location @not_allowed {{ {not_allowed} }}
         location @payload_too_large {{ {too_large} }}
         location @unavailable {{ {unavailable} }}
+        location @timeout {{ {timeout} }}
     }}
 }}
 """
+
+
+def _check_port(port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx binds it
+        try:
+            probe.bind(("0.0.0.0", port))  # noqa: S104 - the service listens on every interface
+        except OSError as exc:
+            raise FrontError(f"port {port} is not free ({exc.strerror})") from None
 
 
 def _version(binary: str) -> tuple[int, ...]:
@@ -169,6 +190,7 @@ class NginxFront:
         self._stopping = threading.Event()
 
     def start(self, on_death: Callable[[str], None]) -> None:
+        _check_port(self.settings.port)  # nginx itself retries a taken port for 2.5 s, then dies
         config = self.settings.directory / "nginx.conf"
         config.write_text(render_config(self.settings))
         command = [self.binary, "-p", str(self.settings.directory), "-c", str(config)]
