@@ -52,7 +52,7 @@ def test_photos_of_several_requests_share_a_forward_pass_and_keep_their_own_answ
             assert mine.box == pytest.approx(theirs.box, abs=0.05)
 
 
-def test_one_request_alone_is_not_held_back(engine, model_dir):
+def test_with_no_delay_a_lone_photo_runs_alone(engine, model_dir):
     batched = detector_with(engine, model_dir, 8, 0.0)
     assert batched.detect(photo_rgb("dog.jpg"), DetectOptions(tiling="off"))
     assert batched.batcher.batch_sizes[-1] == 1
@@ -64,7 +64,7 @@ def test_a_batch_needs_as_many_photos_at_work():
     assert Settings.from_env({"MODEL_DIR": "aimodel"}).max_batch == 1  # the CPU's default: no batching
 
 
-def test_the_service_batches_when_asked(model_dir, tmp_path):
+def test_with_batching_on_each_request_still_gets_its_own_counts(model_dir, tmp_path):
     service = RunningService(
         {"MODEL_DIR": str(model_dir), "WORKERS": "1", "MAX_BATCH": "4", "MAX_BATCH_DELAY_MS": "20"}, tmp_path / "log"
     )

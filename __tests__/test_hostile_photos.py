@@ -10,7 +10,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import RunningService, photo_bytes, worker_pids
+from support import RunningService, photo_bytes, wait_until, worker_pids
 
 from app.images import DamagedImage, InvalidImage, decode_image
 from app.pixel_budget import BudgetExhausted, PixelBudget
@@ -126,10 +126,10 @@ def test_the_budget_serves_in_arrival_order_and_refuses_at_the_deadline():
 
         big = threading.Thread(target=later, args=("big", 90))
         big.start()
-        time.sleep(0.1)
+        wait_until(lambda: len(budget._queue) == 1)
         small = threading.Thread(target=later, args=("small", 10))  # would fit now, but waits its turn
         small.start()
-        time.sleep(0.1)
+        wait_until(lambda: len(budget._queue) == 2)
         assert order == [] and budget.used == 80
         with pytest.raises(BudgetExhausted, match="deadline"), budget.hold(10, time.monotonic() + 0.1):
             pass

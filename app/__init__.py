@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app, settings.api_keys)
     # After auth: strangers take no place in the queue.
     admission.init_app(app, PhotoQueue(settings.active_photos, settings.queue_depth), settings.request_deadline_s)
-    http_hooks.limit_streamed_bodies(app, settings.max_upload_bytes)  # after auth: no reading for strangers
+    # After auth (no reading for strangers) and the queue (a queued photo's body waits unread).
+    http_hooks.limit_streamed_bodies(app, settings.max_upload_bytes)
     app.register_blueprint(routes.bp)
     return app

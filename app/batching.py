@@ -26,6 +26,10 @@ class BatchTimeout(RuntimeError):
     """The photo's turn at the engine did not come before its deadline."""
 
 
+class BatchFailed(RuntimeError):
+    """The engine failed on a batch this photo was in (the cause is chained)."""
+
+
 @dataclass
 class _Pending:
     image: np.ndarray
@@ -54,8 +58,8 @@ class Batcher:
         if not item.done.wait(timeout):
             item.abandoned = True
             raise BatchTimeout(f"the model was busy for {timeout:.0f} s; try again")
-        if item.error is not None:
-            raise item.error
+        if item.error is not None:  # one exception, several threads: each raises its own
+            raise BatchFailed(f"the engine failed on a batch of photos: {item.error}") from item.error
         return item.result
 
     def _start(self) -> None:

@@ -77,10 +77,6 @@ class OpenedPhoto:
     format: str
 
     @property
-    def size(self) -> tuple[int, int]:
-        return self.image.size
-
-    @property
     def pixels(self) -> int:
         return self.image.size[0] * self.image.size[1]
 

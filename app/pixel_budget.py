@@ -5,7 +5,7 @@ The pixel limit holds per photo, but a worker takes several photos at once, and 
 photo holds its pixel count from the budget for that whole time; the next waits its
 turn (first come, first served, so a big photo is not starved by small ones) or, when
 its deadline would pass first, is refused. A photo bigger than the whole budget runs
-alone. After a big photo the C heap gives its free pages back to the system.
+alone. After a photo of 4 MP or more the C heap gives its free pages back to the system.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-# Freed buffers above this are handed back at once (glibc otherwise raises its mmap
-# threshold up to 32 MB after the first big free, and keeps what it freed on the heap).
+# After a photo this big, malloc_trim: glibc raises its mmap threshold up to 32 MB after
+# the first big free and then keeps what later photos free on its heap (2 GB measured).
 TRIM_AFTER_PIXELS = 4_000_000
 
 

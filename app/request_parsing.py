@@ -145,7 +145,7 @@ def parse_multipart(request: Request) -> tuple[dict[str, str], dict[str, tuple[s
                 return fields, files
     except ValueError:  # werkzeug's word for a malformed body
         raise BadRequest(
-            "the multipart form cannot be read (malformed or cut short), so it has no file field 'image'",
+            "the multipart form cannot be read (malformed or cut short), so it holds no photo",
             code="missing_image",
         ) from None
 

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from . import metrics
 from .annotate import annotate
-from .autocrop import Crop, detect_in_sample, outline
+from .autocrop import detect_in_sample, outline
 from .detection import Detection
 from .detector import Detector
 from .errors import NotAcceptable, NotReady
@@ -117,15 +117,14 @@ def _answer(parse):
         stages.done("decode")
         if invocation.auto_crop:
             detections, crop = detect_in_sample(detector, image, invocation.options, deadline)
-            body["crop"] = crop.as_list() if crop else None  # placed after "stat" below
         else:
-            detections = detector.detect(image, invocation.options, deadline)
+            detections, crop = detector.detect(image, invocation.options, deadline), None
         stages.done("inference")
         counts = count_by_class(detections, detector.class_names)
         if invocation.return_image or produce == "image/jpeg":
             annotated = annotate(image, detections, counts, channels="BGR")  # what the JPEG encoder takes
-            if body.get("crop"):
-                outline(annotated, Crop(*body["crop"]))
+            if crop:
+                outline(annotated, crop)
             stages.done("annotate")
             picture = encode_jpeg(annotated, settings.jpeg_quality, channels="BGR")
             stages.done("encode")
@@ -137,8 +136,8 @@ def _answer(parse):
     if invocation.include_detections:
         body["detections"] = [_detection_json(d) for d in detections]
     if invocation.auto_crop:
-        body["crop"] = body.pop("crop")  # after img and stat, as clients read them
-        if body["crop"] is None:
+        body["crop"] = crop.as_list() if crop else None
+        if crop is None:
             body["crop_note"] = (
                 "no sample region found (nothing saturated, or it fills the frame): counted the whole photo"
             )

@@ -24,7 +24,6 @@ class ConfigError(ValueError):
 class Settings:
     model_dir: Path
     workers: int = 1
-    threads: int = 70  # gunicorn request threads per worker: request_threads()
     # The queue in front of the engine (app/admission.py): photos worked on at once (one
     # in the engine while the next decodes), and photos waiting their turn beyond them.
     active_photos: int = 2
@@ -40,9 +39,9 @@ class Settings:
     int8_min_agreement: float = DEFAULT_INT8_MIN_AGREEMENT
     max_upload_mb: float = 50.0
     max_image_megapixels: float = 100.0
-    inference_wait_s: float = 60.0  # a request waits this long for a busy engine, then 503
-    # A photo's whole time in a worker: waiting for memory and the engine, decoding,
-    # tiled inference. Under gunicorn's timeout (120 s), so a worker is never killed.
+    inference_wait_s: float = 60.0  # the most a photo waits for a busy engine, within its deadline
+    # A photo's whole time in a worker: its turn in the queue, memory and the engine,
+    # decoding, tiled inference. Past it a 503: no photo holds the engine for minutes.
     request_deadline_s: float = 60.0
     # Decoded pixels a worker holds at once (app/pixel_budget.py): 100 MP, one photo of
     # the largest size or a dozen 8 MP ones; a 100 MP photo peaks at 1.6-3.6 GB.
@@ -73,11 +72,10 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         workers = _number(env, "WORKERS", 1, int, minimum=1)
-        active, depth, threads = request_threads(env)
+        active, depth, _ = request_threads(env)
         return cls(
             model_dir=Path(env["MODEL_DIR"]) if env.get("MODEL_DIR") else default_model_dir(),
             workers=workers,
-            threads=threads,
             active_photos=active,
             queue_depth=depth,
             max_batch=_number(env, "MAX_BATCH", cls.max_batch, int, minimum=1, maximum=256),
@@ -122,7 +120,11 @@ def request_threads(env: Mapping[str, str] = os.environ) -> tuple[int, int, int]
     active = max(batch, _number(env, "ACTIVE_PHOTOS", Settings.active_photos, int, minimum=1, maximum=64))
     depth = _number(env, "QUEUE_DEPTH", Settings.queue_depth, int, minimum=0, maximum=4096)
     threads = _number(env, "THREADS", active + depth + SPARE_THREADS, int, minimum=2, maximum=8192)
-    active = min(active, threads - 1)
+    if threads <= active:
+        raise ConfigError(
+            f"THREADS={threads} leaves no thread for /ping beside {active} photos at work "
+            "(ACTIVE_PHOTOS, or MAX_BATCH when larger): raise THREADS or lower them"
+        )
     return active, max(0, min(depth, threads - active - 1)), threads
 
 

@@ -65,7 +65,7 @@ def run(args, parser) -> int:
             name = f"{precision}, tiling {mode}"
             print(f"evaluating {len(dataset.photos)} photos: {name}", file=sys.stderr)
             results[name] = _evaluate(detector, dataset, mode, args.threshold, settings.max_image_pixels)
-    print(render_tables(results, len(dataset.photos), len(dataset.problems)))
+    print(render_tables(results, len(dataset.problems)))
     if args.json:
         args.json.write_text(json.dumps(to_json(results, args), indent=2) + "\n")
     if args.plots:
@@ -104,11 +104,11 @@ def _evaluate(detector, dataset, mode: str, threshold: float, max_pixels: int):
     return evaluate(photos, detector.class_names, threshold)
 
 
-def render_tables(results: dict, photo_count: int, problem_count: int) -> str:
+def render_tables(results: dict, problem_count: int) -> str:
     lines = []
     for name, evaluation in results.items():
         lines.append(
-            f"\n{name}, threshold {evaluation.threshold:g}: {photo_count} photos"
+            f"\n{name}, threshold {evaluation.threshold:g}: {evaluation.photos} photos"
             + (f" ({problem_count} problems, see warnings)" if problem_count else "")
         )
         header = (

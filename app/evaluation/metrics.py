@@ -61,6 +61,10 @@ class Evaluation:
     worst_photos: list[tuple[str, int]]  # (photo, total absolute count error), worst first
 
     @property
+    def photos(self) -> int:
+        return len(self.worst_photos)
+
+    @property
     def map50(self) -> float:
         """Mean AP over the classes that have labels: what a lab's data says."""
         labelled = [m.ap50 for m in self.classes.values() if m.labelled]

@@ -104,7 +104,15 @@ def check_stamp(path: Path, found: dict[str, str], model: ModelDescription) -> N
 
 
 def read_stamp(path: Path) -> dict[str, str]:
-    return {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+    stat = path.stat()
+    return dict(_stamp_of(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _stamp_of(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
+    """Once per file version: onnx.load reads the whole file (240 MB for a YOLOv3)."""
+    del mtime_ns, size  # part of the cache key only
+    return tuple((prop.key, prop.value) for prop in onnx.load(str(path), load_external_data=False).metadata_props)
 
 
 def ensure_export(model: ModelDescription) -> Path:
