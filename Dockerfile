@@ -27,11 +27,15 @@ FROM ubuntu:${UBUNTU_VERSION} AS runtime-cpu
 
 # hadolint ignore=DL3006
 FROM runtime-${VARIANT}
+# nginx reads whole requests before gunicorn does (app/front.py); it runs as the
+# service's user with its config, temp files and pid in a private directory, but the
+# nginx of Ubuntu 22.04 (1.18) opens its compiled-in error log before reading a config.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libgomp1 nginx python3 python3-venv \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --create-home --uid 10001 --shell /usr/sbin/nologin service
+ && useradd --create-home --uid 10001 --shell /usr/sbin/nologin service \
+ && chown service /var/log/nginx
 WORKDIR /srv/app
 
 # Dependencies first: this layer is reused until requirements.txt changes. The same
