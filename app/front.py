@@ -166,8 +166,8 @@ http {{
 def _check_port(port: int) -> None:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx binds it
-        try:
-            probe.bind(("0.0.0.0", port))  # noqa: S104 - the service listens on every interface
+        try:  # every interface: the service listens on all of them
+            probe.bind(("0.0.0.0", port))  # noqa: S104  # nosec B104
         except OSError as exc:
             raise FrontError(f"port {port} is not free ({exc.strerror})") from None
 
