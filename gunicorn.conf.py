@@ -180,8 +180,23 @@ def when_ready(server):
         return
     from app.front import FrontError
 
+    # A signal that stops the master may reach nginx too (a terminal's or a harness's
+    # signal to the process group): its death is then part of the stop, not a failure.
+    stopping = []
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        handler = signal.getsignal(signum)
+
+        def note_stop(number, frame, handler=handler):
+            stopping.append(number)
+            handler(number, frame)
+
+        signal.signal(signum, note_stop)
+
     def front_died(message: str) -> None:
         global _front_failed
+        if stopping:
+            server.log.info(message)
+            return
         server.log.error(message)
         _front_failed = True
         os.kill(os.getpid(), signal.SIGTERM)  # the master: stop the service, not half of it

@@ -190,6 +190,7 @@ class NginxFront:
         self._stopping = threading.Event()
 
     def start(self, on_death: Callable[[str], None]) -> None:
+        """on_death(message): nginx ended without being asked by stop()."""
         _check_port(self.settings.port)  # nginx itself retries a taken port for 2.5 s, then dies
         config = self.settings.directory / "nginx.conf"
         config.write_text(render_config(self.settings))
@@ -214,7 +215,7 @@ class NginxFront:
 
     def _watch(self, on_death: Callable[[str], None]) -> None:
         # gunicorn's master may reap nginx itself (it waits on any child); wait() then
-        # returns at once either way: nginx is gone.
+        # returns at once (as 0) either way: nginx is gone.
         self._process.wait()
         if not self._stopping.is_set():
             on_death(f"nginx (pid {self._process.pid}) exited; stopping the service")
