@@ -24,7 +24,7 @@ def test_photos_wait_in_arrival_order_and_a_full_queue_refuses():
     for count, name in enumerate(("second", "third"), start=1):
         waiters.append(threading.Thread(target=later, args=(name,)))
         waiters[-1].start()
-        wait_until(lambda count=count: len(queue._waiting) == count)  # queued in this order
+        wait_until(lambda count=count: queue._turns.waiting == count)  # queued in this order
     with pytest.raises(QueueRefusal, match="2 photos already wait"):
         queue.enter(time.monotonic() + 5)
     queue.leave(first)
@@ -52,4 +52,4 @@ def test_only_photos_take_a_place(app, client):
     client.options("/invocations", headers={"Origin": "https://lab.example", "Access-Control-Request-Method": "POST"})
     client.post("/invocations", data=b"not a photo", content_type="image/jpeg")  # a 400 leaves its place
     assert client.post("/invocations", data=photo_bytes("dog.jpg"), content_type="image/jpeg").status_code == 200
-    assert queue._working == 0 and not queue._waiting
+    assert queue._working == 0 and not queue._turns.waiting

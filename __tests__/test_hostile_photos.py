@@ -126,10 +126,10 @@ def test_the_budget_serves_in_arrival_order_and_refuses_at_the_deadline():
 
         big = threading.Thread(target=later, args=("big", 90))
         big.start()
-        wait_until(lambda: len(budget._queue) == 1)
+        wait_until(lambda: budget._turns.waiting == 1)
         small = threading.Thread(target=later, args=("small", 10))  # would fit now, but waits its turn
         small.start()
-        wait_until(lambda: len(budget._queue) == 2)
+        wait_until(lambda: budget._turns.waiting == 2)
         assert order == [] and budget.used == 80
         with pytest.raises(BudgetExhausted, match="deadline"), budget.hold(10, time.monotonic() + 0.1):
             pass

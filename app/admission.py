@@ -10,15 +10,13 @@ in memory (nginx holds the body meanwhile).
 
 from __future__ import annotations
 
-import itertools
 import math
-import threading
 import time
-from collections import deque
 
 from flask import Flask, g, request
 
 from .errors import Busy
+from .turns import Turns
 
 GUARDED_ENDPOINTS = frozenset({"service.invocations", "service.upload"})
 # Without nginx in front (tests, FRONT=none) a refused body up to this size is read
@@ -37,48 +35,39 @@ class PhotoQueue:
         self.active = active
         self.depth = depth
         self._working = 0
-        self._waiting: deque[int] = deque()
-        self._tickets = itertools.count()
-        self._changed = threading.Condition()
+        self._turns = Turns()
         self._seconds_per_photo = 0.0  # what a photo holds a place for, smoothed
         self.stopping = False  # set on SIGTERM: new photos are refused, the queue drains
 
     def enter(self, deadline: float) -> float:
         """Wait for a place; returns when the photo may start (its start time)."""
-        with self._changed:
+        with self._turns.changed:
             if self.stopping:
                 raise QueueRefusal("this worker is stopping; retry in a moment")
-            if self._working < self.active and not self._waiting:
-                self._working += 1
-                return time.monotonic()
-            if len(self._waiting) >= self.depth:
-                raise QueueRefusal(f"{self.depth} photos already wait in this worker's queue; retry in a moment")
-            expected = self._expected_wait(len(self._waiting))
-            if time.monotonic() + expected > deadline:
-                raise QueueRefusal(
-                    f"{len(self._waiting)} photos wait ahead of this one (about {expected:.0f} s), "
-                    "longer than its deadline; retry in a moment"
+            ahead = self._turns.waiting
+            if self._working >= self.active or ahead:
+                if ahead >= self.depth:
+                    raise QueueRefusal(f"{self.depth} photos already wait in this worker's queue; retry in a moment")
+                expected = self._expected_wait(ahead)
+                if time.monotonic() + expected > deadline:
+                    raise QueueRefusal(
+                        f"{ahead} photos wait ahead of this one (about {expected:.0f} s), "
+                        "longer than its deadline; retry in a moment"
+                    )
+                self._turns.wait_turn(
+                    lambda: self._working < self.active,
+                    deadline,
+                    lambda: QueueRefusal("the photo's deadline passed while it waited its turn; retry"),
                 )
-            ticket = next(self._tickets)
-            self._waiting.append(ticket)
-            try:
-                while not (self._waiting[0] == ticket and self._working < self.active):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise QueueRefusal("the photo's deadline passed while it waited its turn; retry")
-                    self._changed.wait(remaining)
-            finally:
-                self._waiting.remove(ticket)
-                self._changed.notify_all()
             self._working += 1
             return time.monotonic()
 
     def leave(self, started: float) -> None:
         took = time.monotonic() - started
-        with self._changed:
+        with self._turns.changed:
             self._working -= 1
             self._seconds_per_photo += SMOOTHING * (took - self._seconds_per_photo)
-            self._changed.notify_all()
+            self._turns.changed.notify_all()
 
     def _expected_wait(self, ahead: int) -> float:
         """Until a photo behind `ahead` others starts: rounds of `active` photos."""

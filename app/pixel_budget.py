@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import itertools
-import threading
-import time
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from .turns import Turns
 
 # After a photo this big, malloc_trim: glibc raises its mmap threshold up to 32 MB after
 # the first big free and then keeps what later photos free on its heap (2 GB measured).
@@ -31,42 +29,30 @@ class BudgetExhausted(RuntimeError):
 class PixelBudget:
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self._used = 0
-        self._queue: deque[int] = deque()
-        self._tickets = itertools.count()
-        self._changed = threading.Condition()
-
-    @property
-    def used(self) -> int:
-        return self._used
+        self.used = 0
+        self._turns = Turns()
 
     @contextmanager
     def hold(self, pixels: int, deadline: float) -> Iterator[None]:
         """Hold `pixels` from the budget (deadline: time.monotonic() value) while the
         body runs."""
         share = min(pixels, self.capacity)
-        ticket = next(self._tickets)
-        with self._changed:
-            self._queue.append(ticket)
-            try:
-                while not (self._queue[0] == ticket and self._used + share <= self.capacity):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise BudgetExhausted(
-                            f"this worker's memory for photos ({self.capacity / 1e6:g} MP) stayed in use "
-                            "by other photos until this request's deadline; retry in a moment"
-                        )
-                    self._changed.wait(remaining)
-            finally:
-                self._queue.remove(ticket)
-                self._changed.notify_all()  # the next in line may fit now
-            self._used += share
+        with self._turns.changed:
+            self._turns.wait_turn(
+                lambda: self.used + share <= self.capacity,
+                deadline,
+                lambda: BudgetExhausted(
+                    f"this worker's memory for photos ({self.capacity / 1e6:g} MP) stayed in use "
+                    "by other photos until this request's deadline; retry in a moment"
+                ),
+            )
+            self.used += share
         try:
             yield
         finally:
-            with self._changed:
-                self._used -= share
-                self._changed.notify_all()
+            with self._turns.changed:
+                self.used -= share
+                self._turns.changed.notify_all()
             if pixels >= TRIM_AFTER_PIXELS:
                 release_free_memory()
 
