@@ -19,7 +19,10 @@ ERROR_CODES = {
     "413": ("Body over MAX_UPLOAD_MB, or photo over MAX_IMAGE_MEGAPIXELS", "payload_too_large, image_too_large"),
     "415": ("Content-Type is none of the three request forms", "unsupported_media_type"),
     "500": ("A fault of the server; the body carries the request id that is in the log", "internal_error"),
-    "503": ("The model is not loaded yet, or stayed busy", "not_ready, busy"),
+    "503": (
+        "Not ready, the queue full or the deadline passing, or (from nginx) starting, stopping or timed out",
+        "not_ready, busy, deadline_exceeded, unavailable, timeout",
+    ),
 }
 
 
