@@ -28,20 +28,11 @@ class PjreddieDetection(Structure):
     ]
 
 
-class AlexeyAB2019Detection(Structure):
-    """AlexeyAB/darknet include/darknet.h of February-October 2019 (network_predict_ptr
-    there, free_network_ptr not yet, uc not yet): pjreddie's six fields. The original
-    service (dsaidgovsg/ilytics, branch handover_sfa_gpu) vendors such a copy, whose
-    darknet.h is AlexeyAB's of commit be5d0d66 (2019-09-03)."""
-
-    _fields_ = [
-        ("bbox", Box),
-        ("classes", c_int),
-        ("prob", POINTER(c_float)),
-        ("mask", POINTER(c_float)),
-        ("objectness", c_float),
-        ("sort_class", c_int),
-    ]
+# AlexeyAB/darknet include/darknet.h of February-October 2019 (network_predict_ptr
+# there, free_network_ptr not yet, uc not yet) has pjreddie's six fields. The original
+# service (dsaidgovsg/ilytics, branch handover_sfa_gpu) vendors such a copy, whose
+# darknet.h is AlexeyAB's of commit be5d0d66 (2019-09-03).
+AlexeyAB2019Detection = PjreddieDetection
 
 
 class AlexeyABDetection(Structure):
