@@ -6,7 +6,9 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,11 +37,30 @@ def post(url: str, name: str, session: requests.Session | None = None) -> reques
     )
 
 
-def test_eight_clients_get_their_own_counts_and_ping_answers(live_server, reference_stats):
+@contextmanager
+def pinging(url: str, every: float) -> Iterator[list[float]]:
+    """/ping every `every` seconds while the block runs; yields the seconds each took."""
     pings: list[float] = []
-    loading = threading.Event()
-    loading.set()
+    running = threading.Event()
+    running.set()
 
+    def pinger():
+        while running.is_set():
+            started = time.monotonic()
+            assert requests.get(f"{url}/ping", timeout=5).status_code == 200
+            pings.append(time.monotonic() - started)
+            time.sleep(every)
+
+    watcher = threading.Thread(target=pinger)
+    watcher.start()
+    try:
+        yield pings
+    finally:
+        running.clear()
+        watcher.join()
+
+
+def test_eight_clients_get_their_own_counts_and_ping_answers(live_server, reference_stats):
     def client(index: int) -> list[tuple[str, int, dict]]:
         results = []
         with requests.Session() as session:
@@ -49,21 +70,8 @@ def test_eight_clients_get_their_own_counts_and_ping_answers(live_server, refere
                 results.append((name, response.status_code, response.json()["stat"]))
         return results
 
-    def pinger():
-        while loading.is_set():
-            started = time.monotonic()
-            assert requests.get(f"{live_server.url}/ping", timeout=5).status_code == 200
-            pings.append(time.monotonic() - started)
-            time.sleep(0.2)
-
-    watcher = threading.Thread(target=pinger)
-    watcher.start()
-    try:
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            results = [result for batch in pool.map(client, range(8)) for result in batch]
-    finally:
-        loading.clear()
-        watcher.join()
+    with pinging(live_server.url, every=0.2) as pings, ThreadPoolExecutor(max_workers=8) as pool:
+        results = [result for batch in pool.map(client, range(8)) for result in batch]
     assert len(results) == 400
     for name, status, stat in results:
         assert status == 200
@@ -146,29 +154,12 @@ def test_thirty_two_clients_are_queued_not_refused_and_ping_stays_fast(tmp_path)
     """The default deployment (one worker) under 32 clients x 3 photos each: every
     answer a 200 with its own photo's counts; /ping under a second throughout."""
     service = RunningService({"WORKERS": "1"}, tmp_path / "service.log")
-    pings: list[float] = []
-    running = threading.Event()
     try:
         service.wait_ready()
         expected = {name: post(service.url, name).json()["stat"] for name in PHOTOS}
-        running.set()
-
-        def pinger():
-            while running.is_set():
-                started = time.monotonic()
-                assert requests.get(f"{service.url}/ping", timeout=5).status_code == 200
-                pings.append(time.monotonic() - started)
-                time.sleep(0.1)
-
-        watcher = threading.Thread(target=pinger)
-        watcher.start()
-        try:
-            with ThreadPoolExecutor(max_workers=32) as pool:
-                sent = [PHOTOS[(client + round_) % 3] for client in range(32) for round_ in range(3)]
-                responses = list(pool.map(lambda name: (name, post(service.url, name)), sent))
-        finally:
-            running.clear()
-            watcher.join()
+        sent = [PHOTOS[(client + round_) % 3] for client in range(32) for round_ in range(3)]
+        with pinging(service.url, every=0.1) as pings, ThreadPoolExecutor(max_workers=32) as pool:
+            responses = list(pool.map(lambda name: (name, post(service.url, name)), sent))
     finally:
         service.stop()
     assert [response.status_code for _, response in responses] == [200] * len(sent)
