@@ -80,6 +80,16 @@ class RunningService:
             time.sleep(0.2)
         raise AssertionError("the service did not answer /ping in time")
 
+    def post_photo(self, name: str, timeout: float = 60, **params) -> requests.Response:
+        """A sample photo as raw JPEG to /invocations, parameters in the query."""
+        return requests.post(
+            f"{self.url}/invocations",
+            data=photo_bytes(name),
+            params=params,
+            headers={"Content-Type": "image/jpeg"},
+            timeout=timeout,
+        )
+
     def stop(self, timeout: float = 40) -> int:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)

@@ -7,8 +7,7 @@ import shutil
 
 import onnx
 import pytest
-import requests
-from support import RunningService, photo_bytes
+from support import RunningService
 
 from app.model_files import file_digest, load_model_description
 from app.onnx_export.cache import (
@@ -56,12 +55,7 @@ def test_a_planted_export_under_the_right_name_is_not_served(model_copy, tmp_pat
     )
     try:
         service.wait_ready()
-        response = requests.post(
-            f"{service.url}/invocations",
-            data=photo_bytes("dog.jpg"),
-            headers={"Content-Type": "image/jpeg"},
-            timeout=60,
-        )
+        response = service.post_photo("dog.jpg")
         assert response.json()["stat"]["dog"] == 1
     finally:
         service.stop()

@@ -6,8 +6,7 @@ import os
 
 import boto3
 import pytest
-import requests
-from support import CuttingProxy, MotoServer, RunningService, photo_bytes
+from support import CuttingProxy, MotoServer, RunningService
 
 from app.model_files import file_digest
 from app.s3_model import S3ModelError, fetch_model
@@ -61,12 +60,7 @@ def test_the_service_starts_from_s3_and_counts(model_uri, s3_server, tmp_path):
     service = RunningService({**env, "MODEL_DIR": str(tmp_path / "model")}, tmp_path / "service.log")
     try:
         service.wait_ready()
-        response = requests.post(
-            f"{service.url}/invocations",
-            data=photo_bytes("dog.jpg"),
-            headers={"Content-Type": "image/jpeg"},
-            timeout=30,
-        )
+        response = service.post_photo("dog.jpg", timeout=30)
         stat = response.json()["stat"]
         assert stat["dog"] == 1 and stat["bicycle"] == 1
     finally:

@@ -15,12 +15,7 @@ def test_readme_command_starts_the_service_and_stops_cleanly(tmp_path):
     service = RunningService({}, tmp_path / "service.log")
     try:
         service.wait_ready()
-        response = requests.post(
-            f"{service.url}/invocations",
-            data=photo_bytes("dog.jpg"),
-            headers={"Content-Type": "image/jpeg"},
-            timeout=30,
-        )
+        response = service.post_photo("dog.jpg", timeout=30)
         assert response.status_code == 200
         assert {"dog", "bicycle"} <= found(response.json()["stat"])
         assert response.headers["Access-Control-Allow-Origin"] == "*"
