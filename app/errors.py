@@ -64,7 +64,8 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     BudgetExhausted: (503, "busy"),
     DeadlineExceeded: (503, "deadline_exceeded"),
 }
-RETRY_AFTER = {"busy": "1", "deadline_exceeded": "5"}
+# The domain errors that a retry can cure, and when (a busy worker's as Busy's own).
+RETRY_AFTER = {Busy.code: Busy.headers["Retry-After"], "deadline_exceeded": "5"}
 
 
 def error_response(status: int, code: str, message: str, **extra):
