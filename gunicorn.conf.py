@@ -52,7 +52,7 @@ try:
 
     # A thread per photo in the worker's queue, plus spares so /ping never waits
     # (app/admission.py): the queue's depth sets the threads, not the other way round.
-    _, _, threads = request_threads()
+    threads = request_threads().threads
 except ConfigError as exc:
     print(f"cannot start: {exc}", file=sys.stderr, flush=True)
     sys.exit(1)

@@ -59,7 +59,7 @@ def test_with_no_delay_a_lone_photo_runs_alone(engine, model_dir):
 
 
 def test_a_batch_needs_as_many_photos_at_work():
-    active, depth, threads = request_threads({"MAX_BATCH": "8"})
+    _, active, depth, threads = request_threads({"MAX_BATCH": "8"})
     assert active == 8 and threads == 8 + depth + 4
     assert Settings.from_env({"MODEL_DIR": "aimodel"}).max_batch == 1  # the CPU's default: no batching
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .model_files import default_model_dir
 from .tiling import DEFAULT_OVERLAP
@@ -72,13 +73,13 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         workers = _number(env, "WORKERS", 1, int, minimum=1)
-        active, depth, _ = request_threads(env)
+        capacity = request_threads(env)
         return cls(
             model_dir=Path(env["MODEL_DIR"]) if env.get("MODEL_DIR") else default_model_dir(),
             workers=workers,
-            active_photos=active,
-            queue_depth=depth,
-            max_batch=_number(env, "MAX_BATCH", cls.max_batch, int, minimum=1, maximum=256),
+            active_photos=capacity.active,
+            queue_depth=capacity.depth,
+            max_batch=capacity.batch,
             max_batch_delay_ms=_number(
                 env, "MAX_BATCH_DELAY_MS", cls.max_batch_delay_ms, float, minimum=0.0, maximum=1000.0
             ),
@@ -111,8 +112,15 @@ class Settings:
 SPARE_THREADS = 4  # beyond the queue: /ping, /metrics, /model and refusals never wait
 
 
-def request_threads(env: Mapping[str, str] = os.environ) -> tuple[int, int, int]:
-    """(active photos, queue depth, gunicorn threads per worker). Every queued photo
+class Capacity(NamedTuple):
+    batch: int  # MAX_BATCH
+    active: int  # photos at work at once
+    depth: int  # photos waiting
+    threads: int  # gunicorn threads per worker
+
+
+def request_threads(env: Mapping[str, str] = os.environ) -> Capacity:
+    """What a worker takes and the gunicorn threads that needs. Every queued photo
     waits in a thread of its own (nginx hands over only whole requests), so the threads
     are the queue plus spares; THREADS set lower shortens the queue to fit."""
     # A batch of MAX_BATCH needs that many photos at work at once.
@@ -125,7 +133,7 @@ def request_threads(env: Mapping[str, str] = os.environ) -> tuple[int, int, int]
             f"THREADS={threads} leaves no thread for /ping beside {active} photos at work "
             "(ACTIVE_PHOTOS, or MAX_BATCH when larger): raise THREADS or lower them"
         )
-    return active, max(0, min(depth, threads - active - 1)), threads
+    return Capacity(batch, active, max(0, min(depth, threads - active - 1)), threads)
 
 
 def available_cores() -> int:
