@@ -27,7 +27,7 @@ FROM ubuntu:${UBUNTU_VERSION} AS runtime-cpu
 
 # hadolint ignore=DL3006
 FROM runtime-${VARIANT}
-# nginx reads whole requests before gunicorn does (app/front.py); it runs as the
+# nginx reads whole requests before gunicorn does (app/http/front.py); it runs as the
 # service's user with its config, temp files and pid in a private directory, but the
 # nginx of Ubuntu 22.04 (1.18) opens its compiled-in error log before reading a config.
 # hadolint ignore=DL3008

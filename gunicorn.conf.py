@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gunicorn.glogging import Logger
 
-wsgi_app = "app.wsgi:application()"
+wsgi_app = "app.http.wsgi:application()"
 port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or os.environ.get("PORT") or "8080")
 
 # Prometheus: every worker writes its metrics to files here, /metrics adds them up.
@@ -51,7 +51,7 @@ try:
     from app.settings import ConfigError, request_threads
 
     # A thread per photo in the worker's queue, plus spares so /ping never waits
-    # (app/admission.py): the queue's depth sets the threads, not the other way round.
+    # (app/http/admission.py): the queue's depth sets the threads, not the other way round.
     threads = request_threads().threads
 except ConfigError as exc:
     print(f"cannot start: {exc}", file=sys.stderr, flush=True)
@@ -68,7 +68,7 @@ max_requests_jitter = max_requests // 10
 # machine would fight over it, and nothing here uses it.
 control_socket_disable = True
 
-# The app writes one structured line per request (app/request_log.py).
+# The app writes one structured line per request (app/http/request_log.py).
 accesslog = None
 errorlog = "-"
 loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
@@ -85,8 +85,7 @@ class ServiceLogger(Logger):
         handler = self._get_gunicorn_handler(self.error_log)  # errorlog's: stderr or its file
         if handler is None:
             return
-        from app import LOG_FORMAT
-        from app.request_log import OneLineFormatter
+        from app.log_lines import LOG_FORMAT, OneLineFormatter
 
         handler.setFormatter(OneLineFormatter(LOG_FORMAT))
         root = logging.getLogger()
@@ -99,14 +98,14 @@ class ServiceLogger(Logger):
 
 logger_class = ServiceLogger
 
-# The buffering front (app/front.py): nginx listens on PORT and hands whole requests to
+# The buffering front (app/http/front.py): nginx listens on PORT and hands whole requests to
 # gunicorn on a unix socket in a private directory. FRONT=none, or no nginx installed,
 # serves gunicorn on PORT itself (slow clients can then hold its threads).
 _front_choice = (os.environ.get("FRONT") or "auto").strip().lower()
 if _front_choice not in ("auto", "nginx", "none"):
     print(f"cannot start: FRONT={_front_choice!r} is not one of auto, nginx, none", file=sys.stderr, flush=True)
     sys.exit(1)
-from app.front import nginx_binary  # noqa: E402 - after the checks above, as the settings
+from app.http.front import nginx_binary  # noqa: E402 - after the checks above, as the settings
 
 _nginx = nginx_binary() if _front_choice != "none" else None
 if _front_choice == "nginx" and _nginx is None:
@@ -130,9 +129,9 @@ else:
 def on_starting(server):
     """Check the settings and model files once, in the master, before any worker
     forks: one clear line instead of one per worker. What only a worker can find out
-    (a missing engine library) stops the start the same way, from app/wsgi.py."""
-    from app.engines import prepare_engine
-    from app.model_files import ModelError, load_model_description, verify_weights_sha256
+    (a missing engine library) stops the start the same way, from app/http/wsgi.py."""
+    from app.inference.engines import prepare_engine
+    from app.model.files import ModelError, load_model_description, verify_weights_sha256
     from app.settings import ConfigError, Settings
 
     try:
@@ -146,7 +145,7 @@ def on_starting(server):
         sys.exit(1)
     global _front
     if _nginx:
-        from app.front import FrontSettings, NginxFront
+        from app.http.front import FrontSettings, NginxFront
 
         _front = NginxFront(
             FrontSettings(
@@ -178,7 +177,7 @@ def when_ready(server):
     global _front_failed
     if _front is None:
         return
-    from app.front import FrontError
+    from app.http.front import FrontError
 
     # A signal that stops the master may reach nginx too (a terminal's or a harness's
     # signal to the process group): its death is then part of the stop, not a failure.

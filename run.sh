@@ -10,7 +10,7 @@ case "${1:-}" in
   *) echo "usage: $0 [serve]" >&2; exit 2 ;;
 esac
 
-# nginx in front reads whole requests before gunicorn's threads see them (app/front.py);
+# nginx in front reads whole requests before gunicorn's threads see them (app/http/front.py);
 # as root it is installed here, as python3-venv is; without it gunicorn serves alone.
 if [ "${FRONT:-auto}" != none ] && ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] &&
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -24,7 +24,7 @@ ensure_venv requirements.txt
 if [ -n "${MODEL_S3_URI:-}" ]; then
   # The model comes from S3 into its own folder (never mixed with aimodel/'s files).
   export MODEL_DIR=${MODEL_DIR:-$PWD/aimodel/s3}
-  "$VENV/bin/python" -m app.s3_model  # prints "Getting weights from S3"; fails with one line
+  "$VENV/bin/python" -m app.model.s3  # prints "Getting weights from S3"; fails with one line
 elif [ -z "${MODEL_DIR:-}" ] && ! compgen -G "aimodel/*.weights" >/dev/null && [ ! -d /opt/ml/model ]; then
   "$VENV/bin/python" scripts/fetch_demo_model.py aimodel
 fi

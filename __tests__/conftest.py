@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from support import DEMO_MODEL, RunningService
 
-from app import create_app
-from app.detector import Detector, build_detector
+from app.http import create_app
+from app.inference.detector import Detector, build_detector
 from app.settings import Settings
 
 

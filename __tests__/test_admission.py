@@ -7,7 +7,7 @@ import time
 import pytest
 from support import photo_bytes, wait_until
 
-from app.admission import PhotoQueue, QueueRefusal
+from app.http.admission import PhotoQueue, QueueRefusal
 
 
 def test_photos_wait_in_arrival_order_and_a_full_queue_refuses():

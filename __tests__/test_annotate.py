@@ -1,7 +1,7 @@
 import numpy as np
 
-from app.annotate import PALETTE, annotate, class_colour
-from app.detection import Detection
+from app.vision.annotate import PALETTE, annotate, class_colour
+from app.vision.detection import Detection
 
 
 def rotifer(x, y, size=12, confidence=0.9):

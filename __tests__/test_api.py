@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from support import photo_bytes
 
-from app import create_app
+from app.http import create_app
 from app.settings import Settings
 
 DOG = photo_bytes("dog.jpg")

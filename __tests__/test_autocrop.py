@@ -11,8 +11,8 @@ import requests
 from PIL import Image
 from support import photo_rgb
 
-from app.autocrop import find_sample
-from app.tiling import should_tile, tile_grid
+from app.vision.autocrop import find_sample
+from app.vision.tiling import should_tile, tile_grid
 from bench.autocrop import AMBER, DOGS, DROP, framed_photo, jpeg
 
 

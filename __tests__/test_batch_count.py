@@ -71,14 +71,14 @@ def test_a_name_that_is_not_utf8_a_fifo_and_a_decoder_fault_are_rows_and_the_run
     output = tmp_path / "counts.csv"
     # The count command itself, with decode_image raising a RuntimeError on one photo.
     script = (
-        "import sys, app.batch_count as count\n"
+        "import sys, app.cli.count as count\n"
         "real = count.decode_image\n"
         "def decode(data, max_pixels):\n"
         "    if data.startswith(b'BOOM'):\n"
         "        raise RuntimeError('decoder bug')\n"
         "    return real(data, max_pixels)\n"
         "count.decode_image = decode\n"
-        "from app.__main__ import main\n"
+        "from app.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     result = subprocess.run(

@@ -8,11 +8,11 @@ import pytest
 import requests
 from support import RunningService, photo_bytes, photo_rgb
 
-from app.detection import DetectOptions
-from app.detector import Detector
-from app.engines import create_engine
-from app.model_files import load_model_description
+from app.inference.detector import Detector
+from app.inference.engines import create_engine
+from app.model.files import load_model_description
 from app.settings import Settings, request_threads
+from app.vision.detection import DetectOptions
 
 PHOTOS = ("dog.jpg", "person.jpg", "horses.jpg", "eagle.jpg", "giraffe.jpg", "kite.jpg")
 

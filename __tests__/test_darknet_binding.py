@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from support import photo_rgb
 
-from app.detector import Detector
-from app.engines import create_engine
-from app.engines.darknet_engine import DarknetEngine
-from app.model_files import load_model_description
-from app.postprocess import classwise_nms, count_by_class
+from app.inference.detector import Detector
+from app.inference.engines import create_engine
+from app.inference.engines.darknet_engine import DarknetEngine
+from app.model.files import load_model_description
+from app.vision.postprocess import classwise_nms, count_by_class
 from darknet import LibraryError, Network, find_library, load_library
 from darknet.library import ALEXEYAB, ALEXEYAB_2019, PJREDDIE, flavour_of
 from darknet.structs import AlexeyABDetection, PjreddieDetection
@@ -180,7 +180,7 @@ def test_our_nms_is_darknets_do_nms_sort(library):
 def test_darknet_engine_serves_the_api(model_dir, monkeypatch):
     library = _debian_library()
     monkeypatch.setenv("LIBDARKNET_PATH", str(library.path))
-    from app import create_app
+    from app.http import create_app
     from app.settings import Settings
 
     app = create_app(Settings(model_dir=model_dir, backend="darknet", engine_threads=2))

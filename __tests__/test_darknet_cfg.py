@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from app.darknet_cfg import CfgError, detection_layers, network_input, parse_cfg, render_cfg
+from app.model.darknet_cfg import CfgError, detection_layers, network_input, parse_cfg, render_cfg
 
 CFG = """
 [net]

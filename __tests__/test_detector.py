@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from support import photo_rgb
 
-from app.detection import DetectOptions
-from app.postprocess import count_by_class
+from app.vision.detection import DetectOptions
+from app.vision.postprocess import count_by_class
 
 # Hand-drawn boxes (x1, y1, x2, y2) around the objects in Debian's dog.jpg (768x576).
 DOG_JPG_OBJECTS = {

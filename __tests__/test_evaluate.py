@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from support import ROOT
 
-from app.detection import Detection
 from app.evaluation.dataset import read_dataset
 from app.evaluation.metrics import LabelledBox, PhotoResult, average_precision, evaluate
+from app.vision.detection import Detection
 from bench.labelled_photos import DOG_CLASS, write_labelled_folder
 
 
@@ -164,9 +164,9 @@ def test_ap_agrees_with_pycocotools_on_the_same_detections(lab, detector):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from app.detection import DetectOptions
-    from app.evaluation.command import CANDIDATE_THRESHOLD
-    from app.images import decode_image
+    from app.cli.evaluate import CANDIDATE_THRESHOLD
+    from app.vision.detection import DetectOptions
+    from app.vision.images import decode_image
 
     directory, _ = lab
     dataset = read_dataset(directory / "images", len(detector.class_names))

@@ -9,8 +9,7 @@ import onnx
 import pytest
 from support import RunningService
 
-from app.model_files import file_digest, load_model_description
-from app.onnx_export.cache import (
+from app.inference.onnx_export.cache import (
     ExportMismatch,
     check_stamp,
     ensure_export,
@@ -19,6 +18,7 @@ from app.onnx_export.cache import (
     read_stamp,
     stamp,
 )
+from app.model.files import file_digest, load_model_description
 
 
 @pytest.fixture

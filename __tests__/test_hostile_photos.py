@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import RunningService, photo_bytes, wait_until, worker_pids
 
-from app.images import DamagedImage, InvalidImage, decode_image
-from app.pixel_budget import BudgetExhausted, PixelBudget
+from app.http.pixel_budget import BudgetExhausted, PixelBudget
+from app.vision.images import DamagedImage, InvalidImage, decode_image
 from bench.hostile import (
     dds_with_unknown_flags,
     icns_holding_png,

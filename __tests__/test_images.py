@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 from support import photo_bytes
 
-from app.images import ImageTooLarge, InvalidImage, decode_image, encode_jpeg
+from app.vision.images import ImageTooLarge, InvalidImage, decode_image, encode_jpeg
 
 LIMIT = 100_000_000
 

@@ -10,12 +10,12 @@ import pytest
 import requests
 from support import ROOT, RunningService, photo_bytes
 
-from app.detection import Detection
-from app.int8.agreement import matched_boxes
-from app.int8.calibrate import CalibrationError, split_photos
-from app.int8.cpu_class import cpu_class
-from app.int8.schemes import SCHEME_NAMES, SchemeResult, choose
+from app.cli.calibration import CalibrationError, split_photos
+from app.inference.int8.agreement import matched_boxes
+from app.inference.int8.cpu_class import cpu_class
+from app.inference.int8.schemes import SCHEME_NAMES, SchemeResult, choose
 from app.settings import ConfigError, Settings
+from app.vision.detection import Detection
 
 
 def box(class_id, x, y, confidence=0.9):

@@ -15,7 +15,7 @@ import pytest
 import requests
 from support import RunningService, photo_bytes, rss_mb, worker_pids
 
-from app.front import nginx_binary
+from app.http.front import nginx_binary
 
 PHOTOS = ("dog.jpg", "person.jpg", "eagle.jpg")
 # ./test.sh installs nginx as root; a developer without it sees why these do not run.

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from app.model_files import ModelError, discover_model_files, load_model_description, read_class_names
+from app.model.files import ModelError, discover_model_files, load_model_description, read_class_names
 
 
 @pytest.fixture

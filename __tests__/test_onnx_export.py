@@ -7,12 +7,12 @@ import onnxruntime
 import pytest
 from support import DATA, photo_rgb
 
-from app.darknet_cfg import parse_cfg
-from app.engines.opencv_engine import OpenCVEngine
-from app.model_files import load_model_description
-from app.onnx_export import INPUT_NAME, UnsupportedLayer, WeightsError, export_darknet
-from app.onnx_export.weights import WeightsHeader, read_weights, write_weights
-from app.preprocess import fit_to_network
+from app.inference.engines.opencv_engine import OpenCVEngine
+from app.inference.onnx_export import INPUT_NAME, UnsupportedLayer, WeightsError, export_darknet
+from app.inference.onnx_export.weights import WeightsHeader, read_weights, write_weights
+from app.model.darknet_cfg import parse_cfg
+from app.model.files import load_model_description
+from app.vision.preprocess import fit_to_network
 from bench.architectures import ARCHITECTURES, write_random_model, yolov3_tiny
 
 SAMPLE_PHOTOS = sorted(path.name for path in DATA.glob("*.jpg"))

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from support import DATA, photo_rgb
 
-from app.detector import Detector
-from app.engines import EngineUnavailable, create_engine
-from app.engines.darknet_engine import DarknetEngine
-from app.model_files import load_model_description
-from app.onnx_export.cache import ensure_export
-from app.postprocess import count_by_class, iou_one_to_many
+from app.inference.detector import Detector
+from app.inference.engines import EngineUnavailable, create_engine
+from app.inference.engines.darknet_engine import DarknetEngine
+from app.inference.onnx_export.cache import ensure_export
+from app.model.files import load_model_description
+from app.vision.postprocess import count_by_class, iou_one_to_many
 from bench.architectures import CfgWriter, write_random_model
 
 DEBIAN_LIB = "/usr/lib/darknet/libdarknet.so"

@@ -7,7 +7,7 @@ from pathlib import Path
 import requests
 from openapi_spec_validator import validate
 
-from app.openapi import ERROR_CODES, openapi_document
+from app.http.openapi import ERROR_CODES, openapi_document
 
 
 def test_the_document_is_valid_openapi_3_1(client):

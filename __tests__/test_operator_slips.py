@@ -17,8 +17,8 @@ import requests
 from PIL import Image
 from support import ROOT, RunningService, photo_bytes
 
-from app.darknet_cfg import MAX_NETWORK_SIDE, CfgError, network_input, parse_cfg
-from app.request_log import MAX_RECORD_CHARS, OneLineFormatter
+from app.log_lines import MAX_RECORD_CHARS, OneLineFormatter
+from app.model.darknet_cfg import MAX_NETWORK_SIDE, CfgError, network_input, parse_cfg
 from app.settings import Settings
 
 DOG = photo_bytes("dog.jpg")

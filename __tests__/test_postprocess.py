@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from app.detection import Candidates, DetectOptions
-from app.postprocess import (
+from app.vision.detection import Candidates, DetectOptions
+from app.vision.postprocess import (
     best_class,
     classwise_nms,
     clip_to_image,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from app.darknet_cfg import NetworkInput
-from app.preprocess import fit_to_network
+from app.model.darknet_cfg import NetworkInput
+from app.vision.preprocess import fit_to_network
 
 
 def test_plain_resize_fills_the_network_input():

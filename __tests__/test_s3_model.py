@@ -8,8 +8,8 @@ import boto3
 import pytest
 from support import CuttingProxy, MotoServer, RunningService
 
-from app.model_files import file_digest
-from app.s3_model import S3ModelError, fetch_model
+from app.model.files import file_digest
+from app.model.s3 import S3ModelError, fetch_model
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 MODEL_FILES = ("yolov3-tiny.cfg", "yolov3-tiny.weights", "coco.names")

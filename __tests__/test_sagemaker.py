@@ -9,7 +9,8 @@ import requests
 from PIL import Image
 from support import RunningService, free_port, photo_bytes
 
-from app import create_app, model_files
+from app.http import create_app
+from app.model import files as model_files
 from app.settings import Settings
 
 DOG = photo_bytes("dog.jpg")

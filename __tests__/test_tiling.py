@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from support import photo_rgb
 
-from app.detection import Candidates, DetectOptions
-from app.postprocess import classwise_nms, count_by_class
-from app.tiling import Tile, drop_cut_boxes, should_tile, tile_grid
+from app.vision.detection import Candidates, DetectOptions
+from app.vision.postprocess import classwise_nms, count_by_class
+from app.vision.tiling import Tile, drop_cut_boxes, should_tile, tile_grid
 
 
 @pytest.mark.parametrize(

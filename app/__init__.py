@@ -1,43 +1,11 @@
 """A darknet YOLO detection service: photos in, annotated photos and counts out.
 
-gunicorn serves `app:create_app()`; tests build apps with their own Settings.
+The folders are the layers, each importing only those below it:
+  model/      the model's files (.cfg, .weights, .names) and where they come from
+  vision/     photos and boxes: decode, pre- and post-processing, tiling, drawing
+  inference/  the detector over one engine (engines/), the ONNX export, int8
+  pipeline/   one photo through the detector to one result, and its renderings
+  http/       the Flask service;  cli/  `python -m app count|calibrate|evaluate`
+  evaluation/ scoring counts and boxes against labelled photos
+Importing this package loads nothing: `python -m app.model.sources` stays light.
 """
-
-from __future__ import annotations
-
-import logging
-
-from flask import Flask
-
-from . import admission, auth, errors, http_hooks, request_log, routes
-from .admission import PhotoQueue
-from .detector import build_detector
-from .metrics import MODEL_LOAD_SECONDS
-from .pixel_budget import PixelBudget
-from .settings import Settings
-
-LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
-
-
-def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
-    app = Flask(__name__)
-    # Werkzeug refuses a larger body from its Content-Length, before reading it.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
-    app.json.sort_keys = False  # keep "img", "stat" and the classes in .names order
-    app.extensions["settings"] = settings
-    app.extensions["detector"] = detector = build_detector(settings)
-    app.extensions["pixel_budget"] = PixelBudget(settings.pixel_budget)
-    MODEL_LOAD_SECONDS.set(detector.load_seconds)
-    errors.init_app(app)
-    # Hooks run in registration order: the request id exists before a 401 is raised.
-    http_hooks.init_app(app, settings.cors_origins)
-    request_log.init_app(app)
-    auth.init_app(app, settings.api_keys)
-    # After auth: strangers take no place in the queue.
-    admission.init_app(app, PhotoQueue(settings.active_photos, settings.queue_depth), settings.request_deadline_s)
-    # After auth (no reading for strangers) and the queue (a queued photo's body waits unread).
-    http_hooks.limit_streamed_bodies(app, settings.max_upload_bytes)
-    app.register_blueprint(routes.bp)
-    return app

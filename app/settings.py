@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from .model_files import default_model_dir
-from .tiling import DEFAULT_OVERLAP
+from app.model.files import default_model_dir
+from app.vision.tiling import DEFAULT_OVERLAP
 
 BACKENDS = ("auto", "onnxruntime", "opencv", "darknet")
 PRECISIONS = ("fp32", "int8")
@@ -25,11 +25,11 @@ class ConfigError(ValueError):
 class Settings:
     model_dir: Path
     workers: int = 1
-    # The queue in front of the engine (app/admission.py): photos worked on at once (one
+    # The queue in front of the engine (app/http/admission.py): photos worked on at once (one
     # in the engine while the next decodes), and photos waiting their turn beyond them.
     active_photos: int = 2
     queue_depth: int = 64
-    # Dynamic batching (app/batching.py): whole photos of several requests in one
+    # Dynamic batching (app/inference/batching.py): whole photos of several requests in one
     # forward pass. 1 (none) by default: on a CPU it gains nothing (README, Measure).
     max_batch: int = 1
     max_batch_delay_ms: float = 2.0
@@ -44,7 +44,7 @@ class Settings:
     # A photo's whole time in a worker: its turn in the queue, memory and the engine,
     # decoding, tiled inference. Past it a 503: no photo holds the engine for minutes.
     request_deadline_s: float = 60.0
-    # Decoded pixels a worker holds at once (app/pixel_budget.py): 100 MP, one photo of
+    # Decoded pixels a worker holds at once (app/http/pixel_budget.py): 100 MP, one photo of
     # the largest size or a dozen 8 MP ones; a 100 MP photo peaks at 1.6-3.6 GB.
     pixel_budget_megapixels: float = 100.0
     jpeg_quality: int = 90

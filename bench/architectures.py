@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.darknet_cfg import parse_cfg
-from app.onnx_export.weights import write_weights
+from app.inference.onnx_export.weights import write_weights
+from app.model.darknet_cfg import parse_cfg
 
 V3_ANCHORS = "10,13, 16,30, 33,23, 30,61, 62,45, 59,119, 116,90, 156,198, 373,326"
 V4_ANCHORS = "12,16, 19,36, 40,28, 36,75, 76,55, 72,146, 142,110, 192,243, 459,401"

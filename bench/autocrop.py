@@ -17,13 +17,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from app.autocrop import detect_in_sample, find_sample
-from app.detection import DetectOptions
-from app.detector import build_detector
-from app.images import decode_image
-from app.postprocess import count_by_class
+from app.inference.detector import build_detector
 from app.settings import Settings, available_cores
-from app.tiling import should_tile, tile_grid
+from app.vision.autocrop import detect_in_sample, find_sample
+from app.vision.detection import DetectOptions
+from app.vision.images import decode_image
+from app.vision.postprocess import count_by_class
+from app.vision.tiling import should_tile, tile_grid
 
 from .report import ms, table
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from app.engines import Engine, EngineUnavailable, create_engine
-from app.engines.onnx_files import prepare_onnx_model
-from app.int8.calibrate import CalibrationError, CalibrationOptions, calibrate
-from app.int8.report import AgreementReport, Int8NotCalibrated
-from app.model_files import ModelDescription
-from app.onnx_export.cache import export_paths
+from app.cli.calibration import CalibrationError, CalibrationOptions, calibrate
+from app.inference.engines import Engine, EngineUnavailable, create_engine
+from app.inference.engines.onnx_files import prepare_onnx_model
+from app.inference.int8.report import AgreementReport, Int8NotCalibrated
+from app.inference.onnx_export.cache import export_paths
+from app.model.files import ModelDescription
 from app.settings import DEFAULT_INT8_MIN_AGREEMENT
 
 from .report import ms, progress, table, target, times

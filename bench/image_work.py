@@ -8,10 +8,10 @@ import base64
 import cv2
 import numpy as np
 
-from app.annotate import annotate
-from app.detection import Detection
-from app.images import decode_image, encode_jpeg
 from app.settings import Settings
+from app.vision.annotate import annotate
+from app.vision.detection import Detection
+from app.vision.images import decode_image, encode_jpeg
 
 JPEG_QUALITY = 90  # the service's default
 MAX_PIXELS = int(Settings.max_image_megapixels * 1_000_000)  # the service's default limit
@@ -32,7 +32,7 @@ def bare_decode_encode(jpeg: bytes) -> None:
 
 
 def service_image_work(jpeg: bytes, detections: list[Detection], counts: dict[str, int]) -> None:
-    """What /invocations does around inference, as app/routes.py does it."""
+    """What /invocations does around inference, as app/http/routes.py does it."""
     image = decode_image(jpeg, MAX_PIXELS)
     annotated = annotate(image, detections, counts, channels="BGR")
     base64.b64encode(encode_jpeg(annotated, JPEG_QUALITY, channels="BGR")).decode("ascii")

@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 import onnxruntime
 
-from app.int8.cpu_class import cpu_class
-from app.model_files import ModelDescription
-from app.onnx_export.cache import ensure_export
+from app.inference.int8.cpu_class import cpu_class
+from app.inference.onnx_export.cache import ensure_export
+from app.model.files import ModelDescription
 from app.settings import available_cores
 
 MATMUL_SIZE = 2048

@@ -15,17 +15,17 @@ from pathlib import Path
 import onnxruntime
 import requests
 
-from app.annotate import annotate
-from app.detection import DetectOptions
-from app.detector import Detector
-from app.engines import create_engine
-from app.images import encode_jpeg, open_photo
-from app.model_files import load_model_description
-from app.onnx_export import INPUT_NAME
-from app.onnx_export.cache import ensure_export
-from app.postprocess import count_by_class
-from app.preprocess import fit_to_network
+from app.inference.detector import Detector
+from app.inference.engines import create_engine
+from app.inference.onnx_export import INPUT_NAME
+from app.inference.onnx_export.cache import ensure_export
+from app.model.files import load_model_description
 from app.settings import Settings, available_cores
+from app.vision.annotate import annotate
+from app.vision.detection import DetectOptions
+from app.vision.images import encode_jpeg, open_photo
+from app.vision.postprocess import count_by_class
+from app.vision.preprocess import fit_to_network
 
 from .report import ms, table, times
 from .server import gunicorn

@@ -23,13 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/run.py` as well as `python -m bench.run`
     sys.path.insert(0, str(ROOT))
 
-from app.detection import Detection  # noqa: E402
-from app.detector import Detector  # noqa: E402
-from app.engines import create_engine  # noqa: E402
-from app.images import decode_image  # noqa: E402
-from app.model_files import ModelDescription, load_model_description  # noqa: E402
-from app.postprocess import count_by_class  # noqa: E402
+from app.inference.detector import Detector  # noqa: E402
+from app.inference.engines import create_engine  # noqa: E402
+from app.model.files import ModelDescription, load_model_description  # noqa: E402
 from app.settings import available_cores  # noqa: E402
+from app.vision.detection import Detection  # noqa: E402
+from app.vision.images import decode_image  # noqa: E402
+from app.vision.postprocess import count_by_class  # noqa: E402
 from bench.architectures import write_random_model, yolov3  # noqa: E402
 from bench.engines import (  # noqa: E402
     HTTP,

@@ -92,7 +92,7 @@ def gunicorn(model_dir: Path, settings: dict[str, str]) -> Iterator[Server]:
 
 
 def gunicorn_workers(master_pid: int) -> list[int]:
-    """The children of gunicorn's master process, but nginx (app/front.py)."""
+    """The children of gunicorn's master process, but nginx (app/http/front.py)."""
     children = [int(pid) for pid in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()]
     return [pid for pid in children if _command(pid) != "nginx"]
 

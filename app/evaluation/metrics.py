@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..detection import Detection
-from ..postprocess import iou_one_to_many
+from app.vision.detection import Detection
+from app.vision.postprocess import iou_one_to_many
 
 MATCH_IOU = 0.5
 SWEEP = tuple(round(0.05 + 0.01 * step, 2) for step in range(91))  # 0.05 .. 0.95

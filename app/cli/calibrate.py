@@ -1,0 +1,114 @@
+"""`python -m app calibrate [PHOTO_DIR]`: see app/cli/calibration.py.
+
+  python -m app calibrate [PHOTO_DIR] [--holdout 0.3] [--pass-mark 0.98]
+      [--method minmax|percentile|entropy] [--keep-fp32 conv_0,conv_3]
+      [--schemes u8s8,u8s8-reduced,u8u8]
+
+PHOTO_DIR defaults to the sample photos in data/; use a folder of your own photos,
+the more the better. The model is the service's (MODEL_DIR). Every scheme is measured
+on this machine and the fastest that passes is kept; int8 then serves only on CPUs of
+this instruction-set class. Exit status 0 when the report passes, 1 when it does not
+(the report is written either way), 2 on errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+SAMPLE_PHOTOS = Path(__file__).resolve().parents[2] / "data"
+
+
+def add_command(commands) -> None:
+    from app.inference.int8.schemes import SCHEME_NAMES
+    from app.settings import DEFAULT_INT8_MIN_AGREEMENT
+
+    calibrate = commands.add_parser("calibrate", help="quantize the model to int8 and check it against fp32")
+    calibrate.add_argument("photos", nargs="?", type=Path, default=SAMPLE_PHOTOS, metavar="PHOTO_DIR")
+    calibrate.add_argument("--holdout", type=float, default=0.3, help="share of photos kept out to check on")
+    calibrate.add_argument(
+        "--pass-mark",
+        type=float,
+        default=float(os.environ.get("INT8_MIN_AGREEMENT") or DEFAULT_INT8_MIN_AGREEMENT),
+        help="share of fp32 boxes int8 must match (default INT8_MIN_AGREEMENT or 0.98)",
+    )
+    calibrate.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax")
+    calibrate.add_argument("--keep-fp32", default="", metavar="LAYERS", help="more layers to keep in fp32: conv_0,...")
+    calibrate.add_argument(
+        "--schemes",
+        default=",".join(SCHEME_NAMES),
+        metavar="NAMES",
+        help=f"quantization schemes to measure, the fastest that passes is kept (default {','.join(SCHEME_NAMES)})",
+    )
+    calibrate.set_defaults(run=run)
+
+
+def run(args, parser) -> int:
+    if not 0 < args.holdout < 1:
+        parser.error("--holdout must be between 0 and 1")
+    if not 0 <= args.pass_mark <= 1:
+        parser.error("--pass-mark must be between 0 and 1")
+    from app.inference.int8.report import matched_share
+    from app.inference.int8.schemes import SCHEMES
+    from app.inference.onnx_export import UnsupportedLayer, WeightsError
+    from app.model.files import ModelError, load_model_description
+    from app.settings import ConfigError, Settings
+
+    from .calibration import CalibrationError, CalibrationOptions, calibrate
+
+    by_name = {scheme.name: scheme for scheme in SCHEMES}
+    wanted = [name.strip() for name in args.schemes.split(",") if name.strip()]
+    if not wanted or set(wanted) - set(by_name):
+        parser.error(f"--schemes: choose from {', '.join(by_name)}")
+    try:
+        settings = Settings.from_env()
+        model = load_model_description(settings.model_dir)
+        options = CalibrationOptions(
+            holdout=args.holdout,
+            pass_mark=args.pass_mark,
+            method=args.method,
+            keep_fp32=tuple(name.strip() for name in args.keep_fp32.split(",") if name.strip()),
+            threads=settings.engine_threads,
+            max_pixels=settings.max_image_pixels,
+            tile_overlap=settings.tile_overlap,
+            schemes=tuple(by_name[name] for name in wanted),
+        )
+        report, paths = calibrate(model, args.photos, options)
+    except (ConfigError, ModelError, CalibrationError, UnsupportedLayer, WeightsError) as exc:
+        print(f"cannot calibrate: {exc}", file=sys.stderr)
+        return 2
+    print(f"this CPU: {report.cpu_class}; fp32 forward pass {report.fp32_forward_ms:.1f} ms")
+    print(f"{'scheme':<14} {'held out':>9} {'calibration':>12} {'int8 ms':>8} {'x fp32':>7}")
+    for result in report.schemes:
+        print(
+            f"{result['scheme']:<14} {result['matched_share']:>9.1%} {result['calibration_matched_share']:>12.1%} "
+            f"{result['forward_ms']:>8.1f} {result['forward_ms'] / report.fp32_forward_ms:>7.2f}"
+            f"  {'pass' if result['passed'] else 'FAIL'}"
+        )
+    print(f"chosen: {report.scheme}: {report.scheme_reason}")
+    print(f"calibrated on {len(report.calibration_photos)} photos; held out {len(report.held_out)}:")
+    for photo in report.held_out:
+        changed = "" if photo.same_counts else "  counts differ"
+        print(f"  {photo.photo}: {photo.matched_boxes}/{photo.fp32_boxes} fp32 boxes matched{changed}")
+        if changed:
+            print(f"    fp32 {_nonzero(photo.fp32_counts)}\n    int8 {_nonzero(photo.int8_counts)}")
+    check = report.calibration_check
+    print(
+        f"on the calibration photos themselves (not the gate): {matched_share(check):.1%} of "
+        f"{sum(photo.fp32_boxes for photo in check)} fp32 boxes matched, "
+        f"counts equal on {sum(photo.same_counts for photo in check)} of {len(check)}"
+    )
+    passed = report.passes(report.pass_mark)
+    print(
+        f"{report.matched_share:.1%} of {report.fp32_boxes} fp32 boxes matched at IoU >= 0.5 "
+        f"(pass mark {report.pass_mark:.1%}): {'PASS' if passed else 'FAIL'}"
+    )
+    print(f"int8 model: {paths.int8}\nreport:     {paths.int8_report}")
+    if passed:
+        print(f"serve it with PRECISION=int8 (on {report.cpu_class} CPUs; elsewhere calibrate there)")
+    return 0 if passed else 1
+
+
+def _nonzero(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in counts.items() if count) or "nothing"

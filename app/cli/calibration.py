@@ -1,0 +1,211 @@
+"""`python -m app calibrate [PHOTO_DIR]`: quantize the ONNX export to int8 on the user's
+own photos and measure, on photos held out of the calibration, how far its detections
+agree with fp32's. The int8 model and the report go next to the fp32 export; the
+service serves int8 only when the report passes (app/inference/int8/report.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from app.inference.detector import Detector
+from app.inference.engines.onnxruntime_engine import OnnxRuntimeEngine
+from app.inference.int8.agreement import matched_boxes
+from app.inference.int8.cpu_class import cpu_class
+from app.inference.int8.report import AgreementReport, PhotoAgreement, matched_share
+from app.inference.int8.schemes import SCHEMES, QuantScheme, SchemeResult, choose, median_ms, quantize
+from app.inference.onnx_export import INPUT_NAME
+from app.inference.onnx_export.cache import ExportPaths, ensure_export, export_paths, stamp, write_atomically
+from app.model.files import ModelDescription
+from app.vision.detection import DEFAULT_THRESHOLD, Detection, DetectOptions
+from app.vision.images import ImageTooLarge, InvalidImage, decode_image, photos_in
+from app.vision.postprocess import count_by_class
+from app.vision.preprocess import fit_to_network
+from app.vision.tiling import DEFAULT_OVERLAP, should_tile, tile_grid
+
+MAX_TILES_PER_PHOTO = 8  # calibration sees tiles as the service does, a sample of them
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+MAX_TIMED_PHOTOS = 4  # forward passes are timed on the first held-out photos
+TIMING_ROUNDS = 5
+
+
+class CalibrationError(ValueError):
+    """The photos or options do not allow a calibration."""
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    holdout: float = 0.3  # share of the photos kept out of calibration, to measure on
+    pass_mark: float = 0.98
+    method: str = "minmax"
+    keep_fp32: tuple[str, ...] = ()  # more layers to leave in fp32, by node name (conv_12)
+    threads: int = 1
+    max_pixels: int = 100_000_000
+    tile_overlap: float = DEFAULT_OVERLAP  # the service's TILE_OVERLAP: tiles as it cuts them
+    schemes: tuple[QuantScheme, ...] = field(default=SCHEMES)  # the candidates to measure
+
+
+def calibrate(
+    model: ModelDescription, photo_dir: Path, options: CalibrationOptions
+) -> tuple[AgreementReport, ExportPaths]:
+    """Quantize with each candidate scheme, measure each against fp32 on this machine,
+    keep the one schemes.choose picks; the report records the CPU class it holds on."""
+    photos = _read_photos(photo_dir, options.max_pixels)
+    calibration, held_out = split_photos(sorted(photos), options.holdout)
+    paths = export_paths(model)
+    fp32_path = ensure_export(model)
+    fp32_model = onnx.load(str(fp32_path))
+    keep = sorted(set(output_layers(fp32_model)) | set(options.keep_fp32))
+    unknown = set(options.keep_fp32) - {node.name for node in fp32_model.graph.node}
+    if unknown:
+        raise CalibrationError(f"--keep-fp32: no layer named {', '.join(sorted(unknown))} in the export")
+    fp32 = _detector(model, fp32_path, options)
+    reference = {name: fp32.detect(image, DetectOptions()) for name, image in photos.items()}
+    timed = [photos[name] for name in held_out[:MAX_TIMED_PHOTOS]]
+    fp32_ms = forward_ms(fp32, timed)
+    with tempfile.TemporaryDirectory(dir=paths.int8.parent, prefix=".calibrate-") as workdir:
+        prepared = Path(workdir) / "prepared.onnx"
+        # onnxruntime's recommended preparation (shape inference, folding); the symbolic
+        # pass is skipped: the batch dimension is the only symbolic one.
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        inputs = [photos[name] for name in calibration]
+        measured = {}
+        for scheme in options.schemes:
+            int8_path = Path(workdir) / f"{scheme.name}.onnx"
+            quantize(prepared, int8_path, _Reader(inputs, model, options), scheme, options.method, keep)
+            int8 = _detector(model, int8_path, options, "int8")
+            held = [_compare(name, photos[name], reference[name], int8) for name in held_out]
+            check = [_compare(name, photos[name], reference[name], int8) for name in calibration]
+            result = SchemeResult(
+                scheme=scheme.name,
+                matched_share=round(matched_share(held), 6),
+                calibration_matched_share=round(matched_share(check), 6),
+                photos_with_same_counts=sum(photo.same_counts for photo in held),
+                forward_ms=round(forward_ms(int8, timed), 3),
+                passed=sum(photo.fp32_boxes for photo in held) > 0 and matched_share(held) >= options.pass_mark,
+            )
+            measured[scheme.name] = (result, held, check, int8_path)
+        chosen, why = choose(result for result, *_ in measured.values())
+        _, held, check, int8_path = measured[chosen.scheme]
+        report = AgreementReport(
+            model={"cfg": model.files.cfg.name, "weights": model.files.weights.name, "export": fp32_path.name},
+            calibration_photos=calibration,
+            held_out=held,
+            calibration_check=check,
+            fp32_nodes=keep,
+            pass_mark=options.pass_mark,
+            cpu_class=cpu_class(),
+            scheme=chosen.scheme,
+            scheme_reason=why,
+            schemes=[asdict(result) for result, *_ in measured.values()],
+            fp32_forward_ms=round(fp32_ms, 3),
+            settings={
+                "method": options.method,
+                "holdout": options.holdout,
+                "tile_overlap": options.tile_overlap,
+                "created": time.strftime("%FT%TZ", time.gmtime()),
+            },
+        )
+        write_atomically(paths.int8, stamp(onnx.load(str(int8_path)), model).SerializeToString())
+    write_atomically(paths.int8_report, report.to_json().encode())
+    return report, paths
+
+
+def forward_ms(detector: Detector, images: list[np.ndarray]) -> float:
+    """Median of the whole-photo forward pass (with its pre- and post-processing)."""
+    detector.engine.predict(images[0], DEFAULT_THRESHOLD)  # first call allocates buffers
+    samples = []
+    for _ in range(TIMING_ROUNDS):
+        for image in images:
+            started = time.perf_counter()
+            detector.engine.predict(image, DEFAULT_THRESHOLD)
+            samples.append(time.perf_counter() - started)
+    return median_ms(samples)
+
+
+def _detector(model: ModelDescription, path: Path, options: CalibrationOptions, precision: str = "fp32") -> Detector:
+    engine = OnnxRuntimeEngine(model, path, options.threads, "cpu", precision)
+    return Detector(engine, model, tile_overlap=options.tile_overlap)
+
+
+def split_photos(names: list[str], holdout: float) -> tuple[list[str], list[str]]:
+    """Held-out photos chosen by a hash of their name: stable when photos are added."""
+    if len(names) < 2:
+        raise CalibrationError(
+            f"{len(names)} photo(s): calibration needs at least 2 (some to calibrate, some to check)"
+        )
+    count = min(len(names) - 1, max(1, round(len(names) * holdout)))
+    by_hash = sorted(names, key=lambda name: hashlib.sha256(name.encode()).hexdigest())
+    held_out = sorted(by_hash[:count])
+    return [name for name in names if name not in held_out], held_out
+
+
+def output_layers(model: onnx.ModelProto) -> list[str]:
+    """The convolutions that feed the [yolo] layers, and the decoding itself: the
+    box coordinates and scores come straight out of them, so they stay in fp32."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    keep = []
+    for node in model.graph.node:
+        if node.name.startswith("yolo_"):
+            keep.append(node.name)
+            source = producers.get(node.input[0])
+            if source is not None and not source.name.startswith("yolo_"):
+                layer = source.name.split("/")[0]
+                keep += [other.name for other in model.graph.node if other.name.split("/")[0] == layer]
+    return keep
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol: network inputs one by one."""
+
+    def __init__(self, photos: list[np.ndarray], model: ModelDescription, options: CalibrationOptions):
+        self._blobs = _calibration_inputs(photos, model, options.tile_overlap)
+
+    def get_next(self):
+        blob = next(self._blobs, None)
+        return None if blob is None else {INPUT_NAME: blob}
+
+
+def _calibration_inputs(photos: list[np.ndarray], model: ModelDescription, overlap: float) -> Iterator[np.ndarray]:
+    """What the network sees in service: each whole photo and, on big photos, tiles."""
+    network = (model.network.width, model.network.height)
+    for image in photos:
+        yield fit_to_network(image, model.network)[0]
+        size = (image.shape[1], image.shape[0])
+        if should_tile("auto", size, network):
+            tiles = tile_grid(size, network, overlap)
+            for tile in tiles[:: max(1, len(tiles) // MAX_TILES_PER_PHOTO)][:MAX_TILES_PER_PHOTO]:
+                crop = image[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
+                yield fit_to_network(crop, model.network)[0]
+
+
+def _compare(name: str, image: np.ndarray, reference: list[Detection], int8: Detector) -> PhotoAgreement:
+    candidate = int8.detect(image, DetectOptions())
+    return PhotoAgreement(
+        photo=name,
+        fp32_counts=count_by_class(reference, int8.class_names),
+        int8_counts=count_by_class(candidate, int8.class_names),
+        fp32_boxes=len(reference),
+        matched_boxes=matched_boxes(reference, candidate),
+    )
+
+
+def _read_photos(directory: Path, max_pixels: int) -> dict[str, np.ndarray]:
+    if not directory.is_dir():
+        raise CalibrationError(f"{directory} is not a directory of photos")
+    photos = {}
+    for path in photos_in([directory]):
+        try:
+            photos[str(path.relative_to(directory))] = decode_image(path.read_bytes(), max_pixels)
+        except (OSError, InvalidImage, ImageTooLarge) as exc:
+            raise CalibrationError(f"{path}: {exc}") from None
+    return photos

@@ -1,0 +1,144 @@
+"""The detector the HTTP layer talks to: one engine, its lock, and the shared
+post-processing that turns raw candidates into counted detections."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+
+import numpy as np
+
+from app.model.files import ModelDescription, file_digest, load_model_description
+from app.settings import Settings
+from app.vision.detection import Detection, DetectOptions
+from app.vision.postprocess import select_detections
+from app.vision.tiling import DEFAULT_OVERLAP, MERGE_IOS, drop_cut_boxes, merge, should_tile, tile_grid, to_image
+
+from .batching import Batcher, BatchTimeout
+from .engines import Engine, create_engine
+
+log = logging.getLogger(__name__)
+
+
+TILES_PER_CHECK = 8  # tiled photos look at their deadline between runs of this many tiles
+
+
+class EngineBusy(RuntimeError):
+    """The engine stayed busy with other requests for longer than we wait."""
+
+
+class DeadlineExceeded(RuntimeError):
+    """The photo needs more time than its request is given (a huge tiled photo)."""
+
+
+class Detector:
+    def __init__(
+        self, engine: Engine, model: ModelDescription, wait_s: float = 60.0, tile_overlap: float = DEFAULT_OVERLAP
+    ):
+        self.engine = engine
+        self.model = model
+        self._wait_s = wait_s
+        self._tile_overlap = tile_overlap
+        self.load_seconds = 0.0
+        # Engines are not thread-safe (darknet, OpenCV's Net): one call at a time.
+        self._lock = threading.Lock()
+        self.batcher: Batcher | None = None  # whole photos of several requests together (batching.py)
+
+    def batch_across_requests(self, max_batch: int, max_delay_s: float) -> None:
+        self.batcher = Batcher(self.engine, self._lock, max_batch, max_delay_s) if max_batch > 1 else None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.model.class_names
+
+    @functools.cached_property
+    def file_hashes(self) -> dict[str, str]:
+        """sha256 of each model file: which model answered, for a lab's records."""
+        files = self.model.files
+        paths = [files.cfg, files.weights, files.names] + ([files.data] if files.data else [])
+        return {path.name: file_digest(path) for path in paths}
+
+    def detect(
+        self, image: np.ndarray, options: DetectOptions | None = None, deadline: float | None = None
+    ) -> list[Detection]:
+        """deadline: a time.monotonic() value; past it a tiled photo stops with
+        DeadlineExceeded rather than hold the engine while every other photo waits."""
+        options = options or DetectOptions()
+        height, width = image.shape[:2]
+        network = (self.model.network.width, self.model.network.height)
+        tiles = (
+            tile_grid((width, height), network, self._tile_overlap)
+            if should_tile(options.tiling, (width, height), network)
+            else []
+        )
+        wait_s = self._wait_s if deadline is None else min(self._wait_s, max(0.0, deadline - time.monotonic()))
+        if self.batcher is not None and not tiles:
+            try:
+                parts, found = [self.batcher.predict(image, options.threshold, timeout=wait_s)], []
+            except BatchTimeout as exc:
+                raise EngineBusy(str(exc)) from None
+        else:
+            parts, found = self._forward(image, tiles, options.threshold, wait_s, deadline)
+        for tile, candidates in zip(tiles, found, strict=True):
+            parts.append(to_image(drop_cut_boxes(candidates, tile, (width, height)), tile))
+        ios = MERGE_IOS if tiles else None
+        return select_detections(merge(parts), options, self.class_names, (width, height), ios_threshold=ios)
+
+    def _forward(self, image, tiles, threshold: float, wait_s: float, deadline: float | None):
+        """The whole-photo pass and the tiles' passes, holding the engine throughout."""
+        if not self._lock.acquire(timeout=wait_s):
+            raise EngineBusy(f"the model was busy for {wait_s:g} s; try again")
+        try:
+            # The whole-image pass finds the objects larger than a tile (as SAHI keeps it).
+            whole = self.engine.predict(image, min_score=threshold)
+            found = []
+            for start in range(0, len(tiles), TILES_PER_CHECK):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise DeadlineExceeded(
+                        f"the photo needs {len(tiles)} tiles, more than its request's time allows "
+                        f"({start} done); send it with tiling=off, or a smaller photo"
+                    )
+                crops = [
+                    image[t.y : t.y + t.height, t.x : t.x + t.width] for t in tiles[start : start + TILES_PER_CHECK]
+                ]
+                found += self.engine.predict_many(crops, min_score=threshold)
+        finally:
+            self._lock.release()
+        return [whole], found
+
+    def warm_up(self) -> None:
+        """The first forward pass allocates buffers; pay for it before serving."""
+        network = self.model.network
+        self.detect(np.zeros((network.height, network.width, 3), dtype=np.uint8))
+
+
+def build_detector(settings: Settings) -> Detector:
+    started = time.perf_counter()
+    model = load_model_description(settings.model_dir)
+    engine = create_engine(
+        settings.backend,
+        model,
+        threads=settings.engine_threads,
+        device=settings.device,
+        precision=settings.precision,
+        min_agreement=settings.int8_min_agreement,
+    )
+    detector = Detector(engine, model, wait_s=settings.inference_wait_s, tile_overlap=settings.tile_overlap)
+    detector.batch_across_requests(settings.max_batch, settings.max_batch_delay_ms / 1000)
+    detector.warm_up()
+    detector.load_seconds = time.perf_counter() - started
+    log.info(
+        "model loaded: %s (%d classes, %dx%d%s) on %s/%s with %d threads in %.2f s",
+        model.files.weights,
+        len(model.class_names),
+        model.network.width,
+        model.network.height,
+        ", letterbox" if model.network.letter_box else "",
+        engine.name,
+        engine.device,
+        settings.engine_threads,
+        detector.load_seconds,
+    )
+    return detector

@@ -1,0 +1,90 @@
+"""onnxruntime: the darknet model through the project's own ONNX export (fp32), or its
+calibrated int8 quantization; CPU, CUDA or TensorRT execution providers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+
+from app.inference.onnx_export import INPUT_NAME
+from app.inference.onnx_export.cache import ExportMismatch, check_stamp
+from app.model.files import ModelDescription, ModelError
+from app.vision.detection import Candidates
+from app.vision.preprocess import fit_to_network
+
+from .base import Engine, EngineUnavailable
+from .onnx_files import prepare_onnx_model
+
+BOX_AND_OBJECTNESS = 5
+MAX_BATCH = 8  # tiles per run: bounds the activations' memory on big photos
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def load_onnxruntime_engine(
+    model: ModelDescription, threads: int, device: str, precision: str, min_agreement: float
+) -> OnnxRuntimeEngine:
+    path = prepare_onnx_model(model, precision, min_agreement)
+    engine = OnnxRuntimeEngine(model, path, threads, device, precision)
+    try:  # what was loaded, not what was checked a moment before: the file could be swapped
+        check_stamp(path, engine.metadata, model)
+    except ExportMismatch as exc:
+        raise ModelError(str(exc)) from None
+    return engine
+
+
+class OnnxRuntimeEngine(Engine):
+    name = "onnxruntime"
+
+    def __init__(self, model: ModelDescription, path: Path, threads: int, device: str = "auto", precision="fp32"):
+        self.providers = _providers(device)
+        self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
+        self.precision = precision
+        self.model_path = path
+        self._network = model.network
+        options = onnxruntime.SessionOptions()
+        # Workers share the cores: each session gets its share, no second thread pool.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # warnings about unused initializers are noise here
+        # Idle pool threads sleep instead of spinning: between forward passes the cores
+        # belong to the request threads decoding and encoding the queued photos.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session = onnxruntime.InferenceSession(str(path), options, providers=list(self.providers))
+        except Exception as exc:  # onnxruntime's own error types; a corrupt cached file lands here
+            raise EngineUnavailable(f"onnxruntime cannot load {path}: {exc}") from None
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self._session.get_modelmeta().custom_metadata_map)
+
+    def predict(self, image: np.ndarray, min_score: float) -> Candidates:
+        return self.predict_many([image], min_score)[0]
+
+    def predict_many(self, images: list[np.ndarray], min_score: float) -> list[Candidates]:
+        results = []
+        for start in range(0, len(images), MAX_BATCH):
+            fitted = [fit_to_network(image, self._network) for image in images[start : start + MAX_BATCH]]
+            batch = np.concatenate([blob for blob, _ in fitted])
+            outputs = self._session.run(None, {INPUT_NAME: batch})
+            for number, (_, placement) in enumerate(fitted):
+                rows = np.concatenate([output[number] for output in outputs])
+                rows = rows[rows[:, BOX_AND_OBJECTNESS:].max(axis=1) > min_score]
+                results.append(
+                    Candidates(boxes=placement.to_image_boxes(rows[:, :4]), scores=rows[:, BOX_AND_OBJECTNESS:])
+                )
+        return results
+
+
+def _providers(device: str) -> tuple[str, ...]:
+    available = onnxruntime.get_available_providers()
+    gpu = tuple(provider for provider in GPU_PROVIDERS if provider in available)
+    if device == "cuda" and not gpu:
+        raise EngineUnavailable(f"DEVICE=cuda but this onnxruntime has only {', '.join(available)}")
+    if device == "cpu" or not gpu:
+        return ("CPUExecutionProvider",)
+    return (*gpu, "CPUExecutionProvider")

@@ -1,0 +1,120 @@
+"""The agreement report that gates PRECISION=int8, and the check at start."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.model.files import ModelError
+
+from .cpu_class import cpu_class
+
+if TYPE_CHECKING:
+    from app.inference.onnx_export.cache import ExportPaths
+
+
+class Int8NotCalibrated(ModelError):
+    """PRECISION=int8 asked, but no calibrated model with a passing report exists."""
+
+
+@dataclass
+class PhotoAgreement:
+    photo: str
+    fp32_counts: dict[str, int]
+    int8_counts: dict[str, int]
+    fp32_boxes: int
+    matched_boxes: int  # fp32 boxes with an int8 box of the same class at IoU >= 0.5
+
+    @property
+    def same_counts(self) -> bool:
+        return self.fp32_counts == self.int8_counts
+
+
+@dataclass
+class AgreementReport:
+    model: dict[str, str]
+    calibration_photos: list[str]
+    held_out: list[PhotoAgreement]
+    fp32_nodes: list[str]  # layers kept in fp32
+    pass_mark: float
+    settings: dict[str, object] = field(default_factory=dict)
+    # The same comparison on the calibration photos: not the gate (int8 was fitted to
+    # them), but with few photos a second look at how much int8 moves the boxes.
+    calibration_check: list[PhotoAgreement] = field(default_factory=list)
+    # Where the agreement holds: int8 kernels differ between CPU classes (cpu_class.py).
+    cpu_class: str = ""
+    scheme: str = ""  # the quantization scheme chosen (schemes.py), and why
+    scheme_reason: str = ""
+    schemes: list[dict] = field(default_factory=list)  # every candidate as measured
+    fp32_forward_ms: float = 0.0
+
+    @property
+    def fp32_boxes(self) -> int:
+        return sum(photo.fp32_boxes for photo in self.held_out)
+
+    @property
+    def matched_share(self) -> float:
+        return matched_share(self.held_out)
+
+    def passes(self, pass_mark: float) -> bool:
+        return self.fp32_boxes > 0 and self.matched_share >= pass_mark
+
+    def to_json(self) -> str:
+        content = asdict(self)
+        for key in ("held_out", "calibration_check"):
+            for photo, entry in zip(getattr(self, key), content[key], strict=True):
+                entry["same_counts"] = photo.same_counts
+        content.update(
+            fp32_boxes=self.fp32_boxes,
+            matched_share=round(self.matched_share, 6),
+            photos_with_same_counts=sum(photo.same_counts for photo in self.held_out),
+            passed=self.passes(self.pass_mark),
+            calibration_check_matched_share=round(matched_share(self.calibration_check), 6),
+        )
+        return json.dumps(content, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> AgreementReport:
+        content = json.loads(text)
+        photos = {
+            key: [
+                PhotoAgreement(**{name: entry[name] for name in PhotoAgreement.__dataclass_fields__})
+                for entry in content.get(key, [])
+            ]
+            for key in ("held_out", "calibration_check")
+        }
+        fields = {key: content[key] for key in cls.__dataclass_fields__ if key not in photos and key in content}
+        return cls(**photos, **fields)
+
+
+def matched_share(photos: list[PhotoAgreement]) -> float:
+    """Share of fp32 boxes matched; no fp32 box at all proves nothing: 0."""
+    boxes = sum(photo.fp32_boxes for photo in photos)
+    return sum(photo.matched_boxes for photo in photos) / boxes if boxes else 0.0
+
+
+def calibrated_int8_model(paths: ExportPaths, min_agreement: float) -> Path:
+    """The int8 model to serve, or Int8NotCalibrated saying what to run."""
+    how = "run `python -m app calibrate [PHOTO_DIR]` with MODEL_DIR set to this model"
+    if not paths.int8.is_file() or not paths.int8_report.is_file():
+        raise Int8NotCalibrated(f"PRECISION=int8 but this model has no calibrated int8 version ({how})")
+    try:
+        report = AgreementReport.from_json(paths.int8_report.read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise Int8NotCalibrated(f"{paths.int8_report} is not a readable agreement report ({exc}); {how}") from None
+    here = cpu_class()
+    if report.cpu_class != here:
+        measured = f"on a {report.cpu_class} CPU" if report.cpu_class else "on a CPU it does not name"
+        raise Int8NotCalibrated(
+            f"PRECISION=int8 refused: int8 agreement was measured {measured}, this CPU is {here} "
+            f"(int8 kernels differ between them); run `python -m app calibrate [PHOTO_DIR]` on this machine"
+        )
+    if not report.passes(min_agreement):
+        raise Int8NotCalibrated(
+            f"PRECISION=int8 refused: int8 matched {report.matched_share:.1%} of {report.fp32_boxes} fp32 boxes "
+            f"on the held-out photos, INT8_MIN_AGREEMENT is {min_agreement:.1%} (report: {paths.int8_report}); "
+            "calibrate on more of your own photos or serve fp32"
+        )
+    return paths.int8

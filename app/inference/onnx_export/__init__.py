@@ -1,0 +1,80 @@
+"""The project's own darknet -> ONNX exporter: the .cfg and .weights in, an ONNX model
+out whose outputs are OpenCV DNN's rows, one tensor per [yolo] layer.
+
+Input `image`: float32 [batch, 3, height, width], RGB in 0..1 (as preprocess.py
+makes it). Output `yolo_<layer>`: [batch, rows, 5 + classes].
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from app.model.darknet_cfg import Section
+
+from . import graph as layers
+from .graph import Graph, Shape, UnsupportedLayer
+from .weights import WeightsCursor, WeightsError, read_weights
+
+EXPORTER_VERSION = "1"  # part of the cache key: a change here rebuilds cached exports
+OPSET = 17
+INPUT_NAME = "image"
+PASS_THROUGH = ("dropout",)  # identity at inference
+
+log = logging.getLogger(__name__)
+
+
+def export_darknet(sections: list[Section] | tuple[Section, ...], weights_path: Path) -> onnx.ModelProto:
+    """Raises UnsupportedLayer for what the exporter does not cover, WeightsError when
+    the weights do not fit the cfg."""
+    net = sections[0]
+    width, height, channels = net.get_int("width", 0), net.get_int("height", 0), net.get_int("channels", 3)
+    _, values = read_weights(weights_path)
+    weights = WeightsCursor(values, weights_path.name)
+    graph = Graph()
+    outputs: list[tuple[str, Shape]] = []  # per darknet layer: tensor and shape
+    detections: list[tuple[str, int]] = []
+    tensor, shape = INPUT_NAME, Shape(channels, height, width)
+    for index, section in enumerate(sections[1:]):
+        kind = section.type
+        if kind in ("convolutional", "conv"):
+            tensor, shape = layers.convolutional(graph, section, index, tensor, shape, weights)
+        elif kind in ("maxpool", "max"):
+            tensor, shape = layers.maxpool(graph, section, index, tensor, shape)
+        elif kind == "route":
+            tensor, shape = layers.route(graph, section, index, outputs)
+        elif kind == "shortcut":
+            tensor, shape = layers.shortcut(graph, section, index, tensor, shape, outputs)
+        elif kind == "upsample":
+            tensor, shape = layers.upsample(graph, section, index, tensor, shape)
+        elif kind == "yolo":
+            detections.append(layers.yolo(graph, section, index, tensor, shape, (width, height)))
+        elif kind not in PASS_THROUGH:
+            raise UnsupportedLayer(f"{layers.where(section, index)}: the ONNX exporter does not support [{kind}]")
+        outputs.append((tensor, shape))
+    if not detections:
+        raise UnsupportedLayer("no [yolo] layer: the ONNX exporter covers YOLOv3/v4 detection networks")
+    if weights.remaining:
+        log.warning("%s has %d floats more than %s uses", weights_path.name, weights.remaining, "the cfg")
+
+    model = helper.make_model(
+        helper.make_graph(
+            graph.nodes,
+            "darknet",
+            [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", channels, height, width])],
+            [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", None, row]) for name, row in detections],
+            graph.initializers,
+        ),
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="darknet-service onnx_export",
+        producer_version=EXPORTER_VERSION,
+    )
+    helper.set_model_props(model, {"flops": str(graph.flops)})
+    onnx.checker.check_model(model)
+    return model
+
+
+__all__ = ["EXPORTER_VERSION", "INPUT_NAME", "UnsupportedLayer", "WeightsError", "export_darknet"]

@@ -1,0 +1,211 @@
+"""Exports cached next to the weights, keyed by what they were made from.
+
+The key hashes the .cfg, the .weights and the exporter version, so a changed file or
+exporter builds a new export and a stale one is never served. Building is once per
+machine: the first worker to start exports under a file lock, the others wait for it
+and load the file.
+
+A file name proves nothing: each export carries the sha256 of the cfg and weights it
+was made from (its stamp), checked before it is served, so MODEL_SHA256 covers what
+runs. Where the model directory is read-only the cache is a directory of the
+service's own user, mode 0700; one that another user could write is not used.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import glob
+import hashlib
+import logging
+import os
+import re
+import stat
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnx import helper
+
+from app.model.files import ModelDescription, file_digest
+
+from . import EXPORTER_VERSION, export_darknet
+
+KEY_LENGTH = 16  # hex digits of the sha256 in the file names
+STAMP_KEYS = ("source_cfg_sha256", "source_weights_sha256")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportPaths:
+    weights_stem: str
+    key: str
+    fp32: Path
+    int8: Path
+    int8_report: Path
+
+
+def export_paths(model: ModelDescription) -> ExportPaths:
+    key = hashlib.sha256()
+    key.update(f"exporter {EXPORTER_VERSION}\n".encode())
+    key.update(model.files.cfg.read_bytes())
+    stat = model.files.weights.stat()
+    key.update(_digest(model.files.weights, stat.st_mtime_ns, stat.st_size).encode())
+    short_key = key.hexdigest()[:KEY_LENGTH]
+    stem = f"{model.files.weights.stem}.{short_key}"
+    directory = _writable_directory(model.files.weights.parent)
+    return ExportPaths(
+        weights_stem=model.files.weights.stem,
+        key=short_key,
+        fp32=directory / f"{stem}.onnx",
+        int8=directory / f"{stem}.int8.onnx",
+        int8_report=directory / f"{stem}.int8-report.json",
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(path: Path, mtime_ns: int, size: int) -> str:
+    """The weights' sha256, once per file version: a YOLOv3 .weights is 240 MB."""
+    del mtime_ns, size  # part of the cache key only
+    return file_digest(path)
+
+
+class ExportMismatch(ValueError):
+    """An ONNX file that was not made from these model files."""
+
+
+def export_stamp(model: ModelDescription) -> dict[str, str]:
+    """What an export (or its int8 version) made from these files carries."""
+    stat = model.files.weights.stat()
+    return {
+        "source_cfg_sha256": hashlib.sha256(model.files.cfg.read_bytes()).hexdigest(),
+        "source_weights_sha256": _digest(model.files.weights, stat.st_mtime_ns, stat.st_size),
+    }
+
+
+def stamp(exported: onnx.ModelProto, model: ModelDescription) -> onnx.ModelProto:
+    properties = {prop.key: prop.value for prop in exported.metadata_props} | export_stamp(model)
+    helper.set_model_props(exported, properties)
+    return exported
+
+
+def check_stamp(path: Path, found: dict[str, str], model: ModelDescription) -> None:
+    """found: the file's metadata (from onnx, or an onnxruntime session's)."""
+    expected = export_stamp(model)
+    if {key: found.get(key) for key in STAMP_KEYS} != expected:
+        raise ExportMismatch(
+            f"{path} was not made from {model.files.cfg.name} and {model.files.weights.name} "
+            f"(its weights sha256 {found.get('source_weights_sha256') or 'is not recorded'}, "
+            f"the weights' is {expected['source_weights_sha256']})"
+        )
+
+
+def read_stamp(path: Path) -> dict[str, str]:
+    stat = path.stat()
+    return dict(_stamp_of(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _stamp_of(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
+    """Once per file version: onnx.load reads the whole file (240 MB for a YOLOv3)."""
+    del mtime_ns, size  # part of the cache key only
+    return tuple((prop.key, prop.value) for prop in onnx.load(str(path), load_external_data=False).metadata_props)
+
+
+def ensure_export(model: ModelDescription) -> Path:
+    """The fp32 export of this model, built if no worker built it before, or rebuilt
+    when the file there was not made from these model files."""
+    paths = export_paths(model)
+    if _is_stamped(paths.fp32, model):
+        return paths.fp32
+    with directory_lock(paths.fp32.parent):
+        if not _is_stamped(paths.fp32, model):  # another process may have built it while we waited
+            started = time.perf_counter()
+            exported = stamp(export_darknet(model.cfg_sections, model.files.weights), model)
+            write_atomically(paths.fp32, exported.SerializeToString())
+            log.info("exported %s to %s in %.2f s", model.files.weights.name, paths.fp32, time.perf_counter() - started)
+            if paths.fp32.parent == model.files.weights.parent:  # a shared cache holds other models
+                _remove_outdated(paths)
+    return paths.fp32
+
+
+def _is_stamped(path: Path, model: ModelDescription) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        check_stamp(path, read_stamp(path), model)
+    except Exception as exc:  # a mismatch, or a damaged file onnx cannot parse: build it anew
+        log.warning("%s; exporting again", exc)
+        return False
+    return True
+
+
+def _remove_outdated(paths: ExportPaths) -> None:
+    """Exports (and int8 versions) of earlier files under the same weights name: a new
+    model replaced them, and each is as big as the weights."""
+    pattern = re.escape(paths.weights_stem) + rf"\.([0-9a-f]{{{KEY_LENGTH}}})\.(onnx|int8\.onnx|int8-report\.json)"
+    for path in paths.fp32.parent.glob(f"{glob.escape(paths.weights_stem)}.*"):
+        match = re.fullmatch(pattern, path.name)
+        if match and match.group(1) != paths.key:
+            path.unlink(missing_ok=True)
+            log.info("removed %s, made from earlier model files", path)
+
+
+@contextmanager
+def directory_lock(directory: Path):
+    """An exclusive lock on the directory itself: no lock file left behind."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+def write_atomically(path: Path, content: bytes) -> None:
+    """Readers see the old file or the whole new one, never a half-written one."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(content)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def is_private_directory(path: Path) -> bool:
+    """A real directory (no symlink) of this user that no one else can read or write:
+    in a shared /tmp another user could otherwise plant an export under the right name."""
+    try:
+        status = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(status.st_mode) and status.st_uid == os.getuid() and not status.st_mode & 0o077
+
+
+def _writable_directory(preferred: Path) -> Path:
+    """Next to the weights; a read-only model directory (a mounted volume, /opt/ml/model)
+    gets the per-user cache directory, or the temporary one for a user without a home:
+    either only when this user owns it and nobody else may write or read it."""
+    if os.access(preferred, os.W_OK):
+        return preferred
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "darknet-service"
+    temporary = Path(tempfile.gettempdir()) / f"darknet-service-{os.getuid()}"
+    refused = []
+    for candidate in (user_cache, temporary):
+        try:
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            candidate.mkdir(mode=0o700, exist_ok=True)
+        except OSError:
+            continue
+        if not is_private_directory(candidate):
+            refused.append(f"{candidate} (not a private directory of uid {os.getuid()})")
+        elif os.access(candidate, os.W_OK):
+            return candidate
+    reasons = "; ".join(refused) or f"{user_cache}, {temporary} cannot be made"
+    raise OSError(f"no private writable directory for the ONNX export: {preferred} is read-only; {reasons}")
