@@ -17,10 +17,11 @@ import numpy as np
 from app.cli.calibration import CalibrationError, CalibrationOptions, calibrate
 from app.inference.engines import Engine, EngineUnavailable, create_engine
 from app.inference.engines.onnx_files import prepare_onnx_model
+from app.inference.engines.registry import ENGINES
+from app.inference.int8 import DEFAULT_INT8_MIN_AGREEMENT
 from app.inference.int8.report import AgreementReport, Int8NotCalibrated
 from app.inference.onnx_export.cache import export_paths
 from app.model.files import ModelDescription
-from app.settings import DEFAULT_INT8_MIN_AGREEMENT
 
 from .report import ms, progress, table, target, times
 from .timing import Timing, median, p90, time_calls
@@ -39,7 +40,7 @@ class EngineSpec:
 
     @property
     def kind(self) -> str:
-        return f"{self.backend} {self.precision}" if self.backend == "onnxruntime" else self.backend
+        return f"{self.backend} {self.precision}" if len(ENGINES[self.backend].precisions) > 1 else self.backend
 
     @property
     def name(self) -> str:
@@ -62,11 +63,15 @@ class LatencyRow:
 
 
 def engine_specs(darknet_libraries: list[str], int8: bool = True) -> list[EngineSpec]:
-    specs = [EngineSpec("darknet", library=library) for library in darknet_libraries]
-    specs += [EngineSpec("opencv"), EngineSpec("onnxruntime")]
-    if int8:
-        specs.append(EngineSpec("onnxruntime", "int8"))
-    return specs
+    """Every engine of the registry in every precision it serves; darknet once per
+    library given (none: not timed)."""
+    return [
+        EngineSpec(entry.name, precision, library)
+        for entry in ENGINES.values()
+        for library in (darknet_libraries if entry.name == "darknet" else [None])
+        for precision in entry.precisions
+        if int8 or precision != "int8"
+    ]
 
 
 def time_engines(

@@ -21,8 +21,8 @@ SAMPLE_PHOTOS = Path(__file__).resolve().parents[2] / "data"
 
 
 def add_command(commands) -> None:
+    from app.inference.int8 import DEFAULT_INT8_MIN_AGREEMENT
     from app.inference.int8.schemes import SCHEME_NAMES
-    from app.settings import DEFAULT_INT8_MIN_AGREEMENT
 
     calibrate = commands.add_parser("calibrate", help="quantize the model to int8 and check it against fp32")
     calibrate.add_argument("photos", nargs="?", type=Path, default=SAMPLE_PHOTOS, metavar="PHOTO_DIR")

@@ -14,6 +14,13 @@ from app.vision.preprocess import relative_to_pixels
 from .base import Engine, EngineUnavailable
 
 
+def load_darknet_engine(
+    model: ModelDescription, threads: int, device: str, precision: str, min_agreement: float
+) -> DarknetEngine:
+    """The registry's loader: fp32 only, create_engine refuses any other precision."""
+    return DarknetEngine(model, threads=threads, device=device)
+
+
 class DarknetEngine(Engine):
     name = "darknet"
 

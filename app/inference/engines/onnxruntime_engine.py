@@ -25,6 +25,11 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 def load_onnxruntime_engine(
     model: ModelDescription, threads: int, device: str, precision: str, min_agreement: float
 ) -> OnnxRuntimeEngine:
+    if precision == "int8":
+        # Its gate measured this CPU's int8 kernels (int8/cpu_class.py), not a GPU's.
+        if device == "cuda":
+            raise EngineUnavailable("PRECISION=int8 runs on the CPU only, where its agreement was measured")
+        device = "cpu"
     path = prepare_onnx_model(model, precision, min_agreement)
     engine = OnnxRuntimeEngine(model, path, threads, device, precision)
     try:  # what was loaded, not what was checked a moment before: the file could be swapped
@@ -38,8 +43,7 @@ class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
     def __init__(self, model: ModelDescription, path: Path, threads: int, device: str = "auto", precision="fp32"):
-        self.providers = _providers(device)
-        self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
+        wanted = choose_providers(device, onnxruntime.get_available_providers())
         self.precision = precision
         self.model_path = path
         self._network = model.network
@@ -54,9 +58,15 @@ class OnnxRuntimeEngine(Engine):
         # belong to the request threads decoding and encoding the queued photos.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self._session = onnxruntime.InferenceSession(str(path), options, providers=list(self.providers))
+            self._session = onnxruntime.InferenceSession(str(path), options, providers=list(wanted))
         except Exception as exc:  # onnxruntime's own error types; a corrupt cached file lands here
             raise EngineUnavailable(f"onnxruntime cannot load {path}: {exc}") from None
+        # A GPU provider that cannot start (no driver, no TensorRT) falls back to the
+        # CPU inside onnxruntime: say what runs, not what was asked for.
+        self.providers = tuple(self._session.get_providers())
+        self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
+        if device == "cuda" and self.device != "cuda":
+            raise EngineUnavailable(f"DEVICE=cuda but onnxruntime could start only {', '.join(self.providers)}")
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -80,8 +90,9 @@ class OnnxRuntimeEngine(Engine):
         return results
 
 
-def _providers(device: str) -> tuple[str, ...]:
-    available = onnxruntime.get_available_providers()
+def choose_providers(device: str, available: list[str]) -> tuple[str, ...]:
+    """Best first: a GPU's providers where DEVICE allows and this onnxruntime has them
+    (onnxruntime-gpu), else the CPU's."""
     gpu = tuple(provider for provider in GPU_PROVIDERS if provider in available)
     if device == "cuda" and not gpu:
         raise EngineUnavailable(f"DEVICE=cuda but this onnxruntime has only {', '.join(available)}")

@@ -15,6 +15,13 @@ from .base import Engine, EngineUnavailable
 BOX_AND_OBJECTNESS = 5  # each output row: cx, cy, w, h, objectness, then class scores
 
 
+def load_opencv_engine(
+    model: ModelDescription, threads: int, device: str, precision: str, min_agreement: float
+) -> OpenCVEngine:
+    """The registry's loader: fp32 only, create_engine refuses any other precision."""
+    return OpenCVEngine(model, threads=threads, device=device)
+
+
 class OpenCVEngine(Engine):
     name = "opencv"
     device = "cpu"
