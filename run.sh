@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the detection service on 0.0.0.0:${PORT:-8080}.
-# Prepares .venv from requirements.txt, fetches the demo model when no model is
-# configured, then hands over to gunicorn (settings in gunicorn.conf.py).
+# Prepares .venv from requirements.txt, the model (app/model/sources.py: fetched from
+# MODEL_S3_URI, or the demo model when none is configured), then hands over to gunicorn
+# (settings in gunicorn.conf.py).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"  # also when started through a symlink (`serve`)
 
@@ -21,13 +22,11 @@ fi
 source scripts/ensure_venv.sh
 ensure_venv requirements.txt
 
-if [ -n "${MODEL_S3_URI:-}" ]; then
-  # The model comes from S3 into its own folder (never mixed with aimodel/'s files).
-  export MODEL_DIR=${MODEL_DIR:-$PWD/aimodel/s3}
-  "$VENV/bin/python" -m app.model.s3  # prints "Getting weights from S3"; fails with one line
-elif [ -z "${MODEL_DIR:-}" ] && ! compgen -G "aimodel/*.weights" >/dev/null && [ ! -d /opt/ml/model ]; then
-  "$VENV/bin/python" scripts/fetch_demo_model.py aimodel
-fi
+# Where the model comes from is decided there (MODEL_S3_URI, MODEL_DIR, aimodel/,
+# /opt/ml/model, else the demo), fetched, and printed; a failure stops here (set -e:
+# an assignment, unlike `export`, keeps the command's exit status).
+MODEL_DIR="$("$VENV/bin/python" -m app.model.sources)"
+export MODEL_DIR
 
 echo "running gunicorn..."
 exec "$VENV/bin/gunicorn" --config gunicorn.conf.py

@@ -3,13 +3,16 @@
 import contextlib
 import gc
 import os
+import subprocess
+import sys
 
 import boto3
 import pytest
-from support import CuttingProxy, MotoServer, RunningService
+from support import ROOT, CuttingProxy, MotoServer, RunningService
 
 from app.model.files import file_digest
 from app.model.s3 import S3ModelError, fetch_model
+from app.model.sources import prepare_model
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 MODEL_FILES = ("yolov3-tiny.cfg", "yolov3-tiny.weights", "coco.names")
@@ -69,6 +72,22 @@ def test_the_service_starts_from_s3_and_counts(model_uri, s3_server, tmp_path):
     assert log.index("Getting weights from S3") < log.index("running gunicorn...")
     fetched = [p.name for p in (tmp_path / "model").iterdir() if not p.name.startswith(".") and p.suffix != ".onnx"]
     assert sorted(fetched) == sorted(MODEL_FILES)  # and the ONNX export built from them
+
+
+def test_the_model_goes_into_aimodel_s3_unless_model_dir_says_where(model_uri, tmp_path):
+    directory = prepare_model({"MODEL_S3_URI": model_uri}, local=tmp_path / "aimodel")
+    assert directory == tmp_path / "aimodel" / "s3"
+    assert sorted(p.name for p in directory.iterdir() if not p.name.startswith(".")) == sorted(MODEL_FILES)
+    assert prepare_model({"MODEL_S3_URI": model_uri, "MODEL_DIR": str(tmp_path / "m")}) == tmp_path / "m"
+
+
+def test_the_start_command_prints_the_directory_alone_on_stdout(model_uri, tmp_path):
+    env = {**os.environ, "MODEL_S3_URI": model_uri, "MODEL_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "app.model.sources"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout == f"{tmp_path}\n"
+    assert "Getting weights from S3" in done.stderr  # what README tells a user to look for
+    assert (tmp_path / "yolov3-tiny.weights").is_file()
 
 
 def test_files_already_here_are_not_downloaded_again(model_uri, model_dir, tmp_path):

@@ -22,8 +22,6 @@ from .darknet_cfg import (
 )
 
 MODEL_SUFFIXES = (".cfg", ".weights", ".names", ".data")
-LOCAL_MODEL_DIR = Path("aimodel")
-SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 
 
 class ModelError(Exception):
@@ -47,13 +45,6 @@ class ModelDescription:
     class_names: tuple[str, ...]
     network: NetworkInput
     cfg_sections: tuple[Section, ...]
-
-
-def default_model_dir() -> Path:
-    """./aimodel when it holds weights, else SageMaker's /opt/ml/model when present."""
-    if not any(LOCAL_MODEL_DIR.glob("*.weights")) and SAGEMAKER_MODEL_DIR.is_dir():
-        return SAGEMAKER_MODEL_DIR
-    return LOCAL_MODEL_DIR
 
 
 def load_model_description(directory: Path) -> ModelDescription:

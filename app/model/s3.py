@@ -1,10 +1,10 @@
 """Fetching the model files from S3 at start (MODEL_S3_URI), safely.
 
-Run by run.sh before gunicorn starts: `python -m app.model.s3`. Every file is
-downloaded under a temporary name and renamed when complete, so a cut transfer
+The `s3` entry of app/model/sources.py, run by run.sh before gunicorn starts. Every
+file is downloaded under a temporary name and renamed when complete, so a cut transfer
 never leaves half a weights file to be loaded; files already here with the same
-size and ETag are kept; each download is retried with backoff; a failure is one
-line and a non-zero exit, never a service without a model.
+size and ETag are kept; each download is retried with backoff; a failure is an
+S3ModelError of one line, and no service starts on it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,13 @@ from boto3.exceptions import Boto3Error
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .files import MODEL_SUFFIXES, ModelError, file_digest, verify_weights_sha256
+from .files import MODEL_SUFFIXES, ModelError, file_digest
 
 log = logging.getLogger(__name__)
 ETAG_SUFFIX = ".s3etag"  # sidecar: multipart ETags are not an MD5 we could recompute
 
 
-class S3ModelError(Exception):
+class S3ModelError(ModelError):
     """The model cannot be fetched; the message says why in one line."""
 
 
@@ -55,6 +54,7 @@ def fetch_model(uri: str, destination: Path, client=None, attempts: int = 4, bac
         config = Config(retries={"max_attempts": 5, "mode": "standard"})
         with contextlib.closing(boto3.client("s3", config=config)) as own_client:
             return fetch_model(uri, destination, own_client, attempts, backoff_s)
+    log.info("Getting weights from S3: %s", location)
     objects = _model_objects(client, location)
     if not any(key.endswith(".weights") for key in objects):
         raise S3ModelError(f"no .weights file under {location}")
@@ -131,24 +131,3 @@ def _explain(exc: ClientError, location: S3Location) -> str:
     if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         return f"access denied to {location} ({code})"
     return f"{location}: {code or exc}"
-
-
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    uri = os.environ.get("MODEL_S3_URI", "")
-    destination = Path(os.environ.get("MODEL_DIR") or "aimodel")
-    print("Getting weights from S3", flush=True)
-    try:
-        files = fetch_model(uri, destination)
-        expected = os.environ.get("MODEL_SHA256", "").strip()
-        if expected:
-            verify_weights_sha256(next(p for p in files if p.suffix == ".weights"), expected)
-    except (S3ModelError, ModelError) as exc:
-        print(f"cannot start: {exc}", file=sys.stderr, flush=True)
-        return 1
-    print(f"model from {uri} ready in {destination}/", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
