@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from support import photo_bytes
 
-from app.http import create_app
+from app.http.factory import create_app
 from app.settings import Settings
 
 DOG = photo_bytes("dog.jpg")
@@ -145,6 +145,8 @@ def test_exif_rotated_photo_comes_back_upright(client):
         (lambda c: c.post("/invocations", json={"image": DOG_B64, "classes": ["unicorn"]}), 400, "invalid_parameter"),
         (lambda c: c.post("/invocations", json={"image": DOG_B64, "classes": 3}), 400, "invalid_parameter"),
         (lambda c: c.post("/invocations", json={"image": DOG_B64, "detections": "maybe"}), 400, "invalid_parameter"),
+        (lambda c: c.post("/invocations", json={"image": DOG_B64, "format": "xml"}), 400, "invalid_parameter"),
+        (lambda c: c.post("/invocations?format=pdf", data=DOG, content_type="image/jpeg"), 400, "invalid_parameter"),
         (lambda c: c.get("/invocations"), 405, "method_not_allowed"),
         (lambda c: c.get("/nowhere"), 404, "not_found"),
     ],
@@ -156,6 +158,22 @@ def test_errors_are_documented_json(client, send, status, code):
 def test_unknown_parameters_are_ignored(client, dog_stat):
     response = client.post("/invocations", json={"image": DOG_B64, "colour": "blue"})
     assert response.get_json()["stat"] == dog_stat
+
+
+def test_an_unknown_format_is_refused_by_name(client):
+    for send in (
+        lambda: client.post("/invocations", json={"image": DOG_B64, "format": "xml"}),
+        lambda: client.post("/invocations", data={"image": (io.BytesIO(DOG), "d.jpg"), "format": "xml"}),
+        lambda: client.post("/invocations?format=xml", data=DOG, content_type="image/jpeg"),
+    ):
+        error = error_of(send(), 400)
+        assert error["code"] == "invalid_parameter"
+        assert error["message"] == "'format' must be one of json, jpeg, csv, jsonl, coco, got 'xml'"
+
+
+def test_format_json_is_todays_answer(client, dog_stat):
+    body = client.post("/invocations?format=json", json={"image": DOG_B64, "format": "JSON"}).get_json()
+    assert set(body) == {"img", "stat"} and body["stat"] == dog_stat
 
 
 def test_limits(settings):

@@ -69,15 +69,15 @@ def test_a_name_that_is_not_utf8_a_fifo_and_a_decoder_fault_are_rows_and_the_run
     os.mkfifo(fifo)  # named on the command line: reading it would wait forever for a writer
     (photos / "boom.jpg").write_bytes(b"BOOM: a decoder that raises what nobody expected")
     output = tmp_path / "counts.csv"
-    # The count command itself, with decode_image raising a RuntimeError on one photo.
+    # The count command itself, with the pipeline's photo reader raising a RuntimeError on one photo.
     script = (
-        "import sys, app.cli.count as count\n"
-        "real = count.decode_image\n"
-        "def decode(data, max_pixels):\n"
+        "import sys, app.pipeline.photo as pipeline\n"
+        "real = pipeline.open_photo\n"
+        "def open_photo(data, max_pixels):\n"
         "    if data.startswith(b'BOOM'):\n"
         "        raise RuntimeError('decoder bug')\n"
         "    return real(data, max_pixels)\n"
-        "count.decode_image = decode\n"
+        "pipeline.open_photo = open_photo\n"
         "from app.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

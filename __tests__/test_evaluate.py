@@ -12,7 +12,7 @@ import pytest
 from support import ROOT
 
 from app.evaluation.dataset import read_dataset
-from app.evaluation.metrics import LabelledBox, PhotoResult, average_precision, evaluate
+from app.evaluation.metrics import LabelledBox, PhotoComparison, average_precision, evaluate
 from app.vision.detection import Detection
 from bench.labelled_photos import DOG_CLASS, write_labelled_folder
 
@@ -33,7 +33,9 @@ def test_average_precision_is_the_all_point_area_under_the_curve():
 
 
 def test_a_second_box_on_a_taken_object_is_a_false_positive_as_in_darknet():
-    photo = PhotoResult("a.jpg", [truth(0, 0), truth(100, 100)], [dog(0, 0, 0.9), dog(1, 1, 0.8), dog(100, 100, 0.3)])
+    photo = PhotoComparison(
+        "a.jpg", [truth(0, 0), truth(100, 100)], [dog(0, 0, 0.9), dog(1, 1, 0.8), dog(100, 100, 0.3)]
+    )
     metrics = evaluate([photo], ["dog"], 0.25).classes["dog"]
     assert (metrics.labelled, metrics.tp, metrics.fp, metrics.fn) == (2, 2, 1, 0)
     assert metrics.ap50 == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)  # hit, miss, hit
@@ -42,9 +44,9 @@ def test_a_second_box_on_a_taken_object_is_a_false_positive_as_in_darknet():
 def test_count_errors_and_the_best_threshold_computed_by_hand():
     photos = [
         # 2 labelled; found at 0.9, 0.6, 0.2 -> at 0.25: 2 (right); at 0.5: 2; at 0.7: 1
-        PhotoResult("one.jpg", [truth(0, 0), truth(50, 50)], [dog(0, 0, 0.9), dog(50, 50, 0.6), dog(90, 90, 0.2)]),
+        PhotoComparison("one.jpg", [truth(0, 0), truth(50, 50)], [dog(0, 0, 0.9), dog(50, 50, 0.6), dog(90, 90, 0.2)]),
         # 0 labelled; a false box at 0.3 -> at 0.25: 1 (over by one); at 0.5: 0
-        PhotoResult("two.jpg", [], [dog(10, 10, 0.3)]),
+        PhotoComparison("two.jpg", [], [dog(10, 10, 0.3)]),
     ]
     metrics = evaluate(photos, ["dog"], 0.25).classes["dog"]
     assert metrics.counts == [(2, 2), (1, 0)]
@@ -176,7 +178,7 @@ def test_ap_agrees_with_pycocotools_on_the_same_detections(lab, detector):
         size = (image.shape[1], image.shape[0])
         labels = [LabelledBox(label.class_id, label.in_pixels(size)) for label in photo.labels]
         found = detector.detect(image, DetectOptions(threshold=CANDIDATE_THRESHOLD))
-        photos.append(PhotoResult(photo.path.name, labels, found))
+        photos.append(PhotoComparison(photo.path.name, labels, found))
         images.append({"id": index, "width": size[0], "height": size[1]})
         for label in labels:
             x, y, w, h = label.box

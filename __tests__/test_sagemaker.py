@@ -9,8 +9,8 @@ import requests
 from PIL import Image
 from support import RunningService, free_port, photo_bytes
 
-from app.http import create_app
-from app.model import files as model_files
+from app.http.factory import create_app
+from app.model.sources import model_dir
 from app.settings import Settings
 
 DOG = photo_bytes("dog.jpg")
@@ -26,16 +26,14 @@ def test_sagemaker_bind_to_port_is_honoured(tmp_path):
         service.stop()
 
 
-def test_opt_ml_model_is_the_model_dir_when_aimodel_is_empty(tmp_path, monkeypatch):
+def test_opt_ml_model_is_the_model_dir_when_aimodel_is_empty(tmp_path):
     local, sagemaker = tmp_path / "aimodel", tmp_path / "opt-ml-model"
     local.mkdir()
     sagemaker.mkdir()
-    monkeypatch.setattr(model_files, "LOCAL_MODEL_DIR", local)
-    monkeypatch.setattr(model_files, "SAGEMAKER_MODEL_DIR", sagemaker)
-    assert Settings.from_env({}).model_dir == sagemaker
+    assert model_dir({}, local, sagemaker) == sagemaker
     (local / "mine.weights").write_bytes(b"w")
-    assert Settings.from_env({}).model_dir == local  # a model in ./aimodel comes first
-    assert Settings.from_env({"MODEL_DIR": "/elsewhere"}).model_dir.as_posix() == "/elsewhere"
+    assert model_dir({}, local, sagemaker) == local  # a model in ./aimodel comes first
+    assert model_dir({"MODEL_DIR": "/elsewhere"}, local, sagemaker).as_posix() == "/elsewhere"
 
 
 def test_execution_parameters_are_the_real_limits(settings):
@@ -66,7 +64,7 @@ def test_accept_image_jpeg_gets_the_picture_and_the_counts_in_a_header(client):
 
 
 def test_an_accept_it_cannot_produce_is_406(client):
-    response = client.post("/invocations", data=DOG, content_type="image/jpeg", headers={"Accept": "text/csv"})
+    response = client.post("/invocations", data=DOG, content_type="image/jpeg", headers={"Accept": "application/xml"})
     assert response.status_code == 406
     assert response.get_json()["error"]["code"] == "not_acceptable"
 

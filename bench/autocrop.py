@@ -18,11 +18,11 @@ import numpy as np
 from PIL import Image
 
 from app.inference.detector import build_detector
+from app.pipeline import process_photo
 from app.settings import Settings, available_cores
-from app.vision.autocrop import detect_in_sample, find_sample
+from app.vision.autocrop import find_sample
 from app.vision.detection import DetectOptions
 from app.vision.images import decode_image
-from app.vision.postprocess import count_by_class
 from app.vision.tiling import should_tile, tile_grid
 
 from .report import ms, table
@@ -62,23 +62,18 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings(model_dir=args.model_dir, engine_threads=available_cores())
     detector = build_detector(settings)
-    image = (
-        decode_image(args.photo.read_bytes(), settings.max_image_pixels)
-        if args.photo
-        else framed_photo((250, 250, 248))
-    )
+    photo = args.photo.read_bytes() if args.photo else jpeg(framed_photo((250, 250, 248)))
+    image = decode_image(photo, settings.max_image_pixels)
     network = (detector.model.network.width, detector.model.network.height)
     rows = []
     for name, crop_it in (("whole photo", False), ("auto-crop", True)):
         samples, found, crop = [], {}, None
         for _ in range(args.runs + 1):  # the first run warms up
-            started = time.perf_counter()
-            if crop_it:
-                detections, crop = detect_in_sample(detector, image, DetectOptions())
-            else:
-                detections = detector.detect(image, DetectOptions())
-            samples.append(time.perf_counter() - started)
-            found = {k: v for k, v in count_by_class(detections, detector.class_names).items() if v}
+            result = process_photo(
+                photo, detector, DetectOptions(), max_pixels=settings.max_image_pixels, auto_crop=crop_it
+            )
+            samples.append(result.stage_seconds["inference"])  # finding the sample included
+            crop, found = result.crop, {k: v for k, v in result.counts.items() if v}
         size = (crop.width, crop.height) if crop else (image.shape[1], image.shape[0])
         tiles = len(tile_grid(size, network)) if should_tile("auto", size, network) else 0
         rows.append((name, f"{size[0]}x{size[1]}", str(tiles), ms(float(np.median(samples[1:])) * 1000), str(found)))

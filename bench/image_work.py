@@ -3,15 +3,14 @@ against the least any service must do: OpenCV's bare decode and encode."""
 
 from __future__ import annotations
 
-import base64
-
 import cv2
 import numpy as np
 
+from app.pipeline import PhotoResult, render
+from app.pipeline.photo import annotated_jpeg
 from app.settings import Settings
-from app.vision.annotate import annotate
-from app.vision.detection import Detection
-from app.vision.images import decode_image, encode_jpeg
+from app.vision.detection import DEFAULT_THRESHOLD, Detection
+from app.vision.images import decode_image
 
 JPEG_QUALITY = 90  # the service's default
 MAX_PIXELS = int(Settings.max_image_megapixels * 1_000_000)  # the service's default limit
@@ -32,7 +31,10 @@ def bare_decode_encode(jpeg: bytes) -> None:
 
 
 def service_image_work(jpeg: bytes, detections: list[Detection], counts: dict[str, int]) -> None:
-    """What /invocations does around inference, as app/http/routes.py does it."""
+    """What /invocations does around inference: the pipeline's own decode, picture and
+    JSON rendering (app/pipeline), without the detector."""
     image = decode_image(jpeg, MAX_PIXELS)
-    annotated = annotate(image, detections, counts, channels="BGR")
-    base64.b64encode(encode_jpeg(annotated, JPEG_QUALITY, channels="BGR")).decode("ascii")
+    height, width = image.shape[:2]
+    picture = annotated_jpeg(image, detections, counts, None, JPEG_QUALITY)
+    result = PhotoResult(None, width, height, DEFAULT_THRESHOLD, tuple(detections), counts, picture=picture)
+    render.api_json(result)

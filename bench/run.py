@@ -136,7 +136,7 @@ def image_work(model: ModelDescription, photo: bytes, cores: int, runs: int) -> 
     )
     rows = [
         ("bare: cv2.imdecode + cv2.imencode", bare),
-        ("service: decode_image + annotate + encode_jpeg + base64", service),
+        ("service: the pipeline's decode + annotated JPEG + JSON body", service),
     ]
     print(table(("work", "median ms", "p90 ms"), [(label, ms(median(s)), ms(p90(s))) for label, s in rows]))
     print("\n" + target("service / bare", median(service) / median(bare), 1.3), flush=True)

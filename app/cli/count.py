@@ -1,11 +1,12 @@
-"""Counting a folder of photos without a server: the same detector, in process.
+"""Counting a folder of photos without a server: the same pipeline, in process.
 
-  python -m app count PATH... [--output counts.csv | --format jsonl]
-      [--annotate DIR] [--threshold 0.25] [--tiling auto|on|off]
+  python -m app count PATH... [--output FILE] [--format csv|jsonl|coco] [--detections]
+      [--annotate DIR] [--threshold 0.25] [--tiling auto|on|off] [--auto-crop]
 
 One row per photo: file, width, height, a count per class, milliseconds; a photo
-that cannot be read gets its error in the row and the run goes on. The model is
-the service's (MODEL_DIR, BACKEND, ... from the environment).
+that cannot be read gets its error in the row and the run goes on. --format coco
+writes one COCO detection dataset of every photo at the end. The model is the
+service's (MODEL_DIR, BACKEND, ... from the environment).
 """
 
 from __future__ import annotations
@@ -15,26 +16,24 @@ import json
 import os
 import stat
 import sys
-import time
 from pathlib import Path
 
 from app.inference.detector import build_detector
-from app.inference.engines import EngineUnavailable
-from app.model.files import ModelError
-from app.settings import ConfigError, Settings
-from app.vision.annotate import annotate
-from app.vision.autocrop import detect_in_sample, outline
+from app.pipeline import PhotoFailure, PhotoResult, process_photo, render
+from app.settings import STARTUP_ERRORS, Settings
 from app.vision.detection import DetectOptions
-from app.vision.images import ImageTooLarge, InvalidImage, decode_image, encode_jpeg, photos_in
-from app.vision.postprocess import count_by_class
+from app.vision.images import ImageTooLarge, InvalidImage, photos_in
 from app.vision.tiling import TILING_MODES
+
+FORMATS = ("csv", "jsonl", "coco")
 
 
 def add_command(commands) -> None:
     count = commands.add_parser("count", help="count objects in photos or folders of photos")
     count.add_argument("paths", nargs="+", type=Path)
     count.add_argument("--output", "-o", type=Path, help="write here instead of standard output")
-    count.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    count.add_argument("--format", choices=FORMATS, default="csv")
+    count.add_argument("--detections", action="store_true", help="jsonl: each photo's boxes, as the API's `detections`")
     count.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated pictures here")
     count.add_argument("--threshold", type=float, default=DetectOptions.threshold)
     count.add_argument("--tiling", choices=TILING_MODES, default="auto")
@@ -45,10 +44,13 @@ def add_command(commands) -> None:
 def run(args, parser) -> int:
     if not 0 <= args.threshold <= 1:
         parser.error("--threshold must be between 0 and 1")
+    if args.detections and args.format != "jsonl":
+        parser.error("--detections goes with --format jsonl (coco always has the boxes)")
     try:
-        settings = Settings.from_env()
+        # In process, one detector: every core is its own (no WORKERS share them).
+        settings = Settings.from_env({**os.environ, "WORKERS": "1"})
         detector = build_detector(settings)
-    except (ConfigError, ModelError, EngineUnavailable) as exc:
+    except STARTUP_ERRORS as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1
     photos = photos_in(args.paths)
@@ -56,13 +58,18 @@ def run(args, parser) -> int:
     # UTF-8 whatever the locale; names that are not UTF-8 are already escaped (display_name).
     out = args.output.open("w", newline="", encoding="utf-8", errors="backslashreplace") if args.output else sys.stdout
     try:
-        write = _writer(out, args.format, detector.class_names)
+        write, finish = _writer(out, args.format, args.detections, detector.class_names)
         failures = 0
         for index, photo in enumerate(photos, start=1):
             _progress(index, len(photos), photo)
-            row = count_photo(photo, detector, options, settings, args.annotate, args.auto_crop)
-            failures += bool(row["error"])
-            write(row)
+            outcome = count_photo(photo, detector, options, settings, args.auto_crop, args.annotate is not None)
+            if isinstance(outcome, PhotoFailure):
+                failures += 1
+            elif args.annotate:
+                args.annotate.mkdir(parents=True, exist_ok=True)
+                (args.annotate / f"{photo.stem}.annotated.jpg").write_bytes(outcome.picture)
+            write(outcome)
+        finish()
     finally:
         if args.output:
             out.close()
@@ -71,46 +78,24 @@ def run(args, parser) -> int:
 
 
 def count_photo(
-    photo: Path,
-    detector,
-    options: DetectOptions,
-    settings: Settings,
-    annotate_dir: Path | None,
-    auto_crop: bool = False,
-) -> dict:
-    row: dict = {
-        "file": display_name(photo),
-        "width": None,
-        "height": None,
-        "crop": None,
-        "counts": {},
-        "ms": None,
-        "error": "",
-    }
-    started = time.perf_counter()
+    photo: Path, detector, options: DetectOptions, settings: Settings, auto_crop: bool, annotated: bool
+) -> PhotoResult | PhotoFailure:
+    name = display_name(photo)
     try:
-        image = decode_image(read_regular_file(photo), settings.max_image_pixels)
+        return process_photo(
+            read_regular_file(photo),
+            detector,
+            options,
+            max_pixels=settings.max_image_pixels,
+            filename=name,
+            auto_crop=auto_crop,
+            annotated=annotated,
+            jpeg_quality=settings.jpeg_quality,
+        )
     except (OSError, InvalidImage, ImageTooLarge) as exc:
-        row["error"] = str(exc)
-        return row
+        return PhotoFailure(name, str(exc))
     except Exception as exc:  # a decoder's own fault on one photo: its row says so, the run goes on
-        row["error"] = f"the photo could not be decoded ({type(exc).__name__}: {exc})"
-        return row
-    if auto_crop:
-        detections, crop = detect_in_sample(detector, image, options)
-    else:
-        detections, crop = detector.detect(image, options), None
-    counts = count_by_class(detections, detector.class_names)
-    row.update(height=image.shape[0], width=image.shape[1], counts=counts, crop=crop.as_list() if crop else None)
-    row["ms"] = round((time.perf_counter() - started) * 1000, 1)
-    if annotate_dir:
-        annotate_dir.mkdir(parents=True, exist_ok=True)
-        annotated = annotate(image, detections, counts, channels="BGR")
-        if crop:
-            outline(annotated, crop)
-        picture = encode_jpeg(annotated, settings.jpeg_quality, channels="BGR")
-        (annotate_dir / f"{photo.stem}.annotated.jpg").write_bytes(picture)
-    return row
+        return PhotoFailure(name, f"the photo could not be decoded ({type(exc).__name__}: {exc})")
 
 
 def display_name(path: Path) -> str:
@@ -133,19 +118,30 @@ def read_regular_file(path: Path) -> bytes:
         return stream.read()
 
 
-def _writer(out, fmt: str, class_names: tuple[str, ...]):
+def _writer(out, fmt: str, detections: bool, class_names: tuple[str, ...]):
+    """(write one photo's outcome, finish the output) for the chosen format."""
     if fmt == "jsonl":
-        return lambda row: print(json.dumps(row), file=out, flush=True)
-    table = csv.writer(out)
-    table.writerow(["file", "width", "height", "crop", *class_names, "ms", "error"])
+        return lambda outcome: print(render.json_line(outcome, detections), file=out, flush=True), lambda: None
+    if fmt == "coco":  # one document: written when every photo is counted
+        results: list[PhotoResult] = []
 
-    def write(row: dict) -> None:
-        counts = [row["counts"].get(name, "") for name in class_names]
-        crop = " ".join(map(str, row["crop"])) if row["crop"] else ""
-        table.writerow([row["file"], row["width"], row["height"], crop, *counts, row["ms"], row["error"]])
+        def keep(outcome) -> None:
+            if isinstance(outcome, PhotoResult):  # a photo that failed is in the summary, not in COCO
+                results.append(outcome)
+
+        def finish() -> None:
+            json.dump(render.coco_document(results, class_names), out)
+            print(file=out)
+
+        return keep, finish
+    table = csv.writer(out)
+    table.writerow(render.csv_header(class_names))
+
+    def write(outcome) -> None:
+        table.writerow(render.csv_row(outcome, class_names))
         out.flush()
 
-    return write
+    return write, lambda: None
 
 
 def _progress(index: int, total: int, photo: Path) -> None:

@@ -44,9 +44,7 @@ def run(args, parser) -> int:
     if not 0 <= args.threshold <= 1:
         parser.error("--threshold must be between 0 and 1")
     from app.evaluation.dataset import DatasetError, read_dataset
-    from app.inference.engines import EngineUnavailable
-    from app.model.files import ModelError
-    from app.settings import ConfigError, Settings
+    from app.settings import STARTUP_ERRORS, Settings
 
     try:
         settings = Settings.from_env()
@@ -54,7 +52,7 @@ def run(args, parser) -> int:
         detectors = {precision: _detector(settings, precision) for precision in precisions}
         class_names = next(iter(detectors.values())).class_names
         dataset = read_dataset(args.data, len(class_names), args.missing_labels)
-    except (ConfigError, ModelError, EngineUnavailable, DatasetError) as exc:
+    except (*STARTUP_ERRORS, DatasetError) as exc:
         print(f"cannot evaluate: {exc}", file=sys.stderr)
         return 2
     for problem in dataset.problems:
@@ -86,21 +84,22 @@ def _detector(settings, precision: str):
 
 
 def _evaluate(detector, dataset, mode: str, threshold: float, max_pixels: int):
-    from app.evaluation.metrics import LabelledBox, PhotoResult, evaluate
+    from app.evaluation.metrics import LabelledBox, PhotoComparison, evaluate
+    from app.pipeline import process_photo
     from app.vision.detection import DetectOptions
-    from app.vision.images import ImageTooLarge, InvalidImage, decode_image
+    from app.vision.images import ImageTooLarge, InvalidImage
 
     options = DetectOptions(threshold=CANDIDATE_THRESHOLD, tiling=mode)
     photos = []
     for photo in dataset.photos:
         try:
-            image = decode_image(photo.path.read_bytes(), max_pixels)
+            result = process_photo(photo.path.read_bytes(), detector, options, max_pixels=max_pixels)
         except (OSError, InvalidImage, ImageTooLarge) as exc:
             print(f"warning: {photo.path}: {exc}; skipped", file=sys.stderr)
             continue
-        size = (image.shape[1], image.shape[0])
+        size = (result.width, result.height)
         labels = [LabelledBox(label.class_id, label.in_pixels(size)) for label in photo.labels]
-        photos.append(PhotoResult(str(photo.path), labels, detector.detect(image, options)))
+        photos.append(PhotoComparison(str(photo.path), labels, list(result.detections)))
     return evaluate(photos, detector.class_names, threshold)
 
 

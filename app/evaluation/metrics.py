@@ -29,7 +29,7 @@ class LabelledBox:
 
 
 @dataclass(frozen=True)
-class PhotoResult:
+class PhotoComparison:
     photo: str
     labels: list[LabelledBox]
     candidates: list[Detection]  # the service's detections at a very low threshold
@@ -76,7 +76,7 @@ class Evaluation:
         return float(np.mean([m.ap50 for m in self.classes.values()])) if self.classes else 0.0
 
 
-def evaluate(photos: Sequence[PhotoResult], class_names: Sequence[str], threshold: float) -> Evaluation:
+def evaluate(photos: Sequence[PhotoComparison], class_names: Sequence[str], threshold: float) -> Evaluation:
     classes = {}
     for class_id, name in enumerate(class_names):
         metrics = _detection_quality(photos, class_id, threshold)
@@ -99,7 +99,7 @@ def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.sum((points[steps + 1] - points[steps]) * values[steps + 1]))
 
 
-def _detection_quality(photos: Sequence[PhotoResult], class_id: int, threshold: float) -> ClassMetrics:
+def _detection_quality(photos: Sequence[PhotoComparison], class_id: int, threshold: float) -> ClassMetrics:
     ranked = []  # (confidence, is a true positive by darknet's rule)
     labelled = 0
     for photo in photos:
@@ -136,15 +136,15 @@ def _detection_quality(photos: Sequence[PhotoResult], class_id: int, threshold: 
     return metrics
 
 
-def _count(photo: PhotoResult, class_id: int, threshold: float) -> int:
+def _count(photo: PhotoComparison, class_id: int, threshold: float) -> int:
     return sum(1 for d in photo.candidates if d.class_id == class_id and d.confidence > threshold)
 
 
-def _labelled(photo: PhotoResult, class_id: int) -> int:
+def _labelled(photo: PhotoComparison, class_id: int) -> int:
     return sum(1 for label in photo.labels if label.class_id == class_id)
 
 
-def _count_quality(metrics: ClassMetrics, photos: Sequence[PhotoResult], class_id: int, threshold: float) -> None:
+def _count_quality(metrics: ClassMetrics, photos: Sequence[PhotoComparison], class_id: int, threshold: float) -> None:
     if not photos:
         return
     truth = np.array([_labelled(photo, class_id) for photo in photos])

@@ -5,7 +5,6 @@ without it (tests, a single process) the default registry serves."""
 from __future__ import annotations
 
 import os
-import time
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -42,21 +41,10 @@ MODEL_LOAD_SECONDS = Gauge(
 )
 
 
-class Stages:
-    """Durations of consecutive stages of one request, for the log and the histograms."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def done(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.seconds[stage] = now - self._last
-        self._last = now
-
-    def observe(self) -> None:
-        for stage, seconds in self.seconds.items():
-            STAGE_SECONDS.labels(stage).observe(seconds)
+def observe_stages(stage_seconds: dict[str, float]) -> None:
+    """A photo's stage durations (decode, inference, annotate, encode) into the histograms."""
+    for stage, seconds in stage_seconds.items():
+        STAGE_SECONDS.labels(stage).observe(seconds)
 
 
 def request_labels(method: str, route: str | None, status: int) -> tuple[str, str, str]:

@@ -1,14 +1,13 @@
 """The API described (OpenAPI 3.1), next to the code it describes; GET /openapi.json.
 
-The parameter bounds and error codes are the ones request_parsing.py and errors.py
-enforce; the tests validate this document and run schemathesis against the server.
+The request parameters come from the table in parameters.py that request parsing
+reads with, the error codes are the ones errors.py answers; the tests validate this
+document and run schemathesis against the server.
 """
 
 from __future__ import annotations
 
-from app.vision.detection import DEFAULT_NMS, DEFAULT_THRESHOLD
-from app.vision.tiling import TILING_MODES
-
+from .parameters import PARAMETERS
 from .request_parsing import RAW_IMAGE_TYPES
 
 ERROR_CODES = {
@@ -16,7 +15,7 @@ ERROR_CODES = {
     "401": ("API_KEYS is set and the request carries no valid key", "unauthorized"),
     "404": ("Unknown path", "not_found"),
     "405": ("Method not allowed", "method_not_allowed"),
-    "406": ("The Accept header allows neither JSON nor image/jpeg", "not_acceptable"),
+    "406": ("The Accept header allows none of the answer's media types", "not_acceptable"),
     "413": ("Body over MAX_UPLOAD_MB, or photo over MAX_IMAGE_MEGAPIXELS", "payload_too_large, image_too_large"),
     "415": ("Content-Type is none of the three request forms", "unsupported_media_type"),
     "500": ("A fault of the server; the body carries the request id that is in the log", "internal_error"),
@@ -27,51 +26,17 @@ ERROR_CODES = {
 }
 
 
-def _fraction(description: str, default: float) -> dict:
-    return {"type": "number", "minimum": 0, "maximum": 1, "default": default, "description": description}
-
-
-PARAMETERS = {
-    "threshold": _fraction("Keep a box when objectness x class probability is above this", DEFAULT_THRESHOLD),
-    "nms": _fraction("IoU above which a box of the same class is suppressed", DEFAULT_NMS),
-    "classes": {
-        "description": "Class names to keep (others count 0): a list, or names separated by commas",
-        "oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}],
-    },
-    "return_image": {"type": "boolean", "default": True, "description": "Include the annotated JPEG as `img`"},
-    "detections": {"type": "boolean", "default": False, "description": "Include the list of boxes"},
-    "tiling": {
-        "type": "string",
-        "enum": list(TILING_MODES),
-        "default": "auto",
-        "description": "Tiles at full resolution for small objects; auto: photos over twice the network input",
-    },
-    "auto_crop": {
-        "type": "boolean",
-        "default": False,
-        "description": "Count only the sample, the largest saturated region (a stained drop); the answer has `crop`",
-    },
-    "filename": {"type": "string", "description": "Echoed into the log"},
-}
-
-
 def _query_parameters() -> list[dict]:
-    parameters = []
-    for name, schema in PARAMETERS.items():
-        # In a query string everything is text: lists comma-separated, booleans as words.
-        query_schema = {"type": "string"} if name == "classes" else dict(schema)
-        if schema.get("type") == "boolean":
-            query_schema = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]}
-        parameters.append(
-            {
-                "name": name,
-                "in": "query",
-                "required": False,
-                "schema": query_schema,
-                "description": schema["description"],
-            }
-        )
-    return parameters
+    return [
+        {
+            "name": parameter.name,
+            "in": "query",
+            "required": False,
+            "schema": parameter.text_schema(),
+            "description": parameter.description,
+        }
+        for parameter in PARAMETERS
+    ]
 
 
 def _error_response(description: str, codes: str) -> dict:
@@ -83,6 +48,39 @@ def _error_response(description: str, codes: str) -> dict:
 
 def _errors(*statuses: str) -> dict:
     return {status: _error_response(*ERROR_CODES[status]) for status in statuses}
+
+
+def _invocation_answer(binary: dict) -> dict:
+    """The 200 of /invocations in each of its media types (render.MEDIA_TYPES)."""
+    return {
+        "description": "Counts per class, the annotated photo, the boxes when asked; in the format that "
+        "`format` names, else in the one the Accept header prefers",
+        "headers": {
+            "X-Request-ID": {"schema": {"type": "string"}, "description": "Also in the log"},
+            "X-Stat": {
+                "schema": {"type": "string"},
+                "description": "With image/jpeg: the counts of the classes found, a JSON object",
+            },
+        },
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/InvocationResult"},
+                        {"$ref": "#/components/schemas/CocoDataset"},
+                    ]
+                }
+            },
+            "image/jpeg": {"schema": binary},
+            "text/csv": {"schema": {"type": "string", "description": "The columns of `python -m app count`"}},
+            "application/x-ndjson": {
+                "schema": {
+                    "type": "string",
+                    "description": "One JSON line per photo, as `python -m app count --format jsonl`",
+                }
+            },
+        },
+    }
 
 
 def openapi_document() -> dict:
@@ -123,16 +121,7 @@ def openapi_document() -> dict:
                         },
                     },
                     "responses": {
-                        "200": {
-                            "description": "Counts per class, the annotated photo, the boxes when asked",
-                            "headers": {
-                                "X-Request-ID": {"schema": {"type": "string"}, "description": "Also in the log"}
-                            },
-                            "content": {
-                                "application/json": {"schema": {"$ref": "#/components/schemas/InvocationResult"}},
-                                "image/jpeg": {"schema": binary},
-                            },
-                        },
+                        "200": _invocation_answer(binary),
                         **invocation_errors,
                     },
                 }
@@ -218,7 +207,7 @@ def openapi_document() -> dict:
                     "required": ["image"],
                     "properties": {
                         "image": {"type": "string", "description": "Base64 of the photo; a data URL is accepted"},
-                        **PARAMETERS,
+                        **{parameter.name: parameter.schema() for parameter in PARAMETERS},
                     },
                 },
                 "FormInvocation": {
@@ -226,7 +215,7 @@ def openapi_document() -> dict:
                     "required": ["image"],
                     "properties": {
                         "image": binary,
-                        **{name: {"type": "string", "description": s["description"]} for name, s in PARAMETERS.items()},
+                        **{parameter.name: parameter.text_schema() for parameter in PARAMETERS},
                     },
                 },
                 "Upload": {
@@ -262,6 +251,57 @@ def openapi_document() -> dict:
                             ],
                         },
                         "crop_note": {"type": "string"},
+                    },
+                },
+                "CocoDataset": {
+                    "type": "object",
+                    "description": "With format=coco: a COCO detection dataset of the photo (image id 1); "
+                    "category ids are the .names lines from 1",
+                    "required": ["images", "annotations", "categories"],
+                    "properties": {
+                        "images": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "file_name", "width", "height"],
+                                "properties": {
+                                    "id": {"type": "integer", "minimum": 1},
+                                    "file_name": {"type": "string"},
+                                    "width": {"type": "integer", "minimum": 1},
+                                    "height": {"type": "integer", "minimum": 1},
+                                },
+                            },
+                        },
+                        "annotations": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "image_id", "category_id", "bbox", "area", "iscrowd", "score"],
+                                "properties": {
+                                    "id": {"type": "integer", "minimum": 1},
+                                    "image_id": {"type": "integer", "minimum": 1},
+                                    "category_id": {"type": "integer", "minimum": 1},
+                                    "bbox": {
+                                        "type": "array",
+                                        "description": "x, y, width, height in pixels, top-left origin",
+                                        "items": {"type": "number"},
+                                        "minItems": 4,
+                                        "maxItems": 4,
+                                    },
+                                    "area": {"type": "number", "minimum": 0},
+                                    "iscrowd": {"const": 0},
+                                    "score": {"type": "number", "minimum": 0, "maximum": 1},
+                                },
+                            },
+                        },
+                        "categories": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "name"],
+                                "properties": {"id": {"type": "integer", "minimum": 1}, "name": {"type": "string"}},
+                            },
+                        },
                     },
                 },
                 "Detection": {

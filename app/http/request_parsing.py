@@ -2,7 +2,7 @@
 
 JSON with a base64 image, multipart with an `image` file, or the raw image bytes
 (SageMaker style). Parameters come from query, form fields or JSON keys (the body
-wins); unknown ones are ignored, invalid values are a 400 that names the parameter.
+wins) and are read by the table in parameters.py.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +18,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import MultiPartParser
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from app.vision.detection import DEFAULT_NMS, DEFAULT_THRESHOLD, DetectOptions
-from app.vision.tiling import TILING_MODES
+from app.vision.detection import DetectOptions
 
 from .errors import BadRequest, UnsupportedMediaType
+from .parameters import read_parameters
 
 RAW_IMAGE_TYPES = frozenset({"image/jpeg", "image/jpg", "image/png", "image/tiff", "image/webp", "application/x-image"})
-TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
-FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -35,9 +31,10 @@ class InvocationRequest:
     image: bytes
     filename: str | None
     options: DetectOptions
-    return_image: bool = True
-    include_detections: bool = False
-    auto_crop: bool = False  # count only the sample (app/vision/autocrop.py)
+    return_image: bool
+    include_detections: bool
+    auto_crop: bool  # count only the sample (app/vision/autocrop.py)
+    format: str | None  # one of render.MEDIA_TYPES; None: the Accept header decides
 
 
 def parse_invocation(request: Request, class_names: tuple[str, ...]) -> InvocationRequest:
@@ -66,14 +63,7 @@ def parse_invocation(request: Request, class_names: tuple[str, ...]) -> Invocati
             f"Content-Type {mimetype or '(none)'} is not accepted; send application/json, "
             f"multipart/form-data or the image bytes as one of {', '.join(sorted(RAW_IMAGE_TYPES))}"
         )
-    return InvocationRequest(
-        image=image,
-        filename=_optional_text(params, "filename"),
-        options=parse_options(params, class_names),
-        return_image=_boolean(params, "return_image", True),
-        include_detections=_boolean(params, "detections", False),
-        auto_crop=_boolean(params, "auto_crop", False),
-    )
+    return _invocation(image, read_parameters(params, class_names))
 
 
 def parse_upload(request: Request, class_names: tuple[str, ...]) -> InvocationRequest:
@@ -88,8 +78,22 @@ def parse_upload(request: Request, class_names: tuple[str, ...]) -> InvocationRe
     auto_crop = fields.get("auto_crop", "0").strip()
     if auto_crop not in ("0", "1"):
         raise BadRequest(f"'auto_crop' must be 0 or 1, got {auto_crop!r}", code="invalid_parameter")
+    defaults = read_parameters({}, class_names)
+    return _invocation(image, {**defaults, "filename": filename, "auto_crop": auto_crop == "1"})
+
+
+def _invocation(image: bytes, values: dict[str, Any]) -> InvocationRequest:
+    """The request from the values read_parameters gives."""
     return InvocationRequest(
-        image=image, filename=filename, options=parse_options({}, class_names), auto_crop=auto_crop == "1"
+        image=image,
+        filename=values["filename"],
+        options=DetectOptions(
+            threshold=values["threshold"], nms=values["nms"], classes=values["classes"], tiling=values["tiling"]
+        ),
+        return_image=values["return_image"],
+        include_detections=values["detections"],
+        auto_crop=values["auto_crop"],
+        format=values["format"],
     )
 
 
@@ -180,83 +184,3 @@ def decode_base64_image(value: Any) -> bytes:
         return base64.b64decode(compact, altchars=altchars, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("'image' is not valid base64", code="invalid_base64") from None
-
-
-def parse_options(params: Mapping[str, Any], class_names: tuple[str, ...]) -> DetectOptions:
-    return DetectOptions(
-        threshold=_fraction(params, "threshold", DEFAULT_THRESHOLD),
-        nms=_fraction(params, "nms", DEFAULT_NMS),
-        classes=_class_ids(params.get("classes"), class_names),
-        tiling=_choice(params, "tiling", TILING_MODES),
-    )
-
-
-def _fraction(params: Mapping[str, Any], name: str, default: float) -> float:
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        if isinstance(value, bool):  # JSON true is not a number here
-            raise ValueError
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: 10**400 as a JSON number
-        raise BadRequest(
-            f"'{name}' must be a number between 0 and 1, got {value!r}", code="invalid_parameter"
-        ) from None
-    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-        raise BadRequest(f"'{name}' must be between 0 and 1, got {value!r}", code="invalid_parameter")
-    return number
-
-
-def _choice(params: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str:
-    value = params.get(name)
-    if value is None or value == "":
-        return allowed[0]
-    if not isinstance(value, str) or value.strip().lower() not in allowed:
-        raise BadRequest(f"'{name}' must be one of {', '.join(allowed)}, got {value!r}", code="invalid_parameter")
-    return value.strip().lower()
-
-
-def _boolean(params: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise BadRequest(f"'{name}' must be true or false, got {value!r}", code="invalid_parameter")
-
-
-def _class_ids(value: Any, class_names: tuple[str, ...]) -> frozenset[int] | None:
-    if value is None or value == "" or value == []:
-        return None
-    if isinstance(value, str):
-        wanted = [name.strip() for name in value.split(",") if name.strip()]
-    elif isinstance(value, list) and all(isinstance(name, str) for name in value):
-        wanted = [name.strip() for name in value]
-    else:
-        raise BadRequest(
-            "'classes' must be a list of class names or a comma-separated string", code="invalid_parameter"
-        )
-    index = {name: i for i, name in enumerate(class_names)}
-    unknown = [name for name in wanted if name not in index]
-    if unknown:
-        raise BadRequest(
-            f"unknown class {', '.join(map(repr, unknown))} in 'classes'; the model knows {_preview(class_names)}",
-            code="invalid_parameter",
-        )
-    return frozenset(index[name] for name in wanted) or None
-
-
-def _optional_text(params: Mapping[str, Any], name: str) -> str | None:
-    value = params.get(name)
-    return value if isinstance(value, str) and value else None
-
-
-def _preview(names: tuple[str, ...], limit: int = 12) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -1,30 +1,25 @@
-"""The HTTP routes: parse, call the detector, render. No engine is imported here."""
+"""The HTTP routes: parse, run the photo pipeline, render. No engine is imported here."""
 
 from __future__ import annotations
 
-import base64
 import functools
-import json
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app.inference.detector import Detector
-from app.vision.annotate import annotate
-from app.vision.autocrop import detect_in_sample, outline
-from app.vision.detection import Detection
-from app.vision.images import encode_jpeg, open_photo
-from app.vision.postprocess import count_by_class
+from app.pipeline import process_photo, render
 
 from . import metrics
 from .errors import NotAcceptable, NotReady
-from .metrics import Stages
 from .openapi import openapi_document
 from .request_log import add_fields
 from .request_parsing import parse_invocation, parse_upload
 
 bp = Blueprint("service", __name__)
-PRODUCED_TYPES = ("application/json", "image/jpeg")
+# Accept header -> answer format (format= in the request wins); JSON first, for */*.
+# COCO shares JSON's media type: only format=coco asks for it.
+ACCEPTED_TYPES = {media: name for name, media in render.MEDIA_TYPES.items() if name != "coco"}
 
 
 def _detector() -> Detector:
@@ -102,72 +97,59 @@ def upload():
 def _answer(parse):
     detector = _detector()
     settings = current_app.extensions["settings"]
-    # JSON by default; Accept: image/jpeg asks for the annotated picture itself.
-    produce = request.accept_mimetypes.best_match(PRODUCED_TYPES) if request.accept_mimetypes else PRODUCED_TYPES[0]
-    if produce is None:
-        raise NotAcceptable(f"this service answers {' or '.join(PRODUCED_TYPES)}, not {request.headers['Accept']}")
-    deadline = g.deadline  # set where the photo entered the queue (app/http/admission.py)
-    stages = Stages()
     invocation = parse(request, detector.class_names)
-    photo = open_photo(invocation.image, settings.max_image_pixels)  # the header only: size checked
-    body: dict = {}
-    picture = None
-    # The decoded photo and everything made from it exist only while its pixels are held.
-    with current_app.extensions["pixel_budget"].hold(photo.pixels, deadline):
-        image = photo.decode()
-        stages.done("decode")
-        if invocation.auto_crop:
-            detections, crop = detect_in_sample(detector, image, invocation.options, deadline)
-        else:
-            detections, crop = detector.detect(image, invocation.options, deadline), None
-        stages.done("inference")
-        counts = count_by_class(detections, detector.class_names)
-        if invocation.return_image or produce == "image/jpeg":
-            annotated = annotate(image, detections, counts, channels="BGR")  # what the JPEG encoder takes
-            if crop:
-                outline(annotated, crop)
-            stages.done("annotate")
-            picture = encode_jpeg(annotated, settings.jpeg_quality, channels="BGR")
-            stages.done("encode")
-            body["img"] = base64.b64encode(picture).decode("ascii")
-            del annotated
-        height, width = image.shape[:2]
-        del image
-    body["stat"] = counts
-    if invocation.include_detections:
-        body["detections"] = [_detection_json(d) for d in detections]
-    if invocation.auto_crop:
-        body["crop"] = crop.as_list() if crop else None
-        if crop is None:
-            body["crop_note"] = (
-                "no sample region found (nothing saturated, or it fills the frame): counted the whole photo"
-            )
-    stages.observe()
-    metrics.count_objects(counts)
+    answer_format = invocation.format or _format_from_accept()
+    result = process_photo(
+        invocation.image,
+        detector,
+        invocation.options,
+        max_pixels=settings.max_image_pixels,
+        filename=invocation.filename,
+        auto_crop=invocation.auto_crop,
+        annotated=answer_format == "jpeg" or (answer_format == "json" and invocation.return_image),
+        jpeg_quality=settings.jpeg_quality,
+        deadline=g.deadline,  # set where the photo entered the queue (app/http/admission.py)
+        hold_pixels=current_app.extensions["pixel_budget"].hold,
+    )
+    metrics.observe_stages(result.stage_seconds)
+    metrics.count_objects(result.counts)
     add_fields(
         filename=invocation.filename,
-        width=width,
-        height=height,
-        objects=len(detections),
-        counts={name: count for name, count in counts.items() if count},
-        stage_ms={stage: round(seconds * 1000, 1) for stage, seconds in stages.seconds.items()},
+        width=result.width,
+        height=result.height,
+        objects=len(result.detections),
+        counts=render.found_counts(result),
+        stage_ms={stage: round(seconds * 1000, 1) for stage, seconds in result.stage_seconds.items()},
     )
-    if produce == "image/jpeg":
+    return _rendered(result, answer_format, invocation.include_detections, detector.class_names)
+
+
+def _format_from_accept() -> str:
+    """JSON by default; the Accept header may ask for the picture itself, CSV or JSON lines."""
+    if not request.accept_mimetypes:
+        return "json"
+    best = request.accept_mimetypes.best_match(ACCEPTED_TYPES)
+    if best is None:
+        raise NotAcceptable(
+            f"this service answers {', '.join(ACCEPTED_TYPES)} (or format=coco), not {request.headers['Accept']}"
+        )
+    return ACCEPTED_TYPES[best]
+
+
+def _rendered(result, answer_format: str, detections: bool, class_names: tuple[str, ...]) -> Response:
+    if answer_format == "jpeg":
         # The counts travel in a header, for clients that only want the picture.
-        stat = json.dumps({name: count for name, count in counts.items() if count}, separators=(",", ":"))
-        return Response(picture, content_type="image/jpeg", headers={"X-Stat": stat})
-    return jsonify(body)
+        return Response(result.picture, content_type="image/jpeg", headers={"X-Stat": render.x_stat(result)})
+    if answer_format == "csv":
+        return Response(render.csv_text([result], class_names), content_type="text/csv; charset=utf-8")
+    if answer_format == "jsonl":
+        return Response(render.json_line(result, detections) + "\n", content_type="application/x-ndjson")
+    if answer_format == "coco":
+        return jsonify(render.coco_document([result], class_names))
+    return jsonify(render.api_json(result, detections))
 
 
 @bp.get("/metrics")
 def prometheus_metrics():
     payload, content_type = metrics.render()
     return Response(payload, content_type=content_type)
-
-
-def _detection_json(detection: Detection) -> dict:
-    return {
-        "class": detection.class_name,
-        "confidence": round(detection.confidence, 4),
-        "box": [round(v, 1) for v in detection.box],
-    }

@@ -11,12 +11,10 @@ it holds the whole drop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-from .detection import Detection, DetectOptions
 
 SATURATION_FLOOR = 100  # the original's threshold, on OpenCV's 0-255 saturation
 MASK_SIDE = 1024
@@ -54,22 +52,6 @@ def find_sample(image: np.ndarray) -> Crop | None:
     if not MIN_SHARE <= share <= MAX_SHARE:
         return None
     return Crop(left, top, right - left, bottom - top)
-
-
-def detect_in_sample(detector, image: np.ndarray, options: DetectOptions, deadline: float | None = None):
-    """(detections in the whole photo's pixels, the crop or None when the whole photo
-    was counted)."""
-    crop = find_sample(image)
-    if crop is None:
-        return detector.detect(image, options, deadline), None
-    region = image[crop.y : crop.y + crop.height, crop.x : crop.x + crop.width]
-    found = detector.detect(region, options, deadline)
-    return [_moved(detection, crop.x, crop.y) for detection in found], crop
-
-
-def _moved(detection: Detection, dx: int, dy: int) -> Detection:
-    x, y, w, h = detection.box
-    return replace(detection, box=(x + dx, y + dy, w, h))
 
 
 def outline(picture_bgr: np.ndarray, crop: Crop) -> None:

@@ -1,0 +1,117 @@
+"""One result, every rendering: the API and `python -m app count` answer in the same
+formats from the same renderers, so a count or a box reads the same wherever it is read."""
+
+import contextlib
+import csv
+import io
+import json
+import shutil
+import subprocess
+
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from support import DATA
+from test_batch_count import run_count
+
+from app.pipeline import PhotoFailure, render
+
+DOG = (DATA / "dog.jpg").read_bytes()
+
+
+def ask(client, headers=None, **params):
+    return client.post("/invocations", data=DOG, content_type="image/jpeg", query_string=params, headers=headers)
+
+
+def coco_from(document: dict) -> COCO:
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it indexes
+        coco = COCO()
+        coco.dataset = document
+        coco.createIndex()
+    return coco
+
+
+def test_the_api_gives_every_format_of_one_photo_and_they_agree(client):
+    answer = ask(client, detections="true", filename="dog.jpg").get_json()
+    found = {name: count for name, count in answer["stat"].items() if count}
+    assert found["dog"] == found["bicycle"] == 1
+
+    table = ask(client, format="csv", filename="dog.jpg")
+    assert table.mimetype == "text/csv"
+    header, row = csv.reader(io.StringIO(table.get_data(as_text=True)))
+    assert header == ["file", "width", "height", "crop", *answer["stat"], "ms", "error"]
+    assert row[:3] == ["dog.jpg", "768", "576"]
+    assert dict(zip(answer["stat"], map(int, row[4:-2]), strict=True)) == answer["stat"]
+
+    (line,) = ask(client, format="jsonl", detections="1").get_data(as_text=True).splitlines()
+    assert json.loads(line)["counts"] == answer["stat"]
+    assert json.loads(line)["detections"] == answer["detections"]  # same fields, same numbers
+
+    coco = coco_from(ask(client, format="coco").get_json())
+    assert [coco.cats[a["category_id"]]["name"] for a in coco.dataset["annotations"]] == [
+        d["class"] for d in answer["detections"]
+    ]
+    assert [a["bbox"] for a in coco.dataset["annotations"]] == [d["box"] for d in answer["detections"]]
+
+    picture = ask(client, format="jpeg")
+    assert picture.mimetype == "image/jpeg" and json.loads(picture.headers["X-Stat"]) == found
+
+
+@pytest.mark.parametrize(
+    ("accept", "media"),
+    [("text/csv", "text/csv"), ("application/x-ndjson", "application/x-ndjson"), ("image/*", "image/jpeg")],
+)
+def test_the_accept_header_chooses_the_format_when_the_request_does_not(client, accept, media):
+    assert ask(client, headers={"Accept": accept}).mimetype == media
+    assert ask(client, headers={"Accept": accept}, format="json").mimetype == "application/json"  # format wins
+
+
+def test_a_format_that_makes_no_picture_spends_no_time_drawing(client):
+    for answer_format in ("csv", "jsonl", "coco"):
+        assert "img" not in ask(client, format=answer_format).get_data(as_text=True)
+    assert "img" not in ask(client, return_image="false").get_json()
+
+
+def test_count_gives_the_boxes_and_rows_the_api_gives(client, model_dir, tmp_path):
+    shutil.copy(DATA / "dog.jpg", tmp_path)
+    answer = ask(client, detections="true").get_json()
+    (line,) = run_count(str(tmp_path), "--format", "jsonl", "--detections", model_dir=model_dir).stdout.splitlines()
+    assert json.loads(line)["detections"] == answer["detections"]
+    api_row = next(csv.DictReader(io.StringIO(ask(client, format="csv").get_data(as_text=True))))
+    cli_row = next(csv.DictReader(io.StringIO(run_count(str(tmp_path), model_dir=model_dir).stdout)))
+    for varying in ("file", "ms"):
+        del api_row[varying], cli_row[varying]
+    assert cli_row == api_row
+
+
+def test_count_writes_one_coco_dataset_that_pycocotools_evaluates(model_dir, tmp_path):
+    for name in ("dog.jpg", "horses.jpg", "person.jpg"):
+        shutil.copy(DATA / name, tmp_path)
+    (tmp_path / "notes.jpg").write_text("not a photo")  # in the CSV's error rows, not in COCO
+    document = json.loads(run_count(str(tmp_path), "--format", "coco", model_dir=model_dir).stdout)
+    truth = coco_from(document)
+    assert sorted(image["file_name"].rsplit("/", 1)[1] for image in document["images"]) == [
+        "dog.jpg",
+        "horses.jpg",
+        "person.jpg",
+    ]
+    assert len(truth.cats) == 80 and truth.cats[17]["name"] == "dog"  # .names line 17, counted from 1
+    # Held against itself as ground truth, every box is found: the ids and boxes hang together.
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluation = COCOeval(truth, truth.loadRes(document["annotations"]), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    assert evaluation.stats[1] == pytest.approx(1.0)  # AP at IoU 0.5
+
+
+def test_detections_go_with_json_lines_only(model_dir):
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        run_count(str(DATA / "dog.jpg"), "--detections", model_dir=model_dir)
+    assert refused.value.returncode == 2 and "--detections goes with --format jsonl" in refused.value.stderr
+
+
+def test_a_failed_photo_renders_as_an_error_row_in_csv_and_json_lines():
+    failure = PhotoFailure("bad.jpg", "the image is empty (0 bytes)")
+    assert render.csv_row(failure, ("dog", "cat")) == ["bad.jpg", "", "", "", "", "", "", failure.error]
+    assert json.loads(render.json_line(failure))["error"] == failure.error
