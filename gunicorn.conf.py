@@ -15,7 +15,6 @@ from pathlib import Path
 from gunicorn.glogging import Logger
 
 wsgi_app = "app.http.wsgi:application()"
-port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or os.environ.get("PORT") or "8080")
 
 # Prometheus: every worker writes its metrics to files here, /metrics adds them up.
 # Set before anything imports prometheus_client (app/ does): it reads this at import.
@@ -33,36 +32,26 @@ if _own_metrics_dir:
             shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-# One model per worker process. Each worker's engine gets cores / workers threads
-# (app/settings.py), so the default of one worker per 4 cores keeps every forward
-# pass fast without oversubscribing the CPU; a GPU box wants WORKERS=1 or 2.
-workers = int(os.environ.get("WORKERS") or max(1, _cores() // 4))
-os.environ.setdefault("WORKERS", str(workers))  # the workers size their engine from it
-worker_class = "gthread"
+# Every setting read once, with the service's own checks: a bad value is one line.
+from app.settings import ConfigError, Settings  # noqa: E402 - after the metrics directory
 
 try:
-    from app.settings import ConfigError, request_threads
-
-    # A thread per photo in the worker's queue, plus spares so /ping never waits
-    # (app/http/admission.py): the queue's depth sets the threads, not the other way round.
-    threads = request_threads().threads
+    settings = Settings.from_env()
 except ConfigError as exc:
     print(f"cannot start: {exc}", file=sys.stderr, flush=True)
     sys.exit(1)
-# Above the slowest inference (a 48 MP photo on a slow CPU), so a busy worker is not killed.
-timeout = int(os.environ.get("TIMEOUT") or 120)
+
+# One model per worker process; each worker's engine gets cores / workers threads.
+workers = settings.workers
+worker_class = "gthread"
+# A thread per photo in the worker's queue, plus spares so /ping never waits
+# (app/http/admission.py): the queue's depth sets the threads, not the other way round.
+threads = settings.threads
+timeout = settings.timeout_s
 graceful_timeout = 30  # SIGTERM: finish the photos in flight, then stop
 keepalive = 5
-# A guard against slow leaks in native libraries: recycle a worker now and then,
-# staggered so that workers do not restart together.
-max_requests = int(os.environ.get("MAX_REQUESTS") or 5000)
+# Staggered, so that workers do not restart together.
+max_requests = settings.max_requests
 max_requests_jitter = max_requests // 10
 # gunicorn 24+ opens a control socket in a shared per-user path: two services on one
 # machine would fight over it, and nothing here uses it.
@@ -71,7 +60,7 @@ control_socket_disable = True
 # The app writes one structured line per request (app/http/request_log.py).
 accesslog = None
 errorlog = "-"
-loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
+loglevel = settings.log_level.lower()
 
 
 class ServiceLogger(Logger):
@@ -101,14 +90,10 @@ logger_class = ServiceLogger
 # The buffering front (app/http/front.py): nginx listens on PORT and hands whole requests to
 # gunicorn on a unix socket in a private directory. FRONT=none, or no nginx installed,
 # serves gunicorn on PORT itself (slow clients can then hold its threads).
-_front_choice = (os.environ.get("FRONT") or "auto").strip().lower()
-if _front_choice not in ("auto", "nginx", "none"):
-    print(f"cannot start: FRONT={_front_choice!r} is not one of auto, nginx, none", file=sys.stderr, flush=True)
-    sys.exit(1)
-from app.http.front import nginx_binary  # noqa: E402 - after the checks above, as the settings
+from app.http.front import nginx_binary  # noqa: E402 - after the settings
 
-_nginx = nginx_binary() if _front_choice != "none" else None
-if _front_choice == "nginx" and _nginx is None:
+_nginx = nginx_binary() if settings.front != "none" else None
+if settings.front == "nginx" and _nginx is None:
     print("cannot start: FRONT=nginx but nginx is not installed (apt-get install nginx)", file=sys.stderr, flush=True)
     sys.exit(1)
 _front = None
@@ -123,7 +108,7 @@ if _nginx:
         if os.getpid() == _front_master:
             shutil.rmtree(_front_dir, ignore_errors=True)
 else:
-    bind = f"0.0.0.0:{port}"
+    bind = f"0.0.0.0:{settings.port}"
 
 
 def on_starting(server):
@@ -132,15 +117,13 @@ def on_starting(server):
     (a missing engine library) stops the start the same way, from app/http/wsgi.py."""
     from app.inference.engines import prepare_engine
     from app.model.files import ModelError, load_model_description, verify_weights_sha256
-    from app.settings import ConfigError, Settings
 
     try:
-        settings = Settings.from_env()
         model = load_model_description(settings.model_dir)
         if settings.model_sha256:
             verify_weights_sha256(model.files.weights, settings.model_sha256)
         prepare_engine(settings.backend, model, settings.precision, settings.int8_min_agreement)
-    except (ConfigError, ModelError) as exc:
+    except ModelError as exc:
         print(f"cannot start: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
     global _front
@@ -149,7 +132,7 @@ def on_starting(server):
 
         _front = NginxFront(
             FrontSettings(
-                port=port,
+                port=settings.port,
                 directory=_front_dir,
                 max_body_mb=settings.max_upload_mb,
                 upstream_timeout_s=settings.request_deadline_s + 30,
@@ -160,8 +143,8 @@ def on_starting(server):
     else:
         server.log.warning(
             "no nginx (FRONT=%s): gunicorn serves port %d itself; slow clients can hold its threads",
-            _front_choice,
-            port,
+            settings.front,
+            settings.port,
         )
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     for stale in os.listdir(metrics_dir):  # counts of an earlier run are not this run's

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import DEMO_MODEL, RunningService
 
-from app.http import create_app
+from app.http.factory import create_app
 from app.inference.detector import Detector, build_detector
 from app.settings import Settings
 

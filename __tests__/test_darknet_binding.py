@@ -180,7 +180,7 @@ def test_our_nms_is_darknets_do_nms_sort(library):
 def test_darknet_engine_serves_the_api(model_dir, monkeypatch):
     library = _debian_library()
     monkeypatch.setenv("LIBDARKNET_PATH", str(library.path))
-    from app.http import create_app
+    from app.http.factory import create_app
     from app.settings import Settings
 
     app = create_app(Settings(model_dir=model_dir, backend="darknet", engine_threads=2))

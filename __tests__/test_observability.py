@@ -9,7 +9,7 @@ import requests
 from flask import Flask
 from support import RunningService, photo_bytes
 
-from app.http import create_app
+from app.http.factory import create_app
 from app.settings import ConfigError, Settings
 
 DOG = photo_bytes("dog.jpg")

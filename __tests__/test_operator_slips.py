@@ -88,6 +88,22 @@ def test_a_key_setting_that_yields_no_key_refuses_to_start_and_leaves_no_temp_di
     assert left_in_tmp(tmp_path) == []  # gunicorn.conf.py's metrics directory went with the master
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"WORKERS": "four"}, "cannot start: WORKERS='four' is not a whole number"),
+        ({"THREADS": "2", "ACTIVE_PHOTOS": "2"}, "cannot start: THREADS=2 leaves no thread for /ping"),
+        ({"MAX_REQUESTS": "-1"}, "cannot start: MAX_REQUESTS='-1' must be at least 0"),
+        ({"FRONT": "apache"}, "cannot start: FRONT='apache' is not one of auto, nginx, none"),
+    ],
+)
+def test_a_server_setting_gunicorn_cannot_use_refuses_with_one_line(tmp_path, setting, message):
+    # gunicorn.conf.py reads them through Settings: no ValueError traceback from a bare int().
+    line = refusal(start(tmp_path, **setting))
+    assert line.startswith(message)
+    assert left_in_tmp(tmp_path) == []
+
+
 def test_no_key_setting_at_all_still_means_no_authentication():
     assert Settings.from_env({"API_KEYS": ""}).api_keys == ()
     assert Settings.from_env({}).api_keys == ()

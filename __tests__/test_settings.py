@@ -18,7 +18,10 @@ def test_defaults_and_overrides():
     ("env", "message"),
     [
         ({"BACKEND": "tensorflow"}, "BACKEND='tensorflow' is not one of"),
-        ({"WORKERS": "two"}, "WORKERS='two' is not a int"),
+        ({"WORKERS": "two"}, "WORKERS='two' is not a whole number"),
+        ({"PORT": "80 80"}, "PORT='80 80' is not a whole number"),
+        ({"TIMEOUT": "0"}, "TIMEOUT='0' must be at least 1"),
+        ({"FRONT": "apache"}, "FRONT='apache' is not one of auto, nginx, none"),
         ({"MAX_UPLOAD_MB": "-1"}, "must be at least"),
         ({"JPEG_QUALITY": "101"}, "between 1 and 100"),
     ],
@@ -26,3 +29,13 @@ def test_defaults_and_overrides():
 def test_bad_values_are_one_clear_error(env, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_the_server_settings_gunicorn_uses_are_read_here_too():
+    settings = Settings.from_env(
+        {"PORT": "9000", "TIMEOUT": "300", "MAX_REQUESTS": "0", "FRONT": "NONE", "QUEUE_DEPTH": "10"}
+    )
+    assert (settings.port, settings.timeout_s, settings.max_requests, settings.front) == (9000, 300, 0, "none")
+    assert settings.threads == settings.active_photos + 10 + 4  # the queue's photos plus the spares
+    assert Settings.from_env({"PORT": "9000", "SAGEMAKER_BIND_TO_PORT": "8081"}).port == 8081  # SageMaker's wins
+    assert Settings.from_env({}).workers >= 1

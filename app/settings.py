@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from app.model.files import default_model_dir
+from app.inference.engines import EngineUnavailable
+from app.inference.engines.registry import ENGINES, engines_serving
+from app.inference.int8 import DEFAULT_INT8_MIN_AGREEMENT
+from app.model import sources
+from app.model.files import ModelError
 from app.vision.tiling import DEFAULT_OVERLAP
 
-BACKENDS = ("auto", "onnxruntime", "opencv", "darknet")
+BACKENDS = ("auto", *ENGINES)
 PRECISIONS = ("fp32", "int8")
-DEFAULT_INT8_MIN_AGREEMENT = 0.98  # share of fp32 boxes an int8 box must match
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -21,14 +24,31 @@ class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
 
+# What stops a start with one line (`cannot start: ...`) wherever a detector is built.
+STARTUP_ERRORS = (ConfigError, ModelError, EngineUnavailable)
+
+
+FRONTS = ("auto", "nginx", "none")  # the buffering front (app/http/front.py); auto: nginx when installed
+CORES_PER_WORKER = 4  # the default workers: one per 4 cores, each engine on its share
+# The queue in front of the engine (app/http/admission.py): photos worked on at once (one
+# in the engine while the next decodes), and photos waiting their turn beyond them.
+ACTIVE_PHOTOS = 2
+QUEUE_DEPTH = 64
+SPARE_THREADS = 4  # beyond the queue: /ping, /metrics, /model and refusals never wait
+
+
 @dataclass(frozen=True)
 class Settings:
     model_dir: Path
+    # The server (gunicorn.conf.py): one model per worker process; a GPU box wants 1 or 2.
+    port: int = 8080
     workers: int = 1
-    # The queue in front of the engine (app/http/admission.py): photos worked on at once (one
-    # in the engine while the next decodes), and photos waiting their turn beyond them.
-    active_photos: int = 2
-    queue_depth: int = 64
+    threads: int = ACTIVE_PHOTOS + QUEUE_DEPTH + SPARE_THREADS  # per worker: a thread per queued photo
+    timeout_s: int = 120  # above the slowest inference, so a busy worker is not killed
+    max_requests: int = 5000  # recycle a worker now and then: a guard against native leaks
+    front: str = "auto"
+    active_photos: int = ACTIVE_PHOTOS
+    queue_depth: int = QUEUE_DEPTH
     # Dynamic batching (app/inference/batching.py): whole photos of several requests in one
     # forward pass. 1 (none) by default: on a CPU it gains nothing (README, Measure).
     max_batch: int = 1
@@ -67,16 +87,24 @@ class Settings:
         return int(self.pixel_budget_megapixels * 1_000_000)
 
     def __post_init__(self):
-        if self.precision == "int8" and self.backend not in ("auto", "onnxruntime"):
-            raise ConfigError(f"PRECISION=int8 needs BACKEND=onnxruntime or auto, not {self.backend}")
+        engine = ENGINES.get(self.backend)
+        if engine is not None and self.precision not in engine.precisions:
+            serving = " or ".join((*engines_serving(self.precision), "auto"))
+            raise ConfigError(f"PRECISION={self.precision} needs BACKEND={serving}, not {self.backend}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        workers = _number(env, "WORKERS", 1, int, minimum=1)
+        workers = _number(env, "WORKERS", max(1, available_cores() // CORES_PER_WORKER), int, minimum=1)
         capacity = request_threads(env)
         return cls(
-            model_dir=Path(env["MODEL_DIR"]) if env.get("MODEL_DIR") else default_model_dir(),
+            model_dir=sources.model_dir(env),
+            port=_number(env, "SAGEMAKER_BIND_TO_PORT", 0, int, minimum=1, maximum=65535)
+            or _number(env, "PORT", cls.port, int, minimum=1, maximum=65535),
             workers=workers,
+            threads=capacity.threads,
+            timeout_s=_number(env, "TIMEOUT", cls.timeout_s, int, minimum=1),
+            max_requests=_number(env, "MAX_REQUESTS", cls.max_requests, int, minimum=0),
+            front=_choice(env, "FRONT", FRONTS),
             active_photos=capacity.active,
             queue_depth=capacity.depth,
             max_batch=capacity.batch,
@@ -107,9 +135,6 @@ class Settings:
             model_sha256=env.get("MODEL_SHA256", "").strip().lower(),
             log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
         )
-
-
-SPARE_THREADS = 4  # beyond the queue: /ping, /metrics, /model and refusals never wait
 
 
 class Capacity(NamedTuple):
@@ -187,7 +212,7 @@ def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum=N
     try:
         value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a {kind.__name__}") from None
+        raise ConfigError(f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}") from None
     if value < minimum or (maximum is not None and value > maximum):
         bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         raise ConfigError(f"{name}={raw!r} must be {bounds}")

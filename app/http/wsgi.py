@@ -5,16 +5,14 @@ from __future__ import annotations
 from flask import Flask
 from gunicorn.errors import AppImportError
 
-from app.inference.engines import EngineUnavailable
-from app.model.files import ModelError
-from app.settings import ConfigError
+from app.settings import STARTUP_ERRORS
 
-from . import create_app
+from .factory import create_app
 
 
 def application() -> Flask:
     try:
         return create_app()
-    except (ConfigError, ModelError, EngineUnavailable) as exc:
+    except STARTUP_ERRORS as exc:
         # gunicorn prints this message alone and stops: no traceback, no restart loop.
         raise AppImportError(f"cannot start: {exc}") from None

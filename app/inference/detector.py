@@ -7,17 +7,20 @@ import functools
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from app.model.files import ModelDescription, file_digest, load_model_description
-from app.settings import Settings
 from app.vision.detection import Detection, DetectOptions
 from app.vision.postprocess import select_detections
 from app.vision.tiling import DEFAULT_OVERLAP, MERGE_IOS, drop_cut_boxes, merge, should_tile, tile_grid, to_image
 
 from .batching import Batcher, BatchTimeout
 from .engines import Engine, create_engine
+
+if TYPE_CHECKING:  # the settings are the layer above; build_detector only reads them
+    from app.settings import Settings
 
 log = logging.getLogger(__name__)
 

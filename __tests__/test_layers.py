@@ -1,0 +1,72 @@
+"""The folders of app/ are layers: each imports only those below it, and what
+gunicorn's master and run.sh import loads no engine, no Flask, no image library."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app"
+# Bottom up. A layer may import its own and those before it, never one after it.
+LAYERS = ("model", "vision", "inference", "settings", "pipeline", "evaluation", "http", "cli")
+HEAVY = ("flask", "werkzeug", "cv2", "PIL", "onnxruntime", "onnx", "prometheus_client", "boto3")
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "app" and parts[1] in LAYERS else None
+
+
+def app_imports(path: Path) -> set[str]:
+    """The app.* modules a file imports, relative imports resolved."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = set()
+    tree = ast.parse(path.read_text())
+    for block in [node for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)]:
+        block.body = []  # names for type hints only: no import at run time
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name == "app" or name.startswith("app.")}
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
+
+
+SOURCES = sorted(path for path in APP.rglob("*.py") if layer_of(".".join(path.relative_to(ROOT).parts)))
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda path: str(path.relative_to(APP)))
+def test_a_layer_imports_only_the_layers_below_it(path):
+    own = LAYERS.index(layer_of(".".join(path.relative_to(ROOT).parts)))
+    upward = [name for name in app_imports(path) if layer_of(name) and LAYERS.index(layer_of(name)) > own]
+    assert upward == [], f"{path.relative_to(ROOT)} imports a layer above its own"
+
+
+def test_the_http_layer_never_imports_an_engine():
+    for path in (APP / "http").rglob("*.py"):
+        assert not [name for name in app_imports(path) if name.startswith("app.inference.engines")], path
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        "app",  # the package itself
+        "app.settings, app.http.front, app.log_lines",  # gunicorn.conf.py, in the master
+        "app.model.sources",  # run.sh, before gunicorn
+    ],
+)
+def test_what_the_master_and_run_sh_import_loads_nothing_heavy(modules):
+    code = f"import sys, {modules}; print([m for m in {HEAVY!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,40 @@
+"""The Flask app factory: the detector, the guards in their order, the routes."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from app.inference.detector import build_detector
+from app.log_lines import LOG_FORMAT
+from app.settings import Settings
+
+from . import admission, auth, errors, hooks, request_log, routes
+from .admission import PhotoQueue
+from .metrics import MODEL_LOAD_SECONDS
+from .pixel_budget import PixelBudget
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    app = Flask(__name__)
+    # Werkzeug refuses a larger body from its Content-Length, before reading it.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    app.json.sort_keys = False  # keep "img", "stat" and the classes in .names order
+    app.extensions["settings"] = settings
+    app.extensions["detector"] = detector = build_detector(settings)
+    app.extensions["pixel_budget"] = PixelBudget(settings.pixel_budget)
+    MODEL_LOAD_SECONDS.set(detector.load_seconds)
+    errors.init_app(app)
+    # Hooks run in registration order: the request id exists before a 401 is raised.
+    hooks.init_app(app, settings.cors_origins)
+    request_log.init_app(app)
+    auth.init_app(app, settings.api_keys)
+    # After auth: strangers take no place in the queue.
+    admission.init_app(app, PhotoQueue(settings.active_photos, settings.queue_depth), settings.request_deadline_s)
+    # After auth (no reading for strangers) and the queue (a queued photo's body waits unread).
+    hooks.limit_streamed_bodies(app, settings.max_upload_bytes)
+    app.register_blueprint(routes.bp)
+    return app
