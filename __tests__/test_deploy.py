@@ -2,7 +2,6 @@
 SageMaker and Application Auto Scaling, and the Kubernetes manifests against the API
 schemas."""
 
-import re
 from pathlib import Path
 
 import boto3
@@ -13,6 +12,7 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 from support import ROOT
 
+from app.settings import Settings
 from deploy.sagemaker import EndpointSpec, deploy
 
 K8S = ROOT / "deploy" / "k8s"
@@ -111,8 +111,7 @@ def test_deployment_fits_the_service():
     assert container["readinessProbe"]["httpGet"]["path"] == "/ping"
     assert container["livenessProbe"]["httpGet"]["path"] == "/ping"
     assert container["ports"][0]["containerPort"] == 8080
-    gunicorn_timeout = int(re.search(r'"TIMEOUT"\) or (\d+)', (ROOT / "gunicorn.conf.py").read_text()).group(1))
-    assert pod["terminationGracePeriodSeconds"] > gunicorn_timeout
+    assert pod["terminationGracePeriodSeconds"] > Settings.timeout_s  # gunicorn's TIMEOUT default
     assert pod["securityContext"]["runAsNonRoot"] is True
     hpa = yaml.safe_load((K8S / "hpa.yaml").read_text())
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
