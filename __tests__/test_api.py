@@ -193,11 +193,16 @@ def test_cors_and_request_id(client):
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert response.headers["X-Request-ID"] == "lab-42"
     preflight = client.options(
-        "/invocations", headers={"Origin": "http://lab.example", "Access-Control-Request-Method": "POST"}
+        "/invocations",
+        headers={
+            "Origin": "http://lab.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, x-api-key",  # what a browser asks before a JSON POST
+        },
     )
     assert preflight.status_code == 200
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
-    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    assert preflight.headers["Access-Control-Allow-Headers"].lower() == "content-type, x-api-key"
 
 
 def test_cors_origins_narrow_who_may_call(settings):

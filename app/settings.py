@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +131,7 @@ class Settings:
             ),
             jpeg_quality=_number(env, "JPEG_QUALITY", cls.jpeg_quality, int, minimum=1, maximum=100),
             tile_overlap=_number(env, "TILE_OVERLAP", cls.tile_overlap, float, minimum=0.0, maximum=0.9),
-            cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()) or ("*",),
+            cors_origins=_origins(env),
             api_keys=_api_keys(env),
             model_sha256=env.get("MODEL_SHA256", "").strip().lower(),
             log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
@@ -166,6 +167,22 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+# scheme://host[:port], as a browser sends it in Origin; nothing that could read as a pattern.
+ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[a-z0-9.-]+(:[0-9]{1,5})?$", re.IGNORECASE)
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    """CORS_ORIGINS: `*`, or exact origins separated by commas. `https://*.lab.example`
+    is refused, not read as a pattern that would also let `https://evil-lab.example` in."""
+    origins = tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()) or ("*",)
+    for origin in origins:
+        if origin != "*" and not ORIGIN.match(origin):
+            raise ConfigError(
+                f"CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port], no path, no pattern) or *"
+            )
+    return origins
 
 
 def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:

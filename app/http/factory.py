@@ -10,7 +10,7 @@ from app.inference.detector import build_detector
 from app.log_lines import LOG_FORMAT
 from app.settings import Settings
 
-from . import admission, auth, errors, hooks, request_log, routes
+from . import admission, auth, cors, errors, hooks, request_log, routes
 from .admission import PhotoQueue
 from .metrics import MODEL_LOAD_SECONDS
 from .pixel_budget import PixelBudget
@@ -29,7 +29,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     MODEL_LOAD_SECONDS.set(detector.load_seconds)
     errors.init_app(app)
     # Hooks run in registration order: the request id exists before a 401 is raised.
-    hooks.init_app(app, settings.cors_origins)
+    hooks.init_app(app)
+    cors.init_app(app, settings.cors_origins)
     request_log.init_app(app)
     auth.init_app(app, settings.api_keys)
     # After auth: strangers take no place in the queue.

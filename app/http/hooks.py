@@ -1,5 +1,5 @@
-"""Per-request concerns at the edge: a request id, CORS headers, and the body limit
-for uploads that come without a Content-Length."""
+"""Per-request concerns at the edge: a request id, and the body limit for uploads
+that come without a Content-Length."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def init_app(app: Flask, cors_origins: tuple[str, ...]) -> None:
+def init_app(app: Flask) -> None:
     @app.before_request
     def _assign_request_id():
         # Keep a caller's id (a front end or a load balancer set it) when it is safe to log.
@@ -21,20 +21,8 @@ def init_app(app: Flask, cors_origins: tuple[str, ...]) -> None:
         g.request_id = given if SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
 
     @app.after_request
-    def _decorate(response):
+    def _echo_request_id(response):
         response.headers["X-Request-ID"] = g.get("request_id", "-")
-        origin = request.headers.get("Origin")
-        if "*" in cors_origins:
-            response.headers["Access-Control-Allow-Origin"] = "*"
-        else:
-            response.vary.add("Origin")  # the answer depends on the caller's origin: caches must know
-            if origin in cors_origins:
-                response.headers["Access-Control-Allow-Origin"] = origin
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization, X-API-Key, X-Request-ID"
-            response.headers["Access-Control-Max-Age"] = "600"
-        response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, X-Stat"
         return response
 
 
