@@ -33,11 +33,11 @@ if _own_metrics_dir:
 
 
 # Every setting read once, with the service's own checks: a bad value is one line.
-from app.settings import ConfigError, Settings  # noqa: E402 - after the metrics directory
+from app.settings import STARTUP_ERRORS, Settings  # noqa: E402 - after the metrics directory
 
 try:
     settings = Settings.from_env()
-except ConfigError as exc:
+except STARTUP_ERRORS as exc:
     print(f"cannot start: {exc}", file=sys.stderr, flush=True)
     sys.exit(1)
 

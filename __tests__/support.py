@@ -19,6 +19,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 DEMO_MODEL = ROOT / "aimodel"
+# What gunicorn's master, run.sh's model step and `import app` must not load.
+HEAVY_MODULES = ("flask", "werkzeug", "cv2", "PIL", "onnxruntime", "onnx", "prometheus_client", "boto3")
 
 
 def photo_path(name: str) -> Path:
@@ -184,3 +186,16 @@ class CuttingProxy:
 
     def close(self) -> None:
         self.listener.close()
+
+
+def run_count(*args: str, model_dir) -> subprocess.CompletedProcess:
+    """`python -m app count ARGS` on the model in model_dir; raises when it fails."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", "count", *args],
+        cwd=ROOT,
+        env={"MODEL_DIR": str(model_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )

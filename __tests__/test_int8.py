@@ -10,7 +10,7 @@ import pytest
 import requests
 from support import ROOT, RunningService, photo_bytes
 
-from app.cli.calibration import CalibrationError, split_photos
+from app.inference.calibration import CalibrationError, split_photos
 from app.inference.int8.agreement import matched_boxes
 from app.inference.int8.cpu_class import cpu_class
 from app.inference.int8.schemes import SCHEME_NAMES, SchemeResult, choose

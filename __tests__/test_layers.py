@@ -1,5 +1,5 @@
 """The folders of app/ are layers: each imports only those below it, and what
-gunicorn's master and run.sh import loads no engine, no Flask, no image library."""
+gunicorn's master imports loads no engine, no Flask, no image library."""
 
 import ast
 import subprocess
@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import HEAVY_MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app"
 # Bottom up. A layer may import its own and those before it, never one after it.
 LAYERS = ("model", "vision", "inference", "settings", "pipeline", "evaluation", "http", "cli")
-HEAVY = ("flask", "werkzeug", "cv2", "PIL", "onnxruntime", "onnx", "prometheus_client", "boto3")
 
 
 def layer_of(module: str) -> str | None:
@@ -63,10 +63,9 @@ def test_the_http_layer_never_imports_an_engine():
     [
         "app",  # the package itself
         "app.settings, app.http.front, app.log_lines",  # gunicorn.conf.py, in the master
-        "app.model.sources",  # run.sh, before gunicorn
-    ],
+    ],  # run.sh's `python -m app.model.sources`: test_model_sources.py
 )
-def test_what_the_master_and_run_sh_import_loads_nothing_heavy(modules):
-    code = f"import sys, {modules}; print([m for m in {HEAVY!r} if m in sys.modules])"
+def test_what_the_master_imports_loads_nothing_heavy(modules):
+    code = f"import sys, {modules}; print([m for m in {HEAVY_MODULES!r} if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -1,6 +1,7 @@
 """One result, every rendering: the API and `python -m app count` answer in the same
 formats from the same renderers, so a count or a box reads the same wherever it is read."""
 
+import base64
 import contextlib
 import csv
 import io
@@ -11,10 +12,9 @@ import subprocess
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from support import DATA
-from test_batch_count import run_count
+from support import DATA, run_count
 
-from app.pipeline import PhotoFailure, render
+from app.pipeline import PhotoFailure, photo, render
 
 DOG = (DATA / "dog.jpg").read_bytes()
 
@@ -66,10 +66,27 @@ def test_the_accept_header_chooses_the_format_when_the_request_does_not(client, 
     assert ask(client, headers={"Accept": accept}, format="json").mimetype == "application/json"  # format wins
 
 
-def test_a_format_that_makes_no_picture_spends_no_time_drawing(client):
+def test_a_format_that_makes_no_picture_spends_no_time_drawing(client, monkeypatch):
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("drew a picture nobody asked for")
+
+    monkeypatch.setattr(photo, "annotated_jpeg", no_drawing)
     for answer_format in ("csv", "jsonl", "coco"):
-        assert "img" not in ask(client, format=answer_format).get_data(as_text=True)
+        assert ask(client, format=answer_format).status_code == 200
     assert "img" not in ask(client, return_image="false").get_json()
+    assert ask(client).status_code == 500  # the default JSON does draw: the patch is in the path
+
+
+def test_an_accept_with_parameters_and_a_format_over_an_accept_it_cannot_meet(client):
+    assert ask(client, headers={"Accept": "text/csv; charset=utf-8"}).mimetype == "text/csv"
+    assert ask(client, headers={"Accept": "application/xml"}).status_code == 406
+    # format= in a JSON body is read with the body, so the Accept header alone does not refuse it.
+    answer = client.post(
+        "/invocations",
+        json={"image": base64.b64encode(DOG).decode(), "format": "jsonl"},
+        headers={"Accept": "application/xml"},
+    )
+    assert answer.status_code == 200 and answer.mimetype == "application/x-ndjson"
 
 
 def test_count_gives_the_boxes_and_rows_the_api_gives(client, model_dir, tmp_path):
@@ -113,5 +130,6 @@ def test_detections_go_with_json_lines_only(model_dir):
 
 def test_a_failed_photo_renders_as_an_error_row_in_csv_and_json_lines():
     failure = PhotoFailure("bad.jpg", "the image is empty (0 bytes)")
-    assert render.csv_row(failure, ("dog", "cat")) == ["bad.jpg", "", "", "", "", "", "", failure.error]
-    assert json.loads(render.json_line(failure))["error"] == failure.error
+    table = render.CsvDocument(("dog", "cat"))
+    assert list(csv.reader(io.StringIO(table.photo(failure)))) == [["bad.jpg", "", "", "", "", "", "", failure.error]]
+    assert json.loads(render.JsonLinesDocument(("dog", "cat")).photo(failure))["error"] == failure.error

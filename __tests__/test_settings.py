@@ -6,11 +6,13 @@ from app.settings import ConfigError, Settings
 
 
 def test_defaults_and_overrides():
-    settings = Settings.from_env({"MODEL_DIR": "/m", "WORKERS": "2", "MAX_UPLOAD_MB": "5", "CORS_ORIGINS": "a, b"})
+    settings = Settings.from_env(
+        {"MODEL_DIR": "/m", "WORKERS": "2", "MAX_UPLOAD_MB": "5", "CORS_ORIGINS": "https://a.example, http://b:8080"}
+    )
     assert settings.model_dir == Path("/m")
     assert settings.backend == "auto"
     assert settings.max_upload_bytes == 5 * 1024 * 1024
-    assert settings.cors_origins == ("a", "b")
+    assert settings.cors_origins == ("https://a.example", "http://b:8080")
     assert settings.engine_threads >= 1
 
 
@@ -20,7 +22,7 @@ def test_defaults_and_overrides():
         ({"BACKEND": "tensorflow"}, "BACKEND='tensorflow' is not one of"),
         ({"WORKERS": "two"}, "WORKERS='two' is not a whole number"),
         ({"PORT": "80 80"}, "PORT='80 80' is not a whole number"),
-        ({"TIMEOUT": "0"}, "TIMEOUT='0' must be at least 1"),
+        ({"TIMEOUT": "-1"}, "TIMEOUT='-1' must be at least 0"),
         ({"FRONT": "apache"}, "FRONT='apache' is not one of auto, nginx, none"),
         ({"MAX_UPLOAD_MB": "-1"}, "must be at least"),
         ({"JPEG_QUALITY": "101"}, "between 1 and 100"),

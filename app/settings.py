@@ -94,6 +94,12 @@ class Settings:
             raise ConfigError(f"PRECISION={self.precision} needs BACKEND={serving}, not {self.backend}")
 
     @classmethod
+    def for_one_process(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """For a command that runs one detector in its own process (count, evaluate,
+        calibrate): no other worker shares the cores, whatever WORKERS says."""
+        return cls.from_env({**env, "WORKERS": "1"})
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         workers = _number(env, "WORKERS", max(1, available_cores() // CORES_PER_WORKER), int, minimum=1)
         capacity = request_threads(env)
@@ -103,7 +109,7 @@ class Settings:
             or _number(env, "PORT", cls.port, int, minimum=1, maximum=65535),
             workers=workers,
             threads=capacity.threads,
-            timeout_s=_number(env, "TIMEOUT", cls.timeout_s, int, minimum=1),
+            timeout_s=_number(env, "TIMEOUT", cls.timeout_s, int, minimum=0),  # 0: gunicorn's "never"
             max_requests=_number(env, "MAX_REQUESTS", cls.max_requests, int, minimum=0),
             front=_choice(env, "FRONT", FRONTS),
             active_photos=capacity.active,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.cli.calibration import CalibrationError, CalibrationOptions, calibrate
+from app.inference.calibration import CalibrationError, CalibrationOptions, calibrate
 from app.inference.engines import Engine, EngineUnavailable, create_engine
 from app.inference.engines.onnx_files import prepare_onnx_model
 from app.inference.engines.registry import ENGINES

@@ -9,7 +9,7 @@ import numpy as np
 from app.pipeline import PhotoResult, render
 from app.pipeline.photo import annotated_jpeg
 from app.settings import Settings
-from app.vision.detection import DEFAULT_THRESHOLD, Detection
+from app.vision.detection import Detection
 from app.vision.images import decode_image
 
 JPEG_QUALITY = 90  # the service's default
@@ -36,5 +36,5 @@ def service_image_work(jpeg: bytes, detections: list[Detection], counts: dict[st
     image = decode_image(jpeg, MAX_PIXELS)
     height, width = image.shape[:2]
     picture = annotated_jpeg(image, detections, counts, None, JPEG_QUALITY)
-    result = PhotoResult(None, width, height, DEFAULT_THRESHOLD, tuple(detections), counts, picture=picture)
+    result = PhotoResult(None, width, height, tuple(detections), counts, picture=picture)
     render.api_json(result)

@@ -49,20 +49,19 @@ def run(args, parser) -> int:
         parser.error("--holdout must be between 0 and 1")
     if not 0 <= args.pass_mark <= 1:
         parser.error("--pass-mark must be between 0 and 1")
+    from app.inference.calibration import CalibrationError, CalibrationOptions, calibrate
     from app.inference.int8.report import matched_share
     from app.inference.int8.schemes import SCHEMES
     from app.inference.onnx_export import UnsupportedLayer, WeightsError
     from app.model.files import ModelError, load_model_description
     from app.settings import ConfigError, Settings
 
-    from .calibration import CalibrationError, CalibrationOptions, calibrate
-
     by_name = {scheme.name: scheme for scheme in SCHEMES}
     wanted = [name.strip() for name in args.schemes.split(",") if name.strip()]
     if not wanted or set(wanted) - set(by_name):
         parser.error(f"--schemes: choose from {', '.join(by_name)}")
     try:
-        settings = Settings.from_env()
+        settings = Settings.for_one_process()
         model = load_model_description(settings.model_dir)
         options = CalibrationOptions(
             holdout=args.holdout,

@@ -11,8 +11,6 @@ service's (MODEL_DIR, BACKEND, ... from the environment).
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import stat
 import sys
@@ -25,14 +23,12 @@ from app.vision.detection import DetectOptions
 from app.vision.images import ImageTooLarge, InvalidImage, photos_in
 from app.vision.tiling import TILING_MODES
 
-FORMATS = ("csv", "jsonl", "coco")
-
 
 def add_command(commands) -> None:
     count = commands.add_parser("count", help="count objects in photos or folders of photos")
     count.add_argument("paths", nargs="+", type=Path)
     count.add_argument("--output", "-o", type=Path, help="write here instead of standard output")
-    count.add_argument("--format", choices=FORMATS, default="csv")
+    count.add_argument("--format", choices=tuple(render.DOCUMENTS), default="csv")
     count.add_argument("--detections", action="store_true", help="jsonl: each photo's boxes, as the API's `detections`")
     count.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated pictures here")
     count.add_argument("--threshold", type=float, default=DetectOptions.threshold)
@@ -47,8 +43,7 @@ def run(args, parser) -> int:
     if args.detections and args.format != "jsonl":
         parser.error("--detections goes with --format jsonl (coco always has the boxes)")
     try:
-        # In process, one detector: every core is its own (no WORKERS share them).
-        settings = Settings.from_env({**os.environ, "WORKERS": "1"})
+        settings = Settings.for_one_process()
         detector = build_detector(settings)
     except STARTUP_ERRORS as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
@@ -58,7 +53,8 @@ def run(args, parser) -> int:
     # UTF-8 whatever the locale; names that are not UTF-8 are already escaped (display_name).
     out = args.output.open("w", newline="", encoding="utf-8", errors="backslashreplace") if args.output else sys.stdout
     try:
-        write, finish = _writer(out, args.format, args.detections, detector.class_names)
+        document = render.DOCUMENTS[args.format](detector.class_names, args.detections)
+        _write(out, document.head())
         failures = 0
         for index, photo in enumerate(photos, start=1):
             _progress(index, len(photos), photo)
@@ -68,8 +64,8 @@ def run(args, parser) -> int:
             elif args.annotate:
                 args.annotate.mkdir(parents=True, exist_ok=True)
                 (args.annotate / f"{photo.stem}.annotated.jpg").write_bytes(outcome.picture)
-            write(outcome)
-        finish()
+            _write(out, document.photo(outcome))
+        _write(out, document.tail())
     finally:
         if args.output:
             out.close()
@@ -92,10 +88,8 @@ def count_photo(
             annotated=annotated,
             jpeg_quality=settings.jpeg_quality,
         )
-    except (OSError, InvalidImage, ImageTooLarge) as exc:
+    except (OSError, InvalidImage, ImageTooLarge) as exc:  # a decoder's fault is an InvalidImage too
         return PhotoFailure(name, str(exc))
-    except Exception as exc:  # a decoder's own fault on one photo: its row says so, the run goes on
-        return PhotoFailure(name, f"the photo could not be decoded ({type(exc).__name__}: {exc})")
 
 
 def display_name(path: Path) -> str:
@@ -118,30 +112,10 @@ def read_regular_file(path: Path) -> bytes:
         return stream.read()
 
 
-def _writer(out, fmt: str, detections: bool, class_names: tuple[str, ...]):
-    """(write one photo's outcome, finish the output) for the chosen format."""
-    if fmt == "jsonl":
-        return lambda outcome: print(render.json_line(outcome, detections), file=out, flush=True), lambda: None
-    if fmt == "coco":  # one document: written when every photo is counted
-        results: list[PhotoResult] = []
-
-        def keep(outcome) -> None:
-            if isinstance(outcome, PhotoResult):  # a photo that failed is in the summary, not in COCO
-                results.append(outcome)
-
-        def finish() -> None:
-            json.dump(render.coco_document(results, class_names), out)
-            print(file=out)
-
-        return keep, finish
-    table = csv.writer(out)
-    table.writerow(render.csv_header(class_names))
-
-    def write(outcome) -> None:
-        table.writerow(render.csv_row(outcome, class_names))
-        out.flush()
-
-    return write, lambda: None
+def _write(out, text: str) -> None:
+    if text:
+        out.write(text)
+        out.flush()  # a row per photo as it is counted: a long run can be followed, or cut short
 
 
 def _progress(index: int, total: int, photo: Path) -> None:

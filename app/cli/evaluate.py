@@ -47,7 +47,7 @@ def run(args, parser) -> int:
     from app.settings import STARTUP_ERRORS, Settings
 
     try:
-        settings = Settings.from_env()
+        settings = Settings.for_one_process()
         precisions = ["fp32", "int8"] if args.compare_int8 else [settings.precision]
         detectors = {precision: _detector(settings, precision) for precision in precisions}
         class_names = next(iter(detectors.values())).class_names

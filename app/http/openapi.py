@@ -51,7 +51,7 @@ def _errors(*statuses: str) -> dict:
 
 
 def _invocation_answer(binary: dict) -> dict:
-    """The 200 of /invocations in each of its media types (render.MEDIA_TYPES)."""
+    """The 200 of /invocations (and /upload) in each of its media types (render.MEDIA_TYPES)."""
     return {
         "description": "Counts per class, the annotated photo, the boxes when asked; in the format that "
         "`format` names, else in the one the Accept header prefers",
@@ -135,12 +135,7 @@ def openapi_document() -> dict:
                         "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/Upload"}}},
                     },
                     "responses": {
-                        "200": {
-                            "description": "The same answer as /invocations",
-                            "content": {
-                                "application/json": {"schema": {"$ref": "#/components/schemas/InvocationResult"}}
-                            },
-                        },
+                        "200": {**_invocation_answer(binary), "description": "The same answers as /invocations"},
                         **invocation_errors,
                     },
                 }

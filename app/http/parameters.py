@@ -22,7 +22,6 @@ from .errors import BadRequest
 
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
-# The answer's formats and the media type each is served as; COCO results are a JSON list.
 
 
 def _invalid(message: str) -> BadRequest:

@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.datastructures import MIMEAccept
 
 from app.inference.detector import Detector
 from app.pipeline import process_photo, render
@@ -128,7 +129,9 @@ def _format_from_accept() -> str:
     """JSON by default; the Accept header may ask for the picture itself, CSV or JSON lines."""
     if not request.accept_mimetypes:
         return "json"
-    best = request.accept_mimetypes.best_match(ACCEPTED_TYPES)
+    # `text/csv; charset=utf-8` is text/csv: werkzeug would hold the parameter against it.
+    accepted = MIMEAccept([(media.split(";")[0].strip(), quality) for media, quality in request.accept_mimetypes])
+    best = accepted.best_match(ACCEPTED_TYPES)
     if best is None:
         raise NotAcceptable(
             f"this service answers {', '.join(ACCEPTED_TYPES)} (or format=coco), not {request.headers['Accept']}"
@@ -140,12 +143,9 @@ def _rendered(result, answer_format: str, detections: bool, class_names: tuple[s
     if answer_format == "jpeg":
         # The counts travel in a header, for clients that only want the picture.
         return Response(result.picture, content_type="image/jpeg", headers={"X-Stat": render.x_stat(result)})
-    if answer_format == "csv":
-        return Response(render.csv_text([result], class_names), content_type="text/csv; charset=utf-8")
-    if answer_format == "jsonl":
-        return Response(render.json_line(result, detections) + "\n", content_type="application/x-ndjson")
-    if answer_format == "coco":
-        return jsonify(render.coco_document([result], class_names))
+    if answer_format in render.DOCUMENTS:
+        document = render.DOCUMENTS[answer_format](class_names, detections)
+        return Response(document.whole([result]), content_type=f"{document.media_type}; charset=utf-8")
     return jsonify(render.api_json(result, detections))
 
 

@@ -1,5 +1,6 @@
-"""The detector the HTTP layer talks to: one engine, its lock, and the shared
-post-processing that turns raw candidates into counted detections."""
+"""The detector every photo goes through (app/pipeline): one engine, its lock, tiling
+and the deadline, and the shared post-processing that turns raw candidates into
+counted detections."""
 
 from __future__ import annotations
 

@@ -53,8 +53,10 @@ def choose_source(
     if uri := env.get("MODEL_S3_URI", "").strip():
         # Its own folder: a fetched model never mixes with the files a user put in aimodel/.
         source = ModelSource(uri, Path(env.get("MODEL_DIR") or local / "s3"))
-        if not SOURCES.get(source.scheme):
-            known = ", ".join(scheme for scheme, fetch in SOURCES.items() if fetch)
+        # The demo is what nothing configured gets, not something to configure.
+        known = [scheme for scheme, fetch in SOURCES.items() if fetch and scheme != urlsplit(DEMO_URI).scheme]
+        if source.scheme not in known:
+            known = ", ".join(known)
             raise ModelError(f"MODEL_S3_URI={uri}: not a scheme a model can be fetched from, known: {known}")
         return source
     if env.get("MODEL_DIR"):

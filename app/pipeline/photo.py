@@ -29,7 +29,6 @@ class PhotoResult:
     filename: str | None
     width: int
     height: int
-    threshold: float
     detections: tuple[Detection, ...]
     counts: dict[str, int]  # every class in .names order, zeros included
     auto_crop: bool = False
@@ -84,7 +83,6 @@ def process_photo(
         filename=filename,
         width=width,
         height=height,
-        threshold=options.threshold,
         detections=tuple(detections),
         counts=counts,
         auto_crop=auto_crop,

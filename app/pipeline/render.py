@@ -1,8 +1,10 @@
 """Every output of a photo's result, in one place: HTTP and the count command choose
 from the same renderers, so a box or a count reads the same wherever it is read.
 
-FORMATS: json (the API's answer), jpeg (the annotated picture; X-Stat carries the
-counts), csv, jsonl (one JSON object per photo), coco (a COCO detection dataset).
+One photo's answer: the API's JSON (`api_json`), the annotated picture with the counts
+in X-Stat (`x_stat`). Documents of one photo or many, the same over HTTP and from the
+count command (DOCUMENTS): CSV, JSON lines, a COCO detection dataset. A new format is a
+Document class here and its DOCUMENTS entry.
 """
 
 from __future__ import annotations
@@ -11,20 +13,12 @@ import base64
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from app.vision.detection import Detection
 
 from .photo import PhotoFailure, PhotoResult
 
-# Each format and its media type; coco is JSON too, so only format=coco asks for it.
-MEDIA_TYPES = {
-    "json": "application/json",
-    "jpeg": "image/jpeg",
-    "csv": "text/csv",
-    "jsonl": "application/x-ndjson",
-    "coco": "application/json",
-}
 NO_SAMPLE_NOTE = "no sample region found (nothing saturated, or it fills the frame): counted the whole photo"
 
 
@@ -61,67 +55,124 @@ def found_counts(result: PhotoResult) -> dict[str, int]:
     return {name: count for name, count in result.counts.items() if count}
 
 
-def csv_header(class_names: Iterable[str]) -> list[str]:
-    return ["file", "width", "height", "crop", *class_names, "ms", "error"]
+class Document:
+    """An output of one photo or many, written as the photos come: head, a part per
+    photo, tail. detections: the boxes too, where the format has them only on request."""
+
+    media_type: str
+
+    def __init__(self, class_names: Sequence[str], detections: bool = False):
+        self.class_names = tuple(class_names)
+        self.detections = detections
+
+    def head(self) -> str:
+        return ""
+
+    def photo(self, outcome: PhotoResult | PhotoFailure) -> str:
+        raise NotImplementedError
+
+    def tail(self) -> str:
+        return ""
+
+    def whole(self, outcomes: Iterable[PhotoResult | PhotoFailure]) -> str:
+        return self.head() + "".join(self.photo(outcome) for outcome in outcomes) + self.tail()
 
 
-def csv_row(outcome: PhotoResult | PhotoFailure, class_names: Iterable[str]) -> list:
-    if isinstance(outcome, PhotoFailure):
-        return [outcome.filename, "", "", "", *("" for _ in class_names), "", outcome.error]
-    crop = " ".join(map(str, outcome.crop.as_list())) if outcome.crop else ""
-    counts = [outcome.counts.get(name, "") for name in class_names]
-    return [outcome.filename or "", outcome.width, outcome.height, crop, *counts, outcome.counting_ms, ""]
+class CsvDocument(Document):
+    """A header, then a row per photo: file, width, height, crop, a column per class, ms, error."""
 
+    media_type = "text/csv"
 
-def csv_text(outcomes: Iterable[PhotoResult | PhotoFailure], class_names: Iterable[str]) -> str:
-    class_names = tuple(class_names)
-    buffer = io.StringIO()
-    table = csv.writer(buffer)
-    table.writerow(csv_header(class_names))
-    table.writerows(csv_row(outcome, class_names) for outcome in outcomes)
-    return buffer.getvalue()
+    def head(self) -> str:
+        return _csv_line(["file", "width", "height", "crop", *self.class_names, "ms", "error"])
 
-
-def json_line(outcome: PhotoResult | PhotoFailure, detections: bool = False) -> str:
-    """One photo as one JSON object on one line (no newline)."""
-    if isinstance(outcome, PhotoFailure):
-        row: dict = {"file": outcome.filename, "width": None, "height": None, "crop": None, "counts": {}}
-        return json.dumps({**row, "ms": None, "error": outcome.error})
-    row = {
-        "file": outcome.filename,
-        "width": outcome.width,
-        "height": outcome.height,
-        "crop": outcome.crop.as_list() if outcome.crop else None,
-        "counts": outcome.counts,
-        "ms": outcome.counting_ms,
-        "error": "",
-    }
-    if detections:
-        row["detections"] = [detection_json(d) for d in outcome.detections]
-    return json.dumps(row)
-
-
-def coco_document(results: Iterable[PhotoResult], class_names: Iterable[str]) -> dict:
-    """A COCO detection dataset (images, categories, annotations with their score), as
-    CVAT, FiftyOne and pycocotools read it. Category ids are the .names line numbers
-    from 1 (COCO keeps 0 for none); images are numbered in order from 1."""
-    images, annotations = [], []
-    for image_id, result in enumerate(results, start=1):
-        images.append(
-            {"id": image_id, "file_name": result.filename or "", "width": result.width, "height": result.height}
+    def photo(self, outcome: PhotoResult | PhotoFailure) -> str:
+        if isinstance(outcome, PhotoFailure):
+            return _csv_line([outcome.filename, "", "", "", *("" for _ in self.class_names), "", outcome.error])
+        crop = " ".join(map(str, outcome.crop.as_list())) if outcome.crop else ""
+        counts = [outcome.counts.get(name, "") for name in self.class_names]
+        return _csv_line(
+            [outcome.filename or "", outcome.width, outcome.height, crop, *counts, outcome.counting_ms, ""]
         )
-        for detection in result.detections:
-            box = [round(v, 1) for v in detection.box]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": detection.class_id + 1,
-                    "bbox": box,
-                    "area": round(box[2] * box[3], 1),
-                    "iscrowd": 0,
-                    "score": round(detection.confidence, 4),
-                }
+
+
+class JsonLinesDocument(Document):
+    """One JSON object per photo and line; `detections` are the API's, field for field."""
+
+    media_type = "application/x-ndjson"
+
+    def photo(self, outcome: PhotoResult | PhotoFailure) -> str:
+        if isinstance(outcome, PhotoFailure):
+            row: dict = {"file": outcome.filename, "width": None, "height": None, "crop": None, "counts": {}}
+            return json.dumps({**row, "ms": None, "error": outcome.error}) + "\n"
+        row = {
+            "file": outcome.filename,
+            "width": outcome.width,
+            "height": outcome.height,
+            "crop": outcome.crop.as_list() if outcome.crop else None,
+            "counts": outcome.counts,
+            "ms": outcome.counting_ms,
+            "error": "",
+        }
+        if self.detections:
+            row["detections"] = [detection_json(d) for d in outcome.detections]
+        return json.dumps(row) + "\n"
+
+
+class CocoDocument(Document):
+    """A COCO detection dataset (images, categories, annotations with their score), as
+    CVAT, FiftyOne and pycocotools read it, written whole at the end. Category ids are
+    the .names line numbers from 1 (COCO keeps 0 for none); images are numbered in
+    order from 1; a photo that failed is left out."""
+
+    media_type = "application/json"
+
+    def __init__(self, class_names: Sequence[str], detections: bool = True):
+        super().__init__(class_names, detections)
+        self._images: list[dict] = []
+        self._annotations: list[dict] = []
+
+    def photo(self, outcome: PhotoResult | PhotoFailure) -> str:
+        if isinstance(outcome, PhotoResult):
+            image_id = len(self._images) + 1
+            self._images.append(
+                {"id": image_id, "file_name": outcome.filename or "", "width": outcome.width, "height": outcome.height}
             )
-    categories = [{"id": index + 1, "name": name} for index, name in enumerate(class_names)]
-    return {"images": images, "annotations": annotations, "categories": categories}
+            self._annotations += [
+                _coco_annotation(d, image_id, len(self._annotations) + i)
+                for i, d in enumerate(outcome.detections, start=1)
+            ]
+        return ""
+
+    def tail(self) -> str:
+        categories = [{"id": index + 1, "name": name} for index, name in enumerate(self.class_names)]
+        return json.dumps({"images": self._images, "annotations": self._annotations, "categories": categories}) + "\n"
+
+
+# The documents by format name; COCO is JSON too, so only format=coco asks for it.
+DOCUMENTS: dict[str, type[Document]] = {"csv": CsvDocument, "jsonl": JsonLinesDocument, "coco": CocoDocument}
+# Every answer format of the API and its media type.
+MEDIA_TYPES = {
+    "json": "application/json",
+    "jpeg": "image/jpeg",
+    **{name: document.media_type for name, document in DOCUMENTS.items()},
+}
+
+
+def _coco_annotation(detection: Detection, image_id: int, annotation_id: int) -> dict:
+    box = [round(v, 1) for v in detection.box]
+    return {
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": detection.class_id + 1,
+        "bbox": box,
+        "area": round(box[2] * box[3], 1),
+        "iscrowd": 0,
+        "score": round(detection.confidence, 4),
+    }
+
+
+def _csv_line(cells: list) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(cells)
+    return buffer.getvalue()

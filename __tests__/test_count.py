@@ -1,4 +1,4 @@
-"""python -m app count: the same detector over folders, no server."""
+"""python -m app count (app/cli/count.py): the same pipeline over folders, no server."""
 
 import csv
 import io
@@ -8,19 +8,11 @@ import shutil
 import subprocess
 import sys
 
-from support import DATA, ROOT
+import pytest
+from support import DATA, ROOT, run_count
 
-
-def run_count(*args: str, model_dir) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "app", "count", *args],
-        cwd=ROOT,
-        env={"MODEL_DIR": str(model_dir), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
+from app.cli.count import count_photo
+from app.vision.detection import DetectOptions
 
 
 def test_a_folder_becomes_one_csv_row_per_photo(model_dir, tmp_path):
@@ -69,15 +61,15 @@ def test_a_name_that_is_not_utf8_a_fifo_and_a_decoder_fault_are_rows_and_the_run
     os.mkfifo(fifo)  # named on the command line: reading it would wait forever for a writer
     (photos / "boom.jpg").write_bytes(b"BOOM: a decoder that raises what nobody expected")
     output = tmp_path / "counts.csv"
-    # The count command itself, with the pipeline's photo reader raising a RuntimeError on one photo.
+    # The count command itself, with the image library raising a RuntimeError on one photo.
     script = (
-        "import sys, app.pipeline.photo as pipeline\n"
-        "real = pipeline.open_photo\n"
-        "def open_photo(data, max_pixels):\n"
-        "    if data.startswith(b'BOOM'):\n"
+        "import sys, PIL.Image\n"
+        "real = PIL.Image.open\n"
+        "def open_image(stream, *args, **kwargs):\n"
+        "    if stream.getvalue().startswith(b'BOOM'):\n"
         "        raise RuntimeError('decoder bug')\n"
-        "    return real(data, max_pixels)\n"
-        "pipeline.open_photo = open_photo\n"
+        "    return real(stream, *args, **kwargs)\n"
+        "PIL.Image.open = open_image\n"
         "from app.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
@@ -93,7 +85,7 @@ def test_a_name_that_is_not_utf8_a_fifo_and_a_decoder_fault_are_rows_and_the_run
     assert set(rows) == {"pipe.jpg", "caf\\xe9.jpg", "boom.jpg"}  # valid UTF-8, the byte shown as \xe9
     assert int(rows["caf\\xe9.jpg"]["dog"]) == 1 and rows["caf\\xe9.jpg"]["error"] == ""
     assert "not a regular file" in rows["pipe.jpg"]["error"]
-    assert "RuntimeError: decoder bug" in rows["boom.jpg"]["error"]
+    assert "damaged" in rows["boom.jpg"]["error"] and "decoder bug" in rows["boom.jpg"]["error"]
     assert b"counted 1 photos, 2 could not be read" in result.stderr
 
 
@@ -111,3 +103,13 @@ def test_json_lines_carry_a_latin1_name_as_valid_utf8(model_dir, tmp_path):
     )
     (row,) = [json.loads(line) for line in result.stdout.decode("utf-8").splitlines()]
     assert row["file"].endswith("/r\\xf6tifer.jpg") and row["counts"]["dog"] == 1
+
+
+def test_an_engine_fault_stops_the_count_instead_of_passing_for_an_unreadable_photo(detector, settings, monkeypatch):
+    # Only the photo's own faults are rows; a broken engine would make every photo one.
+    def broken(*args, **kwargs):
+        raise RuntimeError("engine crashed")
+
+    monkeypatch.setattr(detector, "detect", broken)
+    with pytest.raises(RuntimeError, match="engine crashed"):
+        count_photo(DATA / "dog.jpg", detector, DetectOptions(), settings, auto_crop=False, annotated=False)
