@@ -74,9 +74,9 @@ class ServiceLogger(Logger):
         handler = self._get_gunicorn_handler(self.error_log)  # errorlog's: stderr or its file
         if handler is None:
             return
-        from app.log_lines import LOG_FORMAT, OneLineFormatter
+        from app.log_lines import formatter
 
-        handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+        handler.setFormatter(formatter(settings.log_format))
         root = logging.getLogger()
         for earlier in [h for h in root.handlers if getattr(h, "_gunicorn", False)]:  # a reload's
             root.removeHandler(earlier)

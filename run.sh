@@ -28,5 +28,5 @@ ensure_venv requirements.txt
 MODEL_DIR="$("$VENV/bin/python" -m app.model.sources)"
 export MODEL_DIR
 
-echo "running gunicorn..."
+[ "${LOG_FORMAT:-text}" = json ] || echo "running gunicorn..."  # JSON lines only, when asked
 exec "$VENV/bin/gunicorn" --config gunicorn.conf.py

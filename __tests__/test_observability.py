@@ -6,9 +6,11 @@ import re
 
 import pytest
 import requests
+import tomllib
 from flask import Flask
-from support import RunningService, photo_bytes
+from support import ROOT, RunningService, photo_bytes
 
+from app import __version__
 from app.http.factory import create_app
 from app.settings import ConfigError, Settings
 
@@ -65,6 +67,52 @@ def test_one_structured_log_line_per_request(live_server):
     assert (entry["width"], entry["height"]) == (768, 576)
     assert entry["counts"]["dog"] >= 1
     assert set(entry["stage_ms"]) == {"decode", "inference", "annotate", "encode"}
+
+
+def test_a_refused_photo_logs_its_error_code_and_file(live_server):
+    requests.post(
+        f"{live_server.url}/invocations?filename=slide-7.jpg",
+        data=b"not a photo",
+        headers={"Content-Type": "image/jpeg", "X-Request-ID": "check-log-line-2"},
+        timeout=30,
+    )
+    (line,) = [line for line in live_server.output().splitlines() if "check-log-line-2" in line]
+    entry = json.loads(line.split("app.request: ", 1)[1])
+    assert (entry["status"], entry["error"], entry["filename"]) == (400, "invalid_image", "slide-7.jpg")
+
+
+def test_build_info_says_which_model_engine_and_version_answer(live_server, model_dir):
+    model = requests.get(f"{live_server.url}/model", timeout=5).json()
+    text = requests.get(f"{live_server.url}/metrics", timeout=5).text
+    labels = {
+        "model_sha256": model["files"]["yolov3-tiny.weights"][:12],
+        "engine": model["engine"],
+        "device": model["device"],
+        "precision": model["precision"],
+        "version": __version__,
+    }
+    assert metric(text, "detector_build_info", **labels) == 1
+    assert model["version"] == __version__
+
+
+def test_the_version_is_the_projects():
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == __version__
+
+
+def test_log_format_json_makes_every_line_a_json_record(tmp_path, model_dir):
+    service = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1", "LOG_FORMAT": "json"}, tmp_path / "log")
+    try:
+        service.wait_ready()
+        service.post_photo("dog.jpg", filename="dog.jpg")
+        service.post_photo("dog.jpg", filename="x.jpg", threshold="none")  # a refusal: 400 invalid_parameter
+    finally:
+        assert service.stop() == 0
+    records = [json.loads(line) for line in service.output().splitlines()]  # every line, or this raises
+    assert all({"time", "level", "logger", "pid"} <= set(record) for record in records)
+    requests_logged = [record for record in records if record["logger"] == "app.request"]
+    assert [(r["status"], r.get("filename")) for r in requests_logged] == [(200, "dog.jpg"), (400, None)]
+    assert requests_logged[0]["counts"]["dog"] == 1 and requests_logged[1]["error"] == "invalid_parameter"
+    assert any(record["logger"] == "gunicorn.error" for record in records)  # gunicorn's own lines too
 
 
 @pytest.fixture(scope="module")

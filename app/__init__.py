@@ -9,3 +9,5 @@ The folders are the layers, each importing only those below it:
   evaluation/ scoring counts and boxes against labelled photos
 Importing this package loads nothing: `python -m app.model.sources` stays light.
 """
+
+__version__ = "0.1.0"  # pyproject.toml's too (a test holds them equal)

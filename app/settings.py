@@ -12,6 +12,7 @@ from typing import NamedTuple
 from app.inference.engines import EngineUnavailable
 from app.inference.engines.registry import ENGINES, engines_serving
 from app.inference.int8 import DEFAULT_INT8_MIN_AGREEMENT
+from app.log_lines import LOG_FORMATS
 from app.model import sources
 from app.model.files import ModelError
 from app.vision.tiling import DEFAULT_OVERLAP
@@ -74,6 +75,7 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     model_sha256: str = ""
     log_level: str = "INFO"
+    log_format: str = "text"  # or json: one JSON object a line (app/log_lines.py)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -141,6 +143,7 @@ class Settings:
             api_keys=_api_keys(env),
             model_sha256=env.get("MODEL_SHA256", "").strip().lower(),
             log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
+            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
         )
 
 

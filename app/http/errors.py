@@ -13,6 +13,7 @@ from app.inference.detector import DeadlineExceeded, EngineBusy
 from app.vision.images import DamagedImage, ImageTooLarge, InvalidImage
 
 from .pixel_budget import BudgetExhausted
+from .request_log import add_fields
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ RETRY_AFTER = {Busy.code: Busy.headers["Retry-After"], "deadline_exceeded": "5"}
 
 
 def error_response(status: int, code: str, message: str, **extra):
+    add_fields(error=code)  # the request's log line says what went wrong, not only the status
     response = jsonify({"error": {"code": code, "message": message, **extra}})
     response.status_code = status
     return response

@@ -6,19 +6,22 @@ import logging
 
 from flask import Flask
 
+from app import __version__
 from app.inference.detector import build_detector
-from app.log_lines import LOG_FORMAT
+from app.log_lines import formatter
 from app.settings import Settings
 
-from . import admission, auth, cors, errors, hooks, request_log, routes
+from . import admission, auth, cors, errors, hooks, metrics, request_log, routes
 from .admission import PhotoQueue
-from .metrics import MODEL_LOAD_SECONDS
 from .pixel_budget import PixelBudget
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    if not logging.getLogger().handlers:  # under gunicorn its logger set the root up already
+        handler = logging.StreamHandler()
+        handler.setFormatter(formatter(settings.log_format))
+        logging.basicConfig(level=settings.log_level, handlers=[handler])
     app = Flask(__name__)
     # Werkzeug refuses a larger body from its Content-Length, before reading it.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
@@ -26,7 +29,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["settings"] = settings
     app.extensions["detector"] = detector = build_detector(settings)
     app.extensions["pixel_budget"] = PixelBudget(settings.pixel_budget)
-    MODEL_LOAD_SECONDS.set(detector.load_seconds)
+    metrics.MODEL_LOAD_SECONDS.set(detector.load_seconds)
+    engine, weights = detector.engine, detector.model.files.weights
+    metrics.describe_build(
+        detector.file_hashes[weights.name], engine.name, engine.device, engine.precision, __version__
+    )
     errors.init_app(app)
     # Hooks run in registration order: the request id exists before a 401 is raised.
     hooks.init_app(app)

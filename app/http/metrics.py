@@ -40,6 +40,17 @@ MODEL_LOAD_SECONDS = Gauge(
     "detector_model_load_seconds", "Time the model took to load in a worker", multiprocess_mode="max"
 )
 
+BUILD_INFO = Gauge(
+    "detector_build_info",
+    "1, labelled with what answers: the weights' sha256 (first 12), engine, device, precision, version",
+    ["model_sha256", "engine", "device", "precision", "version"],
+    multiprocess_mode="max",
+)
+
+
+def describe_build(model_sha256: str, engine: str, device: str, precision: str, version: str) -> None:
+    BUILD_INFO.labels(model_sha256[:12], engine, device, precision, version).set(1)
+
 
 def observe_stages(stage_seconds: dict[str, float]) -> None:
     """A photo's stage durations (decode, inference, annotate, encode) into the histograms."""

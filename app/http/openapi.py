@@ -316,7 +316,16 @@ def openapi_document() -> dict:
                 },
                 "ModelInfo": {
                     "type": "object",
-                    "required": ["classes", "network", "engine", "device", "precision", "files", "load_seconds"],
+                    "required": [
+                        "classes",
+                        "network",
+                        "engine",
+                        "device",
+                        "precision",
+                        "files",
+                        "load_seconds",
+                        "version",
+                    ],
                     "properties": {
                         "classes": {"type": "array", "items": {"type": "string"}},
                         "network": {
@@ -332,6 +341,7 @@ def openapi_document() -> dict:
                         "precision": {"type": "string", "enum": ["fp32", "int8"]},
                         "files": {"type": "object", "additionalProperties": {"type": "string"}},
                         "load_seconds": {"type": "number"},
+                        "version": {"type": "string", "description": "The service's version"},
                     },
                 },
                 "ExecutionParameters": {

@@ -12,6 +12,8 @@ import time
 
 from flask import Flask, g, request
 
+from app.log_lines import structured
+
 from . import metrics
 
 log = logging.getLogger("app.request")
@@ -46,7 +48,8 @@ def init_app(app: Flask) -> None:
                 "ms": round(seconds * 1000, 1),
                 **g.get("log_fields", {}),
             }
-            log.info(json.dumps(bounded(line), separators=(",", ":")))
+            line = bounded(line)
+            log.info(json.dumps(line, separators=(",", ":")), extra=structured(line))
         return response
 
 

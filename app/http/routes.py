@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.datastructures import MIMEAccept
 
+from app import __version__
 from app.inference.detector import Detector
 from app.pipeline import process_photo, render
 
@@ -66,6 +67,7 @@ def model_info():
             "precision": detector.engine.precision,
             "files": detector.file_hashes,
             "load_seconds": round(detector.load_seconds, 3),
+            "version": __version__,
         }
     )
 
@@ -99,6 +101,7 @@ def _answer(parse):
     detector = _detector()
     settings = current_app.extensions["settings"]
     invocation = parse(request, detector.class_names)
+    add_fields(filename=invocation.filename)  # in the log line of a photo refused from here on
     answer_format = invocation.format or _format_from_accept()
     result = process_photo(
         invocation.image,
@@ -115,7 +118,6 @@ def _answer(parse):
     metrics.observe_stages(result.stage_seconds)
     metrics.count_objects(result.counts)
     add_fields(
-        filename=invocation.filename,
         width=result.width,
         height=result.height,
         objects=len(result.detections),

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app.log_lines import formatter
+
 from .demo import DEMO_URI
 from .files import ModelError, verify_weights_sha256
 
@@ -101,7 +103,11 @@ def _imported(fetcher: str) -> Callable[[str, Path], list[Path]]:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    # The service's log format (LOG_FORMAT=json: JSON lines from the first), else bare messages.
+    json_lines = os.environ.get("LOG_FORMAT", "").strip().lower() == "json"
+    handler.setFormatter(formatter("json") if json_lines else logging.Formatter("%(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         directory = prepare_model()
     except (ModelError, OSError) as exc:
