@@ -168,7 +168,7 @@ def test_an_unknown_format_is_refused_by_name(client):
     ):
         error = error_of(send(), 400)
         assert error["code"] == "invalid_parameter"
-        assert error["message"] == "'format' must be one of json, jpeg, csv, jsonl, coco, got 'xml'"
+        assert error["message"] == "'format' must be one of json, jpeg, csv, jsonl, coco, long, got 'xml'"
 
 
 def test_format_json_is_todays_answer(client, dog_stat):

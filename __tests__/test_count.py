@@ -1,18 +1,62 @@
 """python -m app count (app/cli/count.py): the same pipeline over folders, no server."""
 
 import csv
+import hashlib
 import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 
 import pytest
+from PIL import Image
 from support import DATA, ROOT, run_count
 
 from app.cli.count import count_photo
+from app.cli.count_plot import by_date
+from app.pipeline import PhotoResult
 from app.vision.detection import DetectOptions
+from app.vision.images import photos_in
+
+EXIF_DATE = "2026:11:20 09:30:00"
+
+
+def count(*args: str, model_dir, status: int) -> subprocess.CompletedProcess:
+    """The count command as a user runs it, output piped; its exit status must be `status`."""
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "count", *args],
+        cwd=ROOT,
+        env={"MODEL_DIR": str(model_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def rows_of(text: str) -> dict[str, dict]:
+    return {row["file"].rsplit("/", 1)[1]: row for row in csv.DictReader(io.StringIO(text))}
+
+
+def dated_jpeg(path, source: str = "dog.jpg", date: str = EXIF_DATE) -> None:
+    """A copy of a sample photo whose EXIF says when it was taken."""
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = date  # DateTimeOriginal, in the Exif IFD
+    with Image.open(DATA / source) as photo:
+        photo.save(path, exif=exif)
+    with Image.open(path) as saved:
+        assert saved.getexif().get_ifd(0x8769)[36867] == date  # it round-trips
+
+
+def undated_jpeg(path, source: str = "dog.jpg") -> None:
+    with Image.open(DATA / source) as photo:
+        photo.save(path)  # Pillow writes no EXIF unless given one
+    with Image.open(path) as saved:
+        assert not saved.getexif().get_ifd(0x8769)
 
 
 def test_a_folder_becomes_one_csv_row_per_photo(model_dir, tmp_path):
@@ -22,15 +66,193 @@ def test_a_folder_becomes_one_csv_row_per_photo(model_dir, tmp_path):
     shutil.copy(DATA / "person.jpg", photos / "day2")
     (photos / "broken.jpg").write_bytes(b"half a jpeg")
     (photos / "notes.txt").write_text("not a photo, not listed")
-    result = run_count(str(photos), "--annotate", str(tmp_path / "annotated"), model_dir=model_dir)
-    rows = {row["file"].rsplit("/", 1)[1]: row for row in csv.DictReader(io.StringIO(result.stdout))}
+    result = count(str(photos), "--annotate", str(tmp_path / "annotated"), model_dir=model_dir, status=1)
+    rows = rows_of(result.stdout)
     assert set(rows) == {"dog.jpg", "person.jpg", "broken.jpg"}
     assert (rows["dog.jpg"]["width"], rows["dog.jpg"]["height"]) == ("768", "576")
     assert int(rows["dog.jpg"]["dog"]) == 1 and int(rows["person.jpg"]["person"]) == 1
     assert float(rows["dog.jpg"]["ms"]) > 0 and rows["dog.jpg"]["error"] == ""
     assert "not an image" in rows["broken.jpg"]["error"] and rows["broken.jpg"]["dog"] == ""
-    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == ["dog.annotated.jpg", "person.annotated.jpg"]
-    assert "counted 2 photos, 1 could not be read" in result.stderr
+    pictures = sorted(p.relative_to(tmp_path / "annotated").as_posix() for p in (tmp_path / "annotated").rglob("*.jpg"))
+    assert pictures == ["day2/person.annotated.jpg", "dog.annotated.jpg"]  # the input's folders, mirrored
+    assert "counted 2 photos, 1 could not be read:" in result.stderr
+    assert f"  {photos / 'broken.jpg'}: the data is not an image" in result.stderr  # the summary names it
+
+
+def test_the_exit_status_says_whether_every_photo_was_counted(model_dir, tmp_path):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir(), bad.mkdir()
+    shutil.copy(DATA / "dog.jpg", good)
+    for number in range(12):
+        (bad / f"blank{number:02}.jpg").write_bytes(b"")
+    assert count(str(good), model_dir=model_dir, status=0).stderr.endswith("counted 1 photos, 0 could not be read\n")
+    failed = count(str(bad), model_dir=model_dir, status=1)  # every photo unreadable is a failure, not a success
+    named = [line for line in failed.stderr.splitlines() if line.startswith("  ")]
+    assert len(named) == 11 and named[0] == f"  {bad / 'blank00.jpg'}: the image is empty (0 bytes)"
+    assert named[-1] == "  and 2 more (their rows carry the error)"
+    assert len(rows_of(failed.stdout)) == 12
+
+
+@pytest.mark.parametrize(
+    ("folder_holds", "said"),
+    [
+        (None, "count: no such file or folder: {tmp}/folder"),
+        ([], "count: nothing to count: no photo (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) in {tmp}/folder"),
+        (["notes.txt", "counts.csv"], "count: nothing to count: no photo"),
+        (["x.annotated.jpg"], "count: nothing to count: no photo"),  # the count command's own pictures
+    ],
+    ids=["missing", "empty", "no-photos", "only-annotated-pictures"],
+)
+def test_nothing_to_count_is_status_3_in_one_line(model_dir, tmp_path, folder_holds, said):
+    folder = tmp_path / "folder"
+    if folder_holds is not None:
+        folder.mkdir()
+        for name in folder_holds:
+            shutil.copy(DATA / "dog.jpg", folder / name)
+    result = count(str(folder), model_dir=model_dir, status=3)
+    assert result.stderr.splitlines() == [result.stderr.strip()] and result.stdout == ""
+    assert result.stderr.startswith(said.format(tmp=tmp_path))
+
+
+def test_bad_arguments_are_status_2_and_said_before_any_photo_is_counted(model_dir, tmp_path):
+    photo = str(DATA / "dog.jpg")
+    refused = count(photo, "--threshold", "1.5", model_dir=model_dir, status=2)
+    assert "--threshold must be between 0 and 1" in refused.stderr
+    nowhere = count(photo, "-o", "/nonexistent/dir/x.csv", model_dir=model_dir, status=2)
+    assert nowhere.stderr == (
+        "count: cannot write the output /nonexistent/dir/x.csv: No such file or directory; nothing counted\n"
+    )
+    (tmp_path / "taken").write_text("a file where the folder would go")
+    blocked = count(photo, "--annotate", str(tmp_path / "taken" / "pictures"), model_dir=model_dir, status=2)
+    assert blocked.stderr.startswith(f"count: cannot create the --annotate folder {tmp_path}/taken/pictures: ")
+    assert len(blocked.stderr.splitlines()) == 1
+    plot = count(photo, "--plot", str(tmp_path / "no" / "counts.png"), model_dir=model_dir, status=2)
+    assert plot.stderr.startswith(f"count: cannot write the --plot file {tmp_path}/no/counts.png: ")
+
+
+def test_a_model_that_cannot_be_loaded_is_status_4(tmp_path):
+    result = count(str(DATA / "dog.jpg"), model_dir=tmp_path, status=4)
+    assert result.stderr.startswith("cannot start: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_same_named_photos_keep_their_own_pictures_and_pictures_are_never_counted(model_dir, tmp_path):
+    photos = tmp_path / "culture"
+    (photos / "day1").mkdir(parents=True)
+    (photos / "day2").mkdir()
+    shutil.copy(DATA / "dog.jpg", photos / "day1" / "sample.jpg")
+    shutil.copy(DATA / "person.jpg", photos / "day2" / "sample.jpg")
+    annotated = photos / "annotated"  # inside the folder counted
+    for _ in range(2):  # the second run must not count the first run's pictures
+        result = count(str(photos), "--annotate", str(annotated), model_dir=model_dir, status=0)
+        assert [row["file"] for row in csv.DictReader(io.StringIO(result.stdout))] == [
+            f"{photos}/day1/sample.jpg",
+            f"{photos}/day2/sample.jpg",
+        ]
+    with (
+        Image.open(annotated / "day1" / "sample.annotated.jpg") as one,
+        Image.open(annotated / "day2" / "sample.annotated.jpg") as other,
+    ):
+        assert one.size == (768, 576) and other.size == (640, 424)  # each its own photo's picture
+    assert len(list(annotated.rglob("*"))) == 4
+
+    # Photos named one by one go at the top; a second of the same name keeps its own picture.
+    named = [str(photos / "day1" / "sample.jpg"), str(photos / "day2" / "sample.jpg")]
+    count(*named, "--annotate", str(tmp_path / "one"), model_dir=model_dir, status=0)
+    mirrored = sorted(p.relative_to(tmp_path / "one").as_posix() for p in (tmp_path / "one").rglob("*.jpg"))
+    assert mirrored == ["day1/sample.annotated.jpg", "day2/sample.annotated.jpg"]  # under the folder they share
+    count(str(photos / "day1" / "sample.jpg"), "--annotate", str(tmp_path / "single"), model_dir=model_dir, status=0)
+    assert [p.name for p in (tmp_path / "single").iterdir()] == ["sample.annotated.jpg"]
+
+
+def test_annotated_pictures_and_skipped_folders_are_not_photos(tmp_path):
+    (tmp_path / "out").mkdir()
+    for name in ("a.jpg", "a.annotated.jpg", "B.Annotated.JPG", "out/c.jpg"):
+        shutil.copy(DATA / "dog.jpg", tmp_path / name)
+    assert photos_in([tmp_path], skip=[tmp_path / "out"]) == [tmp_path / "a.jpg"]
+    assert photos_in([tmp_path / "a.annotated.jpg"]) == [tmp_path / "a.annotated.jpg"]  # named: the user means it
+
+
+def test_rows_carry_total_threshold_model_and_date(model_dir, tmp_path):
+    dated_jpeg(tmp_path / "exif.jpg")
+    undated_jpeg(tmp_path / "plain.jpg")
+    os.utime(tmp_path / "plain.jpg", (0, datetime(2026, 3, 4, 5, 6, 7).timestamp()))
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    result = count(str(tmp_path), "--threshold", "0.3", model_dir=model_dir, status=1)
+    header = next(csv.reader(io.StringIO(result.stdout)))
+    assert header[:5] == ["file", "date", "width", "height", "crop"]
+    assert header[-5:] == ["total", "threshold", "model", "ms", "error"]
+    rows = rows_of(result.stdout)
+    model = hashlib.sha256((model_dir / "yolov3-tiny.weights").read_bytes()).hexdigest()[:12]
+    assert rows["exif.jpg"]["date"] == "2026-11-20T09:30:00"  # the EXIF date, ISO 8601
+    assert rows["plain.jpg"]["date"] == "2026-03-04T05:06:07"  # no EXIF: the file's time
+    for name in ("exif.jpg", "plain.jpg"):
+        row = rows[name]
+        assert int(row["total"]) == sum(int(row[c]) for c in header[5:-5]) > 0
+        assert (row["threshold"], row["model"]) == ("0.3", model)
+    assert rows["broken.jpg"]["model"] == model and rows["broken.jpg"]["total"] == rows["broken.jpg"]["date"] == ""
+
+    lines = count(str(tmp_path / "exif.jpg"), "--format", "jsonl", model_dir=model_dir, status=0).stdout.splitlines()
+    (row,) = [json.loads(line) for line in lines]
+    assert (row["date"], row["total"], row["threshold"], row["model"]) == (
+        "2026-11-20T09:30:00",
+        sum(row["counts"].values()),
+        0.25,
+        model,
+    )
+
+
+def test_the_long_format_is_a_row_per_photo_and_class(model_dir, tmp_path):
+    shutil.copy(DATA / "dog.jpg", tmp_path)
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    wide = rows_of(count(str(tmp_path), model_dir=model_dir, status=1).stdout)
+    result = count(str(tmp_path), "--format", "long", model_dir=model_dir, status=1)
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(rows[0]) == ["file", "date", "class", "count", "threshold", "model", "error"]
+    broken = [row for row in rows if row["file"].endswith("broken.jpg")]
+    assert len(broken) == 1 and "not an image" in broken[0]["error"] and broken[0]["class"] == ""
+    dog = {row["class"]: int(row["count"]) for row in rows if row["file"].endswith("dog.jpg")}
+    assert len(dog) == 80 and dog["dog"] == 1 and dog["zebra"] == 0  # every class, zeros included
+    assert dog == {name: int(wide["dog.jpg"][name]) for name in dog}
+    assert {row["date"] for row in rows if row["class"]} == {"2014-09-19T16:08:30"}
+
+
+def test_progress_is_a_plain_line_per_photo_when_stderr_is_not_a_terminal(model_dir, tmp_path):
+    for name in ("dog.jpg", "kite.jpg"):
+        shutil.copy(DATA / name, tmp_path)
+    (tmp_path / "zz.jpg").write_bytes(b"")
+    result = count(str(tmp_path), "-o", str(tmp_path / "counts.csv"), model_dir=model_dir, status=1)
+    assert "\r" not in result.stderr
+    assert result.stderr.splitlines()[:3] == [
+        f"counted 1/3 {tmp_path}/dog.jpg",
+        f"counted 2/3 {tmp_path}/kite.jpg",
+        f"failed 3/3 {tmp_path}/zz.jpg: the image is empty (0 bytes)",
+    ]
+
+
+def test_plot_draws_counts_by_date_or_by_photo(model_dir, tmp_path):
+    dated, undated = tmp_path / "dated", tmp_path / "undated"
+    dated.mkdir(), undated.mkdir()
+    dated_jpeg(dated / "a.jpg", "dog.jpg", "2026:11:20 09:30:00")
+    dated_jpeg(dated / "b.jpg", "person.jpg", "2026:11:22 10:00:00")
+    for name in ("dog.jpg", "person.jpg"):
+        undated_jpeg(undated / name, name)
+        os.utime(undated / name, (0, 1_700_000_000))  # copied together: one time, no order
+    for folder in (dated, undated):
+        plot = tmp_path / f"{folder.name}.png"
+        count(str(folder), "--plot", str(plot), model_dir=model_dir, status=0)
+        assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        with Image.open(plot) as picture:
+            assert picture.format == "PNG" and picture.size == (900, 500)
+
+
+def test_the_plot_orders_photos_by_date_only_when_the_dates_order_them():
+    def result(taken):
+        return PhotoResult("x.jpg", 1, 1, (), {"dog": 1}, taken=taken)
+
+    day1, day2 = datetime(2026, 11, 20), datetime(2026, 11, 22)
+    assert by_date([result(day1), result(day2)])
+    assert not by_date([result(day1), result(None)])
+    assert not by_date([result(day1), result(day1)])
 
 
 def test_json_lines_with_threshold_and_tiling(model_dir, tmp_path):
@@ -80,7 +302,7 @@ def test_a_name_that_is_not_utf8_a_fifo_and_a_decoder_fault_are_rows_and_the_run
         capture_output=True,
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert result.returncode == 1, result.stderr.decode(errors="replace")  # two photos failed
     rows = {row["file"].rsplit("/", 1)[1]: row for row in csv.DictReader(io.StringIO(output.read_text("utf-8")))}
     assert set(rows) == {"pipe.jpg", "caf\\xe9.jpg", "boom.jpg"}  # valid UTF-8, the byte shown as \xe9
     assert int(rows["caf\\xe9.jpg"]["dog"]) == 1 and rows["caf\\xe9.jpg"]["error"] == ""

@@ -83,7 +83,7 @@ def test_format_and_the_answers_media_types_are_documented():
     assert {"$ref": "#/components/schemas/CocoDataset"} in answer["content"]["application/json"]["schema"]["oneOf"]
     assert "X-Stat" in answer["headers"]
     query_format = next(p for p in invocations["parameters"] if p["name"] == "format")
-    assert query_format["schema"]["enum"] == ["json", "jpeg", "csv", "jsonl", "coco"]
+    assert query_format["schema"]["enum"] == list(MEDIA_TYPES)
     assert "default" not in query_format["schema"]  # none: the Accept header chooses
     assert "Accept header" in query_format["description"]
     assert all(media in query_format["description"] for media in set(MEDIA_TYPES.values()))

@@ -8,13 +8,17 @@ import io
 import json
 import shutil
 import subprocess
+import sys
+from datetime import datetime
 
 import pytest
+from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from support import DATA, run_count
+from support import DATA, ROOT, run_count
 
-from app.pipeline import PhotoFailure, photo, render
+from app.pipeline import PhotoFailure, photo, process_photo, render
+from app.vision.detection import DetectOptions
 
 DOG = (DATA / "dog.jpg").read_bytes()
 
@@ -39,9 +43,15 @@ def test_the_api_gives_every_format_of_one_photo_and_they_agree(client):
     table = ask(client, format="csv", filename="dog.jpg")
     assert table.mimetype == "text/csv"
     header, row = csv.reader(io.StringIO(table.get_data(as_text=True)))
-    assert header == ["file", "width", "height", "crop", *answer["stat"], "ms", "error"]
-    assert row[:3] == ["dog.jpg", "768", "576"]
-    assert dict(zip(answer["stat"], map(int, row[4:-2]), strict=True)) == answer["stat"]
+    classes = list(answer["stat"])
+    assert header == ["file", "date", "width", "height", "crop", *classes, "total", "threshold", "model", "ms", "error"]
+    assert row[:4] == ["dog.jpg", "2014-09-19T16:08:30", "768", "576"]  # dog.jpg's EXIF date
+    assert dict(zip(classes, map(int, row[5:-5]), strict=True)) == answer["stat"]
+    assert row[-5:-3] == [str(sum(answer["stat"].values())), "0.25"]  # total, threshold
+    assert len(row[-3]) == 12 and row[-3] == client.get("/model").get_json()["files"]["yolov3-tiny.weights"][:12]
+
+    long_rows = list(csv.DictReader(io.StringIO(ask(client, format="long").get_data(as_text=True))))
+    assert {row["class"]: int(row["count"]) for row in long_rows} == answer["stat"]
 
     (line,) = ask(client, format="jsonl", detections="1").get_data(as_text=True).splitlines()
     assert json.loads(line)["counts"] == answer["stat"]
@@ -66,12 +76,30 @@ def test_the_accept_header_chooses_the_format_when_the_request_does_not(client, 
     assert ask(client, headers={"Accept": accept}, format="json").mimetype == "application/json"  # format wins
 
 
+def test_accepting_text_csv_gives_the_table_of_a_row_per_photo_not_the_long_one(client):
+    header = ask(client, headers={"Accept": "text/csv"}).get_data(as_text=True).splitlines()[0]
+    assert header.startswith("file,date,width,height,crop,")
+    assert ask(client, format="long").get_data(as_text=True).startswith("file,date,class,count,")
+
+
+def test_the_api_gives_the_exif_date_or_none_the_file_has_no_time_there(client):
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = "2026:11:20 09:30:00"
+    with Image.open(io.BytesIO(DOG)) as photo:
+        dated, undated = io.BytesIO(), io.BytesIO()
+        photo.save(dated, "JPEG", exif=exif)
+        photo.save(undated, "JPEG")
+    for data, date in ((dated.getvalue(), "2026-11-20T09:30:00"), (undated.getvalue(), None)):
+        answer = client.post("/invocations", data=data, content_type="image/jpeg", query_string={"format": "jsonl"})
+        assert json.loads(answer.get_data(as_text=True))["date"] == date
+
+
 def test_a_format_that_makes_no_picture_spends_no_time_drawing(client, monkeypatch):
     def no_drawing(*args, **kwargs):
         raise AssertionError("drew a picture nobody asked for")
 
     monkeypatch.setattr(photo, "annotated_jpeg", no_drawing)
-    for answer_format in ("csv", "jsonl", "coco"):
+    for answer_format in ("csv", "long", "jsonl", "coco"):
         assert ask(client, format=answer_format).status_code == 200
     assert "img" not in ask(client, return_image="false").get_json()
     assert ask(client).status_code == 500  # the default JSON does draw: the patch is in the path
@@ -105,7 +133,16 @@ def test_count_writes_one_coco_dataset_that_pycocotools_evaluates(model_dir, tmp
     for name in ("dog.jpg", "horses.jpg", "person.jpg"):
         shutil.copy(DATA / name, tmp_path)
     (tmp_path / "notes.jpg").write_text("not a photo")  # in the CSV's error rows, not in COCO
-    document = json.loads(run_count(str(tmp_path), "--format", "coco", model_dir=model_dir).stdout)
+    counted = subprocess.run(
+        [sys.executable, "-m", "app", "count", str(tmp_path), "--format", "coco"],
+        cwd=ROOT,
+        env={"MODEL_DIR": str(model_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert counted.returncode == 1  # one photo could not be read
+    document = json.loads(counted.stdout)
     truth = coco_from(document)
     assert sorted(image["file_name"].rsplit("/", 1)[1] for image in document["images"]) == [
         "dog.jpg",
@@ -131,5 +168,32 @@ def test_detections_go_with_json_lines_only(model_dir):
 def test_a_failed_photo_renders_as_an_error_row_in_csv_and_json_lines():
     failure = PhotoFailure("bad.jpg", "the image is empty (0 bytes)")
     table = render.CsvDocument(("dog", "cat"))
-    assert list(csv.reader(io.StringIO(table.photo(failure)))) == [["bad.jpg", "", "", "", "", "", "", failure.error]]
+    cells = ["bad.jpg", "", "", "", "", "", "", "", "", "", "", failure.error]  # no date, size, counts, total...
+    assert list(csv.reader(io.StringIO(table.photo(failure)))) == [cells]
     assert json.loads(render.JsonLinesDocument(("dog", "cat")).photo(failure))["error"] == failure.error
+    long_table = render.LongCsvDocument(("dog", "cat"), model="0123456789ab")
+    assert list(csv.reader(io.StringIO(long_table.photo(failure)))) == [
+        ["bad.jpg", "", "", "", "", "0123456789ab", failure.error]
+    ]
+
+
+def test_the_pipeline_reads_the_date_from_the_photos_exif_and_keeps_the_threshold(detector):
+    def taken(kind: str, exif: Image.Exif):
+        encoded = io.BytesIO()
+        with Image.open(io.BytesIO(DOG)) as image:
+            image.save(encoded, kind, exif=exif)
+        result = process_photo(encoded.getvalue(), detector, DetectOptions(threshold=0.4), max_pixels=10**8)
+        assert result.threshold == 0.4 and result.total == sum(result.counts.values())
+        return result.taken
+
+    exif = Image.Exif()
+    exif[0x010F] = "Scope cam"  # Pillow writes a PNG's EXIF only with a tag in the main IFD
+    exif.get_ifd(0x8769)[36867] = "2026:11:20 09:30:00\x00"  # DateTimeOriginal, as cameras pad it
+    for kind in ("JPEG", "PNG", "WEBP"):
+        assert taken(kind, exif) == datetime(2026, 11, 20, 9, 30), kind
+    tiff = Image.Exif()
+    tiff[0x0132] = "2026:11:21 08:00:00"  # DateTime of the main IFD: a microscope camera's TIFF
+    assert taken("TIFF", tiff) == datetime(2026, 11, 21, 8, 0)
+    unset = Image.Exif()
+    unset.get_ifd(0x8769)[36867] = "0000:00:00 00:00:00"  # a camera whose clock was never set
+    assert taken("JPEG", unset) is None

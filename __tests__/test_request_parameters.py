@@ -101,8 +101,8 @@ def test_every_answer_format_is_accepted_and_an_empty_one_leaves_it_to_accept():
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"format": "xml"}, "'format' must be one of json, jpeg, csv, jsonl, coco, got 'xml'"),
-        ({"format": 3}, "'format' must be one of json, jpeg, csv, jsonl, coco, got 3"),
+        ({"format": "xml"}, "'format' must be one of json, jpeg, csv, jsonl, coco, long, got 'xml'"),
+        ({"format": 3}, "'format' must be one of json, jpeg, csv, jsonl, coco, long, got 3"),
         ({"tiling": "sometimes"}, "'tiling' must be one of auto, on, off, got 'sometimes'"),
         ({"threshold": "abc"}, "'threshold' must be a number between 0 and 1, got 'abc'"),
         ({"threshold": True}, "'threshold' must be a number between 0 and 1, got True"),

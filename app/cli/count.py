@@ -1,36 +1,89 @@
 """Counting a folder of photos without a server: the same pipeline, in process.
 
-  python -m app count PATH... [--output FILE] [--format csv|jsonl|coco] [--detections]
-      [--annotate DIR] [--threshold 0.25] [--tiling auto|on|off] [--auto-crop]
+  python -m app count PATH... [--output FILE] [--format csv|long|jsonl|coco] [--detections]
+      [--annotate DIR] [--plot PNG] [--threshold 0.25] [--tiling auto|on|off] [--auto-crop]
 
-One row per photo: file, width, height, a count per class, milliseconds; a photo
-that cannot be read gets its error in the row and the run goes on. --format coco
+One row per photo: file, date, width, height, crop, a count per class, total, threshold,
+model, ms, error (--format long: a row per photo and class). A photo that cannot be read
+gets its error in its row and the run goes on; the summary names it. --format coco
 writes one COCO detection dataset of every photo at the end. The model is the
 service's (MODEL_DIR, BACKEND, ... from the environment).
+
+The date is the photo's EXIF date (app/vision/images.py), else the file's modification
+time (local time, ISO 8601). Annotated pictures mirror the folders under the path given; they, and
+anything under the --annotate folder, are never counted as photos.
+
+Exit status (EXIT_HELP): 0 every photo counted, 1 some photos failed, 2 bad arguments
+(argparse's own; also an output that cannot be written), 3 nothing to count, 4 cannot start.
+Every error is one line on standard error, said before any photo is counted.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import itertools
 import os
 import stat
 import sys
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 from app.inference.detector import build_detector
-from app.pipeline import PhotoFailure, PhotoResult, process_photo, render
+from app.pipeline import PhotoFailure, PhotoResult, model_id, process_photo, render
 from app.settings import STARTUP_ERRORS, Settings
 from app.vision.detection import DetectOptions
-from app.vision.images import ImageTooLarge, InvalidImage, photos_in
+from app.vision.images import ANNOTATED_SUFFIX, PHOTO_SUFFIXES, ImageTooLarge, InvalidImage, photos_in
 from app.vision.tiling import TILING_MODES
+
+EXIT_COUNTED = 0
+EXIT_SOME_FAILED = 1
+EXIT_BAD_ARGUMENTS = 2  # argparse's own code for its errors
+EXIT_NOTHING_TO_COUNT = 3
+EXIT_CANNOT_START = 4
+EXIT_HELP = f"""exit status:
+  {EXIT_COUNTED}  every photo was counted
+  {EXIT_SOME_FAILED}  some photos could not be counted: their rows carry the error, the summary names them
+  {EXIT_BAD_ARGUMENTS}  bad arguments: a bad --threshold, --detections without --format jsonl, an --output,
+     --plot or --annotate folder that cannot be created
+  {EXIT_NOTHING_TO_COUNT}  nothing to count: a path that does not exist, or no photo found (an empty folder,
+     a folder of non-photos)
+  {EXIT_CANNOT_START}  cannot start: the model or a setting cannot be used (MODEL_DIR, BACKEND, ...)
+
+date: the photo's EXIF DateTimeOriginal (else DateTimeDigitized, else DateTime), else the
+file's modification time; local time, ISO 8601. --format long: a row per photo and class,
+zeros included, for a pivot table.
+--annotate DIR mirrors the folders under the path given (several paths: under the folder
+they share): day1/x.jpg -> DIR/day1/x.annotated.jpg. Photos under DIR and *.annotated.jpg
+files are never counted. --plot: counts per class against the date taken, or per photo
+when the dates do not order the photos (one missing, or all the same).
+"""
+MAX_FAILURES_NAMED = 10
+
+
+class CountStopped(Exception):
+    """Why the count cannot go on, in one line, with its exit status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 def add_command(commands) -> None:
-    count = commands.add_parser("count", help="count objects in photos or folders of photos")
+    count = commands.add_parser(
+        "count",
+        help="count objects in photos or folders of photos",
+        description="Count objects in photos or folders of photos: a row per photo.",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     count.add_argument("paths", nargs="+", type=Path)
     count.add_argument("--output", "-o", type=Path, help="write here instead of standard output")
     count.add_argument("--format", choices=tuple(render.DOCUMENTS), default="csv")
     count.add_argument("--detections", action="store_true", help="jsonl: each photo's boxes, as the API's `detections`")
     count.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated pictures here")
+    count.add_argument("--plot", type=Path, metavar="PNG", help="also draw the counts per class by date, as a PNG")
     count.add_argument("--threshold", type=float, default=DetectOptions.threshold)
     count.add_argument("--tiling", choices=TILING_MODES, default="auto")
     count.add_argument("--auto-crop", action="store_true", help="count only the sample (the stained drop)")
@@ -43,34 +96,137 @@ def run(args, parser) -> int:
     if args.detections and args.format != "jsonl":
         parser.error("--detections goes with --format jsonl (coco always has the boxes)")
     try:
-        settings = Settings.for_one_process()
-        detector = build_detector(settings)
-    except STARTUP_ERRORS as exc:
-        print(f"cannot start: {exc}", file=sys.stderr)
-        return 1
-    photos = photos_in(args.paths)
-    options = DetectOptions(threshold=args.threshold, tiling=args.tiling)
-    # UTF-8 whatever the locale; names that are not UTF-8 are already escaped (display_name).
-    out = args.output.open("w", newline="", encoding="utf-8", errors="backslashreplace") if args.output else sys.stdout
-    try:
-        document = render.DOCUMENTS[args.format](detector.class_names, args.detections)
+        return _count(args)
+    except CountStopped as stopped:
+        print(stopped, file=sys.stderr)
+        return stopped.status
+
+
+def _count(args) -> int:
+    photos = _photos(args.paths, skip=[path for path in (args.annotate, args.plot, args.output) if path])
+    pictures = annotated_paths(photos, args.paths) if args.annotate else [None] * len(photos)
+    with contextlib.ExitStack() as stack:
+        # UTF-8 whatever the locale; names that are not UTF-8 are already escaped (display_name).
+        out = (
+            stack.enter_context(_created(args.output, "the output", "w", newline="", errors="backslashreplace"))
+            if args.output
+            else sys.stdout
+        )
+        plot = stack.enter_context(_created(args.plot, "the --plot file", "wb")) if args.plot else None
+        if args.annotate:
+            _make_folder(args.annotate)
+        settings, detector = _start()
+        options = DetectOptions(threshold=args.threshold, tiling=args.tiling)
+        document = render.DOCUMENTS[args.format](detector.class_names, args.detections, model=model_id(detector))
+        progress = Progress(len(photos))
+        counted: list[PhotoResult] = []
+        failures: list[PhotoFailure] = []
         _write(out, document.head())
-        failures = 0
-        for index, photo in enumerate(photos, start=1):
-            _progress(index, len(photos), photo)
-            outcome = count_photo(photo, detector, options, settings, args.auto_crop, args.annotate is not None)
+        for index, (photo, picture) in enumerate(zip(photos, pictures, strict=True), start=1):
+            progress.counting(index, photo)
+            outcome = count_photo(photo, detector, options, settings, args.auto_crop, picture is not None)
             if isinstance(outcome, PhotoFailure):
-                failures += 1
-            elif args.annotate:
-                args.annotate.mkdir(parents=True, exist_ok=True)
-                (args.annotate / f"{photo.stem}.annotated.jpg").write_bytes(outcome.picture)
+                failures.append(outcome)
+            else:
+                if picture is not None:
+                    _save_picture(args.annotate / picture, outcome.picture)
+                counted.append(replace(outcome, picture=None, detections=()))  # for the plot: counts and date
+            progress.counted(index, photo, outcome)
             _write(out, document.photo(outcome))
         _write(out, document.tail())
-    finally:
-        if args.output:
-            out.close()
-    print(f"\rcounted {len(photos) - failures} photos, {failures} could not be read", file=sys.stderr)
-    return 0
+        progress.finish()
+        if plot:
+            from .count_plot import write_plot  # matplotlib only when a plot is asked for
+
+            write_plot(counted, detector.class_names, plot)
+    print(summary(len(counted), failures), file=sys.stderr)
+    return EXIT_SOME_FAILED if failures else EXIT_COUNTED
+
+
+def _photos(paths: list[Path], skip: list[Path]) -> list[Path]:
+    missing = [display_name(path) for path in paths if not path.exists()]
+    if missing:
+        raise CountStopped(EXIT_NOTHING_TO_COUNT, f"count: no such file or folder: {', '.join(missing)}")
+    found = {path: photos_in([path], skip=skip) for path in paths}
+    empty = ", ".join(display_name(path) for path, photos in found.items() if not photos)
+    if not any(found.values()):
+        kinds = ", ".join(sorted(PHOTO_SUFFIXES))
+        raise CountStopped(EXIT_NOTHING_TO_COUNT, f"count: nothing to count: no photo ({kinds}) in {empty}")
+    if empty:  # one empty folder of several is worth a word, not a stop
+        print(f"count: no photo in {empty}", file=sys.stderr)
+    return [photo for photos in found.values() for photo in photos]
+
+
+def annotated_paths(photos: list[Path], given: list[Path]) -> list[Path]:
+    """Each photo's annotated picture, relative to the --annotate folder: the folders under
+    the path given (under the folder several paths share), mirrored; x.jpg -> x.annotated.jpg.
+    Two photos never get one name: the second keeps its suffix (x.png.annotated.jpg), then a number."""
+    roots = [os.path.abspath(path if path.is_dir() else path.parent) for path in given]
+    base = Path(os.path.commonpath(roots))
+    taken: set[str] = set()
+    pictures = []
+    for photo in photos:
+        relative = Path(os.path.abspath(photo)).relative_to(base)
+        names = itertools.chain((relative.stem, relative.name), (f"{relative.name}.{n}" for n in itertools.count(2)))
+        for name in names:
+            picture = relative.with_name(name + ANNOTATED_SUFFIX)
+            key = str(picture).casefold()  # one file on a case-insensitive disk (a camera card, macOS)
+            if key not in taken:
+                taken.add(key)
+                pictures.append(picture)
+                break
+    return pictures
+
+
+def _created(path: Path, what: str, mode: str, **options):
+    try:
+        return path.open(mode, encoding="utf-8", **options) if "b" not in mode else path.open(mode)
+    except OSError as exc:
+        raise CountStopped(
+            EXIT_BAD_ARGUMENTS, f"count: cannot write {what} {display_name(path)}: {_reason(exc)}; nothing counted"
+        ) from None
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "a file of that name is in the way" if isinstance(exc, FileExistsError) else _reason(exc)
+        raise CountStopped(
+            EXIT_BAD_ARGUMENTS, f"count: cannot create the --annotate folder {display_name(folder)}: {reason}"
+        ) from None
+
+
+def _start():
+    try:
+        settings = Settings.for_one_process()
+        return settings, build_detector(settings)
+    except STARTUP_ERRORS as exc:
+        raise CountStopped(EXIT_CANNOT_START, f"cannot start: {exc}") from None
+
+
+def _save_picture(path: Path, picture: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(picture)
+    except OSError as exc:  # a full disk: stop, the rows so far are written
+        raise CountStopped(
+            EXIT_SOME_FAILED, f"count: cannot write the annotated picture {display_name(path)}: {_reason(exc)}"
+        ) from None
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def summary(counted: int, failures: list[PhotoFailure]) -> str:
+    text = f"counted {counted} photos, {len(failures)} could not be read"
+    if not failures:
+        return text
+    named = [f"  {failure.filename}: {failure.error}" for failure in failures[:MAX_FAILURES_NAMED]]
+    if len(failures) > MAX_FAILURES_NAMED:
+        named.append(f"  and {len(failures) - MAX_FAILURES_NAMED} more (their rows carry the error)")
+    return "\n".join([text + ":", *named])
 
 
 def count_photo(
@@ -78,7 +234,7 @@ def count_photo(
 ) -> PhotoResult | PhotoFailure:
     name = display_name(photo)
     try:
-        return process_photo(
+        result = process_photo(
             read_regular_file(photo),
             detector,
             options,
@@ -90,6 +246,15 @@ def count_photo(
         )
     except (OSError, InvalidImage, ImageTooLarge) as exc:  # a decoder's fault is an InvalidImage too
         return PhotoFailure(name, str(exc))
+    return result if result.taken else replace(result, taken=file_time(photo))
+
+
+def file_time(path: Path) -> datetime | None:
+    """The file's modification time, local, to the second: the date of a photo without EXIF."""
+    try:
+        return datetime.fromtimestamp(int(path.stat().st_mtime))
+    except (OSError, OverflowError, ValueError):
+        return None
 
 
 def display_name(path: Path) -> str:
@@ -118,9 +283,30 @@ def _write(out, text: str) -> None:
         out.flush()  # a row per photo as it is counted: a long run can be followed, or cut short
 
 
-def _progress(index: int, total: int, photo: Path) -> None:
-    if sys.stderr.isatty() or total > 1:
-        width = 30
-        done = width * index // max(total, 1)
-        name = display_name(Path(photo.name))[:40]
-        print(f"\r[{'#' * done}{'.' * (width - done)}] {index}/{total} {name:40}", end="", file=sys.stderr)
+class Progress:
+    """On a terminal, one bar redrawn in place; elsewhere (a log file, a pipe) a plain line
+    per photo, with no carriage return to run them all into one line."""
+
+    def __init__(self, total: int, stream=None):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.bar = self.stream.isatty()
+
+    def counting(self, index: int, photo: Path) -> None:
+        if self.bar:
+            width = 30
+            done = width * index // max(self.total, 1)
+            name = display_name(Path(photo.name))[:40]
+            print(f"\r[{'#' * done}{'.' * (width - done)}] {index}/{self.total} {name:40}", end="", file=self.stream)
+
+    def counted(self, index: int, photo: Path, outcome: PhotoResult | PhotoFailure) -> None:
+        if self.bar:
+            return
+        if isinstance(outcome, PhotoFailure):
+            print(f"failed {index}/{self.total} {outcome.filename}: {outcome.error}", file=self.stream, flush=True)
+        else:
+            print(f"counted {index}/{self.total} {display_name(photo)}", file=self.stream, flush=True)
+
+    def finish(self) -> None:
+        if self.bar:
+            print(file=self.stream)  # the summary on a line of its own, under the finished bar

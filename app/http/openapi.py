@@ -72,7 +72,12 @@ def _invocation_answer(binary: dict) -> dict:
                 }
             },
             "image/jpeg": {"schema": binary},
-            "text/csv": {"schema": {"type": "string", "description": "The columns of `python -m app count`"}},
+            "text/csv": {
+                "schema": {
+                    "type": "string",
+                    "description": "The columns of `python -m app count`; with format=long a row per class",
+                }
+            },
             "application/x-ndjson": {
                 "schema": {
                     "type": "string",

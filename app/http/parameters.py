@@ -193,7 +193,8 @@ PARAMETERS = (
         "The answer's format: `json` the API's JSON body; `jpeg` the annotated picture itself, the counts in "
         "the X-Stat header; `csv` the counts as CSV, the columns of `python -m app count`; `jsonl` one JSON "
         "line per photo, as `python -m app count --format jsonl`; `coco` a COCO detection dataset (images, "
-        "categories, annotations with their score). Without it the Accept header chooses: application/json, "
+        "categories, annotations with their score); `long` CSV of one row per class (file, date, class, count), for "
+        "pivot tables. Without it the Accept header chooses: application/json, "
         "image/jpeg, text/csv or application/x-ndjson",
     ),
     Parameter("filename", Text(), None, "Echoed into the log"),

@@ -11,6 +11,7 @@ from werkzeug.datastructures import MIMEAccept
 from app import __version__
 from app.inference.detector import Detector
 from app.pipeline import process_photo, render
+from app.pipeline.photo import model_id
 
 from . import metrics
 from .errors import NotAcceptable, NotReady
@@ -19,9 +20,6 @@ from .request_log import add_fields
 from .request_parsing import parse_invocation, parse_upload
 
 bp = Blueprint("service", __name__)
-# Accept header -> answer format (format= in the request wins); JSON first, for */*.
-# COCO shares JSON's media type: only format=coco asks for it.
-ACCEPTED_TYPES = {media: name for name, media in render.MEDIA_TYPES.items() if name != "coco"}
 
 
 def _detector() -> Detector:
@@ -124,7 +122,7 @@ def _answer(parse):
         counts=render.found_counts(result),
         stage_ms={stage: round(seconds * 1000, 1) for stage, seconds in result.stage_seconds.items()},
     )
-    return _rendered(result, answer_format, invocation.include_detections, detector.class_names)
+    return _rendered(result, answer_format, invocation.include_detections, detector)
 
 
 def _format_from_accept() -> str:
@@ -133,20 +131,21 @@ def _format_from_accept() -> str:
         return "json"
     # `text/csv; charset=utf-8` is text/csv: werkzeug would hold the parameter against it.
     accepted = MIMEAccept([(media.split(";")[0].strip(), quality) for media, quality in request.accept_mimetypes])
-    best = accepted.best_match(ACCEPTED_TYPES)
+    best = accepted.best_match(render.ACCEPTED_FORMATS)
     if best is None:
         raise NotAcceptable(
-            f"this service answers {', '.join(ACCEPTED_TYPES)} (or format=coco), not {request.headers['Accept']}"
+            f"this service answers {', '.join(render.ACCEPTED_FORMATS)} (format= asks for any of "
+            f"{', '.join(render.MEDIA_TYPES)}), not {request.headers['Accept']}"
         )
-    return ACCEPTED_TYPES[best]
+    return render.ACCEPTED_FORMATS[best]
 
 
-def _rendered(result, answer_format: str, detections: bool, class_names: tuple[str, ...]) -> Response:
+def _rendered(result, answer_format: str, detections: bool, detector: Detector) -> Response:
     if answer_format == "jpeg":
         # The counts travel in a header, for clients that only want the picture.
         return Response(result.picture, content_type="image/jpeg", headers={"X-Stat": render.x_stat(result)})
     if answer_format in render.DOCUMENTS:
-        document = render.DOCUMENTS[answer_format](class_names, detections)
+        document = render.DOCUMENTS[answer_format](detector.class_names, detections, model_id(detector))
         return Response(document.whole([result]), content_type=f"{document.media_type}; charset=utf-8")
     return jsonify(render.api_json(result, detections))
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import numpy as np
 
@@ -35,6 +36,14 @@ class PhotoResult:
     crop: Crop | None = None  # the sample counted, when auto_crop found one
     stage_seconds: dict[str, float] = field(default_factory=dict)
     picture: bytes | None = None  # the annotated JPEG, made only when asked
+    # When the photo was taken: its EXIF date (the camera's local time); the count
+    # command falls back to the file's modification time, the API has no file.
+    taken: datetime | None = None
+    threshold: float | None = None  # the score a box needed to be counted
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
     @property
     def counting_ms(self) -> float:
@@ -70,6 +79,7 @@ def process_photo(
     # The decoded photo and everything made from it exist only while its pixels are held.
     with hold:
         image = photo.decode()
+        taken = photo.taken  # after decode: a PNG's EXIF comes with its pixels
         stages.done("decode")
         detections, crop = _detect(detector, image, options, auto_crop, deadline)
         stages.done("inference")
@@ -89,7 +99,14 @@ def process_photo(
         crop=crop,
         stage_seconds=stages.seconds,
         picture=picture,
+        taken=taken,
+        threshold=options.threshold,
     )
+
+
+def model_id(detector: Detector) -> str:
+    """The weights' sha256, first 12 hex digits: which model counted, in every row."""
+    return detector.file_hashes[detector.model.files.weights.name][:12]
 
 
 def annotated_jpeg(

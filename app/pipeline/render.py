@@ -3,8 +3,9 @@ from the same renderers, so a box or a count reads the same wherever it is read.
 
 One photo's answer: the API's JSON (`api_json`), the annotated picture with the counts
 in X-Stat (`x_stat`). Documents of one photo or many, the same over HTTP and from the
-count command (DOCUMENTS): CSV, JSON lines, a COCO detection dataset. A new format is a
-Document class here and its DOCUMENTS entry.
+count command (DOCUMENTS): CSV (a row per photo), long CSV (a row per photo and class),
+JSON lines, a COCO detection dataset. A new format is a Document class here and its
+DOCUMENTS entry.
 """
 
 from __future__ import annotations
@@ -57,13 +58,15 @@ def found_counts(result: PhotoResult) -> dict[str, int]:
 
 class Document:
     """An output of one photo or many, written as the photos come: head, a part per
-    photo, tail. detections: the boxes too, where the format has them only on request."""
+    photo, tail. detections: the boxes too, where the format has them only on request.
+    model: which model counted (pipeline.model_id), a column of every row; "" unknown."""
 
     media_type: str
 
-    def __init__(self, class_names: Sequence[str], detections: bool = False):
+    def __init__(self, class_names: Sequence[str], detections: bool = False, model: str = ""):
         self.class_names = tuple(class_names)
         self.detections = detections
+        self.model = model
 
     def head(self) -> str:
         return ""
@@ -79,20 +82,57 @@ class Document:
 
 
 class CsvDocument(Document):
-    """A header, then a row per photo: file, width, height, crop, a column per class, ms, error."""
+    """A header, then a row per photo: file, date, width, height, crop, a column per class,
+    total, threshold, model, ms, error. A failed photo: its file, the model and the error."""
 
     media_type = "text/csv"
 
     def head(self) -> str:
-        return _csv_line(["file", "width", "height", "crop", *self.class_names, "ms", "error"])
+        return _csv_line(
+            ["file", "date", "width", "height", "crop", *self.class_names, "total", "threshold", "model", "ms", "error"]
+        )
 
     def photo(self, outcome: PhotoResult | PhotoFailure) -> str:
         if isinstance(outcome, PhotoFailure):
-            return _csv_line([outcome.filename, "", "", "", *("" for _ in self.class_names), "", outcome.error])
+            blanks = [""] * (len(self.class_names) + 6)  # date, width, height, crop, classes, total, threshold
+            return _csv_line([outcome.filename, *blanks, self.model, "", outcome.error])
         crop = " ".join(map(str, outcome.crop.as_list())) if outcome.crop else ""
         counts = [outcome.counts.get(name, "") for name in self.class_names]
         return _csv_line(
-            [outcome.filename or "", outcome.width, outcome.height, crop, *counts, outcome.counting_ms, ""]
+            [
+                outcome.filename or "",
+                date_text(outcome),
+                outcome.width,
+                outcome.height,
+                crop,
+                *counts,
+                outcome.total,
+                _number(outcome.threshold),
+                self.model,
+                outcome.counting_ms,
+                "",
+            ]
+        )
+
+
+class LongCsvDocument(Document):
+    """The counts as a long table, the shape a spreadsheet's pivot table reads: a row per
+    photo and class, zeros included (a class absent from a photo is a count of 0 in an
+    average or a chart, not a gap): file, date, class, count, threshold, model, error. A
+    failed photo is one row with its error and no class."""
+
+    media_type = "text/csv"
+
+    def head(self) -> str:
+        return _csv_line(["file", "date", "class", "count", "threshold", "model", "error"])
+
+    def photo(self, outcome: PhotoResult | PhotoFailure) -> str:
+        if isinstance(outcome, PhotoFailure):
+            return _csv_line([outcome.filename, "", "", "", "", self.model, outcome.error])
+        file, date, threshold = outcome.filename or "", date_text(outcome), _number(outcome.threshold)
+        return "".join(
+            _csv_line([file, date, name, outcome.counts.get(name, 0), threshold, self.model, ""])
+            for name in self.class_names
         )
 
 
@@ -103,14 +143,19 @@ class JsonLinesDocument(Document):
 
     def photo(self, outcome: PhotoResult | PhotoFailure) -> str:
         if isinstance(outcome, PhotoFailure):
-            row: dict = {"file": outcome.filename, "width": None, "height": None, "crop": None, "counts": {}}
+            row: dict = {"file": outcome.filename, "date": None, "width": None, "height": None, "crop": None}
+            row |= {"counts": {}, "total": None, "threshold": None, "model": self.model}
             return json.dumps({**row, "ms": None, "error": outcome.error}) + "\n"
         row = {
             "file": outcome.filename,
+            "date": date_text(outcome) or None,
             "width": outcome.width,
             "height": outcome.height,
             "crop": outcome.crop.as_list() if outcome.crop else None,
             "counts": outcome.counts,
+            "total": outcome.total,
+            "threshold": outcome.threshold,
+            "model": self.model,
             "ms": outcome.counting_ms,
             "error": "",
         }
@@ -127,8 +172,8 @@ class CocoDocument(Document):
 
     media_type = "application/json"
 
-    def __init__(self, class_names: Sequence[str], detections: bool = True):
-        super().__init__(class_names, detections)
+    def __init__(self, class_names: Sequence[str], detections: bool = True, model: str = ""):
+        super().__init__(class_names, detections, model)
         self._images: list[dict] = []
         self._annotations: list[dict] = []
 
@@ -150,13 +195,26 @@ class CocoDocument(Document):
 
 
 # The documents by format name; COCO is JSON too, so only format=coco asks for it.
-DOCUMENTS: dict[str, type[Document]] = {"csv": CsvDocument, "jsonl": JsonLinesDocument, "coco": CocoDocument}
+DOCUMENTS: dict[str, type[Document]] = {
+    "csv": CsvDocument,
+    "jsonl": JsonLinesDocument,
+    "coco": CocoDocument,
+    "long": LongCsvDocument,
+}
 # Every answer format of the API and its media type.
 MEDIA_TYPES = {
     "json": "application/json",
     "jpeg": "image/jpeg",
     **{name: document.media_type for name, document in DOCUMENTS.items()},
 }
+# What an Accept header can ask for (format= asks for any): coco and long share
+# JSON's and CSV's media types, so the Accept header means json and csv by them.
+ACCEPTED_FORMATS = {media: name for name, media in MEDIA_TYPES.items() if name not in ("coco", "long")}
+
+
+def date_text(result: PhotoResult) -> str:
+    """When the photo was taken, ISO 8601 to the second (the camera's local time); "" unknown."""
+    return result.taken.isoformat(timespec="seconds") if result.taken else ""
 
 
 def _coco_annotation(detection: Detection, image_id: int, annotation_id: int) -> dict:
@@ -170,6 +228,10 @@ def _coco_annotation(detection: Detection, image_id: int, annotation_id: int) ->
         "iscrowd": 0,
         "score": round(detection.confidence, 4),
     }
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else str(value)
 
 
 def _csv_line(cells: list) -> str:

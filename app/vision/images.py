@@ -10,7 +10,10 @@ warns about (a premature end, corrupt data) is an error, not a grey photo counte
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -43,6 +46,13 @@ ARRAY_ORIENTATIONS = {
     8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
 }
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
+ANNOTATED_SUFFIX = ".annotated.jpg"  # the count command's pictures: an output, never a photo to count
+EXIF_IFD = 0x8769
+# DateTimeOriginal (the shutter), else DateTimeDigitized, in the Exif IFD; else DateTime of
+# the main IFD, where microscope cameras' TIFFs keep it. The camera's local time, no zone.
+EXIF_DATE_TAGS = (36867, 36868)
+MAIN_DATE_TAG = 0x0132
+EXIF_DATE_FORMAT = "%Y:%m:%d %H:%M:%S"
 # Pillow's names of what cameras, phones and microscopes write (its JPEG reader also
 # opens MPO, a phone's JPEG with a second picture inside). Pillow knows some 40
 # formats; ICO and ICNS decode their biggest picture before its size can be checked,
@@ -79,6 +89,12 @@ class OpenedPhoto:
     @property
     def pixels(self) -> int:
         return self.image.size[0] * self.image.size[1]
+
+    @property
+    def taken(self) -> datetime | None:
+        """When the photo was taken, from its EXIF; None without a readable date. Read it
+        after decode(): Pillow reads a PNG's EXIF only by loading its pixels."""
+        return _taken(self.image)
 
     def decode(self) -> np.ndarray:
         """HxWx3 uint8 RGB, EXIF orientation applied; the first page or frame."""
@@ -154,20 +170,54 @@ def _orientation(image: Image.Image) -> int:
         return 1
 
 
+def _taken(image: Image.Image) -> datetime | None:
+    try:
+        main = image.getexif()
+        tags = main.get_ifd(EXIF_IFD)
+        values = [tags.get(tag) for tag in EXIF_DATE_TAGS] + [main.get(MAIN_DATE_TAG)]
+    except Exception:  # any unreadable EXIF: no known date
+        return None
+    for value in values:
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        if not isinstance(value, str):
+            continue
+        try:  # cameras pad with NULs or blanks; an unset clock writes "0000:00:00 00:00:00"
+            return datetime.strptime(value.strip("\x00 ")[:19], EXIF_DATE_FORMAT)
+        except ValueError:
+            continue
+    return None
+
+
 def _upright(image: Image.Image) -> Image.Image:
     method = ORIENTATIONS.get(_orientation(image))
     return image.transpose(method) if method is not None else image
 
 
-def photos_in(paths: list[Path]) -> list[Path]:
-    """The photos in folders (recursively, by suffix) and the files named."""
+def photos_in(paths: list[Path], skip: Iterable[Path] = ()) -> list[Path]:
+    """The photos in folders (recursively, by suffix) and the files named. In folders,
+    annotated pictures (*.annotated.jpg) and whatever lies in or under a `skip` path (the
+    count command's own outputs) are left out, so an output is never read as an input."""
+    skipped = [Path(os.path.realpath(path)) for path in skip]
     found = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+            found += sorted(p for p in path.rglob("*") if _is_photo(p) and not _under(p, skipped))
         else:
             found.append(path)  # named explicitly: tried even with an odd suffix
     return found
+
+
+def _is_photo(path: Path) -> bool:
+    name = path.name.lower()
+    return path.suffix.lower() in PHOTO_SUFFIXES and not name.endswith(ANNOTATED_SUFFIX) and path.is_file()
+
+
+def _under(path: Path, folders: list[Path]) -> bool:
+    if not folders:
+        return False
+    real = Path(os.path.realpath(path))
+    return any(real.is_relative_to(folder) for folder in folders)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90, channels: str = "RGB") -> bytes:
