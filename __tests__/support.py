@@ -77,7 +77,8 @@ class RunningService:
             try:
                 if requests.get(f"{self.url}/ping", timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            # nginx listens before a worker does: a /ping may wait on a worker still loading.
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.2)
         raise AssertionError("the service did not answer /ping in time")

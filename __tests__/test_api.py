@@ -2,6 +2,7 @@
 
 import base64
 import io
+import re
 import sys
 import threading
 import warnings
@@ -248,10 +249,16 @@ def test_tiling_parameter(client, dog_stat):
     assert error_of(response, 400)["code"] == "invalid_parameter"
 
 
-def test_the_web_page_is_served(client):
+def test_the_web_page_is_served_whole_from_here(client):
     response = client.get("/")
     assert response.status_code == 200 and response.mimetype == "text/html"
-    assert b'id="photo"' in response.data and b"http" not in response.data.split(b"<script>")[1]
+    assert b'id="photo"' in response.data
+    for asset in ("static/page.js", "static/page.css"):
+        assert f'"{asset}"'.encode() in response.data  # relative: the page works under a path prefix
+        with client.get(f"/{asset}") as served:  # a file answer: closed, or its file stays open
+            assert served.status_code == 200
+            # Nothing from the internet: the one URL is SVG's namespace name, never fetched.
+            assert re.findall(rb"https?://[^\s\"')]+", served.data) in ([], [b"http://www.w3.org/2000/svg"])
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,29 @@
-"""The web page in a real browser: Debian's Chromium, driven by Playwright."""
+"""The web page in a real browser: Debian's Chromium, driven by Playwright.
 
+Each test gets a fresh browser context (its own IndexedDB history and session); the
+screenshots go to the test's tmp_path and their paths are printed (`pytest -rA`)."""
+
+import base64
+import csv
+import io
+import re
 import shutil
+import zipfile
 
 import pytest
-from support import DATA
+import requests
+from PIL import Image
+from support import DATA, RunningService
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (./test.sh installs Debian's chromium when run as root)"
 )
+FINISHED = "#results tbody tr:is([data-status=done], [data-status=failed])"
 
 
 @pytest.fixture(scope="module")
-def page(live_server):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -21,23 +32,68 @@ def page(live_server):
             # No network beyond loopback here: keep Chromium from trying.
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
         )
-        page = browser.new_page()
-        yield page
+        yield browser
         browser.close()
 
 
-def test_a_person_counts_a_photo_in_the_page(page, live_server):
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def wait_counted(page, rows: int, timeout: float = 30_000) -> None:
+    page.wait_for_function(
+        f"document.querySelectorAll('{FINISHED}').length === {rows} && document.querySelector('#stop').hidden",
+        timeout=timeout,
+    )
+
+
+def table(page) -> list[dict]:
+    """The results table as data: a dict per row."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('#results tbody tr')].map((tr) => ({
+            file: tr.dataset.file, status: tr.dataset.status,
+            counts: Object.fromEntries([...tr.querySelectorAll('td[data-class]')]
+                .map((td) => [td.dataset.class, Number(td.textContent)]).filter(([, n]) => n > 0)),
+            total: tr.querySelector('.total').textContent, threshold: tr.querySelector('.threshold').textContent,
+            time: tr.querySelector('.time').textContent, error: tr.querySelector('.error').textContent,
+        }))"""
+    )
+
+
+def found(live_server, name: str, threshold: float = 0.25) -> dict[str, int]:
+    """What the API itself counts on the photo: the page must show the same."""
+    stat = live_server.post_photo(name, threshold=threshold).json()["stat"]
+    return {cls: n for cls, n in stat.items() if n}
+
+
+def screenshot(page, path) -> None:
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+
+
+def count_photos(page, live_server, *names: str) -> None:
     page.goto(live_server.url + "/")
-    page.set_input_files("#photo", str(DATA / "dog.jpg"))
-    page.click("#count")
-    page.wait_for_selector("#counts tr[data-class='dog']", timeout=30_000)
-    counts = {
-        row.get_attribute("data-class"): int(row.locator("td.count").inner_text())
-        for row in page.locator("#counts tr").all()
+    page.set_input_files("#photo", [str(DATA / name) for name in names])
+    wait_counted(page, len(names))
+
+
+def test_a_person_counts_a_photo_in_the_page(page, live_server):
+    count_photos(page, live_server, "dog.jpg")
+    (row,) = table(page)
+    assert row["file"] == "dog.jpg" and row["threshold"] == "0.25" and row["error"] == ""
+    assert row["counts"] == found(live_server, "dog.jpg")
+    assert row["time"].endswith(("ms", "s"))
+    # The viewer says which photo and threshold it shows, with the counts beside it.
+    assert page.locator("#viewer-title").inner_text() == "dog.jpg"
+    assert "Threshold 0.25" in page.locator("#viewer-caption").inner_text()
+    legend = {
+        li.get_attribute("data-class"): int(li.locator(".n").inner_text()) for li in page.locator("#counts li").all()
     }
-    assert counts["dog"] >= 1 and counts["bicycle"] >= 1
+    assert legend == row["counts"]
     assert page.locator("#annotated").evaluate("img => img.naturalWidth") == 768
-    assert page.locator("#took").inner_text().endswith(("ms", "s"))
     assert page.locator("#error").is_hidden()
 
 
@@ -49,14 +105,229 @@ def test_the_page_lists_the_model(page, live_server):
     assert "416×416" in summary and "onnxruntime (fp32)" in summary
 
 
-def test_an_unreadable_file_is_explained_in_plain_words(page, live_server, tmp_path):
+def test_several_photos_are_counted_in_turn_each_on_its_own_row(page, live_server, tmp_path):
     notes = tmp_path / "notes.jpg"
     notes.write_text("these are my lab notes, not a photo")
+    readme = tmp_path / "readme.txt"
+    readme.write_text("not a photo either")
     page.goto(live_server.url + "/")
-    page.set_input_files("#photo", str(notes))
-    page.click("#count")
-    page.wait_for_selector("#error", state="visible", timeout=10_000)
-    assert page.locator("#error").inner_text().startswith("The photo could not be counted:")
+    # Every line the progress shows, as it changes.
+    page.evaluate(
+        """() => { window.progress = [];
+        new MutationObserver(() => window.progress.push(document.querySelector('#progress').textContent))
+            .observe(document.querySelector('#progress'), {childList: true, characterData: true, subtree: true}); }"""
+    )
+    photos = ["dog.jpg", "person.jpg", "horses.jpg"]
+    page.set_input_files("#photo", [str(DATA / "dog.jpg"), str(notes), str(DATA / "person.jpg"), str(readme)])
+    page.set_input_files("#photo", str(DATA / "horses.jpg"))  # more, while the first ones count
+    wait_counted(page, 4)
+    rows = {row["file"]: row for row in table(page)}
+    assert list(rows) == ["dog.jpg", "notes.jpg", "person.jpg", "horses.jpg"]
+    for name in photos:
+        assert rows[name]["status"] == "done" and rows[name]["error"] == ""
+        assert rows[name]["counts"] == found(live_server, name), name
+        assert rows[name]["total"] == str(sum(rows[name]["counts"].values()))
+    bad = rows["notes.jpg"]
+    assert bad["status"] == "failed" and bad["counts"] == {} and bad["total"] == ""
+    assert bad["error"].startswith("The photo could not be counted:")
+    assert page.locator("#skipped").inner_text() == "Skipped 1 file that is not a photo: readme.txt."
+    # "1 of 3: dog.jpg", then the others in turn (horses joined the batch, or began its own).
+    seen = [re.fullmatch(r"\d+ of \d+: (.+)", line) for line in page.evaluate("window.progress")]
+    assert page.evaluate("window.progress")[0] == "1 of 3: dog.jpg"
+    assert [match[1] for match in seen if match] == ["dog.jpg", "notes.jpg", "person.jpg", "horses.jpg"]
+    assert page.locator("#progress").inner_text().endswith("1 failed (see the Error column).")
+    assert page.locator("#error").is_hidden()
+    # The failed photo shows its error, never the previous photo's counts.
+    page.click("#results tr[data-file='notes.jpg'] button.file")
+    assert page.locator("#viewer-title").inner_text() == "notes.jpg"
+    assert page.locator("#viewer-caption").inner_text().startswith("Not counted: The photo could not be counted:")
+    assert page.locator("#counts li[data-class]").count() == 0
+    assert page.locator("#boxes rect").count() == 0
+    screenshot(page, tmp_path / "several-photos.png")
+
+
+def test_a_folder_and_dropped_files_are_taken_photos_only(page, live_server, tmp_path):
+    folder = tmp_path / "culture-3"
+    folder.mkdir()
+    shutil.copy(DATA / "giraffe.jpg", folder)
+    (folder / "notes.txt").write_text("day 3")
+    page.goto(live_server.url + "/")
+    page.set_input_files("#folder", str(folder))
+    wait_counted(page, 1)
+    assert [row["file"] for row in table(page)] == ["culture-3/giraffe.jpg"]
+    assert "notes.txt" in page.locator("#skipped").inner_text()
+    # A drop of two files, as a browser's drag and drop delivers them.
+    page.evaluate(
+        """(files) => {
+            const transfer = new DataTransfer();
+            for (const [name, type, base64] of files) {
+                const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], name, { type }));
+            }
+            document.querySelector('#drop').dispatchEvent(new DragEvent('drop', { dataTransfer: transfer }));
+        }""",
+        [
+            ["eagle.jpg", "image/jpeg", base64.b64encode((DATA / "eagle.jpg").read_bytes()).decode()],
+            ["list.csv", "text/csv", base64.b64encode(b"a,b\n").decode()],
+        ],
+    )
+    wait_counted(page, 2)
+    assert [row["file"] for row in table(page)] == ["culture-3/giraffe.jpg", "eagle.jpg"]
+    assert "list.csv" in page.locator("#skipped").inner_text()
+
+
+def test_the_table_downloads_as_csv(page, live_server, tmp_path):
+    count_photos(page, live_server, "dog.jpg", "person.jpg")
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    assert path.suffix == ".csv"
+    lines = list(csv.DictReader(io.StringIO(path.read_text())))
+    classes = requests.get(live_server.url + "/model", timeout=10).json()["classes"]
+    assert list(lines[0]) == [
+        "file",
+        "counted_at",
+        "threshold",
+        "tiling",
+        "auto_crop",
+        *classes,
+        "total",
+        "ms",
+        "error",
+    ]
+    rows = table(page)
+    assert [line["file"] for line in lines] == [row["file"] for row in rows]
+    for line, row in zip(lines, rows, strict=True):
+        assert {name: int(line[name]) for name in classes if line[name] != "0"} == row["counts"]
+        assert (line["threshold"], line["total"], line["error"]) == (row["threshold"], row["total"], "")
+        assert line["tiling"] == "auto" and int(line["ms"]) > 0
+
+
+def test_the_annotated_photos_download_one_by_one_and_as_a_zip(page, live_server, tmp_path):
+    count_photos(page, live_server, "dog.jpg", "person.jpg")
+    with page.expect_download() as download:
+        page.click("#download-zip")
+    path = tmp_path / "photos.zip"
+    download.value.save_as(path)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None  # every CRC-32 right
+        assert archive.namelist() == ["dog-counted.jpg", "person-counted.jpg"]
+        for name, original in zip(archive.namelist(), ["dog.jpg", "person.jpg"], strict=True):
+            assert archive.getinfo(name).compress_type == zipfile.ZIP_STORED
+            picture = Image.open(io.BytesIO(archive.read(name)))
+            with Image.open(DATA / original) as photo:
+                width, height = photo.size
+            # The photo at full size, the legend in a band below it (not over it).
+            assert picture.format == "JPEG" and picture.width == width and picture.height > height
+            (tmp_path / name).write_bytes(archive.read(name))
+            print(f"annotated: {tmp_path / name}")
+    with page.expect_download() as download:
+        page.click("#results tr[data-file='dog.jpg'] button.save")
+    assert download.value.suggested_filename == "dog-counted.jpg"
+    download.value.save_as(tmp_path / "one.jpg")
+    with Image.open(tmp_path / "one.jpg") as picture:
+        assert picture.width == 768
+
+
+def test_the_history_survives_a_reload_and_clears_with_one_button(page, live_server):
+    count_photos(page, live_server, "dog.jpg", "horses.jpg")
+    before = table(page)
+    page.reload()
+    page.wait_for_function(f"document.querySelectorAll('{FINISHED}').length === 2", timeout=10_000)
+    assert table(page) == before
+    # The last photo is in the viewer again, drawn from what the history kept.
+    assert page.locator("#viewer-title").inner_text() == "horses.jpg"
+    page.wait_for_function("document.querySelector('#annotated').naturalWidth === 773", timeout=10_000)
+    assert page.locator("#boxes rect").count() == int(before[1]["total"])
+    page.click("#clear-history")
+    page.wait_for_function("document.querySelectorAll('#results tbody tr').length === 0")
+    assert page.locator("#viewer").is_hidden()
+    page.reload()
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#results tbody tr").count() == 0
+
+
+def test_a_new_threshold_recounts_the_photo_in_view(page, live_server):
+    count_photos(page, live_server, "person.jpg")
+    page.eval_on_selector("#threshold", "s => { s.value = '0.9'; s.dispatchEvent(new Event('change')); }")
+    page.wait_for_function(
+        "document.querySelector('#results tbody tr .threshold').textContent === '0.90'"
+        " && document.querySelector('#results tbody tr').dataset.status === 'done'",
+        timeout=30_000,
+    )
+    (row,) = table(page)
+    assert row["counts"] == found(live_server, "person.jpg", threshold=0.9)
+    assert "Threshold 0.90" in page.locator("#viewer-caption").inner_text()
+
+
+def test_the_viewer_zooms_and_hides_a_class(page, live_server, tmp_path):
+    count_photos(page, live_server, "person.jpg")
+    counts = table(page)[0]["counts"]
+    assert {"person", "dog"} <= set(counts)
+    page.wait_for_function("document.querySelector('#annotated').naturalWidth === 640")
+    boxes = page.locator("#boxes g[data-class='dog'] rect")
+    assert boxes.count() == counts["dog"] and boxes.first.is_visible()
+    page.uncheck("#counts input[data-class='dog']")
+    assert not boxes.first.is_visible()
+    assert page.locator("#boxes g[data-class='person'] rect").first.is_visible()
+    # The legend stands beside the photo, not over it.
+    stage, legend = page.locator("#stage").bounding_box(), page.locator("#legend").bounding_box()
+    assert legend["x"] >= stage["x"] + stage["width"]
+    fitted = page.locator("#zoom-level").inner_text()
+    page.click("#zoom-in")
+    page.click("#zoom-in")
+    assert int(page.locator("#zoom-level").inner_text().rstrip("%")) > int(fitted.rstrip("%"))
+    page.click("#full-size")
+    assert page.locator("#viewer").evaluate("v => v.getBoundingClientRect().width") == 1280
+    screenshot(page, tmp_path / "viewer-full-size.png")
+    page.keyboard.press("Escape")
+    page.check("#counts input[data-class='dog']")
+    assert boxes.first.is_visible()
+
+
+def test_at_phone_width_the_photo_fills_the_width(browser, live_server, tmp_path):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        count_photos(page, live_server, "horses.jpg", "kite.jpg")
+        page.click("#results tr[data-file='horses.jpg'] button.file")
+        page.wait_for_function("document.querySelector('#annotated').naturalWidth === 773")
+        photo = page.locator("#annotated").bounding_box()
+        assert photo["width"] >= 0.95 * 390
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        screenshot(page, tmp_path / "phone-390.png")
+    finally:
+        context.close()
+
+
+def test_the_api_key_is_asked_for_once_and_kept_for_the_session(browser, model_dir, tmp_path):
+    service = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1", "API_KEYS": "lab-secret"}, tmp_path / "log")
+    context = browser.new_context()
+    try:
+        service.wait_ready()
+        page = context.new_page()
+        page.goto(service.url + "/")
+        page.set_input_files("#photo", [str(DATA / "dog.jpg"), str(DATA / "eagle.jpg")])
+        page.wait_for_selector("#error", state="visible", timeout=10_000)
+        assert page.locator("#error").inner_text() == (
+            "This service needs an API key. Enter it above, then press “Count waiting photos”."
+        )
+        assert [row["status"] for row in table(page)] == ["waiting", "waiting"]
+        page.fill("#api-key", "lab-secret")
+        page.locator("#api-key").dispatch_event("change")
+        page.click("#count")
+        wait_counted(page, 2)
+        assert page.locator("#error").is_hidden()
+        page.reload()
+        assert page.locator("#api-key").input_value() == "lab-secret"
+        page.wait_for_function("document.querySelectorAll('#model-classes li').length === 80", timeout=10_000)
+        # What the page itself needs is served without a key.
+        for path in ("/", "/static/page.js", "/static/page.css", "/favicon.ico"):
+            assert requests.get(service.url + path, timeout=10).status_code == 200, path
+    finally:
+        context.close()
+        service.stop()
 
 
 def test_the_page_loads_nothing_from_outside(page, live_server):
@@ -65,3 +336,6 @@ def test_the_page_loads_nothing_from_outside(page, live_server):
     page.goto(live_server.url + "/")
     page.wait_for_load_state("networkidle")
     assert requested and all(url.startswith(live_server.url) for url in requested)
+    assert {live_server.url + "/static/page.js", live_server.url + "/static/page.css"} <= set(requested)
+    icon = requests.get(live_server.url + "/favicon.ico", timeout=10)
+    assert icon.status_code == 200 and icon.headers["Content-Type"].startswith("image/svg+xml")

@@ -9,7 +9,7 @@ from flask import Flask, request
 
 from .errors import Unauthorized
 
-OPEN_ENDPOINTS = frozenset({"service.ping", "service.openapi", "service.index", "static"})
+OPEN_ENDPOINTS = frozenset({"service.ping", "service.openapi", "service.index", "service.favicon", "static"})
 
 
 def init_app(app: Flask, api_keys: tuple[str, ...]) -> None:

@@ -40,6 +40,19 @@ def _index_html() -> bytes:
     return (Path(__file__).parent / "static" / "index.html").read_bytes()
 
 
+# Browsers ask for /favicon.ico whatever the page links: a dish with three organisms.
+FAVICON_SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><circle cx="16" cy="16" r="14" fill="#fbe9c8"'
+    b' stroke="#1f6feb" stroke-width="3"/><g fill="#8a4b12"><ellipse cx="11" cy="12" rx="3.5" ry="2.2"/>'
+    b'<ellipse cx="20" cy="14" rx="2.2" ry="3.5"/><ellipse cx="14" cy="21" rx="3.5" ry="2.2"/></g></svg>'
+)
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    return Response(FAVICON_SVG, mimetype="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
+
+
 @bp.get("/ping")
 @bp.get("/ping/")
 def ping():
