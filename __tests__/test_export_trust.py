@@ -90,3 +90,41 @@ def test_only_a_private_directory_of_this_user_holds_exports(tmp_path):
         foreign.mkdir(mode=0o700)
         os.chown(foreign, 65534, 65534)
         assert not is_private_directory(foreign)
+
+
+def test_a_new_export_removes_the_older_ones_and_those_of_weights_no_longer_there(model_copy):
+    """A newcomer swaps models in one directory: exports (each as big as its weights) of
+    earlier model files go when a new one is written; nothing else there is touched."""
+    old = "0123456789abcdef"
+    outdated = [
+        f"yolov3-tiny.{old}.onnx",  # earlier files under the same weights name
+        f"yolov3-tiny.{old}.int8.onnx",
+        f"yolov3-tiny.{old}.int8-report.json",
+        f"yolov3.{old}.onnx",  # the demo's export, its weights removed
+        f"yolov3.{old}.int8-report.json",
+    ]
+    kept = [
+        "notes.onnx",
+        "yolov3-tiny.onnx",
+        f"yolov3-tiny.{old}.onnx.bak",
+        f"yolov3-tiny.{old[:-1]}g.onnx",  # not a key of ours
+        f"yolov3-tiny.{old.upper()}.onnx",
+        f".yolov3-tiny.{old}.onnx.x1y2z3",  # another worker's write in progress
+        "coco.names",
+        "yolov3-tiny.cfg",
+    ]
+    for name in outdated + kept[:-2]:
+        (model_copy / name).write_bytes(b"not an export")
+    (model_copy / f"saved.{old}.onnx").mkdir()  # a directory, whatever its name
+    (model_copy / "older").mkdir()
+    (model_copy / "older" / f"yolov3.{old}.onnx").write_bytes(b"another directory: not ours")
+
+    model = load_model_description(model_copy)
+    paths = export_paths(model)
+    paths.int8_report.write_bytes(b"{}")  # the current files' calibration stays
+    fp32 = ensure_export(model)
+
+    names = {path.name for path in model_copy.iterdir()}
+    assert names == {*kept, "yolov3-tiny.weights", fp32.name, paths.int8_report.name, f"saved.{old}.onnx", "older"}
+    assert (model_copy / "older" / f"yolov3.{old}.onnx").is_file()
+    assert all((model_copy / name).read_bytes() == b"not an export" for name in kept[:-2])

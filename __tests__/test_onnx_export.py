@@ -98,10 +98,24 @@ def test_weights_that_do_not_fit_the_cfg_name_the_layer(model_dir, tmp_path):
         export_darknet(model.cfg_sections, tmp_path / "short.weights")
 
 
+def test_weights_longer_than_the_cfg_reads_are_refused_by_the_exporter_too(model_dir, tmp_path):
+    model = load_model_description(model_dir)
+    header, values = read_weights(model.files.weights)
+    write_weights(tmp_path / "long.weights", np.concatenate([values, np.ones(7, np.float32)]), header)
+    with pytest.raises(WeightsError) as error:
+        export_darknet(model.cfg_sections, tmp_path / "long.weights")
+    assert str(error.value) == (
+        f"long.weights holds {len(values) + 7} floats, the cfg needs {len(values)}: "
+        "the weights were trained for another cfg (classes, filters or layers differ)"
+    )
+
+
 @pytest.mark.parametrize(
     "old, new, message",
     [
         ("activation=leaky", "activation=elu", r"layer 0 \[convolutional\] \(cfg line \d+\): activation=elu"),
+        ("layers = -1, 8", "layers = -1, 30", r"line 157: \[route\] layers=-1,30 refers to layer 30, not one of"),
+        ("stride=2", "stride=0", r"line 35: \[maxpool\] stride=0 must be at least 1"),
         ("[upsample]", "[reorg]", r"layer 19 \[reorg\] .*does not support \[reorg\]"),
         ("[maxpool]", "[maxpool]\nmaxpool_depth=1", r"layer 1 \[maxpool\] .*maxpool_depth=1"),
     ],

@@ -12,13 +12,18 @@ import re
 import shutil
 import string
 
+import numpy as np
 import pytest
 import requests
 from PIL import Image
 from support import ROOT, RunningService, photo_bytes
 
+from app.inference.onnx_export import export_darknet
+from app.inference.onnx_export.cache import export_paths, stamp
+from app.inference.onnx_export.weights import read_weights, write_weights
 from app.log_lines import MAX_RECORD_CHARS, OneLineFormatter
 from app.model.darknet_cfg import MAX_NETWORK_SIDE, CfgError, network_input, parse_cfg
+from app.model.files import ModelDescription, discover_model_files, floats_the_cfg_reads, read_class_names
 from app.settings import Settings
 
 DOG = photo_bytes("dog.jpg")
@@ -148,6 +153,68 @@ def test_a_cfg_out_of_bounds_refuses_with_one_line_naming_the_cfg_line(tmp_path,
     model = model_with(tmp_path, old, new)
     line = refusal(start(tmp_path, MODEL_DIR=str(model)))
     assert line.startswith(f"cannot start: {model / 'y.cfg'} {where}")
+    assert left_in_tmp(tmp_path) == []
+
+
+# -- a cfg edited for 5 classes, the 80-class weights kept ------------------------------------
+
+
+def five_class_model(tmp_path, filters: int):
+    """The demo cfg as a lab's IT person edits it for their 5 classes: classes=5 in both
+    [yolo] layers, filters= before them set to `filters`; the demo's 80-class weights."""
+    model = tmp_path / "model"
+    model.mkdir()
+    cfg = (ROOT / "aimodel" / "yolov3-tiny.cfg").read_text()
+    (model / "y.cfg").write_text(cfg.replace("classes=80", "classes=5").replace("filters=255", f"filters={filters}"))
+    (model / "obj.names").write_text("Rotifer\nOne-Egg-Carrier\nDead\nCiliates\nClumps\n")
+    (model / "y.weights").symlink_to(ROOT / "aimodel" / "yolov3-tiny.weights")
+    return model
+
+
+def cache_an_export_as_before(model, tmp_path):
+    """The export an earlier version built and cached for these files: it read the floats
+    the cfg needs, warned about the rest, and served zeros from then on."""
+    files = discover_model_files(model)
+    sections = parse_cfg(files.cfg.read_text())
+    description = ModelDescription(files, read_class_names(files.names), network_input(sections), tuple(sections))
+    header, values = read_weights(files.weights)
+    write_weights(tmp_path / "fitting.weights", values[: floats_the_cfg_reads(sections)], header)
+    with np.errstate(invalid="ignore"):  # misread variances are negative: the log's RuntimeWarning then
+        exported = export_darknet(sections, tmp_path / "fitting.weights")
+    path = export_paths(description).fp32
+    path.write_bytes(stamp(exported, description).SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "opencv", "darknet"])
+def test_weights_longer_than_the_cfg_reads_refuse_the_start_in_one_line_naming_both_counts(tmp_path, backend):
+    model = five_class_model(tmp_path, filters=30)
+    line = refusal(start(tmp_path, MODEL_DIR=str(model), BACKEND=backend))
+    assert line == (
+        f"cannot start: {model / 'y.weights'} holds 8858734 floats, y.cfg needs 8685484: "
+        "the weights were trained for another cfg (classes, filters or layers differ)"
+    )
+    assert left_in_tmp(tmp_path) == []
+
+
+def test_an_export_cached_before_does_not_hide_weights_longer_than_the_cfg_reads(tmp_path):
+    model = five_class_model(tmp_path, filters=30)
+    first = refusal(start(tmp_path, MODEL_DIR=str(model)))
+    cached = cache_an_export_as_before(model, tmp_path)
+    second = refusal(start(tmp_path, MODEL_DIR=str(model)))
+    assert second == first and "holds 8858734 floats, y.cfg needs 8685484" in second
+    assert cached.is_file()  # there, stamped as made from these files, and still refused
+
+
+@pytest.mark.parametrize("backend", ["opencv", "onnxruntime", "darknet"])
+def test_filters_left_for_80_classes_refuse_the_start_in_one_line_naming_the_cfg_line(tmp_path, backend):
+    # OpenCV's importer answered this with a 59-line traceback and "Worker failed to boot".
+    model = five_class_model(tmp_path, filters=255)
+    line = refusal(start(tmp_path, MODEL_DIR=str(model), BACKEND=backend))
+    assert line == (
+        f"cannot start: {model / 'y.cfg'} line 127: [convolutional] filters=255 before [yolo] (line 135) "
+        "with classes=5 and 3 anchors in mask must be (5 + 5) x 3 = 30"
+    )
     assert left_in_tmp(tmp_path) == []
 
 

@@ -1,4 +1,6 @@
-"""Reading darknet .cfg files: sections of options, the network input, the detection layers.
+"""Reading darknet .cfg files: sections of options, the network input, the detection layers,
+and each layer's output shape as darknet computes it (the exporter and the weights check
+follow the same arithmetic).
 
 Parsing follows darknet's own reader (parser.c): every whitespace character is removed
 from a line, `#` and `;` start a comment line, and when a key repeats inside a section
@@ -7,10 +9,13 @@ the first occurrence wins (darknet's option_find walks the list from its head).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
 DETECTION_LAYER_TYPES = ("yolo", "region")
+CONVOLUTIONAL_TYPES = ("convolutional", "conv")
+MAXPOOL_TYPES = ("maxpool", "max")
 # The largest network side accepted, from memory: a YOLOv3's first layer alone holds
 # 32 filters x W x H float32 per image, 512 MiB at 2048x2048, and the onnxruntime engine
 # runs tiles 8 at a time: 4 GiB for that one activation, half the shipped 8 GiB k8s limit.
@@ -68,6 +73,25 @@ class NetworkInput:
     height: int
     channels: int
     letter_box: bool
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A layer's output: darknet's out_c, out_h, out_w."""
+
+    channels: int
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """The kernel of a [convolutional] or [maxpool] layer as darknet reads it."""
+
+    size: int
+    stride_x: int
+    stride_y: int
+    padding: int  # [convolutional]: on each side; [maxpool]: in all, darknet puts half of it before
 
 
 def parse_cfg(text: str) -> list[Section]:
@@ -136,6 +160,91 @@ def detection_layers(sections: list[Section]) -> list[DetectionLayer]:
     return layers
 
 
+def input_shape(sections: list[Section] | tuple[Section, ...]) -> Shape:
+    net = sections[0]
+    return Shape(net.get_int("channels", 3), net.get_int("height", 0), net.get_int("width", 0))
+
+
+def at_least_one(section: Section, key: str, default: int) -> int:
+    """A count or stride: 0 would divide by zero in darknet's arithmetic and in ours."""
+    value = section.get_int(key, default)
+    if value < 1:
+        written = section.options.get(key, default)
+        raise CfgError(f"{section.where(key)}: [{section.type}] {key}={written} must be at least 1")
+    return value
+
+
+def convolution_window(section: Section) -> Window:
+    size = at_least_one(section, "size", 1)
+    padding = size // 2 if section.get_int("pad", 0) else section.get_int("padding", 0)
+    return Window(size, *_strides(section), padding)
+
+
+def convolution_output(section: Section, shape: Shape) -> Shape:
+    window = convolution_window(section)
+    return _slide(section, shape, at_least_one(section, "filters", 1), window, 2 * window.padding)
+
+
+def maxpool_window(section: Section) -> Window:
+    stride_x, stride_y = _strides(section)
+    size = at_least_one(section, "size", section.get_int("stride", 1))
+    return Window(size, stride_x, stride_y, section.get_int("padding", size - 1))
+
+
+def maxpool_output(section: Section, shape: Shape) -> Shape:
+    window = maxpool_window(section)
+    return _slide(section, shape, shape.channels, window, window.padding)
+
+
+def upsample_output(section: Section, shape: Shape) -> Shape:
+    stride = section.get_int("stride", 2)
+    if stride == 0:
+        raise CfgError(f"{section.where('stride')}: [upsample] stride=0 must be at least 1 (or negative, to shrink)")
+    if stride < 0:  # darknet's reverse upsample: a downsample by -stride
+        return _slide(section, shape, shape.channels, Window(-stride, -stride, -stride, 0), 0)
+    return Shape(shape.channels, shape.height * stride, shape.width * stride)
+
+
+def route_output(section: Section, sources: list[Shape]) -> Shape:
+    """groups=: darknet keeps the group_id-th slice of each source's channels."""
+    groups = at_least_one(section, "groups", 1)
+    return Shape(sum(source.channels // groups for source in sources), sources[0].height, sources[0].width)
+
+
+def layer_references(section: Section, index: int, key: str) -> list[int]:
+    """A [route]'s layers= or a [shortcut]'s from=, as indexes of earlier layers (darknet
+    counts a negative reference back from the layer itself)."""
+    text = section.options.get(key, "")
+    targets = []
+    for item in text.split(","):
+        try:
+            value = int(item)
+        except ValueError:
+            raise CfgError(f"{section.where(key)}: [{section.type}] {key}={text} must be layer numbers") from None
+        target = index + value if value < 0 else value
+        if not 0 <= target < index:
+            raise CfgError(
+                f"{section.where(key)}: [{section.type}] {key}={text} refers to layer {target}, "
+                f"not one of the {index} layers before it"
+            )
+        targets.append(target)
+    return targets
+
+
+def _strides(section: Section) -> tuple[int, int]:
+    stride = at_least_one(section, "stride", 1)
+    return at_least_one(section, "stride_x", stride), at_least_one(section, "stride_y", stride)
+
+
+def _slide(section: Section, shape: Shape, channels: int, window: Window, padding: int) -> Shape:
+    """darknet's (side + padding in all - size) / stride + 1 on both sides."""
+    height = (shape.height + padding - window.size) // window.stride_y + 1
+    width = (shape.width + padding - window.size) // window.stride_x + 1
+    if height <= 0 or width <= 0:
+        raise CfgError(f"line {section.line}: [{section.type}] the input {shape.height}x{shape.width} is too small")
+    return Shape(channels, height, width)
+
+
 def _check_finite(line: int, section: str, key: str, value: str) -> None:
     """Darknet reads numbers with atof/atoi, which take inf, nan and 1e999: refuse them
     here, once for every section, instead of meeting an infinity in a layer's arithmetic."""
@@ -154,6 +263,27 @@ def check_yolo_anchors(sections: list[Section]) -> None:
     for section in sections:
         if section.type == "yolo":
             _check_anchors(section)
+
+
+def check_yolo_filters(sections: list[Section]) -> None:
+    """The convolution right before a [yolo] layer makes (classes + 5) numbers for each
+    anchor in its mask. darknet and OpenCV run on with any other filters= (or stop with a
+    traceback) and count nothing right."""
+    for before, section in itertools.pairwise(sections):
+        if section.type != "yolo" or before.type not in CONVOLUTIONAL_TYPES:
+            continue
+        classes = section.get_int("classes", 20)  # darknet's default
+        if section.options.get("mask"):
+            anchors, which = len(_numbers(section, "mask", int)), "in mask"
+        else:  # as the exporter: every anchor
+            anchors, which = len(_numbers(section, "anchors", float)) // 2, "(no mask)"
+        needed = (classes + 5) * anchors
+        if before.get_int("filters", 1) != needed:
+            raise CfgError(
+                f"{before.where('filters')}: [{before.type}] filters={before.options.get('filters', 1)} before [yolo] "
+                f"({section.where('classes')}) with classes={classes} and {anchors} anchors {which} "
+                f"must be ({classes} + 5) x {anchors} = {needed}"
+            )
 
 
 def _check_anchors(section: Section) -> None:

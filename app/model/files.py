@@ -8,20 +8,40 @@ message is one line that says what to fix; the service refuses to start on it.
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .darknet_cfg import (
+    CONVOLUTIONAL_TYPES,
+    MAXPOOL_TYPES,
     CfgError,
     NetworkInput,
     Section,
+    Shape,
+    at_least_one,
     check_yolo_anchors,
+    check_yolo_filters,
+    convolution_output,
+    convolution_window,
     detection_layers,
+    input_shape,
+    layer_references,
+    maxpool_output,
     network_input,
     parse_cfg,
+    route_output,
+    upsample_output,
 )
 
 MODEL_SUFFIXES = (".cfg", ".weights", ".names", ".data")
+WEIGHTS_HEADER_INTS = 3  # major, minor, revision; then `seen`, the images trained on
+# Layers that read no weights and hand their input on unchanged.
+PASS_ON_TYPES = ("yolo", "region", "dropout")
+# Options that, set, make darknet's forks, OpenCV and the exporter read different floats
+# (or none, or another layer's): such a cfg is not counted, rather than refused.
+UNCOUNTED_OPTIONS = ("dontload", "dontloadscales", "cbn", "numload", "antialiasing", "maxpool_depth", "extra")
+UNCOUNTED_OPTIONS += ("flatten", "sway", "rotate", "stretch", "stretch_sway")
 
 
 class ModelError(Exception):
@@ -54,6 +74,8 @@ def load_model_description(directory: Path) -> ModelDescription:
         network = network_input(sections)
         layers = detection_layers(sections)
         check_yolo_anchors(sections)
+        check_yolo_filters(sections)
+        needed = floats_the_cfg_reads(sections)
     except CfgError as exc:  # "x.cfg line 8: [net] width=...", as the classes check below says it
         separator = " " if str(exc).startswith("line ") else ": "
         raise ModelError(f"{files.cfg}{separator}{exc}") from exc
@@ -69,7 +91,88 @@ def load_model_description(directory: Path) -> ModelDescription:
     declared = _data_options(files.data).get("classes") if files.data else None
     if declared is not None and declared.strip() != str(len(names)):
         raise ModelError(f"{files.data}: classes={declared.strip()} but {files.names.name} has {len(names)} names")
+    held = weights_floats(files.weights)
+    if needed is not None and held != needed:
+        raise ModelError(weights_mismatch(str(files.weights), held, files.cfg.name, needed))
     return ModelDescription(files, names, network, tuple(sections))
+
+
+def weights_mismatch(weights: str, held: int, cfg: str, needed: int) -> str:
+    """Either way wrong: darknet and OpenCV read what the cfg needs and ignore the rest
+    (80-class weights under a 5-class cfg load, and count zeros), or read past the end."""
+    reason = "the weights were trained for another cfg (classes, filters or layers differ)"
+    if held < needed:
+        reason += ", or the file was cut short"
+    return f"{weights} holds {held} floats, {cfg} needs {needed}: {reason}"
+
+
+def weights_seen_bytes(major: int, minor: int) -> int:
+    """As darknet's load_weights: version 0.2 and later store `seen` in 64 bits."""
+    return 8 if major * 10 + minor >= 2 and major < 1000 and minor < 1000 else 4
+
+
+def weights_floats(path: Path) -> int:
+    """The floats after the header, from the header and the file size alone."""
+    with path.open("rb") as stream:
+        header = stream.read(4 * WEIGHTS_HEADER_INTS)
+        size = stream.seek(0, 2)
+    start = len(header) + 4  # a 32-bit `seen` at least
+    if len(header) == 4 * WEIGHTS_HEADER_INTS:
+        major, minor, _ = struct.unpack(f"<{WEIGHTS_HEADER_INTS}i", header)
+        start = len(header) + weights_seen_bytes(major, minor)
+    if size < start:
+        raise ModelError(f"{path}: {size} bytes is too short for a darknet .weights file")
+    return (size - start) // 4
+
+
+def floats_the_cfg_reads(sections: list[Section]) -> int | None:
+    """How many floats darknet reads from the .weights for this cfg (parser.c's
+    load_weights_upto), following each layer's output shape; None where a layer or option
+    is not counted here (UNCOUNTED_OPTIONS, a layer type not below)."""
+    shape, outputs, total = input_shape(sections), [], 0
+    for index, section in enumerate(sections[1:]):
+        if "share_index" in section.options or any(section.get_float(key, 0) for key in UNCOUNTED_OPTIONS):
+            return None  # share_index: another layer's weights, whatever its value
+        counted = _layer_floats(section, index, shape, outputs)
+        if counted is None:
+            return None
+        floats, shape = counted
+        total += floats
+        outputs.append(shape)
+    return total
+
+
+def _layer_floats(section: Section, index: int, shape: Shape, outputs: list[Shape]) -> tuple[int, Shape] | None:
+    kind = section.type
+    normalized = 3 if section.get_int("batch_normalize", 0) else 0  # scales, rolling mean, rolling variance
+    if kind in CONVOLUTIONAL_TYPES:
+        if section.get_float("dilation", 1) != 1:
+            return None
+        out, size = convolution_output(section, shape), convolution_window(section).size
+        groups = at_least_one(section, "groups", 1)
+        return out.channels * (1 + normalized + shape.channels // groups * size * size), out  # 1: bias
+    if kind in ("connected", "conn"):
+        out = Shape(section.get_int("output", 1), 1, 1)
+        return out.channels * (1 + normalized + shape.channels * shape.height * shape.width), out
+    if kind in MAXPOOL_TYPES:
+        return 0, maxpool_output(section, shape)
+    if kind in ("avgpool", "avg"):
+        return 0, Shape(shape.channels, 1, 1)
+    if kind == "route":
+        return 0, route_output(section, [outputs[i] for i in layer_references(section, index, "layers")])
+    if kind == "shortcut":
+        layer_references(section, index, "from")
+        return (0, shape) if section.options.get("weights_type", "none") == "none" else None
+    if kind == "upsample":
+        return 0, upsample_output(section, shape)
+    if kind == "reorg":
+        stride = at_least_one(section, "stride", 1)
+        if section.get_int("reverse", 0):
+            return 0, Shape(shape.channels // stride**2, shape.height * stride, shape.width * stride)
+        return 0, Shape(shape.channels * stride**2, shape.height // stride, shape.width // stride)
+    if kind in PASS_ON_TYPES:
+        return 0, shape
+    return None
 
 
 def discover_model_files(directory: Path) -> ModelFiles:

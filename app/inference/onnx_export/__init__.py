@@ -7,16 +7,16 @@ makes it). Output `yolo_<layer>`: [batch, rows, 5 + classes].
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import onnx
 from onnx import TensorProto, helper
 
-from app.model.darknet_cfg import Section
+from app.model.darknet_cfg import CfgError, Section, Shape, input_shape
+from app.model.files import weights_mismatch
 
 from . import graph as layers
-from .graph import Graph, Shape, UnsupportedLayer
+from .graph import Graph, UnsupportedLayer
 from .weights import WeightsCursor, WeightsError, read_weights
 
 EXPORTER_VERSION = "1"  # part of the cache key: a change here rebuilds cached exports
@@ -24,41 +24,42 @@ OPSET = 17
 INPUT_NAME = "image"
 PASS_THROUGH = ("dropout",)  # identity at inference
 
-log = logging.getLogger(__name__)
-
 
 def export_darknet(sections: list[Section] | tuple[Section, ...], weights_path: Path) -> onnx.ModelProto:
     """Raises UnsupportedLayer for what the exporter does not cover, WeightsError when
-    the weights do not fit the cfg."""
-    net = sections[0]
-    width, height, channels = net.get_int("width", 0), net.get_int("height", 0), net.get_int("channels", 3)
+    the weights do not fit the cfg (too few floats, or more than it reads)."""
+    shape = input_shape(sections)
+    channels, height, width = shape.channels, shape.height, shape.width
     _, values = read_weights(weights_path)
     weights = WeightsCursor(values, weights_path.name)
     graph = Graph()
     outputs: list[tuple[str, Shape]] = []  # per darknet layer: tensor and shape
     detections: list[tuple[str, int]] = []
-    tensor, shape = INPUT_NAME, Shape(channels, height, width)
+    tensor = INPUT_NAME
     for index, section in enumerate(sections[1:]):
         kind = section.type
-        if kind in ("convolutional", "conv"):
-            tensor, shape = layers.convolutional(graph, section, index, tensor, shape, weights)
-        elif kind in ("maxpool", "max"):
-            tensor, shape = layers.maxpool(graph, section, index, tensor, shape)
-        elif kind == "route":
-            tensor, shape = layers.route(graph, section, index, outputs)
-        elif kind == "shortcut":
-            tensor, shape = layers.shortcut(graph, section, index, tensor, shape, outputs)
-        elif kind == "upsample":
-            tensor, shape = layers.upsample(graph, section, index, tensor, shape)
-        elif kind == "yolo":
-            detections.append(layers.yolo(graph, section, index, tensor, shape, (width, height)))
-        elif kind not in PASS_THROUGH:
-            raise UnsupportedLayer(f"{layers.where(section, index)}: the ONNX exporter does not support [{kind}]")
+        try:
+            if kind in ("convolutional", "conv"):
+                tensor, shape = layers.convolutional(graph, section, index, tensor, shape, weights)
+            elif kind in ("maxpool", "max"):
+                tensor, shape = layers.maxpool(graph, section, index, tensor, shape)
+            elif kind == "route":
+                tensor, shape = layers.route(graph, section, index, outputs)
+            elif kind == "shortcut":
+                tensor, shape = layers.shortcut(graph, section, index, tensor, shape, outputs)
+            elif kind == "upsample":
+                tensor, shape = layers.upsample(graph, section, index, tensor, shape)
+            elif kind == "yolo":
+                detections.append(layers.yolo(graph, section, index, tensor, shape, (width, height)))
+            elif kind not in PASS_THROUGH:
+                raise UnsupportedLayer(f"{layers.where(section, index)}: the ONNX exporter does not support [{kind}]")
+        except CfgError as exc:  # "line 157: [route] ...": load_model_description refuses these first
+            raise UnsupportedLayer(str(exc)) from None
         outputs.append((tensor, shape))
     if not detections:
         raise UnsupportedLayer("no [yolo] layer: the ONNX exporter covers YOLOv3/v4 detection networks")
     if weights.remaining:
-        log.warning("%s has %d floats more than %s uses", weights_path.name, weights.remaining, "the cfg")
+        raise WeightsError(weights_mismatch(weights_path.name, len(values), "the cfg", weights.used))
 
     model = helper.make_model(
         helper.make_graph(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import glob
 import hashlib
 import logging
 import os
@@ -35,6 +34,8 @@ from app.model.files import ModelDescription, file_digest
 from . import EXPORTER_VERSION, export_darknet
 
 KEY_LENGTH = 16  # hex digits of the sha256 in the file names
+# <weights stem>.<key>.onnx, and the int8 model and report `python -m app calibrate` adds.
+EXPORT_NAME = re.compile(rf"(?P<stem>.+)\.(?P<key>[0-9a-f]{{{KEY_LENGTH}}})\.(?:onnx|int8\.onnx|int8-report\.json)")
 STAMP_KEYS = ("source_cfg_sha256", "source_weights_sha256")
 
 log = logging.getLogger(__name__)
@@ -145,13 +146,23 @@ def _is_stamped(path: Path, model: ModelDescription) -> bool:
 
 
 def _remove_outdated(paths: ExportPaths) -> None:
-    """Exports (and int8 versions) of earlier files under the same weights name: a new
-    model replaced them, and each is as big as the weights."""
-    pattern = re.escape(paths.weights_stem) + rf"\.([0-9a-f]{{{KEY_LENGTH}}})\.(onnx|int8\.onnx|int8-report\.json)"
-    for path in paths.fp32.parent.glob(f"{glob.escape(paths.weights_stem)}.*"):
-        match = re.fullmatch(pattern, path.name)
-        if match and match.group(1) != paths.key:
-            path.unlink(missing_ok=True)
+    """In the model directory, the exports (and int8 versions) of earlier files under the
+    same weights name, and those of weights no longer there: a new model replaced them,
+    and each is as big as its weights. Only names this cache writes, only files."""
+    directory = paths.fp32.parent
+    weights_stems = {path.stem for path in directory.iterdir() if path.suffix.lower() == ".weights"}
+    for path in directory.iterdir():
+        match = EXPORT_NAME.fullmatch(path.name)
+        if not match or path.is_dir() or (match["stem"], match["key"]) == (paths.weights_stem, paths.key):
+            continue
+        if match["stem"] == paths.weights_stem or match["stem"] not in weights_stems:
+            try:
+                path.unlink()
+            except FileNotFoundError:  # another worker's cleanup came first
+                continue
+            except OSError as exc:  # not ours to remove after all: the new export serves regardless
+                log.warning("could not remove the outdated export %s: %s", path, exc)
+                continue
             log.info("removed %s, made from earlier model files", path)
 
 

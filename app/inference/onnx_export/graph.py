@@ -1,4 +1,5 @@
-"""ONNX nodes for each darknet layer type, with darknet's shape arithmetic.
+"""ONNX nodes for each darknet layer type; the shape arithmetic is darknet_cfg's, which
+the model's weights check follows too.
 
 Every layer's last node and output tensor carry the layer's name (`conv_12`,
 `yolo_16`, ...), so a graph viewer or an error points back at the .cfg.
@@ -11,7 +12,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import helper, numpy_helper
 
-from app.model.darknet_cfg import Section
+from app.model.darknet_cfg import (
+    Section,
+    Shape,
+    convolution_output,
+    convolution_window,
+    layer_references,
+    maxpool_output,
+    maxpool_window,
+    route_output,
+    upsample_output,
+)
 
 from .weights import WeightsCursor
 
@@ -23,13 +34,6 @@ ACTIVATIONS = ("linear", "leaky", "relu", "logistic", "mish", "swish")
 
 class UnsupportedLayer(ValueError):
     """The .cfg uses a layer or option the exporter does not translate."""
-
-
-@dataclass(frozen=True)
-class Shape:
-    channels: int
-    height: int
-    width: int
 
 
 @dataclass
@@ -55,13 +59,10 @@ def convolutional(
     graph: Graph, section: Section, index: int, source: str, shape: Shape, weights: WeightsCursor
 ) -> tuple[str, Shape]:
     _refuse_options(section, index, {"antialiasing": "0", "dilation": "1", "binary": "0", "xnor": "0"})
-    filters = section.get_int("filters", 1)
-    size = section.get_int("size", 1)
-    stride = section.get_int("stride", 1)
-    stride_x, stride_y = section.get_int("stride_x", stride), section.get_int("stride_y", stride)
-    padding = size // 2 if section.get_int("pad", 0) else section.get_int("padding", 0)
+    out, window = convolution_output(section, shape), convolution_window(section)
+    filters, size = out.channels, window.size
     groups = section.get_int("groups", 1)
-    if shape.channels % groups or filters % groups:
+    if groups < 1 or shape.channels % groups or filters % groups:
         raise UnsupportedLayer(f"{where(section, index)}: groups={groups} does not divide the channels")
     activation = section.options.get("activation", "logistic")
     if activation not in ACTIVATIONS:
@@ -78,13 +79,6 @@ def convolutional(
         factor = scales / np.sqrt(variance + BATCH_NORM_EPSILON)
         kernel = kernel * factor[:, None, None, None]
         biases = biases - mean * factor
-    out = Shape(
-        filters,
-        (shape.height + 2 * padding - size) // stride_y + 1,
-        (shape.width + 2 * padding - size) // stride_x + 1,
-    )
-    if out.height <= 0 or out.width <= 0:
-        raise UnsupportedLayer(f"{where(section, index)}: the input {shape.height}x{shape.width} is too small")
     graph.flops += 2 * filters * (shape.channels // groups) * size * size * out.height * out.width
     conv_name = name if activation == "linear" else f"{name}/conv"
     graph.add(
@@ -92,8 +86,8 @@ def convolutional(
         [source, graph.constant(f"{name}.weight", kernel), graph.constant(f"{name}.bias", biases.astype(np.float32))],
         conv_name,
         kernel_shape=[size, size],
-        strides=[stride_y, stride_x],
-        pads=[padding, padding, padding, padding],
+        strides=[window.stride_y, window.stride_x],
+        pads=[window.padding] * 4,
         group=groups,
     )
     return activate(graph, conv_name, activation, name), out
@@ -118,34 +112,27 @@ def activate(graph: Graph, source: str, activation: str, name: str) -> str:
 
 def maxpool(graph: Graph, section: Section, index: int, source: str, shape: Shape) -> tuple[str, Shape]:
     _refuse_options(section, index, {"maxpool_depth": "0", "antialiasing": "0"})
-    stride = section.get_int("stride", 1)
-    stride_x, stride_y = section.get_int("stride_x", stride), section.get_int("stride_y", stride)
-    size = section.get_int("size", stride)
-    padding = section.get_int("padding", size - 1)
+    out, window = maxpool_output(section, shape), maxpool_window(section)
     # darknet starts the window padding//2 before the edge and lets the rest hang over
     # the far side: asymmetric padding, which is how stride-1 pools keep the size.
-    near, far = padding // 2, padding - padding // 2
-    out = Shape(
-        shape.channels, (shape.height + padding - size) // stride_y + 1, (shape.width + padding - size) // stride_x + 1
-    )
+    near, far = window.padding // 2, window.padding - window.padding // 2
     name = graph.add(
         "MaxPool",
         [source],
         f"maxpool_{index}",
-        kernel_shape=[size, size],
-        strides=[stride_y, stride_x],
+        kernel_shape=[window.size, window.size],
+        strides=[window.stride_y, window.stride_x],
         pads=[near, near, far, far],
     )
     return name, out
 
 
 def route(graph: Graph, section: Section, index: int, outputs: list[tuple[str, Shape]]) -> tuple[str, Shape]:
-    sources = [
-        _layer_reference(section, index, item, len(outputs)) for item in section.options.get("layers", "").split(",")
-    ]
+    sources = layer_references(section, index, "layers")
+    out = route_output(section, [outputs[source][1] for source in sources])
     groups, group_id = section.get_int("groups", 1), section.get_int("group_id", 0)
     name = f"route_{index}"
-    parts, channels = [], 0
+    parts = []
     for number, source in enumerate(sources):
         tensor, shape = outputs[source]
         if shape.height != outputs[sources[0]][1].height or shape.width != outputs[sources[0]][1].width:
@@ -164,13 +151,9 @@ def route(graph: Graph, section: Section, index: int, outputs: list[tuple[str, S
                 ],
                 f"{name}/slice{number}",
             )
-            channels += part
-        else:
-            channels += shape.channels
         parts.append(tensor)
-    first = outputs[sources[0]][1]
     node = graph.add("Concat", parts, name, axis=1) if len(parts) > 1 else graph.add("Identity", parts, name)
-    return node, Shape(channels, first.height, first.width)
+    return node, out
 
 
 def shortcut(
@@ -179,8 +162,8 @@ def shortcut(
     _refuse_options(section, index, {"weights_type": "none"})
     name = f"shortcut_{index}"
     total = source
-    for number, item in enumerate(section.options.get("from", "").split(",")):
-        other, other_shape = outputs[_layer_reference(section, index, item, len(outputs))]
+    for number, reference in enumerate(layer_references(section, index, "from")):
+        other, other_shape = outputs[reference]
         if other_shape != shape:
             raise UnsupportedLayer(f"{where(section, index)}: adds {other_shape} to {shape}; only equal shapes")
         total = graph.add("Add", [total, other], f"{name}/add{number}")
@@ -197,6 +180,7 @@ def upsample(graph: Graph, section: Section, index: int, source: str, shape: Sha
     name = f"upsample_{index}"
     scales = graph.constant(f"{name}.scales", np.array([1, 1, stride, stride], np.float32))
     # darknet copies input pixel (x // stride, y // stride): nearest, floor, asymmetric.
+    out = upsample_output(section, shape)
     resized = graph.add(
         "Resize",
         [source, "", scales],
@@ -208,7 +192,7 @@ def upsample(graph: Graph, section: Section, index: int, source: str, shape: Sha
     if resized != name:
         scale = graph.constant(f"{name}.scale", np.array(section.get_float("scale", 1.0), np.float32))
         resized = graph.add("Mul", [resized, scale], name)
-    return resized, Shape(shape.channels, shape.height * stride, shape.width * stride)
+    return resized, out
 
 
 def yolo(
@@ -272,17 +256,6 @@ def yolo(
     scores = graph.add("Mul", [probabilities, objectness], f"{name}/scores")
     graph.add("Concat", [xy, wh, objectness, scores], name, axis=2)
     return name, row
-
-
-def _layer_reference(section: Section, index: int, item: str, count: int) -> int:
-    try:
-        value = int(item)
-    except ValueError:
-        raise UnsupportedLayer(f"{where(section, index)}: layer reference {item!r} is not a number") from None
-    target = index + value if value < 0 else value
-    if not 0 <= target < count:
-        raise UnsupportedLayer(f"{where(section, index)}: layer reference {item} is outside 0..{count - 1}")
-    return target
 
 
 def _refuse_options(section: Section, index: int, neutral: dict[str, str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-HEADER_INTS = 3  # major, minor, revision
+from app.model.files import WEIGHTS_HEADER_INTS, weights_seen_bytes
 
 
 class WeightsError(ValueError):
@@ -24,24 +24,26 @@ class WeightsHeader:
 
 def read_weights(path: Path) -> tuple[WeightsHeader, np.ndarray]:
     raw = path.read_bytes()
-    if len(raw) < 4 * HEADER_INTS + 4:
+    if len(raw) < 4 * WEIGHTS_HEADER_INTS + 4:
         raise WeightsError(f"{path.name}: {len(raw)} bytes is too short for a darknet .weights file")
-    major, minor, revision = np.frombuffer(raw, "<i4", HEADER_INTS).tolist()
-    # As darknet's load_weights: version 0.2 and later store `seen` as 64 bits.
-    seen_dtype = "<u8" if major * 10 + minor >= 2 and major < 1000 and minor < 1000 else "<u4"
-    seen = int(np.frombuffer(raw, seen_dtype, 1, offset=4 * HEADER_INTS)[0])
-    start = 4 * HEADER_INTS + np.dtype(seen_dtype).itemsize
+    major, minor, revision = np.frombuffer(raw, "<i4", WEIGHTS_HEADER_INTS).tolist()
+    seen_dtype = _seen_dtype(major, minor)
+    seen = int(np.frombuffer(raw, seen_dtype, 1, offset=4 * WEIGHTS_HEADER_INTS)[0])
+    start = 4 * WEIGHTS_HEADER_INTS + np.dtype(seen_dtype).itemsize
     usable = (len(raw) - start) // 4 * 4
     return WeightsHeader(major, minor, revision, seen), np.frombuffer(raw[start : start + usable], "<f4")
 
 
 def write_weights(path: Path, values: np.ndarray, header: WeightsHeader = WeightsHeader(0, 2, 0, 0)) -> None:
     """The inverse of read_weights (tests and benchmarks write random models with it)."""
-    seen_dtype = "<u8" if header.major * 10 + header.minor >= 2 else "<u4"
     with path.open("wb") as stream:
         stream.write(np.array([header.major, header.minor, header.revision], "<i4").tobytes())
-        stream.write(np.array([header.seen], seen_dtype).tobytes())
+        stream.write(np.array([header.seen], _seen_dtype(header.major, header.minor)).tobytes())
         stream.write(np.asarray(values, "<f4").tobytes())
+
+
+def _seen_dtype(major: int, minor: int) -> str:
+    return "<u8" if weights_seen_bytes(major, minor) == 8 else "<u4"
 
 
 class WeightsCursor:
@@ -66,3 +68,7 @@ class WeightsCursor:
     @property
     def remaining(self) -> int:
         return len(self._values) - self._offset
+
+    @property
+    def used(self) -> int:
+        return self._offset
