@@ -28,5 +28,6 @@ ensure_venv requirements.txt
 MODEL_DIR="$("$VENV/bin/python" -m app.model.sources)"
 export MODEL_DIR
 
-[ "${LOG_FORMAT:-text}" = json ] || echo "running gunicorn..."  # JSON lines only, when asked
+log_format=${LOG_FORMAT:-text}
+[ "${log_format,,}" = json ] || echo "running gunicorn..."  # JSON lines only, when asked
 exec "$VENV/bin/gunicorn" --config gunicorn.conf.py

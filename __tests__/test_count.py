@@ -164,6 +164,51 @@ def test_same_named_photos_keep_their_own_pictures_and_pictures_are_never_counte
     assert [p.name for p in (tmp_path / "single").iterdir()] == ["sample.annotated.jpg"]
 
 
+def test_outputs_beside_or_above_the_photos_and_folders_named_twice(model_dir, tmp_path):
+    photos = tmp_path / "culture"
+    photos.mkdir()
+    shutil.copy(DATA / "dog.jpg", photos / "a.jpg")
+    # --annotate as the counted folder itself: its photos are still counted, its pictures never.
+    for _ in range(2):
+        result = count(str(photos), "--annotate", str(photos), model_dir=model_dir, status=0)
+        assert [row["file"] for row in csv.DictReader(io.StringIO(result.stdout))] == [f"{photos}/a.jpg"]
+    assert (photos / "a.annotated.jpg").is_file()
+    # A folder named twice, or inside another named, is counted once.
+    twice = count(str(photos), str(photos), str(photos / "a.jpg"), model_dir=model_dir, status=0)
+    assert len(list(csv.DictReader(io.StringIO(twice.stdout)))) == 1
+    # An output named as a photo to count is refused, not overwritten and then read.
+    both = count(str(photos / "a.jpg"), "--plot", str(photos / "a.jpg"), model_dir=model_dir, status=2)
+    assert "is to be counted and written to" in both.stderr
+    # The -o and --plot files inside the counted folder are not photos on the next run.
+    for _ in range(2):
+        plotted = count(
+            str(photos), "-o", str(photos / "c.csv"), "--plot", str(photos / "c.png"), model_dir=model_dir, status=0
+        )
+    assert len(list(csv.DictReader(io.StringIO((photos / "c.csv").read_text())))) == 1, plotted.stderr
+
+
+def test_a_start_that_fails_leaves_an_earlier_output_as_it_was(tmp_path):
+    earlier = tmp_path / "counts.csv"
+    earlier.write_text("yesterday's counts\n")
+    count(str(DATA / "dog.jpg"), "-o", str(earlier), "--plot", str(tmp_path / "c.png"), model_dir=tmp_path, status=4)
+    assert earlier.read_text() == "yesterday's counts\n" and not (tmp_path / "c.png").exists()
+
+
+def test_a_picture_that_cannot_be_written_fails_its_photo_and_the_run_goes_on(model_dir, tmp_path):
+    photos = tmp_path / "culture"
+    (photos / "day1").mkdir(parents=True)
+    (photos / "day2").mkdir()
+    shutil.copy(DATA / "dog.jpg", photos / "day1" / "a.jpg")
+    shutil.copy(DATA / "dog.jpg", photos / "day2" / "b.jpg")
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    (pictures / "day1").write_text("a file where day1's folder would go")
+    result = count(str(photos), "--annotate", str(pictures), "--format", "coco", model_dir=model_dir, status=1)
+    document = json.loads(result.stdout)  # whole: the run went on to the end
+    assert [image["file_name"] for image in document["images"]] == [f"{photos}/day2/b.jpg"]
+    assert "annotated picture" in result.stderr and "day1/a.jpg" in result.stderr
+
+
 def test_annotated_pictures_and_skipped_folders_are_not_photos(tmp_path):
     (tmp_path / "out").mkdir()
     for name in ("a.jpg", "a.annotated.jpg", "B.Annotated.JPG", "out/c.jpg"):

@@ -110,10 +110,12 @@ def test_the_convolution_before_a_yolo_layer_must_make_classes_plus_5_per_anchor
     check_yolo_filters(parse_cfg(YOLO_HEAD.format(filters=30, mask="mask = 3,4,5\n")))
 
 
-def test_without_a_mask_every_anchor_counts_as_the_exporter_reads_it():
-    with pytest.raises(CfgError, match=r"with classes=5 and 6 anchors \(no mask\) must be \(5 \+ 5\) x 6 = 60"):
-        check_yolo_filters(parse_cfg(YOLO_HEAD.format(filters=30, mask="")))
-    check_yolo_filters(parse_cfg(YOLO_HEAD.format(filters=60, mask="")))
+def test_without_a_mask_num_anchors_count_as_darknet_reads_them():
+    # darknet's parse_yolo: no mask= means the first num= anchors, and num defaults to 1.
+    with pytest.raises(CfgError, match=r"with classes=5 and 6 anchors \(no mask: num=\) must be \(5 \+ 5\) x 6 = 60"):
+        check_yolo_filters(parse_cfg(YOLO_HEAD.format(filters=30, mask="num=6\n")))
+    check_yolo_filters(parse_cfg(YOLO_HEAD.format(filters=60, mask="num=6\n")))
+    check_yolo_filters(parse_cfg(YOLO_HEAD.format(filters=10, mask="")))
 
 
 def test_shapes_follow_darknets_arithmetic():

@@ -10,18 +10,20 @@ writes one COCO detection dataset of every photo at the end. The model is the
 service's (MODEL_DIR, BACKEND, ... from the environment).
 
 The date is the photo's EXIF date (app/vision/images.py), else the file's modification
-time (local time, ISO 8601). Annotated pictures mirror the folders under the path given; they, and
-anything under the --annotate folder, are never counted as photos.
+time (local time, ISO 8601). Annotated pictures mirror the folders under the path given; they,
+an --annotate folder inside the folder counted, and the -o and --plot files are never counted.
 
 Exit status (EXIT_HELP): 0 every photo counted, 1 some photos failed, 2 bad arguments
 (argparse's own; also an output that cannot be written), 3 nothing to count, 4 cannot start.
-Every error is one line on standard error, said before any photo is counted.
+Every error is one line on standard error, said before the model loads; a picture that
+cannot be written mid-run makes its photo a failure (exit 1), and the run goes on.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import itertools
 import os
 import stat
@@ -31,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 from app.inference.detector import build_detector
-from app.pipeline import PhotoFailure, PhotoResult, model_id, process_photo, render
+from app.pipeline import PhotoFailure, PhotoResult, process_photo, render
 from app.settings import STARTUP_ERRORS, Settings
 from app.vision.detection import DetectOptions
 from app.vision.images import ANNOTATED_SUFFIX, PHOTO_SUFFIXES, ImageTooLarge, InvalidImage, photos_in
@@ -55,9 +57,10 @@ date: the photo's EXIF DateTimeOriginal (else DateTimeDigitized, else DateTime),
 file's modification time; local time, ISO 8601. --format long: a row per photo and class,
 zeros included, for a pivot table.
 --annotate DIR mirrors the folders under the path given (several paths: under the folder
-they share): day1/x.jpg -> DIR/day1/x.annotated.jpg. Photos under DIR and *.annotated.jpg
-files are never counted. --plot: counts per class against the date taken, or per photo
-when the dates do not order the photos (one missing, or all the same).
+they share): day1/x.jpg -> DIR/day1/x.annotated.jpg. *.annotated.jpg files, a DIR inside
+the folder counted, and the --output and --plot files are never counted.
+--plot: counts per class against the date taken, or per photo when the dates do not
+order the photos (one missing, or all the same).
 """
 MAX_FAILURES_NAMED = 10
 
@@ -103,8 +106,17 @@ def run(args, parser) -> int:
 
 
 def _count(args) -> int:
-    photos = _photos(args.paths, skip=[path for path in (args.annotate, args.plot, args.output) if path])
+    outputs = [path for path in (args.output, args.plot) if path]
+    photos = _photos(args.paths, skip=[*outputs, *([args.annotate] if args.annotate else [])], outputs=outputs)
     pictures = annotated_paths(photos, args.paths) if args.annotate else [None] * len(photos)
+    # Every output is checked before the model loads, and opened only after: a start that
+    # fails leaves an earlier run's counts.csv as it was.
+    for path, what in ((args.output, "the output"), (args.plot, "the --plot file")):
+        if path:
+            _check_writable(path, what)
+    if args.annotate:
+        _make_folder(args.annotate)
+    settings, detector = _start()
     with contextlib.ExitStack() as stack:
         # UTF-8 whatever the locale; names that are not UTF-8 are already escaped (display_name).
         out = (
@@ -112,12 +124,8 @@ def _count(args) -> int:
             if args.output
             else sys.stdout
         )
-        plot = stack.enter_context(_created(args.plot, "the --plot file", "wb")) if args.plot else None
-        if args.annotate:
-            _make_folder(args.annotate)
-        settings, detector = _start()
         options = DetectOptions(threshold=args.threshold, tiling=args.tiling)
-        document = render.DOCUMENTS[args.format](detector.class_names, args.detections, model=model_id(detector))
+        document = render.DOCUMENTS[args.format](detector.class_names, args.detections, model=detector.model_id)
         progress = Progress(len(photos))
         counted: list[PhotoResult] = []
         failures: list[PhotoFailure] = []
@@ -125,36 +133,51 @@ def _count(args) -> int:
         for index, (photo, picture) in enumerate(zip(photos, pictures, strict=True), start=1):
             progress.counting(index, photo)
             outcome = count_photo(photo, detector, options, settings, args.auto_crop, picture is not None)
+            if isinstance(outcome, PhotoResult) and picture is not None:
+                outcome = _saved(args.annotate / picture, outcome)
             if isinstance(outcome, PhotoFailure):
                 failures.append(outcome)
             else:
-                if picture is not None:
-                    _save_picture(args.annotate / picture, outcome.picture)
                 counted.append(replace(outcome, picture=None, detections=()))  # for the plot: counts and date
             progress.counted(index, photo, outcome)
             _write(out, document.photo(outcome))
         _write(out, document.tail())
         progress.finish()
-        if plot:
-            from .count_plot import write_plot  # matplotlib only when a plot is asked for
-
-            write_plot(counted, detector.class_names, plot)
+        if args.plot:
+            _plot(counted, detector.class_names, args.plot)
     print(summary(len(counted), failures), file=sys.stderr)
     return EXIT_SOME_FAILED if failures else EXIT_COUNTED
 
 
-def _photos(paths: list[Path], skip: list[Path]) -> list[Path]:
+def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> list[Path]:
     missing = [display_name(path) for path in paths if not path.exists()]
     if missing:
         raise CountStopped(EXIT_NOTHING_TO_COUNT, f"count: no such file or folder: {', '.join(missing)}")
-    found = {path: photos_in([path], skip=skip) for path in paths}
+    both = [display_name(path) for path in paths if any(_same(path, output) for output in outputs)]
+    if both:
+        raise CountStopped(EXIT_BAD_ARGUMENTS, f"count: {', '.join(both)} is to be counted and written to; choose one")
+    # A folder is counted once, however often it is named or inside another one named.
+    roots = list({os.path.realpath(path): path for path in paths}.values())
+    # An output folder is left out of a folder counted only when it lies inside it: --annotate
+    # given as the counted folder itself (or above it) still counts the photos there.
+    found = {path: photos_in([path], skip=[s for s in skip if _inside(s, path)]) for path in roots}
     empty = ", ".join(display_name(path) for path, photos in found.items() if not photos)
     if not any(found.values()):
         kinds = ", ".join(sorted(PHOTO_SUFFIXES))
         raise CountStopped(EXIT_NOTHING_TO_COUNT, f"count: nothing to count: no photo ({kinds}) in {empty}")
     if empty:  # one empty folder of several is worth a word, not a stop
         print(f"count: no photo in {empty}", file=sys.stderr)
-    return [photo for photos in found.values() for photo in photos]
+    unique = {os.path.realpath(photo): photo for photos in found.values() for photo in photos}
+    return list(unique.values())
+
+
+def _same(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """path lies in folder, and is not folder itself."""
+    return Path(os.path.realpath(folder)) in Path(os.path.realpath(path)).parents
 
 
 def annotated_paths(photos: list[Path], given: list[Path]) -> list[Path]:
@@ -176,6 +199,20 @@ def annotated_paths(photos: list[Path], given: list[Path]) -> list[Path]:
                 pictures.append(picture)
                 break
     return pictures
+
+
+def _check_writable(path: Path, what: str) -> None:
+    if path.is_dir():
+        problem = errno.EISDIR
+    elif not path.parent.is_dir():
+        problem = errno.ENOENT
+    elif not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = errno.EACCES
+    else:
+        return
+    raise CountStopped(
+        EXIT_BAD_ARGUMENTS, f"count: cannot write {what} {display_name(path)}: {os.strerror(problem)}; nothing counted"
+    )
 
 
 def _created(path: Path, what: str, mode: str, **options):
@@ -205,14 +242,27 @@ def _start():
         raise CountStopped(EXIT_CANNOT_START, f"cannot start: {exc}") from None
 
 
-def _save_picture(path: Path, picture: bytes) -> None:
+def _saved(path: Path, result: PhotoResult) -> PhotoResult | PhotoFailure:
+    """The result once its annotated picture is written; a picture that cannot be (a full
+    disk) makes the photo a failure, with a row that says so, and the run goes on."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(picture)
-    except OSError as exc:  # a full disk: stop, the rows so far are written
-        raise CountStopped(
-            EXIT_SOME_FAILED, f"count: cannot write the annotated picture {display_name(path)}: {_reason(exc)}"
-        ) from None
+        path.write_bytes(result.picture)
+    except OSError as exc:
+        return PhotoFailure(
+            result.filename,
+            f"counted, but the annotated picture {display_name(path)} could not be written: {_reason(exc)}",
+        )
+    return result
+
+
+def _plot(results: list[PhotoResult], class_names: tuple[str, ...], path: Path) -> None:
+    from .count_plot import write_plot  # matplotlib only when a plot is asked for
+
+    partial = path.with_name(f".{path.name}.part")  # renamed when whole: never a 0-byte PNG
+    with _created(partial, "the --plot file", "wb") as stream:
+        write_plot(results, class_names, stream)
+    os.replace(partial, path)
 
 
 def _reason(error: OSError) -> str:

@@ -35,6 +35,8 @@ def write_plot(results: Sequence[PhotoResult], class_names: Sequence[str], targe
         axes.set(xlabel="photo", title=f"Counts per class per photo ({len(ordered)} photos)")
         if len(ordered) <= MAX_NAMED_PHOTOS:
             names = [Path(result.filename or "").name or str(i) for i, result in zip(x, ordered, strict=True)]
+            if len(set(names)) < len(names):  # day1/sample.jpg and day2/sample.jpg: their paths tell them apart
+                names = [result.filename or str(i) for i, result in zip(x, ordered, strict=True)]
             axes.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
         else:
             axes.xaxis.set_major_locator(MaxNLocator(integer=True))

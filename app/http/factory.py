@@ -30,10 +30,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["detector"] = detector = build_detector(settings)
     app.extensions["pixel_budget"] = PixelBudget(settings.pixel_budget)
     metrics.MODEL_LOAD_SECONDS.set(detector.load_seconds)
-    engine, weights = detector.engine, detector.model.files.weights
-    metrics.describe_build(
-        detector.file_hashes[weights.name], engine.name, engine.device, engine.precision, __version__
-    )
+    engine = detector.engine
+    metrics.describe_build(detector.model_id, engine.name, engine.device, engine.precision, __version__)
     errors.init_app(app)
     # Hooks run in registration order: the request id exists before a 401 is raised.
     hooks.init_app(app)

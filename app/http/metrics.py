@@ -44,12 +44,13 @@ BUILD_INFO = Gauge(
     "detector_build_info",
     "1, labelled with what answers: the weights' sha256 (first 12), engine, device, precision, version",
     ["model_sha256", "engine", "device", "precision", "version"],
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",  # live workers only: after a reload the old model's series goes
 )
 
 
 def describe_build(model_sha256: str, engine: str, device: str, precision: str, version: str) -> None:
-    BUILD_INFO.labels(model_sha256[:12], engine, device, precision, version).set(1)
+    """model_sha256: the first 12 hex digits (Detector.model_id)."""
+    BUILD_INFO.labels(model_sha256, engine, device, precision, version).set(1)
 
 
 def observe_stages(stage_seconds: dict[str, float]) -> None:

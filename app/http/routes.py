@@ -11,7 +11,6 @@ from werkzeug.datastructures import MIMEAccept
 from app import __version__
 from app.inference.detector import Detector
 from app.pipeline import process_photo, render
-from app.pipeline.photo import model_id
 
 from . import metrics
 from .errors import NotAcceptable, NotReady
@@ -158,7 +157,7 @@ def _rendered(result, answer_format: str, detections: bool, detector: Detector) 
         # The counts travel in a header, for clients that only want the picture.
         return Response(result.picture, content_type="image/jpeg", headers={"X-Stat": render.x_stat(result)})
     if answer_format in render.DOCUMENTS:
-        document = render.DOCUMENTS[answer_format](detector.class_names, detections, model_id(detector))
+        document = render.DOCUMENTS[answer_format](detector.class_names, detections, detector.model_id)
         return Response(document.whole([result]), content_type=f"{document.media_type}; charset=utf-8")
     return jsonify(render.api_json(result, detections))
 

@@ -57,6 +57,11 @@ class Detector:
     def class_names(self) -> tuple[str, ...]:
         return self.model.class_names
 
+    @property
+    def model_id(self) -> str:
+        """The weights' sha256, first 12 hex digits: which model counted, in every row and metric."""
+        return self.file_hashes[self.model.files.weights.name][:12]
+
     @functools.cached_property
     def file_hashes(self) -> dict[str, str]:
         """sha256 of each model file: which model answered, for a lab's records."""

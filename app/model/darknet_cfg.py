@@ -275,8 +275,8 @@ def check_yolo_filters(sections: list[Section]) -> None:
         classes = section.get_int("classes", 20)  # darknet's default
         if section.options.get("mask"):
             anchors, which = len(_numbers(section, "mask", int)), "in mask"
-        else:  # as the exporter: every anchor
-            anchors, which = len(_numbers(section, "anchors", float)) // 2, "(no mask)"
+        else:  # darknet's parse_yolo: without a mask, the first num= anchors (num defaults to 1)
+            anchors, which = section.get_int("num", 1), "(no mask: num=)"
         needed = (classes + 5) * anchors
         if before.get_int("filters", 1) != needed:
             raise CfgError(

@@ -8,6 +8,7 @@ message is one line that says what to fix; the service refuses to start on it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import struct
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -33,6 +34,8 @@ from .darknet_cfg import (
     route_output,
     upsample_output,
 )
+
+log = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".cfg", ".weights", ".names", ".data")
 WEIGHTS_HEADER_INTS = 3  # major, minor, revision; then `seen`, the images trained on
@@ -92,7 +95,12 @@ def load_model_description(directory: Path) -> ModelDescription:
     if declared is not None and declared.strip() != str(len(names)):
         raise ModelError(f"{files.data}: classes={declared.strip()} but {files.names.name} has {len(names)} names")
     held = weights_floats(files.weights)
-    if needed is not None and held != needed:
+    if needed is None:
+        log.warning(
+            "%s: the .weights size is not checked against it (a layer or option darknet's forks read differently)",
+            files.cfg,
+        )
+    elif held != needed:
         raise ModelError(weights_mismatch(str(files.weights), held, files.cfg.name, needed))
     return ModelDescription(files, names, network, tuple(sections))
 

@@ -104,11 +104,6 @@ def process_photo(
     )
 
 
-def model_id(detector: Detector) -> str:
-    """The weights' sha256, first 12 hex digits: which model counted, in every row."""
-    return detector.file_hashes[detector.model.files.weights.name][:12]
-
-
 def annotated_jpeg(
     image: np.ndarray,
     detections: list[Detection],

@@ -59,9 +59,12 @@ def found_counts(result: PhotoResult) -> dict[str, int]:
 class Document:
     """An output of one photo or many, written as the photos come: head, a part per
     photo, tail. detections: the boxes too, where the format has them only on request.
-    model: which model counted (pipeline.model_id), a column of every row; "" unknown."""
+    model: which model counted (Detector.model_id), a column of every row; "" unknown."""
 
     media_type: str
+    # The Accept header may ask for it by its media type; False where an earlier format
+    # has the same one (format= asks for it by name).
+    by_accept: bool = True
 
     def __init__(self, class_names: Sequence[str], detections: bool = False, model: str = ""):
         self.class_names = tuple(class_names)
@@ -122,6 +125,7 @@ class LongCsvDocument(Document):
     failed photo is one row with its error and no class."""
 
     media_type = "text/csv"
+    by_accept = False
 
     def head(self) -> str:
         return _csv_line(["file", "date", "class", "count", "threshold", "model", "error"])
@@ -171,6 +175,7 @@ class CocoDocument(Document):
     order from 1; a photo that failed is left out."""
 
     media_type = "application/json"
+    by_accept = False
 
     def __init__(self, class_names: Sequence[str], detections: bool = True, model: str = ""):
         super().__init__(class_names, detections, model)
@@ -207,9 +212,12 @@ MEDIA_TYPES = {
     "jpeg": "image/jpeg",
     **{name: document.media_type for name, document in DOCUMENTS.items()},
 }
-# What an Accept header can ask for (format= asks for any): coco and long share
-# JSON's and CSV's media types, so the Accept header means json and csv by them.
-ACCEPTED_FORMATS = {media: name for name, media in MEDIA_TYPES.items() if name not in ("coco", "long")}
+# What an Accept header can ask for, JSON first (format= asks for any).
+ACCEPTED_FORMATS = {
+    "application/json": "json",
+    "image/jpeg": "jpeg",
+    **{document.media_type: name for name, document in DOCUMENTS.items() if document.by_accept},
+}
 
 
 def date_text(result: PhotoResult) -> str:
