@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 from PIL import Image
-from support import photo_bytes
+from support import ROOT, photo_bytes
 
 from app.http.factory import create_app
 from app.settings import Settings
@@ -255,8 +255,11 @@ def test_the_web_page_is_served_whole_from_here(client):
     assert b'id="photo"' in response.data
     for asset in ("static/page.js", "static/page.css"):
         assert f'"{asset}"'.encode() in response.data  # relative: the page works under a path prefix
+    static = ROOT / "app" / "http" / "static"
+    for asset in sorted(f"static/{path.name}" for path in static.iterdir() if path.suffix in (".js", ".css")):
         with client.get(f"/{asset}") as served:  # a file answer: closed, or its file stays open
             assert served.status_code == 200
+            assert asset.endswith(".css") or served.mimetype == "text/javascript"  # else no module runs
             # Nothing from the internet: the one URL is SVG's namespace name, never fetched.
             assert re.findall(rb"https?://[^\s\"')]+", served.data) in ([], [b"http://www.w3.org/2000/svg"])
 

@@ -13,6 +13,7 @@ from datetime import datetime
 import pytest
 from PIL import Image
 from support import DATA, ROOT, run_count
+from support import run_count as count  # reads as the command it runs
 
 from app.cli.count import count_photo
 from app.cli.count_plot import by_date
@@ -21,21 +22,6 @@ from app.vision.detection import DetectOptions
 from app.vision.images import photos_in
 
 EXIF_DATE = "2026:11:20 09:30:00"
-
-
-def count(*args: str, model_dir, status: int) -> subprocess.CompletedProcess:
-    """The count command as a user runs it, output piped; its exit status must be `status`."""
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "count", *args],
-        cwd=ROOT,
-        env={"MODEL_DIR": str(model_dir), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == status, result.stderr
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def rows_of(text: str) -> dict[str, dict]:

@@ -13,13 +13,15 @@ import zipfile
 import pytest
 import requests
 from PIL import Image
-from support import DATA, RunningService
+from support import DATA, ROOT, RunningService
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (./test.sh installs Debian's chromium when run as root)"
 )
 FINISHED = "#results tbody tr:is([data-status=done], [data-status=failed])"
+STATIC = ROOT / "app" / "http" / "static"
+MODULES = sorted(path.name for path in STATIC.glob("*.js"))  # page.js and the modules it imports
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +77,13 @@ def screenshot(page, path) -> None:
 
 
 def count_photos(page, live_server, *names: str) -> None:
+    count_photos_from(page, live_server, *(DATA / name for name in names))
+
+
+def count_photos_from(page, live_server, *paths) -> None:
     page.goto(live_server.url + "/")
-    page.set_input_files("#photo", [str(DATA / name) for name in names])
-    wait_counted(page, len(names))
+    page.set_input_files("#photo", [str(path) for path in paths])
+    wait_counted(page, len(paths))
 
 
 def test_a_person_counts_a_photo_in_the_page(page, live_server):
@@ -323,7 +329,7 @@ def test_the_api_key_is_asked_for_once_and_kept_for_the_session(browser, model_d
         assert page.locator("#api-key").input_value() == "lab-secret"
         page.wait_for_function("document.querySelectorAll('#model-classes li').length === 80", timeout=10_000)
         # What the page itself needs is served without a key.
-        for path in ("/", "/static/page.js", "/static/page.css", "/favicon.ico"):
+        for path in ("/", "/static/page.css", "/favicon.ico", *(f"/static/{name}" for name in MODULES)):
             assert requests.get(service.url + path, timeout=10).status_code == 200, path
     finally:
         context.close()
@@ -331,11 +337,65 @@ def test_the_api_key_is_asked_for_once_and_kept_for_the_session(browser, model_d
 
 
 def test_the_page_loads_nothing_from_outside(page, live_server):
-    requested = []
+    requested, errors = [], []
     page.on("request", lambda request: requested.append(request.url))
+    page.on("pageerror", lambda error: errors.append(error))  # a module that fails to load or link says so here
     page.goto(live_server.url + "/")
     page.wait_for_load_state("networkidle")
     assert requested and all(url.startswith(live_server.url) for url in requested)
-    assert {live_server.url + "/static/page.js", live_server.url + "/static/page.css"} <= set(requested)
+    assets = {live_server.url + "/static/page.css", *(f"{live_server.url}/static/{name}" for name in MODULES)}
+    assert assets <= set(requested)  # every module is in use, each loaded from here
+    assert errors == []
+    for name in MODULES:  # browsers run a module only when served as JavaScript
+        served = requests.get(f"{live_server.url}/static/{name}", timeout=10)
+        assert served.headers["Content-Type"].split(";")[0] in ("text/javascript", "application/javascript"), name
+        # Nothing from the internet: the one URL is SVG's namespace name, never fetched.
+        assert re.findall(r"https?://[^\s\"')]+", served.text) in ([], ["http://www.w3.org/2000/svg"]), name
     icon = requests.get(live_server.url + "/favicon.ico", timeout=10)
     assert icon.status_code == 200 and icon.headers["Content-Type"].startswith("image/svg+xml")
+
+
+def test_a_file_name_is_shown_as_text_never_run_as_markup(page, live_server, tmp_path):
+    name = "<img src=x onerror=window.__xss=1>.jpg"
+    shutil.copy(DATA / "dog.jpg", tmp_path / name)
+    count_photos_from(page, live_server, tmp_path / name)
+
+    def shown_as_text():
+        (row,) = table(page)
+        assert row["file"] == name and row["status"] == "done"
+        assert page.locator("#results tbody button.file").inner_text() == name
+        assert page.locator("#viewer-title").inner_text() == name
+        page.wait_for_load_state("networkidle")  # an <img src=x> made of the name would have failed by now
+        assert page.locator("img[src='x']").count() == 0
+        assert page.evaluate("typeof window.__xss") == "undefined"
+
+    shown_as_text()
+    page.reload()  # and as the history restores it
+    page.wait_for_function(f"document.querySelectorAll('{FINISHED}').length === 1", timeout=10_000)
+    shown_as_text()
+
+
+def test_no_module_writes_markup():
+    # Names (files, classes from /model) reach the page only as text: no module parses HTML.
+    for name in MODULES:
+        source = (STATIC / name).read_text()
+        assert not re.findall(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", source), name
+
+
+def test_photos_named_alike_but_for_case_get_distinct_names_in_the_zip(page, live_server, tmp_path):
+    # Extracted on Windows or macOS, Dog-counted.jpg and dog-counted.jpg would be one file.
+    for name in ("Dog.jpg", "dog.jpg"):
+        shutil.copy(DATA / "dog.jpg", tmp_path / name)
+    count_photos_from(page, live_server, tmp_path / "Dog.jpg", tmp_path / "dog.jpg")
+    with page.expect_download() as download:
+        page.click("#download-zip")
+    download.value.save_as(tmp_path / "photos.zip")
+    with zipfile.ZipFile(tmp_path / "photos.zip") as archive:
+        assert archive.testzip() is None
+        assert archive.namelist() == ["Dog-counted.jpg", "dog-counted (2).jpg"]
+    # Folders fold alike, and a name composed or decomposed (macOS) is one name.
+    names = page.evaluate(
+        """async (names) => (await import('./static/zip.js')).distinctNames(names)""",
+        ["Day 1/a.jpg", "DAY 1/A.JPG", "caf\u00e9.jpg", "cafe\u0301.jpg", "notes"],
+    )
+    assert names == ["Day 1/a.jpg", "DAY 1/A (2).JPG", "caf\u00e9.jpg", "cafe\u0301 (2).jpg", "notes"]

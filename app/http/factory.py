@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mimetypes
 
 from flask import Flask
 
@@ -14,6 +15,10 @@ from app.settings import Settings
 from . import admission, auth, cors, errors, hooks, metrics, request_log, routes
 from .admission import PhotoQueue
 from .pixel_budget import PixelBudget
+
+# The page's ES modules run only when served as JavaScript; a host's own table (Windows'
+# registry) may say text/plain for .js.
+mimetypes.add_type("text/javascript", ".js")
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -1,0 +1,54 @@
+// The history: every row and its photo in IndexedDB, so a reload keeps them.
+
+import { showError } from "./dom.js";
+import { learnClasses, state } from "./state.js";
+
+const database = new Promise((resolve) => {
+  try {
+    const request = indexedDB.open("count-organisms", 1);
+    request.onupgradeneeded = () => request.result.createObjectStore("results", { keyPath: "id" });
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => resolve(null);
+  } catch {
+    resolve(null); // no IndexedDB (a private window of some browsers): the page works without history
+  }
+});
+
+async function inStore(mode, work) {
+  const opened = await database;
+  if (!opened) return undefined;
+  return new Promise((resolve, reject) => {
+    const transaction = opened.transaction("results", mode);
+    const request = work(transaction.objectStore("results"));
+    transaction.oncomplete = () => resolve(request.result);
+    transaction.onerror = transaction.onabort = () => reject(transaction.error);
+  });
+}
+
+export async function saveRow(row) {
+  const { id, name, photo, status, result, error, viewable, countedAt, failedWith } = row;
+  const order = state.rows.indexOf(row);
+  try {
+    await inStore("readwrite", (store) => store.put({
+      id, order, name, photo, status, result, error, viewable, countedAt, failedWith,
+    }));
+  } catch (error) {
+    showError(`This result could not be kept in the history (${error?.name || "storage error"}): ` +
+      "the browser's storage may be full. Download what you need, then clear the history.");
+  }
+}
+
+// The kept rows join the table (after any added meanwhile); the last one is selected.
+export async function loadHistory() {
+  const records = (await inStore("readonly", (store) => store.getAll()).catch(() => [])) || [];
+  records.sort((a, b) => a.order - b.order);
+  for (const record of records) {
+    state.rows.push({ ...record, status: record.result ? "done" : "failed" });
+    if (record.result) learnClasses(Object.keys(record.result.stat));
+  }
+  if (records.length && state.selected === null) state.selected = records.at(-1).id;
+}
+
+export async function forgetAll() {
+  await inStore("readwrite", (store) => store.clear()).catch(() => {});
+}

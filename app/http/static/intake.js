@@ -1,0 +1,57 @@
+// Taking photos in: picked files, a picked folder, or a drop; what is not a photo is
+// listed as skipped, each photo becomes a row and joins the queue.
+
+import { $ } from "./dom.js";
+import { enqueue } from "./queue.js";
+import { newId, state } from "./state.js";
+
+const PHOTO_NAMES = /\.(jpe?g|jfif|png|tiff?|webp|bmp|gif|mpo)$/i;
+
+function isPhoto(file) {
+  return file.type.startsWith("image/") || PHOTO_NAMES.test(file.name);
+}
+
+// A folder's photos keep their path inside it: two "1.jpg" of two folders stay apart.
+const displayName = (file) => file.webkitRelativePath || file.name;
+
+export function addFiles(files) {
+  const photos = files.filter(isPhoto);
+  // Listed for the whole batch: photos added while others count join it.
+  if (!state.running) state.skipped = [];
+  const skipped = state.skipped;
+  skipped.push(...files.filter((file) => !isPhoto(file)).map(displayName));
+  $("skipped").hidden = !skipped.length;
+  $("skipped").textContent = skipped.length
+    ? `Skipped ${skipped.length} ${skipped.length === 1 ? "file that is" : "files that are"} not a photo: ${skipped.join(", ")}.`
+    : "";
+  const rows = photos.map((file) => ({
+    id: newId(), name: displayName(file), photo: file, status: "waiting", result: null, error: "",
+  }));
+  state.rows.push(...rows);
+  state.follow = true; // a new batch: the viewer shows each photo as it is counted
+  enqueue(rows.map((row) => row.id));
+}
+
+// Dropped folders come as entries to walk; files as they are.
+export async function droppedFiles(transfer) {
+  const entries = [...transfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
+  if (!entries.length) return [...transfer.files];
+  const files = [];
+  async function walk(entry, path) {
+    if (entry.isFile) {
+      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+      // The path inside the dropped folder, as the folder picker gives it.
+      if (path) Object.defineProperty(file, "webkitRelativePath", { value: path + file.name });
+      files.push(file);
+      return;
+    }
+    const reader = entry.createReader();
+    for (;;) { // readEntries answers in pieces (100 at a time in Chromium) until empty
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (!batch.length) break;
+      for (const child of batch) await walk(child, `${path}${entry.name}/`);
+    }
+  }
+  for (const entry of entries) await walk(entry, "");
+  return files;
+}

@@ -1,0 +1,66 @@
+// Talking to the service: its API key, one photo's count (POST invocations), the model
+// (GET model). Relative URLs: the page works behind a proxy that serves it under a prefix.
+
+import { $, element } from "./dom.js";
+import { learnClasses } from "./state.js";
+
+const KEY_STORE = "count-organisms.api-key";
+
+// The key lives for this tab's session only: not written to disk with the history.
+export function restoreKey() {
+  $("api-key").value = sessionStorage.getItem(KEY_STORE) || "";
+}
+
+export function rememberKey() {
+  sessionStorage.setItem(KEY_STORE, $("api-key").value.trim());
+}
+
+export function keyHeaders() {
+  const key = $("api-key").value.trim();
+  return key ? { "X-API-Key": key } : {};
+}
+
+// One photo, with the settings of its turn. Rejects when the service cannot be reached
+// or `signal` aborts; `body` is null when the answer is not JSON.
+export async function postPhoto(row, asked, signal) {
+  const form = new FormData();
+  form.append("image", row.photo, row.name.split("/").pop());
+  form.append("filename", row.name);
+  form.append("threshold", asked.threshold);
+  form.append("tiling", asked.tiling);
+  form.append("auto_crop", asked.autoCrop);
+  form.append("detections", "true");
+  form.append("return_image", row.viewable ? "false" : "true");
+  const response = await fetch("invocations", { method: "POST", body: form, headers: keyHeaders(), signal });
+  const body = await response.json().catch(() => null);
+  return { response, body };
+}
+
+// What the service says is meant for people already; add what to do where it helps.
+export function explain(status, body) {
+  const message = body?.error?.message || `the service answered ${status}`;
+  if (status === 413) return `The photo is too large: ${message}`;
+  if (status === 503) return `The service is busy or still starting; re-count it in a moment (${message}).`;
+  if (status >= 500) return `The service failed on this photo. Please report request ${body?.error?.request_id || ""}.`;
+  return `The photo could not be counted: ${message}`;
+}
+
+export function jpegBlob(base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  return new Blob([bytes], { type: "image/jpeg" });
+}
+
+export async function loadModel() {
+  try {
+    const response = await fetch("model", { headers: keyHeaders() });
+    if (!response.ok) { $("model-summary").textContent = "Model details need an API key."; return; }
+    const model = await response.json();
+    learnClasses(model.classes);
+    $("model-summary").textContent =
+      `${model.classes.length} classes, network ${model.network.width}×${model.network.height}, ` +
+      `engine ${model.engine} (${model.precision}) on ${model.device}.`;
+    $("model-classes").replaceChildren(...model.classes.map((name) => element("li", { textContent: name })));
+  } catch {
+    $("model-summary").textContent = "The service could not be reached.";
+  }
+}

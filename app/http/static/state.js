@@ -1,0 +1,38 @@
+// What the page knows: the rows (the history), the queue, the selection, the classes.
+// One object that every module reads and changes; the modules render from it.
+
+export const state = {
+  rows: [], // every photo in the table, oldest first: the history
+  queue: [], // ids of rows waiting for their turn
+  selected: null, // id of the row in the viewer
+  follow: true, // the viewer follows the photo being counted until someone picks a row
+  running: false,
+  controller: null, // aborts the request in flight (Stop)
+  batch: { done: 0, total: 0, failed: 0 },
+  classes: [], // class names in .names order (the order of `stat`)
+  hidden: new Set(), // classes whose boxes are hidden in the viewer
+  skipped: [], // names of files of this batch that are not photos
+  zipping: false, // a ZIP is being prepared: one at a time
+};
+
+let nextId = 0;
+export const newId = () => `${Date.now().toString(36)}-${(nextId++).toString(36)}`;
+export const rowById = (id) => state.rows.find((row) => row.id === id);
+
+export const total = (stat) => Object.values(stat).reduce((sum, n) => sum + n, 0);
+
+export function learnClasses(names) {
+  for (const name of names) if (!state.classes.includes(name)) state.classes.push(name);
+}
+
+// The service's own colours (app/vision/annotate.py): the page and its pictures agree.
+const PALETTE = [
+  [230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
+  [240, 50, 230], [210, 245, 60], [250, 190, 190], [0, 128, 128], [170, 110, 40], [255, 225, 25],
+];
+
+export function classColour(name) {
+  const index = Math.max(0, state.classes.indexOf(name));
+  if (index < PALETTE.length) return `rgb(${PALETTE[index].join(" ")})`;
+  return `hsl(${Math.round(((index * 0.618033988749895) % 1) * 360)} 89% 55%)`; // golden ratio, as the service
+}
