@@ -180,6 +180,11 @@ def test_a_start_that_fails_leaves_an_earlier_output_as_it_was(tmp_path):
     assert earlier.read_text() == "yesterday's counts\n" and not (tmp_path / "c.png").exists()
 
 
+def test_an_output_that_fills_up_stops_the_run_in_one_line(model_dir):
+    full = count(str(DATA / "dog.jpg"), "-o", "/dev/full", model_dir=model_dir, status=1)  # always "disk full"
+    assert full.stderr == "count: cannot write the output: No space left on device; stopped\n"
+
+
 def test_a_picture_that_cannot_be_written_fails_its_photo_and_the_run_goes_on(model_dir, tmp_path):
     photos = tmp_path / "culture"
     (photos / "day1").mkdir(parents=True)

@@ -46,7 +46,8 @@ EXIT_NOTHING_TO_COUNT = 3
 EXIT_CANNOT_START = 4
 EXIT_HELP = f"""exit status:
   {EXIT_COUNTED}  every photo was counted
-  {EXIT_SOME_FAILED}  some photos could not be counted: their rows carry the error, the summary names them
+  {EXIT_SOME_FAILED}  some photos could not be counted: their rows carry the error, the summary names them;
+     or the output could not be written on (a full disk): the rows so far are there
   {EXIT_BAD_ARGUMENTS}  bad arguments: a bad --threshold, --detections without --format jsonl, an --output,
      --plot or --annotate folder that cannot be created
   {EXIT_NOTHING_TO_COUNT}  nothing to count: a path that does not exist, or no photo found (an empty folder,
@@ -119,11 +120,10 @@ def _count(args) -> int:
     settings, detector = _start()
     with contextlib.ExitStack() as stack:
         # UTF-8 whatever the locale; names that are not UTF-8 are already escaped (display_name).
-        out = (
-            stack.enter_context(_created(args.output, "the output", "w", newline="", errors="backslashreplace"))
-            if args.output
-            else sys.stdout
-        )
+        out = _created(args.output, "the output", "w", newline="", errors="backslashreplace") if args.output else None
+        if out:
+            stack.callback(_close, out)
+        out = out or sys.stdout
         options = DetectOptions(threshold=args.threshold, tiling=args.tiling)
         document = render.DOCUMENTS[args.format](detector.class_names, args.detections, model=detector.model_id)
         progress = Progress(len(photos))
@@ -206,7 +206,7 @@ def _check_writable(path: Path, what: str) -> None:
         problem = errno.EISDIR
     elif not path.parent.is_dir():
         problem = errno.ENOENT
-    elif not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    elif not os.access(path if path.exists() else path.parent, os.W_OK):  # an existing file is rewritten in place
         problem = errno.EACCES
     else:
         return
@@ -328,9 +328,20 @@ def read_regular_file(path: Path) -> bytes:
 
 
 def _write(out, text: str) -> None:
-    if text:
+    if not text:
+        return
+    try:
         out.write(text)
         out.flush()  # a row per photo as it is counted: a long run can be followed, or cut short
+    except OSError as exc:  # a full disk, a closed pipe: the rows so far are written, the run cannot go on
+        raise CountStopped(EXIT_SOME_FAILED, f"count: cannot write the output: {_reason(exc)}; stopped") from None
+
+
+def _close(stream) -> None:
+    # _write flushes every row and says when one fails: what close() would flush again
+    # after a failure (a full disk) is already reported.
+    with contextlib.suppress(OSError):
+        stream.close()
 
 
 class Progress:
