@@ -7,6 +7,7 @@ document and run schemathesis against the server.
 
 from __future__ import annotations
 
+from .openapi_schemas import BINARY, FIXED_SCHEMAS
 from .parameters import PARAMETERS
 from .request_parsing import RAW_IMAGE_TYPES
 
@@ -50,7 +51,7 @@ def _errors(*statuses: str) -> dict:
     return {status: _error_response(*ERROR_CODES[status]) for status in statuses}
 
 
-def _invocation_answer(binary: dict) -> dict:
+def _invocation_answer() -> dict:
     """The 200 of /invocations (and /upload) in each of its media types (render.MEDIA_TYPES)."""
     return {
         "description": "Counts per class, the annotated photo, the boxes when asked; in the format that "
@@ -71,7 +72,7 @@ def _invocation_answer(binary: dict) -> dict:
                     ]
                 }
             },
-            "image/jpeg": {"schema": binary},
+            "image/jpeg": {"schema": BINARY},
             "text/csv": {
                 "schema": {
                     "type": "string",
@@ -89,7 +90,6 @@ def _invocation_answer(binary: dict) -> dict:
 
 
 def openapi_document() -> dict:
-    binary = {"type": "string", "format": "binary"}
     invocation_errors = _errors("400", "401", "406", "413", "415", "500", "503")
     return {
         "openapi": "3.1.0",
@@ -122,11 +122,11 @@ def openapi_document() -> dict:
                         "content": {
                             "application/json": {"schema": {"$ref": "#/components/schemas/JsonInvocation"}},
                             "multipart/form-data": {"schema": {"$ref": "#/components/schemas/FormInvocation"}},
-                            **{media: {"schema": binary} for media in sorted(RAW_IMAGE_TYPES)},
+                            **{media: {"schema": BINARY} for media in sorted(RAW_IMAGE_TYPES)},
                         },
                     },
                     "responses": {
-                        "200": _invocation_answer(binary),
+                        "200": _invocation_answer(),
                         **invocation_errors,
                     },
                 }
@@ -140,7 +140,7 @@ def openapi_document() -> dict:
                         "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/Upload"}}},
                     },
                     "responses": {
-                        "200": {**_invocation_answer(binary), "description": "The same answers as /invocations"},
+                        "200": {**_invocation_answer(), "description": "The same answers as /invocations"},
                         **invocation_errors,
                     },
                 }
@@ -186,22 +186,7 @@ def openapi_document() -> dict:
         },
         "components": {
             "schemas": {
-                "Pong": {"type": "object", "required": ["data"], "properties": {"data": {"const": "pong!"}}},
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message"],
-                            "properties": {
-                                "code": {"type": "string", "pattern": "^[a-z0-9_]+$"},
-                                "message": {"type": "string"},
-                                "request_id": {"type": "string"},
-                            },
-                        }
-                    },
-                },
+                **FIXED_SCHEMAS,
                 "JsonInvocation": {
                     "type": "object",
                     "required": ["image"],
@@ -214,148 +199,8 @@ def openapi_document() -> dict:
                     "type": "object",
                     "required": ["image"],
                     "properties": {
-                        "image": binary,
+                        "image": BINARY,
                         **{parameter.name: parameter.text_schema() for parameter in PARAMETERS},
-                    },
-                },
-                "Upload": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": binary,
-                        "auto_crop": {"type": "string", "enum": ["0", "1"], "default": "0"},
-                    },
-                },
-                "InvocationResult": {
-                    "type": "object",
-                    "required": ["stat"],
-                    "properties": {
-                        "img": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/jpeg"},
-                        "stat": {
-                            "type": "object",
-                            "description": "A count for every class of the model, in .names order",
-                            "additionalProperties": {"type": "integer", "minimum": 0},
-                        },
-                        "detections": {"type": "array", "items": {"$ref": "#/components/schemas/Detection"}},
-                        "crop": {
-                            "description": "With auto_crop: the sample counted, x, y, width, height in the photo's "
-                            "pixels; null when none was found and the whole photo was counted",
-                            "oneOf": [
-                                {
-                                    "type": "array",
-                                    "items": {"type": "integer", "minimum": 0},
-                                    "minItems": 4,
-                                    "maxItems": 4,
-                                },
-                                {"type": "null"},
-                            ],
-                        },
-                        "crop_note": {"type": "string"},
-                    },
-                },
-                "CocoDataset": {
-                    "type": "object",
-                    "description": "With format=coco: a COCO detection dataset of the photo (image id 1); "
-                    "category ids are the .names lines from 1",
-                    "required": ["images", "annotations", "categories"],
-                    "properties": {
-                        "images": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["id", "file_name", "width", "height"],
-                                "properties": {
-                                    "id": {"type": "integer", "minimum": 1},
-                                    "file_name": {"type": "string"},
-                                    "width": {"type": "integer", "minimum": 1},
-                                    "height": {"type": "integer", "minimum": 1},
-                                },
-                            },
-                        },
-                        "annotations": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["id", "image_id", "category_id", "bbox", "area", "iscrowd", "score"],
-                                "properties": {
-                                    "id": {"type": "integer", "minimum": 1},
-                                    "image_id": {"type": "integer", "minimum": 1},
-                                    "category_id": {"type": "integer", "minimum": 1},
-                                    "bbox": {
-                                        "type": "array",
-                                        "description": "x, y, width, height in pixels, top-left origin",
-                                        "items": {"type": "number"},
-                                        "minItems": 4,
-                                        "maxItems": 4,
-                                    },
-                                    "area": {"type": "number", "minimum": 0},
-                                    "iscrowd": {"const": 0},
-                                    "score": {"type": "number", "minimum": 0, "maximum": 1},
-                                },
-                            },
-                        },
-                        "categories": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["id", "name"],
-                                "properties": {"id": {"type": "integer", "minimum": 1}, "name": {"type": "string"}},
-                            },
-                        },
-                    },
-                },
-                "Detection": {
-                    "type": "object",
-                    "required": ["class", "confidence", "box"],
-                    "properties": {
-                        "class": {"type": "string"},
-                        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                        "box": {
-                            "type": "array",
-                            "description": "x, y, width, height in pixels, top-left origin",
-                            "items": {"type": "number", "minimum": 0},
-                            "minItems": 4,
-                            "maxItems": 4,
-                        },
-                    },
-                },
-                "ModelInfo": {
-                    "type": "object",
-                    "required": [
-                        "classes",
-                        "network",
-                        "engine",
-                        "device",
-                        "precision",
-                        "files",
-                        "load_seconds",
-                        "version",
-                    ],
-                    "properties": {
-                        "classes": {"type": "array", "items": {"type": "string"}},
-                        "network": {
-                            "type": "object",
-                            "properties": {
-                                "width": {"type": "integer"},
-                                "height": {"type": "integer"},
-                                "letter_box": {"type": "boolean"},
-                            },
-                        },
-                        "engine": {"type": "string"},
-                        "device": {"type": "string"},
-                        "precision": {"type": "string", "enum": ["fp32", "int8"]},
-                        "files": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "load_seconds": {"type": "number"},
-                        "version": {"type": "string", "description": "The service's version"},
-                    },
-                },
-                "ExecutionParameters": {
-                    "type": "object",
-                    "required": ["MaxConcurrentTransforms", "BatchStrategy", "MaxPayloadInMB"],
-                    "properties": {
-                        "MaxConcurrentTransforms": {"type": "integer", "minimum": 1},
-                        "BatchStrategy": {"type": "string"},
-                        "MaxPayloadInMB": {"type": "integer", "minimum": 1},
                     },
                 },
             },

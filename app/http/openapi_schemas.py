@@ -1,0 +1,163 @@
+"""The OpenAPI document's fixed schemas: the answers, errors and /upload's form
+(app/http/openapi.py holds the paths, and the request schemas the parameter table makes)."""
+
+BINARY = {"type": "string", "format": "binary"}
+
+FIXED_SCHEMAS = {
+    "Pong": {"type": "object", "required": ["data"], "properties": {"data": {"const": "pong!"}}},
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "pattern": "^[a-z0-9_]+$"},
+                    "message": {"type": "string"},
+                    "request_id": {"type": "string"},
+                },
+            }
+        },
+    },
+    "Upload": {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": BINARY,
+            "auto_crop": {"type": "string", "enum": ["0", "1"], "default": "0"},
+        },
+    },
+    "InvocationResult": {
+        "type": "object",
+        "required": ["stat"],
+        "properties": {
+            "img": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/jpeg"},
+            "stat": {
+                "type": "object",
+                "description": "A count for every class of the model, in .names order",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+            },
+            "detections": {"type": "array", "items": {"$ref": "#/components/schemas/Detection"}},
+            "crop": {
+                "description": "With auto_crop: the sample counted, x, y, width, height in the photo's "
+                "pixels; null when none was found and the whole photo was counted",
+                "oneOf": [
+                    {
+                        "type": "array",
+                        "items": {"type": "integer", "minimum": 0},
+                        "minItems": 4,
+                        "maxItems": 4,
+                    },
+                    {"type": "null"},
+                ],
+            },
+            "crop_note": {"type": "string"},
+        },
+    },
+    "CocoDataset": {
+        "type": "object",
+        "description": "With format=coco: a COCO detection dataset of the photo (image id 1); "
+        "category ids are the .names lines from 1",
+        "required": ["images", "annotations", "categories"],
+        "properties": {
+            "images": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "file_name", "width", "height"],
+                    "properties": {
+                        "id": {"type": "integer", "minimum": 1},
+                        "file_name": {"type": "string"},
+                        "width": {"type": "integer", "minimum": 1},
+                        "height": {"type": "integer", "minimum": 1},
+                    },
+                },
+            },
+            "annotations": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "image_id", "category_id", "bbox", "area", "iscrowd", "score"],
+                    "properties": {
+                        "id": {"type": "integer", "minimum": 1},
+                        "image_id": {"type": "integer", "minimum": 1},
+                        "category_id": {"type": "integer", "minimum": 1},
+                        "bbox": {
+                            "type": "array",
+                            "description": "x, y, width, height in pixels, top-left origin",
+                            "items": {"type": "number"},
+                            "minItems": 4,
+                            "maxItems": 4,
+                        },
+                        "area": {"type": "number", "minimum": 0},
+                        "iscrowd": {"const": 0},
+                        "score": {"type": "number", "minimum": 0, "maximum": 1},
+                    },
+                },
+            },
+            "categories": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "name"],
+                    "properties": {"id": {"type": "integer", "minimum": 1}, "name": {"type": "string"}},
+                },
+            },
+        },
+    },
+    "Detection": {
+        "type": "object",
+        "required": ["class", "confidence", "box"],
+        "properties": {
+            "class": {"type": "string"},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "box": {
+                "type": "array",
+                "description": "x, y, width, height in pixels, top-left origin",
+                "items": {"type": "number", "minimum": 0},
+                "minItems": 4,
+                "maxItems": 4,
+            },
+        },
+    },
+    "ModelInfo": {
+        "type": "object",
+        "required": [
+            "classes",
+            "network",
+            "engine",
+            "device",
+            "precision",
+            "files",
+            "load_seconds",
+            "version",
+        ],
+        "properties": {
+            "classes": {"type": "array", "items": {"type": "string"}},
+            "network": {
+                "type": "object",
+                "properties": {
+                    "width": {"type": "integer"},
+                    "height": {"type": "integer"},
+                    "letter_box": {"type": "boolean"},
+                },
+            },
+            "engine": {"type": "string"},
+            "device": {"type": "string"},
+            "precision": {"type": "string", "enum": ["fp32", "int8"]},
+            "files": {"type": "object", "additionalProperties": {"type": "string"}},
+            "load_seconds": {"type": "number"},
+            "version": {"type": "string", "description": "The service's version"},
+        },
+    },
+    "ExecutionParameters": {
+        "type": "object",
+        "required": ["MaxConcurrentTransforms", "BatchStrategy", "MaxPayloadInMB"],
+        "properties": {
+            "MaxConcurrentTransforms": {"type": "integer", "minimum": 1},
+            "BatchStrategy": {"type": "string"},
+            "MaxPayloadInMB": {"type": "integer", "minimum": 1},
+        },
+    },
+}
