@@ -118,6 +118,9 @@ def test_weights_longer_than_the_cfg_reads_are_refused_by_the_exporter_too(model
         ("stride=2", "stride=0", r"line 35: \[maxpool\] stride=0 must be at least 1"),
         ("[upsample]", "[reorg]", r"layer 19 \[reorg\] .*does not support \[reorg\]"),
         ("[maxpool]", "[maxpool]\nmaxpool_depth=1", r"layer 1 \[maxpool\] .*maxpool_depth=1"),
+        # Weights darknet reads otherwise than in file order: refused, so BACKEND=auto takes OpenCV.
+        ("[convolutional]", "[convolutional]\ndontloadscales=1", r"layer 0 \[convolutional\] .*dontloadscales=1"),
+        ("[convolutional]", "[convolutional]\nshare_index=0", r"layer 0 \[convolutional\] .*share_index"),
     ],
 )
 def test_an_unsupported_layer_is_a_clear_error_naming_it(model_dir, old, new, message):

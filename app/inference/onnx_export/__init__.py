@@ -39,6 +39,7 @@ def export_darknet(sections: list[Section] | tuple[Section, ...], weights_path: 
     for index, section in enumerate(sections[1:]):
         kind = section.type
         try:
+            layers.refuse_weight_reading_options(section, index)
             if kind in ("convolutional", "conv"):
                 tensor, shape = layers.convolutional(graph, section, index, tensor, shape, weights)
             elif kind in ("maxpool", "max"):

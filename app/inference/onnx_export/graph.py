@@ -258,6 +258,17 @@ def yolo(
     return name, row
 
 
+# Options by which darknet reads a layer's weights otherwise than in file order; the
+# exporter would read them wrong, so it refuses (BACKEND=auto then takes OpenCV).
+WEIGHT_READING_OPTIONS = {"dontload": "0", "dontloadscales": "0", "numload": "0"}
+
+
+def refuse_weight_reading_options(section: Section, index: int) -> None:
+    if "share_index" in section.options:
+        raise UnsupportedLayer(f"{where(section, index)}: share_index (another layer's weights) is not supported")
+    _refuse_options(section, index, WEIGHT_READING_OPTIONS)
+
+
 def _refuse_options(section: Section, index: int, neutral: dict[str, str]) -> None:
     for key, value in neutral.items():
         if section.options.get(key, value) != value:
