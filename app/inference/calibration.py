@@ -33,7 +33,6 @@ from app.vision.preprocess import fit_to_network
 from app.vision.tiling import DEFAULT_OVERLAP, should_tile, tile_grid
 
 MAX_TILES_PER_PHOTO = 8  # calibration sees tiles as the service does, a sample of them
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 MAX_TIMED_PHOTOS = 4  # forward passes are timed on the first held-out photos
 TIMING_ROUNDS = 5
 

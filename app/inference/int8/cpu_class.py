@@ -20,8 +20,6 @@ X86_CLASSES = (
     ("avx512", {"avx512bw"}),
     ("avx2", {"avx2", "fma"}),
 )
-# Where the u8 x s8 kernels cannot overflow: a dot-product instruction sums in 32 bits.
-SATURATION_FREE = {"amx", "avx512_vnni", "avx_vnni"}
 
 
 def cpu_class(cpuinfo: str | None = None) -> str:
