@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.model.files import ModelDescription, file_digest, load_model_description
+from app.model.files import ModelDescription, load_model_description, model_file_sha256
 from app.vision.detection import Detection, DetectOptions
 from app.vision.postprocess import select_detections
 from app.vision.tiling import DEFAULT_OVERLAP, MERGE_IOS, drop_cut_boxes, merge, should_tile, tile_grid, to_image
@@ -67,7 +67,7 @@ class Detector:
         """sha256 of each model file: which model answered, for a lab's records."""
         files = self.model.files
         paths = [files.cfg, files.weights, files.names] + ([files.data] if files.data else [])
-        return {path.name: file_digest(path) for path in paths}
+        return {path.name: model_file_sha256(path) for path in paths}
 
     def detect(
         self, image: np.ndarray, options: DetectOptions | None = None, deadline: float | None = None

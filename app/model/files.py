@@ -7,6 +7,7 @@ message is one line that says what to fix; the service refuses to start on it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import struct
@@ -220,9 +221,23 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     return hasher.hexdigest()
 
 
+def model_file_sha256(path: Path) -> str:
+    """A model file's sha256, read once per version of the file (its mtime and size): the
+    export's key and stamp, MODEL_SHA256, /model and the build-info metric all ask for the
+    weights', and a YOLOv3 .weights is 240 MB."""
+    stat = path.stat()
+    return _versioned_sha256(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _versioned_sha256(path: Path, mtime_ns: int, size: int) -> str:
+    del mtime_ns, size  # part of the cache key only
+    return file_digest(path)
+
+
 def verify_weights_sha256(weights: Path, expected: str) -> None:
     """MODEL_SHA256: serve only the weights that were meant to be served."""
-    actual = file_digest(weights)
+    actual = model_file_sha256(weights)
     if actual != expected.strip().lower():
         raise ModelError(f"{weights}: sha256 {actual} does not match MODEL_SHA256={expected.strip()}")
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from app.model.files import ModelDescription, file_digest
+from app.model.files import ModelDescription, model_file_sha256
 
 from . import EXPORTER_VERSION, export_darknet
 
@@ -54,8 +54,7 @@ def export_paths(model: ModelDescription) -> ExportPaths:
     key = hashlib.sha256()
     key.update(f"exporter {EXPORTER_VERSION}\n".encode())
     key.update(model.files.cfg.read_bytes())
-    stat = model.files.weights.stat()
-    key.update(_digest(model.files.weights, stat.st_mtime_ns, stat.st_size).encode())
+    key.update(model_file_sha256(model.files.weights).encode())
     short_key = key.hexdigest()[:KEY_LENGTH]
     stem = f"{model.files.weights.stem}.{short_key}"
     directory = _writable_directory(model.files.weights.parent)
@@ -68,23 +67,15 @@ def export_paths(model: ModelDescription) -> ExportPaths:
     )
 
 
-@functools.lru_cache(maxsize=8)
-def _digest(path: Path, mtime_ns: int, size: int) -> str:
-    """The weights' sha256, once per file version: a YOLOv3 .weights is 240 MB."""
-    del mtime_ns, size  # part of the cache key only
-    return file_digest(path)
-
-
 class ExportMismatch(ValueError):
     """An ONNX file that was not made from these model files."""
 
 
 def export_stamp(model: ModelDescription) -> dict[str, str]:
     """What an export (or its int8 version) made from these files carries."""
-    stat = model.files.weights.stat()
     return {
         "source_cfg_sha256": hashlib.sha256(model.files.cfg.read_bytes()).hexdigest(),
-        "source_weights_sha256": _digest(model.files.weights, stat.st_mtime_ns, stat.st_size),
+        "source_weights_sha256": model_file_sha256(model.files.weights),
     }
 
 
