@@ -22,9 +22,13 @@ def formatter(log_format: str) -> logging.Formatter:
     return JsonLineFormatter() if log_format == "json" else OneLineFormatter(LOG_FORMAT)
 
 
-def structured(fields: dict) -> dict:
-    """`extra=` for a record whose fields a JSON line carries as they are (a request's)."""
-    return {"fields": fields}
+class Fields(dict):
+    """A record's message that is data (a request's fields): a JSON line carries them as
+    they are, the text format writes them as compact JSON. Either serialises it once, and
+    only when the record is written."""
+
+    def __str__(self) -> str:
+        return json.dumps(self, separators=(",", ":"), default=str)
 
 
 class OneLineFormatter(logging.Formatter):
@@ -45,9 +49,8 @@ class JsonLineFormatter(logging.Formatter):
             "logger": record.name,
             "pid": record.process,
         }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            line.update(fields)
+        if isinstance(record.msg, Fields):
+            line.update(record.msg)
         else:
             line["message"] = _bounded(record.getMessage())
         if record.exc_info:

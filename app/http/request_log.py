@@ -6,13 +6,12 @@ Every text in it is bounded: a client's 30 MB `filename` is not a 30 MB log line
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
 from flask import Flask, g, request
 
-from app.log_lines import structured
+from app.log_lines import Fields
 
 from . import metrics
 
@@ -48,8 +47,7 @@ def init_app(app: Flask) -> None:
                 "ms": round(seconds * 1000, 1),
                 **g.get("log_fields", {}),
             }
-            line = bounded(line)
-            log.info(json.dumps(line, separators=(",", ":")), extra=structured(line))
+            log.info(Fields(bounded(line)))
         return response
 
 
