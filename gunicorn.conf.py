@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from gunicorn.glogging import Logger
@@ -155,6 +156,9 @@ def on_starting(server):
     )
 
 
+STOP_SIGNAL_GRACE_S = 2.0  # how long a dead nginx waits for the stop signal it may be part of
+
+
 def when_ready(server):
     """gunicorn listens: the front may now take connections for it."""
     global _front_failed
@@ -164,19 +168,22 @@ def when_ready(server):
 
     # A signal that stops the master may reach nginx too (a terminal's or a harness's
     # signal to the process group): its death is then part of the stop, not a failure.
-    stopping = []
+    stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         handler = signal.getsignal(signum)
 
         def note_stop(number, frame, handler=handler):
-            stopping.append(number)
+            stopping.set()
             handler(number, frame)
 
         signal.signal(signum, note_stop)
 
     def front_died(message: str) -> None:
         global _front_failed
-        if stopping:
+        # nginx may be reaped before the master's handler has run (it runs between the
+        # main thread's bytecodes; on a loaded machine, later): a group's signal is noted
+        # within this grace, a death of nginx's own is not.
+        if stopping.wait(STOP_SIGNAL_GRACE_S):
             server.log.info(message)
             return
         server.log.error(message)
