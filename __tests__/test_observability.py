@@ -106,7 +106,7 @@ def test_log_format_json_makes_every_line_a_json_record(tmp_path, model_dir):
         service.post_photo("dog.jpg", filename="dog.jpg")
         service.post_photo("dog.jpg", filename="x.jpg", threshold="none")  # a refusal: 400 invalid_parameter
     finally:
-        assert service.stop() == 0
+        assert service.stop() == 0, service.output()
     records = [json.loads(line) for line in service.output().splitlines()]  # every line, or this raises
     assert all({"time", "level", "logger", "pid"} <= set(record) for record in records)
     requests_logged = [record for record in records if record["logger"] == "app.request"]
