@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from support import DATA, run_count
 
-from app.pipeline import PhotoFailure, photo, process_photo, render
+from app.pipeline import PhotoFailure, PhotoLimits, photo, process_photo, render
 from app.vision.detection import DetectOptions
 
 DOG = (DATA / "dog.jpg").read_bytes()
@@ -115,6 +115,7 @@ def test_an_accept_with_parameters_and_a_format_over_an_accept_it_cannot_meet(cl
     assert answer.status_code == 200 and answer.mimetype == "application/x-ndjson"
 
 
+@pytest.mark.e2e
 def test_count_gives_the_boxes_and_rows_the_api_gives(client, model_dir, tmp_path):
     shutil.copy(DATA / "dog.jpg", tmp_path)
     answer = ask(client, detections="true").get_json()
@@ -127,6 +128,7 @@ def test_count_gives_the_boxes_and_rows_the_api_gives(client, model_dir, tmp_pat
     assert cli_row == api_row
 
 
+@pytest.mark.e2e
 def test_count_writes_one_coco_dataset_that_pycocotools_evaluates(model_dir, tmp_path):
     for name in ("dog.jpg", "horses.jpg", "person.jpg"):
         shutil.copy(DATA / name, tmp_path)
@@ -149,6 +151,7 @@ def test_count_writes_one_coco_dataset_that_pycocotools_evaluates(model_dir, tmp
     assert evaluation.stats[1] == pytest.approx(1.0)  # AP at IoU 0.5
 
 
+@pytest.mark.e2e
 def test_detections_go_with_json_lines_only(model_dir):
     refused = run_count(str(DATA / "dog.jpg"), "--detections", model_dir=model_dir, status=2)
     assert "--detections goes with --format jsonl" in refused.stderr
@@ -171,7 +174,7 @@ def test_the_pipeline_reads_the_date_from_the_photos_exif_and_keeps_the_threshol
         encoded = io.BytesIO()
         with Image.open(io.BytesIO(DOG)) as image:
             image.save(encoded, kind, exif=exif)
-        result = process_photo(encoded.getvalue(), detector, DetectOptions(threshold=0.4), max_pixels=10**8)
+        result = process_photo(encoded.getvalue(), detector, DetectOptions(threshold=0.4), PhotoLimits(10**8))
         assert result.threshold == 0.4 and result.total == sum(result.counts.values())
         return result.taken
 

@@ -26,7 +26,6 @@ SERVICE_VARIABLES = (
     "BACKEND",
     "DEVICE",
     "ENGINE_THREADS",
-    "INFERENCE_WAIT_S",
     "PIXEL_BUDGET_MEGAPIXELS",
     "REQUEST_DEADLINE_S",
     "LIBDARKNET_PATH",
@@ -67,7 +66,6 @@ def gunicorn(model_dir: Path, settings: dict[str, str]) -> Iterator[Server]:
     env.update(
         MODEL_DIR=str(model_dir),
         PORT=str(port),
-        INFERENCE_WAIT_S="600",
         REQUEST_DEADLINE_S="600",
         LOG_LEVEL="WARNING",
         **settings,

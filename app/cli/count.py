@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 from app.inference.detector import build_detector
-from app.pipeline import PhotoFailure, PhotoResult, process_photo, render
+from app.pipeline import PhotoFailure, PhotoLimits, PhotoResult, process_photo, render
 from app.settings import STARTUP_ERRORS, Settings
 from app.vision.detection import DetectOptions
 from app.vision.images import ANNOTATED_SUFFIX, PHOTO_SUFFIXES, ImageTooLarge, InvalidImage, photos_in
@@ -284,15 +284,9 @@ def count_photo(
 ) -> PhotoResult | PhotoFailure:
     name = display_name(photo)
     try:
+        limits = PhotoLimits(max_pixels=settings.max_image_pixels, jpeg_quality=settings.jpeg_quality)
         result = process_photo(
-            read_regular_file(photo),
-            detector,
-            options,
-            max_pixels=settings.max_image_pixels,
-            filename=name,
-            auto_crop=auto_crop,
-            annotated=annotated,
-            jpeg_quality=settings.jpeg_quality,
+            read_regular_file(photo), detector, options, limits, filename=name, auto_crop=auto_crop, annotated=annotated
         )
     except (OSError, InvalidImage, ImageTooLarge) as exc:  # a decoder's fault is an InvalidImage too
         return PhotoFailure(name, str(exc))

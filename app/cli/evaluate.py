@@ -85,7 +85,7 @@ def _detector(settings, precision: str):
 
 def _evaluate(detector, dataset, mode: str, threshold: float, max_pixels: int):
     from app.evaluation.metrics import LabelledBox, PhotoComparison, evaluate
-    from app.pipeline import process_photo
+    from app.pipeline import PhotoLimits, process_photo
     from app.vision.detection import DetectOptions
     from app.vision.images import ImageTooLarge, InvalidImage
 
@@ -93,7 +93,7 @@ def _evaluate(detector, dataset, mode: str, threshold: float, max_pixels: int):
     photos = []
     for photo in dataset.photos:
         try:
-            result = process_photo(photo.path.read_bytes(), detector, options, max_pixels=max_pixels)
+            result = process_photo(photo.path.read_bytes(), detector, options, PhotoLimits(max_pixels))
         except (OSError, InvalidImage, ImageTooLarge) as exc:
             print(f"warning: {photo.path}: {exc}; skipped", file=sys.stderr)
             continue

@@ -8,7 +8,7 @@ import mimetypes
 from flask import Flask
 
 from app import __version__
-from app.inference.detector import build_detector
+from app.inference.detector import Detector, build_detector
 from app.log_lines import formatter
 from app.settings import Settings
 
@@ -21,7 +21,8 @@ from .pixel_budget import PixelBudget
 mimetypes.add_type("text/javascript", ".js")
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, detector: Detector | None = None) -> Flask:
+    """detector: one already built (tests give one on a fixed engine); else the settings' own."""
     settings = settings or Settings.from_env()
     if not logging.getLogger().handlers:  # under gunicorn its logger set the root up already
         handler = logging.StreamHandler()
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.json.sort_keys = False  # keep "img", "stat" and the classes in .names order
     app.extensions["settings"] = settings
-    app.extensions["detector"] = detector = build_detector(settings)
+    app.extensions["detector"] = detector = detector or build_detector(settings)
     app.extensions["pixel_budget"] = PixelBudget(settings.pixel_budget)
     metrics.MODEL_LOAD_SECONDS.set(detector.load_seconds)
     engine = detector.engine

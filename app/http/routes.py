@@ -10,7 +10,7 @@ from werkzeug.datastructures import MIMEAccept
 
 from app import __version__
 from app.inference.detector import Detector
-from app.pipeline import process_photo, render
+from app.pipeline import PhotoLimits, process_photo, render
 
 from . import metrics
 from .errors import NotAcceptable, NotReady
@@ -113,17 +113,20 @@ def _answer(parse):
     invocation = parse(request, detector.class_names)
     add_fields(filename=invocation.filename)  # in the log line of a photo refused from here on
     answer_format = invocation.format or _format_from_accept()
+    limits = PhotoLimits(
+        max_pixels=settings.max_image_pixels,
+        jpeg_quality=settings.jpeg_quality,
+        deadline=g.deadline,  # set where the photo entered the queue (app/http/admission.py)
+        hold_pixels=current_app.extensions["pixel_budget"].hold,
+    )
     result = process_photo(
         invocation.image,
         detector,
         invocation.options,
-        max_pixels=settings.max_image_pixels,
+        limits,
         filename=invocation.filename,
         auto_crop=invocation.auto_crop,
         annotated=answer_format == "jpeg" or (answer_format == "json" and invocation.return_image),
-        jpeg_quality=settings.jpeg_quality,
-        deadline=g.deadline,  # set where the photo entered the queue (app/http/admission.py)
-        hold_pixels=current_app.extensions["pixel_budget"].hold,
     )
     metrics.observe_stages(result.stage_seconds)
     metrics.count_objects(result.counts)

@@ -30,7 +30,7 @@ TILES_PER_CHECK = 8  # tiled photos look at their deadline between runs of this 
 
 
 class EngineBusy(RuntimeError):
-    """The engine stayed busy with other requests for longer than we wait."""
+    """The engine stayed busy with other requests until the photo's deadline."""
 
 
 class DeadlineExceeded(RuntimeError):
@@ -38,12 +38,9 @@ class DeadlineExceeded(RuntimeError):
 
 
 class Detector:
-    def __init__(
-        self, engine: Engine, model: ModelDescription, wait_s: float = 60.0, tile_overlap: float = DEFAULT_OVERLAP
-    ):
+    def __init__(self, engine: Engine, model: ModelDescription, tile_overlap: float = DEFAULT_OVERLAP):
         self.engine = engine
         self.model = model
-        self._wait_s = wait_s
         self._tile_overlap = tile_overlap
         self.load_seconds = 0.0
         # Engines are not thread-safe (darknet, OpenCV's Net): one call at a time.
@@ -72,8 +69,10 @@ class Detector:
     def detect(
         self, image: np.ndarray, options: DetectOptions | None = None, deadline: float | None = None
     ) -> list[Detection]:
-        """deadline: a time.monotonic() value; past it a tiled photo stops with
-        DeadlineExceeded rather than hold the engine while every other photo waits."""
+        """deadline: a time.monotonic() value, the photo's one limit: a busy engine is
+        waited for until then (EngineBusy), and past it a tiled photo stops with
+        DeadlineExceeded rather than hold the engine while every other photo waits.
+        None (the count command, one photo at a time) waits as long as it takes."""
         options = options or DetectOptions()
         height, width = image.shape[:2]
         network = (self.model.network.width, self.model.network.height)
@@ -82,7 +81,7 @@ class Detector:
             if should_tile(options.tiling, (width, height), network)
             else []
         )
-        wait_s = self._wait_s if deadline is None else min(self._wait_s, max(0.0, deadline - time.monotonic()))
+        wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
         if self.batcher is not None and not tiles:
             try:
                 parts, found = [self.batcher.predict(image, options.threshold, timeout=wait_s)], []
@@ -95,10 +94,10 @@ class Detector:
         ios = MERGE_IOS if tiles else None
         return select_detections(merge(parts), options, self.class_names, (width, height), ios_threshold=ios)
 
-    def _forward(self, image, tiles, threshold: float, wait_s: float, deadline: float | None):
+    def _forward(self, image, tiles, threshold: float, wait_s: float | None, deadline: float | None):
         """The whole-photo pass and the tiles' passes, holding the engine throughout."""
-        if not self._lock.acquire(timeout=wait_s):
-            raise EngineBusy(f"the model was busy for {wait_s:g} s; try again")
+        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            raise EngineBusy(f"the model was busy until the request's deadline ({wait_s:.1f} s); try again")
         try:
             # The whole-image pass finds the objects larger than a tile (as SAHI keeps it).
             whole = self.engine.predict(image, min_score=threshold)
@@ -134,7 +133,7 @@ def build_detector(settings: Settings) -> Detector:
         precision=settings.precision,
         min_agreement=settings.int8_min_agreement,
     )
-    detector = Detector(engine, model, wait_s=settings.inference_wait_s, tile_overlap=settings.tile_overlap)
+    detector = Detector(engine, model, tile_overlap=settings.tile_overlap)
     detector.batch_across_requests(settings.max_batch, settings.max_batch_delay_ms / 1000)
     detector.warm_up()
     detector.load_seconds = time.perf_counter() - started
