@@ -22,6 +22,27 @@ DEMO_MODEL = ROOT / "aimodel"
 # What gunicorn's master, run.sh's model step and `import app` must not load.
 HEAVY_MODULES = ("flask", "werkzeug", "cv2", "PIL", "onnxruntime", "onnx", "prometheus_client", "boto3")
 
+# The running test's tier (conftest.py sets it): the guards below hold each tier to its promise.
+TIER: str | None = None
+
+
+def starts_processes(what: str) -> None:
+    """Called where a test starts a real service, browser or container: only e2e may."""
+    if TIER not in (None, "e2e"):
+        raise AssertionError(f"a {TIER} test starts {what}: mark it @pytest.mark.e2e")
+
+
+def _unit_tests_open_no_model_file(event: str, args: tuple) -> None:
+    # An audit hook: every open() of a file, whoever opens it (numpy, cv2's Python side,
+    # shutil.copy), is seen here.
+    if TIER == "unit" and event == "open" and isinstance(args[0], str | Path):
+        path = Path(args[0])
+        if path.suffix in (".weights", ".onnx") and DEMO_MODEL in Path(os.path.abspath(path)).parents:
+            raise AssertionError(f"a unit test opens {path}: it needs the model_dir fixture (integration)")
+
+
+sys.addaudithook(_unit_tests_open_no_model_file)
+
 
 def photo_path(name: str) -> Path:
     return DATA / name
@@ -54,6 +75,7 @@ class RunningService:
     """./run.sh started as a user starts it, on a free port."""
 
     def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None):
+        starts_processes("the service")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -125,6 +147,7 @@ class MotoServer:
     """moto's S3-compatible server on 127.0.0.1, in a process of its own."""
 
     def __init__(self, extra_env: dict[str, str] | None = None):
+        starts_processes("an S3 server")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
@@ -192,6 +215,7 @@ class CuttingProxy:
 def run_count(*args: str, model_dir, status: int = 0) -> subprocess.CompletedProcess:
     """`python -m app count ARGS` as a user runs it, output piped, on the model in model_dir;
     its exit status must be `status`, and nothing it says a traceback."""
+    starts_processes("python -m app count")
     result = subprocess.run(
         [sys.executable, "-m", "app", "count", *args],
         cwd=ROOT,

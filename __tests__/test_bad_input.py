@@ -103,6 +103,7 @@ def test_no_worker_was_lost(live_server, workers_before):
     assert requests.get(f"{live_server.url}/ping", timeout=5).status_code == 200
 
 
+@pytest.mark.e2e
 def test_oversized_body_is_refused_before_it_is_read(tmp_path):
     service = RunningService({"MAX_UPLOAD_MB": "1", "WORKERS": "1"}, tmp_path / "service.log")
     try:

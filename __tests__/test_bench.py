@@ -3,9 +3,11 @@
 import subprocess
 import sys
 
+import pytest
 from support import ROOT
 
 
+@pytest.mark.e2e
 def test_the_quick_benchmark_prints_every_table(model_dir):
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--skip-production", "--model-dir", str(model_dir)],

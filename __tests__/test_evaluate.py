@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from support import ROOT
+from support import ROOT, starts_processes
 
 from app.evaluation.dataset import read_dataset
 from app.evaluation.metrics import LabelledBox, PhotoComparison, average_precision, evaluate
@@ -65,6 +65,7 @@ def lab(tmp_path_factory):
 
 
 def evaluate_command(*args, model_dir):
+    starts_processes("python -m app evaluate")
     return subprocess.run(
         [sys.executable, "-m", "app", "evaluate", *map(str, args)],
         cwd=ROOT,
@@ -75,6 +76,7 @@ def evaluate_command(*args, model_dir):
     )
 
 
+@pytest.mark.e2e
 def test_evaluate_reads_darknets_layout_and_reports_every_number(lab, model_dir, tmp_path):
     directory, dogs = lab
     result = evaluate_command(
@@ -97,6 +99,7 @@ def test_evaluate_reads_darknets_layout_and_reports_every_number(lab, model_dir,
     ]
 
 
+@pytest.mark.e2e
 def test_tiling_modes_side_by_side_show_what_tiling_does(lab, model_dir, tmp_path):
     directory, _ = lab
     result = evaluate_command(
@@ -108,6 +111,7 @@ def test_tiling_modes_side_by_side_show_what_tiling_does(lab, model_dir, tmp_pat
     assert variants["fp32, tiling on"]["recall"] > variants["fp32, tiling off"]["recall"] + 0.5
 
 
+@pytest.mark.e2e
 def test_bad_labels_are_one_line_each_and_the_run_goes_on(lab, model_dir, tmp_path):
     directory, _ = lab
     folder = tmp_path / "bad"
@@ -134,6 +138,7 @@ def test_bad_labels_are_one_line_each_and_the_run_goes_on(lab, model_dir, tmp_pa
     assert any(photo.path.name == "kite-1.jpg" and photo.labels == [] for photo in with_empty.photos)
 
 
+@pytest.mark.e2e
 def test_a_missing_photo_is_listed_and_nothing_to_evaluate_is_one_line(lab, model_dir, tmp_path):
     directory, _ = lab
     listing = tmp_path / "valid.txt"
@@ -147,6 +152,7 @@ def test_a_missing_photo_is_listed_and_nothing_to_evaluate_is_one_line(lab, mode
     assert result.stderr.strip().splitlines()[-1].endswith("no valid= line (the list of validation photos)")
 
 
+@pytest.mark.e2e
 def test_compare_int8_needs_a_calibrated_model(lab, model_dir, tmp_path):
     target = tmp_path / "model"
     target.mkdir()

@@ -38,6 +38,7 @@ def test_an_export_carries_the_sha256_of_the_files_it_was_made_from(model_copy):
     assert found["source_cfg_sha256"] == file_digest(model.files.cfg)
 
 
+@pytest.mark.e2e
 def test_a_planted_export_under_the_right_name_is_not_served(model_copy, tmp_path):
     """An ONNX file named as this model's export but stamped as made from other files
     is replaced before it is served, so MODEL_SHA256 covers what runs."""

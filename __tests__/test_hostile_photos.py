@@ -48,6 +48,7 @@ def service(model_dir, tmp_path_factory):
         running.stop()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", REFUSED_BEFORE_DECODING)
 def test_hostile_photos_are_a_4xx_and_never_counted(service, case):
     photo, status, code = REFUSED_BEFORE_DECODING[case]
@@ -69,6 +70,7 @@ def test_hostile_photos_are_a_4xx_and_never_counted(service, case):
     )
 
 
+@pytest.mark.e2e
 def test_four_in_limit_memory_bombs_at_once_stay_within_the_pixel_budget(model_dir, tmp_path):
     """Four 100 MP lossless WebPs (a few bytes each) took the worker to 7.8 GB when
     they decoded together; with the budget they take their turn."""
@@ -87,6 +89,7 @@ def test_four_in_limit_memory_bombs_at_once_stay_within_the_pixel_budget(model_d
     assert after < 1200, f"worker RSS {after:.0f} MB after the photos"  # given back
 
 
+@pytest.mark.e2e
 def test_a_photo_past_its_deadline_is_a_503_and_frees_the_engine(model_dir, tmp_path):
     """A 4000x3000 photo, tiled at full resolution, with a 1 s deadline: it stops
     between tiles instead of holding the engine; the next photo is served."""

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import requests
-from support import ROOT, RunningService, photo_bytes
+from support import ROOT, RunningService, photo_bytes, starts_processes
 
 from app.inference.calibration import CalibrationError, split_photos
 from app.inference.int8.agreement import matched_boxes
@@ -102,6 +102,7 @@ def model_copy(model_dir, tmp_path_factory):
 
 
 def calibrate(model_dir, *args):
+    starts_processes("python -m app calibrate")
     return subprocess.run(
         [sys.executable, "-m", "app", "calibrate", *args],
         cwd=ROOT,
@@ -126,6 +127,7 @@ def refusal(service) -> str:
     return errors[0]
 
 
+@pytest.mark.e2e
 def test_int8_is_refused_before_calibration(model_copy, tmp_path):
     message = refusal(start(model_copy, tmp_path, PRECISION="int8"))
     assert "PRECISION=int8 but this model has no calibrated int8 version" in message
@@ -141,6 +143,7 @@ def calibrated(model_copy):
     return result.stdout, json.loads(reports[0].read_text()), reports[0]
 
 
+@pytest.mark.e2e
 def test_calibration_reports_agreement_on_held_out_photos(calibrated):
     output, report, _ = calibrated
     assert "PASS" in output and "serve it with PRECISION=int8" in output
@@ -161,6 +164,7 @@ def test_calibration_reports_agreement_on_held_out_photos(calibrated):
     assert {"conv_15", "conv_22", "yolo_16", "yolo_23"} <= set(report["fp32_nodes"])  # outputs stay fp32
 
 
+@pytest.mark.e2e
 def test_calibration_keeps_the_fastest_scheme_that_passes_on_this_cpu(calibrated):
     output, report, _ = calibrated
     assert report["cpu_class"] == cpu_class()
@@ -178,6 +182,7 @@ def test_calibration_keeps_the_fastest_scheme_that_passes_on_this_cpu(calibrated
     assert report["fp32_forward_ms"] > 0
 
 
+@pytest.mark.e2e
 def test_int8_measured_on_another_cpu_class_is_refused(calibrated, model_copy, tmp_path):
     _, report, path = calibrated
     other = "avx2" if report["cpu_class"] != "avx2" else "avx512_vnni"
@@ -191,6 +196,7 @@ def test_int8_measured_on_another_cpu_class_is_refused(calibrated, model_copy, t
     assert "run `python -m app calibrate [PHOTO_DIR]` on this machine" in message
 
 
+@pytest.mark.e2e
 def test_a_report_that_names_no_cpu_class_is_refused(calibrated, model_copy, tmp_path):
     _, report, path = calibrated
     original = path.read_text()
@@ -202,6 +208,7 @@ def test_a_report_that_names_no_cpu_class_is_refused(calibrated, model_copy, tmp
     assert "measured on a CPU it does not name" in message
 
 
+@pytest.mark.e2e
 def test_calibrated_int8_serves_the_same_counts(calibrated, model_copy, tmp_path):
     service = start(model_copy, tmp_path, PRECISION="int8")
     try:
@@ -220,6 +227,7 @@ def test_calibrated_int8_serves_the_same_counts(calibrated, model_copy, tmp_path
         service.stop()
 
 
+@pytest.mark.e2e
 def test_the_pass_mark_is_a_setting(calibrated, model_copy, tmp_path):
     _, report, path = calibrated
     boxes = report["fp32_boxes"]
@@ -243,6 +251,7 @@ def test_the_pass_mark_is_a_setting(calibrated, model_copy, tmp_path):
         path.write_text(original)
 
 
+@pytest.mark.e2e
 def test_calibration_needs_photos(model_copy, tmp_path):
     (tmp_path / "one").mkdir()
     shutil.copy(ROOT / "data" / "dog.jpg", tmp_path / "one")

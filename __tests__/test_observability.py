@@ -99,6 +99,7 @@ def test_the_version_is_the_projects():
     assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == __version__
 
 
+@pytest.mark.e2e
 def test_log_format_json_makes_every_line_a_json_record(tmp_path, model_dir):
     service = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1", "LOG_FORMAT": "json"}, tmp_path / "log")
     try:
@@ -164,6 +165,7 @@ def test_api_keys_from_a_file(tmp_path):
         Settings.from_env({"API_KEYS_FILE": str(tmp_path / "missing")})
 
 
+@pytest.mark.e2e
 def test_api_keys_on_the_real_server(tmp_path):
     service = RunningService({"API_KEYS": "lab-secret", "WORKERS": "1"}, tmp_path / "service.log")
     try:

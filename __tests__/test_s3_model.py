@@ -14,6 +14,9 @@ from app.model.files import file_digest
 from app.model.s3 import S3ModelError, fetch_model
 from app.model.sources import prepare_model
 
+# Every test here talks to moto's S3 server, a process of its own.
+pytestmark = pytest.mark.e2e
+
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 MODEL_FILES = ("yolov3-tiny.cfg", "yolov3-tiny.weights", "coco.names")
 # moto's default account: what the fixtures set buckets up with.

@@ -16,6 +16,7 @@ from app.settings import Settings
 DOG = photo_bytes("dog.jpg")
 
 
+@pytest.mark.e2e
 def test_sagemaker_bind_to_port_is_honoured(tmp_path):
     port = free_port()
     service = RunningService({"SAGEMAKER_BIND_TO_PORT": str(port), "WORKERS": "1"}, tmp_path / "service.log")

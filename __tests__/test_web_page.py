@@ -16,9 +16,12 @@ from PIL import Image
 from support import DATA, ROOT, RunningService
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (./test.sh installs Debian's chromium when run as root)"
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="Chromium is not installed (./test.sh installs Debian's chromium when run as root)"
+    ),
+]
 FINISHED = "#results tbody tr:is([data-status=done], [data-status=failed])"
 STATIC = ROOT / "app" / "http" / "static"
 MODULES = sorted(path.name for path in STATIC.glob("*.js"))  # page.js and the modules it imports
