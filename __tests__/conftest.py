@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 import support
 from fakes import fake_app as make_fake_app
-from support import DEMO_MODEL, RunningService
+from support import DEMO_MODEL, RunningService, copy_model
 
 from app.http.factory import create_app
 from app.inference.detector import Detector, build_detector
+from app.model.files import ModelDescription, load_model_description
 from app.settings import Settings
 
 
@@ -51,6 +52,17 @@ def model_dir() -> Path:
     if not (DEMO_MODEL / "yolov3-tiny.weights").is_file():
         pytest.fail("the demo model is missing: run ./test.sh, or scripts/fetch_demo_model.py first")
     return DEMO_MODEL
+
+
+@pytest.fixture(scope="session")
+def demo_model(model_dir: Path) -> ModelDescription:
+    return load_model_description(model_dir)
+
+
+@pytest.fixture
+def model_copy(model_dir: Path, tmp_path: Path) -> Path:
+    """The demo model in a directory of the test's own (support.copy_model)."""
+    return copy_model(model_dir, tmp_path / "model")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -55,6 +57,34 @@ def photo_bytes(name: str) -> bytes:
 def photo_rgb(name: str) -> np.ndarray:
     with Image.open(photo_path(name)) as image:
         return np.asarray(image.convert("RGB"))
+
+
+def encoded(image: Image.Image, fmt: str, **params) -> bytes:
+    """A picture made in a test, as the bytes of a file of that format."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    """The model in `source` in a directory of a test's own, for tests that change or add
+    files next to it: .cfg and .names copied, the weights linked (35 MB, never changed)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("yolov3-tiny.cfg", "coco.names"):
+        shutil.copy(source / name, target / name)
+    (target / "yolov3-tiny.weights").symlink_to(source / "yolov3-tiny.weights")
+    return target
+
+
+def refusal(service: RunningService) -> str:
+    """A start that must be refused: the one `cannot start:` line it printed."""
+    try:
+        assert service.process.wait(60) != 0
+    finally:
+        service.stop()
+    errors = [line for line in service.output().splitlines() if line.startswith("cannot start:")]
+    assert len(errors) == 1, service.output()
+    return errors[0]
 
 
 def wait_until(condition, timeout: float = 5.0) -> None:

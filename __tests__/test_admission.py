@@ -45,11 +45,13 @@ def test_a_photo_whose_turn_would_come_after_its_deadline_is_refused_at_once():
     queue.leave(running)
 
 
-def test_only_photos_take_a_place(app, client):
-    queue = app.extensions["photo_queue"]
+def test_only_photos_take_a_place(fake_app, fake_client):
+    queue = fake_app.extensions["photo_queue"]
     for _ in range(3):
-        assert client.get("/ping").status_code == 200
-    client.options("/invocations", headers={"Origin": "https://lab.example", "Access-Control-Request-Method": "POST"})
-    client.post("/invocations", data=b"not a photo", content_type="image/jpeg")  # a 400 leaves its place
-    assert client.post("/invocations", data=photo_bytes("dog.jpg"), content_type="image/jpeg").status_code == 200
+        assert fake_client.get("/ping").status_code == 200
+    fake_client.options(
+        "/invocations", headers={"Origin": "https://lab.example", "Access-Control-Request-Method": "POST"}
+    )
+    fake_client.post("/invocations", data=b"not a photo", content_type="image/jpeg")  # a 400 leaves its place
+    assert fake_client.post("/invocations", data=photo_bytes("dog.jpg"), content_type="image/jpeg").status_code == 200
     assert queue._working == 0 and not queue._turns.waiting

@@ -11,15 +11,9 @@ import zlib
 import pytest
 import requests
 from PIL import Image
-from support import RunningService, photo_bytes, worker_pids
+from support import RunningService, encoded, photo_bytes, worker_pids
 
 DOG = photo_bytes("dog.jpg")
-
-
-def encoded(image: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **params)
-    return buffer.getvalue()
 
 
 def png_header_only(width: int, height: int) -> bytes:

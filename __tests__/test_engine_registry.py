@@ -8,15 +8,9 @@ import pytest
 from app.inference.engines import EngineUnavailable, create_engine, darknet_engine, onnx_files, prepare_engine
 from app.inference.engines import onnxruntime_engine as ort
 from app.inference.engines.registry import ENGINES, auto_candidates
-from app.model.files import load_model_description
 from app.settings import BACKENDS, ConfigError, Settings
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
-
-
-@pytest.fixture(scope="module")
-def demo_model(model_dir):
-    return load_model_description(model_dir)
 
 
 def unavailable(*args):

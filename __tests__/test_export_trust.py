@@ -3,7 +3,6 @@ names the cfg and weights it came from, and the cache outside the model director
 private to the service's user."""
 
 import os
-import shutil
 
 import onnx
 import pytest
@@ -19,16 +18,6 @@ from app.inference.onnx_export.cache import (
     stamp,
 )
 from app.model.files import file_digest, load_model_description
-
-
-@pytest.fixture
-def model_copy(model_dir, tmp_path):
-    target = tmp_path / "model"
-    target.mkdir()
-    for name in ("yolov3-tiny.cfg", "coco.names"):
-        shutil.copy(model_dir / name, target / name)
-    (target / "yolov3-tiny.weights").symlink_to(model_dir / "yolov3-tiny.weights")
-    return target
 
 
 def test_an_export_carries_the_sha256_of_the_files_it_was_made_from(model_copy):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import requests
-from support import ROOT, RunningService, photo_bytes, starts_processes
+from support import ROOT, RunningService, copy_model, photo_bytes, refusal, starts_processes
 
 from app.inference.calibration import CalibrationError, split_photos
 from app.inference.int8.agreement import matched_boxes
@@ -93,12 +93,7 @@ def test_int8_only_through_onnxruntime(model_dir):
 @pytest.fixture(scope="module")
 def model_copy(model_dir, tmp_path_factory):
     """The demo model in a directory of its own: calibration writes next to the weights."""
-    target = tmp_path_factory.mktemp("int8") / "model"
-    target.mkdir()
-    for name in ("yolov3-tiny.cfg", "coco.names"):
-        shutil.copy(model_dir / name, target / name)
-    (target / "yolov3-tiny.weights").symlink_to(model_dir / "yolov3-tiny.weights")
-    return target
+    return copy_model(model_dir, tmp_path_factory.mktemp("int8") / "model")
 
 
 def calibrate(model_dir, *args):
@@ -115,16 +110,6 @@ def calibrate(model_dir, *args):
 
 def start(model_dir, tmp_path, **env):
     return RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1", **env}, tmp_path / "service.log")
-
-
-def refusal(service) -> str:
-    try:
-        assert service.process.wait(60) != 0
-    finally:
-        service.stop()
-    errors = [line for line in service.output().splitlines() if line.startswith("cannot start:")]
-    assert len(errors) == 1, service.output()
-    return errors[0]
 
 
 @pytest.mark.e2e

@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ from app.model.files import (
 from bench.architectures import ARCHITECTURES, random_weights
 
 DEMO_FLOATS = 8858734  # yolov3-tiny.weights: 35434956 bytes, a 20-byte header
-
-
-@pytest.fixture
-def model_copy(model_dir: Path, tmp_path: Path) -> Path:
-    """The demo model in a directory of the test's own (weights linked, not copied)."""
-    os.symlink(model_dir / "yolov3-tiny.weights", tmp_path / "yolov3-tiny.weights")
-    (tmp_path / "yolov3-tiny.cfg").write_text((model_dir / "yolov3-tiny.cfg").read_text())
-    (tmp_path / "coco.names").write_text((model_dir / "coco.names").read_text())
-    return tmp_path
 
 
 def test_demo_model_is_described(model_dir):

@@ -15,6 +15,7 @@ import string
 import numpy as np
 import pytest
 import requests
+import support
 from PIL import Image
 from support import ROOT, RunningService, photo_bytes
 
@@ -39,15 +40,9 @@ def start(tmp_path, **env) -> RunningService:
 
 def refusal(service) -> str:
     """The one line a refused start prints; every other line a log record (no traceback)."""
-    try:
-        assert service.process.wait(60) != 0
-    finally:
-        service.stop()
-    output = service.output()
-    errors = [line for line in output.splitlines() if line.startswith("cannot start:")]
-    assert len(errors) == 1, output
-    assert strays(output) == [], output
-    return errors[0]
+    line = support.refusal(service)
+    assert strays(service.output()) == [], service.output()
+    return line
 
 
 def strays(output: str) -> list[str]:

@@ -69,18 +69,18 @@ def test_the_api_gives_every_format_of_one_photo_and_they_agree(client):
     ("accept", "media"),
     [("text/csv", "text/csv"), ("application/x-ndjson", "application/x-ndjson"), ("image/*", "image/jpeg")],
 )
-def test_the_accept_header_chooses_the_format_when_the_request_does_not(client, accept, media):
-    assert ask(client, headers={"Accept": accept}).mimetype == media
-    assert ask(client, headers={"Accept": accept}, format="json").mimetype == "application/json"  # format wins
+def test_the_accept_header_chooses_the_format_when_the_request_does_not(fake_client, accept, media):
+    assert ask(fake_client, headers={"Accept": accept}).mimetype == media
+    assert ask(fake_client, headers={"Accept": accept}, format="json").mimetype == "application/json"  # format wins
 
 
-def test_accepting_text_csv_gives_the_table_of_a_row_per_photo_not_the_long_one(client):
-    header = ask(client, headers={"Accept": "text/csv"}).get_data(as_text=True).splitlines()[0]
+def test_accepting_text_csv_gives_the_table_of_a_row_per_photo_not_the_long_one(fake_client):
+    header = ask(fake_client, headers={"Accept": "text/csv"}).get_data(as_text=True).splitlines()[0]
     assert header.startswith("file,date,width,height,crop,")
-    assert ask(client, format="long").get_data(as_text=True).startswith("file,date,class,count,")
+    assert ask(fake_client, format="long").get_data(as_text=True).startswith("file,date,class,count,")
 
 
-def test_the_api_gives_the_exif_date_or_none_the_file_has_no_time_there(client):
+def test_the_api_gives_the_exif_date_or_none_the_file_has_no_time_there(fake_client):
     exif = Image.Exif()
     exif.get_ifd(0x8769)[36867] = "2026:11:20 09:30:00"
     with Image.open(io.BytesIO(DOG)) as photo:
@@ -88,26 +88,28 @@ def test_the_api_gives_the_exif_date_or_none_the_file_has_no_time_there(client):
         photo.save(dated, "JPEG", exif=exif)
         photo.save(undated, "JPEG")
     for data, date in ((dated.getvalue(), "2026-11-20T09:30:00"), (undated.getvalue(), None)):
-        answer = client.post("/invocations", data=data, content_type="image/jpeg", query_string={"format": "jsonl"})
+        answer = fake_client.post(
+            "/invocations", data=data, content_type="image/jpeg", query_string={"format": "jsonl"}
+        )
         assert json.loads(answer.get_data(as_text=True))["date"] == date
 
 
-def test_a_format_that_makes_no_picture_spends_no_time_drawing(client, monkeypatch):
+def test_a_format_that_makes_no_picture_spends_no_time_drawing(fake_client, monkeypatch):
     def no_drawing(*args, **kwargs):
         raise AssertionError("drew a picture nobody asked for")
 
     monkeypatch.setattr(photo, "annotated_jpeg", no_drawing)
     for answer_format in ("csv", "long", "jsonl", "coco"):
-        assert ask(client, format=answer_format).status_code == 200
-    assert "img" not in ask(client, return_image="false").get_json()
-    assert ask(client).status_code == 500  # the default JSON does draw: the patch is in the path
+        assert ask(fake_client, format=answer_format).status_code == 200
+    assert "img" not in ask(fake_client, return_image="false").get_json()
+    assert ask(fake_client).status_code == 500  # the default JSON does draw: the patch is in the path
 
 
-def test_an_accept_with_parameters_and_a_format_over_an_accept_it_cannot_meet(client):
-    assert ask(client, headers={"Accept": "text/csv; charset=utf-8"}).mimetype == "text/csv"
-    assert ask(client, headers={"Accept": "application/xml"}).status_code == 406
+def test_an_accept_with_parameters_and_a_format_over_an_accept_it_cannot_meet(fake_client):
+    assert ask(fake_client, headers={"Accept": "text/csv; charset=utf-8"}).mimetype == "text/csv"
+    assert ask(fake_client, headers={"Accept": "application/xml"}).status_code == 406
     # format= in a JSON body is read with the body, so the Accept header alone does not refuse it.
-    answer = client.post(
+    answer = fake_client.post(
         "/invocations",
         json={"image": base64.b64encode(DOG).decode(), "format": "jsonl"},
         headers={"Accept": "application/xml"},

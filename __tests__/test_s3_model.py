@@ -8,6 +8,7 @@ import sys
 
 import boto3
 import pytest
+import requests
 from support import ROOT, CuttingProxy, MotoServer, RunningService
 
 from app.model.files import file_digest
@@ -183,6 +184,9 @@ def test_model_sha256_that_matches_is_served(model_uri, model_dir, s3_server, tm
     service = RunningService({**env, "MODEL_DIR": str(tmp_path), "WORKERS": "1"}, tmp_path / "service.log")
     try:
         service.wait_ready()
+        # The model served is the one whose sha256 was asked for, and it counts.
+        assert requests.get(f"{service.url}/model", timeout=10).json()["files"]["yolov3-tiny.weights"] == digest
+        assert service.post_photo("dog.jpg").json()["stat"]["dog"] == 1
     finally:
         service.stop()
     assert os.path.exists(tmp_path / "yolov3-tiny.weights")
