@@ -8,8 +8,9 @@ run on `fake_app`: the same factory, a fixed engine, no model file.
 Every test falls in one tier, from what it uses (`./test.sh fast` runs the first two):
 - unit: no model file (support.py guards it: opening one fails the test);
 - integration: the real model in this process (its fixtures all start at `model_dir`);
-- e2e: real processes (marked `e2e`, or using `live_server`); support.py refuses to
-  start one from any other tier, so a slow test cannot hide in the fast ones.
+- e2e: real processes (marked `e2e`, or using `live_server`), and soaks that run an
+  engine for minutes; support.py refuses to start a process from any other tier, so a
+  slow test cannot hide in the fast ones.
 """
 
 from __future__ import annotations

@@ -128,6 +128,7 @@ def test_darknet_and_opencv_engines_agree(library, model_dir, photo, monkeypatch
         assert max(_iou(detection.box, d.box) for d in same_class) >= 0.8, detection
 
 
+@pytest.mark.e2e  # a soak: minutes of darknet's CPU build, with the tests that run for long
 def test_repeated_inference_does_not_leak(small_network):
     image = photo_rgb("dog.jpg")
     for _ in range(20):  # warm-up: allocators and caches settle
