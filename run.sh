@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Start the detection service on 0.0.0.0:${PORT:-8080}.
+# Start the detection service on ${HOST:-0.0.0.0}:${PORT:-8080}.
 # Prepares .venv from requirements.txt, the model (app/model/sources.py: fetched from
-# MODEL_S3_URI, or the demo model when none is configured), then hands over to gunicorn
-# (settings in gunicorn.conf.py).
+# MODEL_S3_URI, or the demo model when none is configured), then hands over to the
+# supervisor (app/http/supervisor.py), which runs gunicorn (gunicorn.conf.py) and the
+# nginx front side by side, and drains both on Ctrl-C, SIGTERM or `docker stop`.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"  # also when started through a symlink (`serve`)
 
@@ -30,4 +31,4 @@ export MODEL_DIR
 
 log_format=${LOG_FORMAT:-text}
 [ "${log_format,,}" = json ] || echo "running gunicorn..."  # JSON lines only, when asked
-exec "$VENV/bin/gunicorn" --config gunicorn.conf.py
+exec "$VENV/bin/python" -m app.http.supervisor
