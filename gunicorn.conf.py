@@ -5,13 +5,12 @@ Every value can be set from the environment; see README, Configuration.
 
 import atexit
 import logging
+import math
 import os
 import shutil
 import signal
 import sys
 import tempfile
-import threading
-from pathlib import Path
 
 from gunicorn.glogging import Logger
 
@@ -49,7 +48,6 @@ worker_class = "gthread"
 # (app/http/admission.py): the queue's depth sets the threads, not the other way round.
 threads = settings.threads
 timeout = settings.timeout_s
-graceful_timeout = 30  # SIGTERM: finish the photos in flight, then stop
 keepalive = 5
 # Staggered, so that workers do not restart together.
 max_requests = settings.max_requests
@@ -88,28 +86,15 @@ class ServiceLogger(Logger):
 
 logger_class = ServiceLogger
 
-# The buffering front (app/http/front.py): nginx listens on PORT and hands whole requests to
-# gunicorn on a unix socket in a private directory. FRONT=none, or no nginx installed,
-# serves gunicorn on PORT itself (slow clients can then hold its threads).
-from app.http.front import nginx_binary  # noqa: E402 - after the settings
+# app/http/supervisor.py starts gunicorn beside the nginx front and passes --bind (a
+# unix socket in a private directory), which wins over this; started alone, or with
+# FRONT=none, gunicorn serves HOST:PORT itself.
+from app.http.front import listen_address  # noqa: E402 - after the settings
+from app.http.supervisor import drain_s  # noqa: E402
 
-_nginx = nginx_binary() if settings.front != "none" else None
-if settings.front == "nginx" and _nginx is None:
-    print("cannot start: FRONT=nginx but nginx is not installed (apt-get install nginx)", file=sys.stderr, flush=True)
-    sys.exit(1)
-_front = None
-_front_failed = False
-if _nginx:
-    _front_dir = Path(tempfile.mkdtemp(prefix="detector-front-"))  # mode 0700
-    _front_master = os.getpid()
-    bind = f"unix:{_front_dir}/gunicorn.sock"
-
-    @atexit.register
-    def _remove_front_dir():
-        if os.getpid() == _front_master:
-            shutil.rmtree(_front_dir, ignore_errors=True)
-else:
-    bind = f"0.0.0.0:{settings.port}"
+bind = listen_address(settings.host, settings.port)
+# SIGTERM: the workers finish the photos they hold, each answered within its deadline.
+graceful_timeout = math.ceil(drain_s(settings))
 
 
 def on_starting(server):
@@ -127,26 +112,6 @@ def on_starting(server):
     except ModelError as exc:
         print(f"cannot start: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
-    global _front
-    if _nginx:
-        from app.http.front import FrontSettings, NginxFront
-
-        _front = NginxFront(
-            FrontSettings(
-                port=settings.port,
-                directory=_front_dir,
-                max_body_mb=settings.max_upload_mb,
-                upstream_timeout_s=settings.request_deadline_s + 30,
-                cors_any_origin=settings.cors_origins == ("*",),
-            ),
-            _nginx,
-        )
-    else:
-        server.log.warning(
-            "no nginx (FRONT=%s): gunicorn serves port %d itself; slow clients can hold its threads",
-            settings.front,
-            settings.port,
-        )
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     for stale in os.listdir(metrics_dir):  # counts of an earlier run are not this run's
         if stale.endswith(".db"):
@@ -154,48 +119,6 @@ def on_starting(server):
     server.log.info(
         "model %s, %d classes; %d workers x %d threads", model.files.cfg, len(model.class_names), workers, threads
     )
-
-
-STOP_SIGNAL_GRACE_S = 2.0  # how long a dead nginx waits for the stop signal it may be part of
-
-
-def when_ready(server):
-    """gunicorn listens: the front may now take connections for it."""
-    global _front_failed
-    if _front is None:
-        return
-    from app.http.front import FrontError
-
-    # A signal that stops the master may reach nginx too (a terminal's or a harness's
-    # signal to the process group): its death is then part of the stop, not a failure.
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-        handler = signal.getsignal(signum)
-
-        def note_stop(number, frame, handler=handler):
-            stopping.set()
-            handler(number, frame)
-
-        signal.signal(signum, note_stop)
-
-    def front_died(message: str) -> None:
-        global _front_failed
-        # nginx may be reaped before the master's handler has run (it runs between the
-        # main thread's bytecodes; on a loaded machine, later): a group's signal is noted
-        # within this grace, a death of nginx's own is not.
-        if stopping.wait(STOP_SIGNAL_GRACE_S):
-            server.log.info(message)
-            return
-        server.log.error(message)
-        _front_failed = True
-        os.kill(os.getpid(), signal.SIGTERM)  # the master: stop the service, not half of it
-
-    try:
-        _front.start(front_died)
-    except FrontError as exc:
-        print(f"cannot start: {exc}", file=sys.stderr, flush=True)
-        _front_failed = True
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def post_worker_init(worker):
@@ -226,9 +149,5 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _front is not None:
-        _front.stop()  # after the workers: requests arriving meanwhile get a JSON 503
     if _own_metrics_dir:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
-    if _front_failed:
-        sys.exit(1)  # a restart policy must see a failure (the atexit cleanups still run)

@@ -104,9 +104,9 @@ def free_port() -> int:
 class RunningService:
     """./run.sh started as a user starts it, on a free port."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None):
+    def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None, port: int = 0):
         starts_processes("the service")
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         environment = {**os.environ, "PORT": str(self.port), **env}
@@ -159,11 +159,11 @@ class RunningService:
         return self.log_path.read_text(errors="replace")
 
 
-def worker_pids(master_pid: int) -> set[int]:
-    """gunicorn's workers: the children of the master process but nginx, the front."""
+def worker_pids(service_pid: int) -> set[int]:
+    """gunicorn's workers, under the service's supervisor (app/http/supervisor.py)."""
     from bench.server import gunicorn_workers
 
-    return set(gunicorn_workers(master_pid))
+    return set(gunicorn_workers(service_pid))
 
 
 def rss_mb(pid: int) -> float:
@@ -257,3 +257,13 @@ def run_count(*args: str, model_dir, status: int = 0) -> subprocess.CompletedPro
     assert result.returncode == status, result.stderr
     assert "Traceback" not in result.stderr
     return result
+
+
+def big_photo(width: int = 3400, height: int = 2600) -> bytes:
+    """A camera-sized JPEG (a sample photo scaled up): tiled, a few seconds of engine time."""
+    import io
+
+    with Image.open(photo_path("dog.jpg")) as image:
+        out = io.BytesIO()
+        image.convert("RGB").resize((width, height)).save(out, "JPEG", quality=90)
+    return out.getvalue()

@@ -62,7 +62,7 @@ def test_the_http_layer_never_imports_an_engine():
     "modules",
     [
         "app",  # the package itself
-        "app.settings, app.http.front, app.log_lines",  # gunicorn.conf.py, in the master
+        "app.settings, app.http.front, app.http.supervisor, app.log_lines",  # the supervisor, gunicorn.conf.py
     ],  # run.sh's `python -m app.model.sources`: test_model_sources.py
 )
 def test_what_the_master_imports_loads_nothing_heavy(modules):

@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import requests
@@ -289,19 +288,3 @@ def test_a_port_in_use_stops_the_start_with_one_line_and_a_failure(tmp_path):
         f"cannot start: port {port} is not free (Address already in use)"
     ]
     assert not list(tmp_path.glob("detector-*"))  # the front's and the metrics' directories went with it
-
-
-@NEEDS_NGINX
-def test_a_front_that_dies_stops_the_service_with_a_failure(tmp_path):
-    """nginx killed: nothing can reach the workers any more, so the service stops and
-    says it failed (exit 1) rather than run unreachable."""
-    service = RunningService({"WORKERS": "1"}, tmp_path / "service.log")
-    try:
-        service.wait_ready()
-        children = Path(f"/proc/{service.process.pid}/task/{service.process.pid}/children").read_text().split()
-        (front,) = [int(pid) for pid in children if Path(f"/proc/{pid}/comm").read_text().strip() == "nginx"]
-        os.kill(front, signal.SIGKILL)
-        assert service.process.wait(60) == 1
-    finally:
-        service.stop()
-    assert f"[ERROR] gunicorn.error: nginx (pid {front}) exited; stopping the service" in service.output()

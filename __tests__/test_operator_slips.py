@@ -55,9 +55,9 @@ def strays(output: str) -> list[str]:
 
 
 def left_in_tmp(tmp_path) -> list[str]:
-    """gunicorn.conf.py's metrics directories in the service's TMPDIR. (onnxruntime writes
-    a 51-byte `.ses` file there too: not a directory of ours.)"""
-    return sorted(p.name for p in (tmp_path / "tmp").glob("detector-metrics-*"))
+    """The service's directories in its TMPDIR (the supervisor's run directory, with the
+    metrics in it). (onnxruntime writes a 51-byte `.ses` file there too: not a directory of ours.)"""
+    return sorted(p.name for p in (tmp_path / "tmp").glob("detector-*"))
 
 
 def log_entry(service, request_id: str) -> tuple[str, dict]:

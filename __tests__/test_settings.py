@@ -41,3 +41,18 @@ def test_the_server_settings_gunicorn_uses_are_read_here_too():
     assert settings.threads == settings.active_photos + 10 + 4  # the queue's photos plus the spares
     assert Settings.from_env({"PORT": "9000", "SAGEMAKER_BIND_TO_PORT": "8081"}).port == 8081  # SageMaker's wins
     assert Settings.from_env({}).workers >= 1
+
+
+@pytest.mark.parametrize(
+    ("value", "host"),
+    [("", "0.0.0.0"), ("127.0.0.1", "127.0.0.1"), ("::1", "::1"), ("[::]", "::")],  # noqa: S104
+)
+def test_host_is_an_address_every_interface_unless_set(value, host):
+    assert Settings.from_env({"HOST": value}).host == host
+
+
+@pytest.mark.parametrize("value", ["localhost", "0.0.0.0:8080", "lab-server", "999.1.1.1"])
+def test_a_host_that_is_no_ip_address_is_one_clear_error(value):
+    with pytest.raises(ConfigError) as refusal:
+        Settings.from_env({"HOST": value})
+    assert str(refusal.value).startswith(f"HOST={value!r} is not an IP address (0.0.0.0: every interface;")

@@ -10,4 +10,11 @@ The folders are the layers, each importing only those below it:
 Importing this package loads nothing: `python -m app.model.sources` stays light.
 """
 
+import os
+
 __version__ = "0.1.0"  # pyproject.toml's too (a test holds them equal)
+
+# onnxruntime's telemetry off, before anything imports it: a lab's photos service sends
+# nothing home, and with $HOME not writable onnxruntime prints a coloured warning of its
+# own at import, the one line of the log that is not the service's format.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ class Settings:
     model_dir: Path
     # The server (gunicorn.conf.py): one model per worker process; a GPU box wants 1 or 2.
     port: int = 8080
+    host: str = "0.0.0.0"  # noqa: S104 - every interface, as before HOST existed
     workers: int = 1
     threads: int = ACTIVE_PHOTOS + QUEUE_DEPTH + SPARE_THREADS  # per worker: a thread per queued photo
     timeout_s: int = 120  # above the slowest inference, so a busy worker is not killed
@@ -113,6 +115,7 @@ class Settings:
             model_dir=sources.model_dir(env),
             port=_number(env, "SAGEMAKER_BIND_TO_PORT", 0, int, minimum=1, maximum=65535)
             or _number(env, "PORT", cls.port, int, minimum=1, maximum=65535),
+            host=_host(env),
             workers=workers,
             threads=capacity.threads,
             timeout_s=_number(env, "TIMEOUT", cls.timeout_s, int, minimum=0),  # 0: gunicorn's "never"
@@ -195,6 +198,20 @@ def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
                 f"CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port], no path, no pattern) or *"
             )
     return origins
+
+
+def _host(env: Mapping[str, str]) -> str:
+    """HOST: the address the service listens on, an IP address (nginx and gunicorn
+    each resolve a name their own way; an address means the same to both)."""
+    raw = env.get("HOST", "").strip()
+    if not raw:
+        return Settings.host
+    try:
+        return str(ipaddress.ip_address(raw.strip("[]")))
+    except ValueError:
+        raise ConfigError(
+            f"HOST={raw!r} is not an IP address (0.0.0.0: every interface; 127.0.0.1: this machine only)"
+        ) from None
 
 
 def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:

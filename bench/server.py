@@ -1,4 +1,5 @@
-"""The service as it runs in production: gunicorn with gunicorn.conf.py, on a free port."""
+"""The service as it runs in production: gunicorn with gunicorn.conf.py behind the nginx
+front, under their supervisor (app/http/supervisor.py), on a free port."""
 
 from __future__ import annotations
 
@@ -73,8 +74,8 @@ def gunicorn(model_dir: Path, settings: dict[str, str]) -> Iterator[Server]:
     # A file, not a pipe: a pipe nobody reads blocks gunicorn once it is full.
     with tempfile.NamedTemporaryFile("w", prefix="bench-gunicorn-", suffix=".log") as log:
         process = subprocess.Popen(
-            # The gunicorn of the interpreter running the benchmark, so the same packages.
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            # The interpreter running the benchmark, so the same packages (and its gunicorn).
+            [sys.executable, "-m", "app.http.supervisor"],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -89,10 +90,20 @@ def gunicorn(model_dir: Path, settings: dict[str, str]) -> Iterator[Server]:
             _stop(process)
 
 
-def gunicorn_workers(master_pid: int) -> list[int]:
-    """The children of gunicorn's master process, but nginx (app/http/front.py)."""
-    children = [int(pid) for pid in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()]
-    return [pid for pid in children if _command(pid) != "nginx"]
+def gunicorn_workers(service_pid: int) -> list[int]:
+    """gunicorn's workers: the children of its master, which is the service's process
+    itself (gunicorn started alone) or the supervisor's child of that name."""
+    master = service_pid
+    if _command(service_pid) != "gunicorn":
+        master = next((pid for pid in _children(service_pid) if _command(pid) == "gunicorn"), service_pid)
+    return [pid for pid in _children(master) if _command(pid) == "gunicorn"]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:  # gone meanwhile
+        return []
 
 
 def _command(pid: int) -> str:

@@ -1,16 +1,46 @@
 # shellcheck shell=bash
-# Sourced by run.sh and test.sh: `ensure_venv REQUIREMENTS_FILE` makes $VENV (default
-# .venv) and installs the file into it, again only when the file has changed.
+# Sourced by run.sh, test.sh and the Dockerfile: `ensure_venv REQUIREMENTS_FILE` makes
+# $VENV (default .venv) and installs the file into it, again only when the file has
+# changed. What it cannot do (a folder the user cannot write) it says in one line, and
+# it never deletes a .venv it merely may not use. `apt_install PACKAGE...` as root.
+
+# On a fresh VM unattended-upgrades holds apt's lock for minutes: wait for it, at most
+# APT_LOCK_WAIT_S seconds (300), rather than fail at once.
+apt_install() {
+  local wait=${APT_LOCK_WAIT_S:-300}
+  apt-get -o DPkg::Lock::Timeout="$wait" update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout="$wait" install -y -qq \
+      --no-install-recommends "$@" >/dev/null
+}
 
 ensure_venv() {
   local requirements=$1
   VENV=${VENV:-.venv}
-  if [ ! -x "$VENV/bin/python" ]; then
+  local user dir why
+  user=$(id -un)
+  dir=$(cd "$(dirname "$VENV")" && pwd)
+  if [ -e "$VENV" ] && ! why=$("$VENV/bin/python" -c '' 2>&1); then
+    if [ ! -w "$VENV" ] || [ ! -w "$VENV/bin" ] || [[ $why == *"Permission denied"* ]]; then
+      echo "cannot use $VENV in $dir: not usable by $user (owned by $(stat -c '%U, mode %a' "$VENV"); chown -R $user $dir/$VENV, or run as its owner)" >&2
+      return 1
+    fi
+    # A Python upgrade removes the interpreter a venv links to: rebuilt, and said so.
+    if [ -L "$VENV/bin/python" ] && [ ! -e "$VENV/bin/python" ]; then
+      why="it links to $(readlink "$VENV/bin/python"), which is gone"
+    fi
+    echo "rebuilding $VENV in $dir: its interpreter cannot be run (${why%%$'\n'*})" >&2
+    rm -rf "$VENV"
+  fi
+  if [ ! -e "$VENV" ]; then
+    if [ ! -w "$dir" ]; then
+      echo "cannot create $VENV in $dir: not writable by $user (chown -R $user $dir, or run as its owner)" >&2
+      return 1
+    fi
     if ! python3 -m venv "$VENV" 2>/dev/null; then
-      rm -rf "$VENV"
+      rm -rf "$VENV"  # the half-made one, just created
       if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         # Debian and Ubuntu ship venv apart from python3.
-        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+        apt_install python3-venv
         python3 -m venv "$VENV"
       else
         echo "cannot create $VENV: install python3-venv (sudo apt-get install python3-venv)" >&2
@@ -22,6 +52,10 @@ ensure_venv() {
   local wanted
   wanted=$(cat "$requirements" requirements.txt | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    if [ ! -w "$VENV" ]; then
+      echo "cannot install $requirements into $VENV in $dir: not writable by $user (chown -R $user $dir/$VENV, or run as its owner)" >&2
+      return 1
+    fi
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
     echo "$wanted" > "$stamp"
   fi

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 from flask import Flask, g, request
 
@@ -31,9 +32,11 @@ class QueueRefusal(Exception):
 
 
 class PhotoQueue:
-    def __init__(self, active: int, depth: int):
+    def __init__(self, active: int, depth: int, observe: Callable[[int, int], None] = lambda queued, working: None):
+        """observe(queued, working): told every change, under the queue's lock (/metrics)."""
         self.active = active
         self.depth = depth
+        self._observe = observe
         self._working = 0
         self._turns = Turns()
         self._seconds_per_photo = 0.0  # what a photo holds a place for, smoothed
@@ -54,18 +57,24 @@ class PhotoQueue:
                         f"{ahead} photos wait ahead of this one (about {expected:.0f} s), "
                         "longer than its deadline; retry in a moment"
                     )
-                self._turns.wait_turn(
-                    lambda: self._working < self.active,
-                    deadline,
-                    lambda: QueueRefusal("the photo's deadline passed while it waited its turn; retry"),
-                )
+                self._observe(ahead + 1, self._working)  # this one waits too
+                try:
+                    self._turns.wait_turn(
+                        lambda: self._working < self.active,
+                        deadline,
+                        lambda: QueueRefusal("the photo's deadline passed while it waited its turn; retry"),
+                    )
+                finally:
+                    self._observe(self._turns.waiting, self._working)
             self._working += 1
+            self._observe(self._turns.waiting, self._working)
             return time.monotonic()
 
     def leave(self, started: float) -> None:
         took = time.monotonic() - started
         with self._turns.changed:
             self._working -= 1
+            self._observe(self._turns.waiting, self._working)
             self._seconds_per_photo += SMOOTHING * (took - self._seconds_per_photo)
             self._turns.changed.notify_all()
 

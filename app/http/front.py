@@ -7,7 +7,8 @@ with them. nginx reads each request whole (headers within 10 s, no pause of more
 than 20 s in a body, bodies past a buffer to its private temp files), then hands it
 to gunicorn over a unix socket in a private directory; it also takes the answer whole,
 so a slow reader holds no thread either. Errors nginx answers itself (a body too
-large, the service stopping) keep the service's JSON shape.
+large, the service stopping) keep the service's JSON shape. This module writes its
+config; app/http/supervisor.py runs it beside gunicorn.
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,16 +30,16 @@ HEADER_TIMEOUT_S = 10  # the whole request head
 BODY_PAUSE_S = 20  # longest silence inside a body (nginx times reads, not the whole body)
 SEND_PAUSE_S = 30
 KEEPALIVE_S = 5
-START_CHECK_S = 0.5  # nginx that fails (a port in use) fails within this
 
 
 class FrontError(RuntimeError):
-    """nginx could not be started."""
+    """The front cannot start: its port is taken, or nginx exited at once."""
 
 
 @dataclass(frozen=True)
 class FrontSettings:
     port: int
+    host: str  # an IP address (app/settings.py): 0.0.0.0 every interface
     directory: Path  # private (0700): the socket, nginx's config, pid and temp files
     max_body_mb: float
     upstream_timeout_s: float  # above the request deadline: the service answers first
@@ -131,7 +129,7 @@ http {{
     # body it refused unread, and a kept-alive one could be reused at that moment.
     upstream service {{ server unix:{settings.socket}; }}
     server {{
-        listen {settings.port} backlog=4096;
+        listen {listen_address(settings.host, settings.port)} backlog=4096;
         location / {{
             proxy_pass http://service;
             proxy_http_version 1.1;
@@ -163,11 +161,19 @@ http {{
 """
 
 
-def _check_port(port: int) -> None:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx binds it
-        try:  # every interface: the service listens on all of them
-            probe.bind(("0.0.0.0", port))  # noqa: S104  # nosec B104
+def listen_address(host: str, port: int) -> str:
+    """host:port as nginx and gunicorn write it ([::1]:8080 for an IPv6 address)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check_port(host: str, port: int) -> None:
+    """The port is free, or one clear line: nginx itself retries a taken port for 2.5 s,
+    then dies; gunicorn for 5 s."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx and gunicorn bind it
+        try:
+            probe.bind((host, port))
         except OSError as exc:
             raise FrontError(f"port {port} is not free ({exc.strerror})") from None
 
@@ -179,52 +185,12 @@ def _version(binary: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.groups()) if match else (0,)
 
 
-class NginxFront:
-    """nginx as a child of gunicorn's master, stopped with it; if nginx dies, the
-    service stops too (a front that is gone leaves nothing to reach)."""
-
-    def __init__(self, settings: FrontSettings, binary: str):
-        self.settings = settings
-        self.binary = binary
-        self._process: subprocess.Popen | None = None
-        self._stopping = threading.Event()
-
-    def start(self, on_death: Callable[[str], None]) -> None:
-        """on_death(message): nginx ended without being asked by stop()."""
-        _check_port(self.settings.port)  # nginx itself retries a taken port for 2.5 s, then dies
-        config = self.settings.directory / "nginx.conf"
-        config.write_text(render_config(self.settings))
-        command = [self.binary, "-p", str(self.settings.directory), "-c", str(config)]
-        if _version(self.binary) >= (1, 19, 5):  # before the config is read, errors go to stderr too
-            command[1:1] = ["-e", "stderr"]
-        # nginx's own lines go through the service's log, in its one-line format.
-        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._relay, args=(self._process.stderr,), name="nginx-log", daemon=True).start()
-        try:
-            code = self._process.wait(START_CHECK_S)
-        except subprocess.TimeoutExpired:
-            threading.Thread(target=self._watch, args=(on_death,), name="nginx-watch", daemon=True).start()
-            log.info("nginx (pid %d) listens on port %d", self._process.pid, self.settings.port)
-            return
-        raise FrontError(f"nginx exited with {code} at start (port {self.settings.port} in use?)")
-
-    @staticmethod
-    def _relay(stream) -> None:
-        for line in stream:
-            log.error("nginx: %s", line.rstrip())
-
-    def _watch(self, on_death: Callable[[str], None]) -> None:
-        # gunicorn's master may reap nginx itself (it waits on any child); wait() then
-        # returns at once (as 0) either way: nginx is gone.
-        self._process.wait()
-        if not self._stopping.is_set():
-            on_death(f"nginx (pid {self._process.pid}) exited; stopping the service")
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGQUIT)  # graceful: answers in flight go out
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+def nginx_command(settings: FrontSettings, binary: str) -> list[str]:
+    """Writes nginx's config into the front's directory; the command that runs it in
+    the foreground. The supervisor (app/http/supervisor.py) starts, watches and stops it."""
+    config = settings.directory / "nginx.conf"
+    config.write_text(render_config(settings))
+    command = [binary, "-p", str(settings.directory), "-c", str(config)]
+    if _version(binary) >= (1, 19, 5):  # before the config is read, errors go to stderr too
+        command[1:1] = ["-e", "stderr"]
+    return command

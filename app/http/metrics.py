@@ -47,6 +47,17 @@ BUILD_INFO = Gauge(
     multiprocess_mode="livemax",  # live workers only: after a reload the old model's series goes
 )
 
+# Per worker (a `pid` label under gunicorn), live workers only: an operator sees the queue.
+PHOTOS_QUEUED = Gauge(
+    "detector_photos_queued", "Photos waiting their turn in a worker's queue", multiprocess_mode="liveall"
+)
+PHOTOS_AT_WORK = Gauge("detector_photos_at_work", "Photos a worker is working on", multiprocess_mode="liveall")
+
+
+def observe_queue(queued: int, working: int) -> None:
+    PHOTOS_QUEUED.set(queued)
+    PHOTOS_AT_WORK.set(working)
+
 
 def describe_build(model_sha256: str, engine: str, device: str, precision: str, version: str) -> None:
     """model_sha256: the first 12 hex digits (Detector.model_id)."""

@@ -18,6 +18,8 @@ from . import metrics
 log = logging.getLogger("app.request")
 MAX_FIELD_CHARS = 200  # per text in the request line: a file name, a path, a method
 NOT_LOGGED = frozenset({"/ping", "/ping/", "/metrics"})  # health checks would drown the log
+# The page's own files: a dozen lines per visit at INFO would bury the photos; DEBUG shows them.
+PAGE_FILES = frozenset({"static", "service.favicon"})
 
 
 def add_fields(**fields) -> None:
@@ -47,7 +49,8 @@ def init_app(app: Flask) -> None:
                 "ms": round(seconds * 1000, 1),
                 **g.get("log_fields", {}),
             }
-            log.info(Fields(bounded(line)))
+            quiet = request.endpoint in PAGE_FILES and response.status_code < 400
+            log.log(logging.DEBUG if quiet else logging.INFO, Fields(bounded(line)))
         return response
 
 
