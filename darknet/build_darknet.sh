@@ -17,8 +17,9 @@ set -euo pipefail
 
 DARKNET_REPO=${DARKNET_REPO:-https://github.com/AlexeyAB/darknet.git}
 DARKNET_COMMIT=59596d7880f6504768df41d6daa586f5cb2b932f
-# Volta (V100), Turing (T4), Ampere (A100, A10/RTX 30), Ada (L4/L40/RTX 40), Hopper (H100).
-CUDA_ARCHS=(70 75 80 86 89 90)
+# Volta (V100), Turing (T4), Ampere (A100, A10/RTX 30), Ada (L4/L40/RTX 40), Hopper (H100);
+# DARKNET_CUDA_ARCHS="90" builds for one (scripts/gpu_check.sh: its GPU's, in a minute).
+read -ra CUDA_ARCHS <<<"${DARKNET_CUDA_ARCHS:-70 75 80 86 89 90}"
 
 usage() {
   sed -n '5,7p' "$0" >&2
@@ -60,6 +61,16 @@ describe_source() {
   fi
 }
 
+# pjreddie's layers (maxpool, yolo, route...) take GPU memory whatever gpu_index says, and
+# abort where there is no GPU: with gpu_index -1 (the binding's CPU mode) they get none,
+# so its CUDA build also runs on the CPU, as AlexeyAB's does.
+guard_no_gpu() {
+  local cuda_c=$1/src/cuda.c mark="build_darknet.sh: gpu_index -1, no GPU memory"
+  grep -q "$mark" "$cuda_c" ||
+    sed -i "/^\(float\|int\) \*cuda_make_\(int_\)\{0,1\}array(\(float\|int\) \*x, size_t n)\$/{n;s|\$|\n    if (gpu_index < 0) return 0; /* $mark */|}" "$cuda_c"
+  [ "$(grep -c "$mark" "$cuda_c")" = 2 ] || { echo "$cuda_c: cuda_make_array is not where it was" >&2; exit 1; }
+}
+
 has_cudnn() {
   local dir
   for dir in /usr/local/cuda/include /usr/include /usr/include/x86_64-linux-gnu /usr/include/aarch64-linux-gnu; do
@@ -96,6 +107,7 @@ fi
 flavour=pjreddie
 grep -q '^LIBSO=' "$source/Makefile" && flavour=alexeyab
 mapfile -t flags < <(make_flags "$variant" "$flavour")
+[ "$flavour" = pjreddie ] && [ "$variant" = gpu ] && guard_no_gpu "$source"
 if [ "$variant" = gpu ] && ! has_cudnn; then
   echo "darknet: no cuDNN on this base (Debian's CUDA toolkit has none): building with CUDNN=0"
   flags=("${flags[@]/#CUDNN=1/CUDNN=0}")
