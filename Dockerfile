@@ -34,9 +34,11 @@ FROM scratch AS darknet-source
 # hadolint ignore=DL3006
 FROM build-${VARIANT} AS darknet
 ARG VARIANT
-# Only the two recipes: a change to the binding does not rebuild darknet.
-COPY darknet/install_deps.sh darknet/build_darknet.sh /tmp/darknet/
+# Only the recipes, each before what it changes: a change to the binding rebuilds nothing
+# here, one to the build recipe does not install the compilers (or CUDA, GBs) again.
+COPY darknet/install_deps.sh /tmp/darknet/
 RUN /tmp/darknet/install_deps.sh build "${VARIANT}"
+COPY darknet/build_darknet.sh /tmp/darknet/
 COPY --from=darknet-source / /tmp/darknet-source/
 RUN /tmp/darknet/build_darknet.sh --variant "${VARIANT}" --out /opt/darknet --source /tmp/darknet-source
 
