@@ -146,6 +146,11 @@ FIXED_SCHEMAS = {
             "engine": {"type": "string"},
             "device": {"type": "string"},
             "precision": {"type": "string", "enum": ["fp32", "int8"]},
+            "engine_build": {
+                "type": ["string", "null"],
+                "description": "Which build of the engine's library serves, where it says: for darknet, "
+                "the source, its commit and the build flags",
+            },
             "files": {"type": "object", "additionalProperties": {"type": "string"}},
             "load_seconds": {"type": "number"},
             "version": {"type": "string", "description": "The service's version"},

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 from collections.abc import Callable
 
 from app.inference.int8 import DEFAULT_INT8_MIN_AGREEMENT
 from app.model.files import ModelDescription
 
-from .base import Engine, EngineUnavailable
+from .base import DeviceUnavailable, Engine, EngineUnavailable
 from .registry import ENGINES, EngineEntry, auto_candidates
+
+log = logging.getLogger(__name__)
 
 
 def create_engine(
@@ -37,6 +40,9 @@ def create_engine(
             return _function(entry, entry.load)(model, threads, asked, precision, min_agreement)
         except EngineUnavailable as exc:
             reasons.append(f"{entry.name}: {exc}")
+            if isinstance(exc, DeviceUnavailable) and device == "auto":
+                # A GPU image on a machine without its GPU: say why it is not on the GPU.
+                log.warning("%s cannot use a GPU: %s; trying the next engine", entry.name, exc)
     raise EngineUnavailable("no engine available (" + "; ".join(reasons) + ")")
 
 
@@ -59,4 +65,4 @@ def _function(entry: EngineEntry, reference: str) -> Callable:
         raise EngineUnavailable(f"the {entry.name} engine needs the {exc.name} package") from None
 
 
-__all__ = ["Engine", "EngineUnavailable", "create_engine", "prepare_engine"]
+__all__ = ["DeviceUnavailable", "Engine", "EngineUnavailable", "create_engine", "prepare_engine"]
