@@ -45,7 +45,7 @@ class Settings:
     model_dir: Path
     # The server (gunicorn.conf.py): one model per worker process; a GPU box wants 1 or 2.
     port: int = 8080
-    host: str = "0.0.0.0"  # noqa: S104 - every interface, as before HOST existed
+    host: str = "0.0.0.0"  # noqa: S104  # nosec B104 - every interface, as before HOST existed (README: security)
     workers: int = 1
     threads: int = ACTIVE_PHOTOS + QUEUE_DEPTH + SPARE_THREADS  # per worker: a thread per queued photo
     timeout_s: int = 120  # above the slowest inference, so a busy worker is not killed
