@@ -10,7 +10,7 @@ from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from app.inference.detector import DeadlineExceeded, EngineBusy
-from app.vision.images import DamagedImage, ImageTooLarge, InvalidImage
+from app.vision.images import DamagedImage, DecompressionBomb, ImageTooLarge, InvalidImage
 
 from .pixel_budget import BudgetExhausted
 from .request_log import add_fields
@@ -60,6 +60,7 @@ class NotReady(ApiError):
 # Subclasses come before their base: the first match answers.
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     DamagedImage: (400, "damaged_image"),
+    DecompressionBomb: (400, "decompression_bomb"),
     InvalidImage: (400, "invalid_image"),
     ImageTooLarge: (413, "image_too_large"),
     EngineBusy: (503, "busy"),
