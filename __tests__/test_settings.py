@@ -22,9 +22,9 @@ def test_defaults_and_overrides():
         ({"BACKEND": "tensorflow"}, "BACKEND='tensorflow' is not one of"),
         ({"WORKERS": "two"}, "WORKERS='two' is not a whole number"),
         ({"PORT": "80 80"}, "PORT='80 80' is not a whole number"),
-        ({"TIMEOUT": "-1"}, "TIMEOUT='-1' must be at least 0"),
+        ({"TIMEOUT": "-1"}, "TIMEOUT='-1' must be between 0 and 86400"),
         ({"FRONT": "apache"}, "FRONT='apache' is not one of auto, nginx, none"),
-        ({"MAX_UPLOAD_MB": "-1"}, "must be at least"),
+        ({"MAX_UPLOAD_MB": "-1"}, "must be between"),
         ({"JPEG_QUALITY": "101"}, "between 1 and 100"),
     ],
 )
@@ -41,3 +41,26 @@ def test_the_server_settings_gunicorn_uses_are_read_here_too():
     assert settings.threads == settings.active_photos + 10 + 4  # the queue's photos plus the spares
     assert Settings.from_env({"PORT": "9000", "SAGEMAKER_BIND_TO_PORT": "8081"}).port == 8081  # SageMaker's wins
     assert Settings.from_env({}).workers >= 1
+
+
+NUMBER_SETTINGS = (
+    "WORKERS", "PORT", "SAGEMAKER_BIND_TO_PORT", "TIMEOUT", "MAX_REQUESTS", "MAX_BATCH", "ACTIVE_PHOTOS",
+    "QUEUE_DEPTH", "THREADS", "MAX_BATCH_DELAY_MS", "ENGINE_THREADS", "INT8_MIN_AGREEMENT", "MAX_UPLOAD_MB",
+    "MAX_IMAGE_MEGAPIXELS", "INFERENCE_WAIT_S", "REQUEST_DEADLINE_S", "PIXEL_BUDGET_MEGAPIXELS", "JPEG_QUALITY",
+    "TILE_OVERLAP",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NUMBER_SETTINGS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "1e12"])
+def test_every_number_setting_refuses_nan_infinity_and_out_of_bounds_with_one_line(name, value):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({name: value})
+    message = str(refused.value)
+    assert message.startswith(f"{name}={value!r}") and "\n" not in message
+    assert "finite" in message or "between" in message or "whole number" in message
+
+
+def test_a_worker_count_no_machine_could_run_is_refused():
+    with pytest.raises(ConfigError, match="WORKERS='100000' must be between 1 and"):
+        Settings.from_env({"WORKERS": "100000"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -37,6 +38,11 @@ CORES_PER_WORKER = 4  # the default workers: one per 4 cores, each engine on its
 ACTIVE_PHOTOS = 2
 QUEUE_DEPTH = 64
 SPARE_THREADS = 4  # beyond the queue: /ping, /metrics, /model and refusals never wait
+# Upper bounds of settings that have no natural one: far above any use, low enough that
+# a slip (WORKERS=100000, a value in bytes for MB) stops the start instead of the box.
+PROCESSES_PER_CORE = 4  # WORKERS and ENGINE_THREADS: at most this many per core (at least 8)
+MAX_UPLOAD_MB = 1024.0
+MAX_MEGAPIXELS = 4000.0  # a JPEG's 65,500 pixels a side, squared, is 4,290 MP
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        workers = _number(env, "WORKERS", max(1, available_cores() // CORES_PER_WORKER), int, minimum=1)
+        workers = _number(
+            env, "WORKERS", max(1, available_cores() // CORES_PER_WORKER), int, minimum=1, maximum=most_processes()
+        )
         capacity = request_threads(env)
         return cls(
             model_dir=sources.model_dir(env),
@@ -111,8 +119,8 @@ class Settings:
             or _number(env, "PORT", cls.port, int, minimum=1, maximum=65535),
             workers=workers,
             threads=capacity.threads,
-            timeout_s=_number(env, "TIMEOUT", cls.timeout_s, int, minimum=0),  # 0: gunicorn's "never"
-            max_requests=_number(env, "MAX_REQUESTS", cls.max_requests, int, minimum=0),
+            timeout_s=_number(env, "TIMEOUT", cls.timeout_s, int, minimum=0, maximum=86_400),  # 0: gunicorn's "never"
+            max_requests=_number(env, "MAX_REQUESTS", cls.max_requests, int, minimum=0, maximum=10_000_000),
             front=_choice(env, "FRONT", FRONTS),
             active_photos=capacity.active,
             queue_depth=capacity.depth,
@@ -123,19 +131,28 @@ class Settings:
             backend=_choice(env, "BACKEND", BACKENDS),
             device=_choice(env, "DEVICE", DEVICES),
             # Workers share the cores: more engine threads than that only thrash.
-            engine_threads=_number(env, "ENGINE_THREADS", max(1, available_cores() // workers), int, minimum=1),
+            engine_threads=_number(
+                env, "ENGINE_THREADS", max(1, available_cores() // workers), int, minimum=1, maximum=most_processes()
+            ),
             precision=_choice(env, "PRECISION", PRECISIONS),
             int8_min_agreement=_number(
                 env, "INT8_MIN_AGREEMENT", cls.int8_min_agreement, float, minimum=0.0, maximum=1.0
             ),
-            max_upload_mb=_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, float, minimum=0.001),
-            max_image_megapixels=_number(env, "MAX_IMAGE_MEGAPIXELS", cls.max_image_megapixels, float, minimum=0.001),
-            inference_wait_s=_number(env, "INFERENCE_WAIT_S", cls.inference_wait_s, float, minimum=0.001),
+            max_upload_mb=_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, float, minimum=0.001, maximum=MAX_UPLOAD_MB),
+            max_image_megapixels=_number(
+                env, "MAX_IMAGE_MEGAPIXELS", cls.max_image_megapixels, float, minimum=0.001, maximum=MAX_MEGAPIXELS
+            ),
+            inference_wait_s=_number(env, "INFERENCE_WAIT_S", cls.inference_wait_s, float, minimum=0.001, maximum=3600),
             request_deadline_s=_number(
                 env, "REQUEST_DEADLINE_S", cls.request_deadline_s, float, minimum=0.1, maximum=3600
             ),
             pixel_budget_megapixels=_number(
-                env, "PIXEL_BUDGET_MEGAPIXELS", cls.pixel_budget_megapixels, float, minimum=0.001
+                env,
+                "PIXEL_BUDGET_MEGAPIXELS",
+                cls.pixel_budget_megapixels,
+                float,
+                minimum=0.001,
+                maximum=MAX_MEGAPIXELS,
             ),
             jpeg_quality=_number(env, "JPEG_QUALITY", cls.jpeg_quality, int, minimum=1, maximum=100),
             tile_overlap=_number(env, "TILE_OVERLAP", cls.tile_overlap, float, minimum=0.0, maximum=0.9),
@@ -169,6 +186,10 @@ def request_threads(env: Mapping[str, str] = os.environ) -> Capacity:
             "(ACTIVE_PHOTOS, or MAX_BATCH when larger): raise THREADS or lower them"
         )
     return Capacity(batch, active, max(0, min(depth, threads - active - 1)), threads)
+
+
+def most_processes() -> int:
+    return max(8, PROCESSES_PER_CORE * available_cores())
 
 
 def available_cores() -> int:
@@ -231,7 +252,8 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], case=st
     return value
 
 
-def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum=None):
+def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum):
+    """A number setting between minimum and maximum (every one has both), finite."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -239,7 +261,12 @@ def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum=N
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ConfigError(f"{name}={raw!r} must be {bounds}")
+    if not math.isfinite(value):  # nan passes every comparison below; inf is no limit
+        raise ConfigError(f"{name}={raw!r} is not a finite number")
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={raw!r} must be between {_plain(minimum)} and {_plain(maximum)}")
     return value
+
+
+def _plain(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
