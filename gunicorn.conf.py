@@ -138,6 +138,7 @@ def on_starting(server):
                 max_body_mb=settings.max_upload_mb,
                 upstream_timeout_s=settings.request_deadline_s + 30,
                 cors_any_origin=settings.cors_origins == ("*",),
+                api_keys=settings.api_keys,
             ),
             _nginx,
         )
