@@ -53,3 +53,63 @@ def test_only_photos_take_a_place(app, client):
     client.post("/invocations", data=b"not a photo", content_type="image/jpeg")  # a 400 leaves its place
     assert client.post("/invocations", data=photo_bytes("dog.jpg"), content_type="image/jpeg").status_code == 200
     assert queue._working == 0 and not queue._turns.waiting
+
+
+def queued_in_order(queue: PhotoQueue, clients: list[str], order: list[str]) -> list[threading.Thread]:
+    """One waiting photo per entry of `clients`, queued in that order; each records its
+    client in `order` when it starts."""
+
+    def later(client):
+        started = queue.enter(time.monotonic() + 10, client)
+        order.append(client)
+        queue.leave(started, client)
+
+    waiters = []
+    for count, client in enumerate(clients, start=1):
+        waiters.append(threading.Thread(target=later, args=(client,)))
+        waiters[-1].start()
+        wait_until(lambda count=count: queue._turns.waiting == count)
+    return waiters
+
+
+def test_a_client_with_photos_at_work_waits_behind_one_with_none():
+    """Two places, both held by one client; its next photos queued first, another
+    client's last: the other client's photo takes the next place."""
+    queue = PhotoQueue(active=2, depth=10)
+    held = [queue.enter(time.monotonic() + 5, "hostile") for _ in range(2)]
+    order: list[str] = []
+    waiters = queued_in_order(queue, ["hostile", "hostile", "normal"], order)
+    queue.leave(held[0], "hostile")
+    wait_until(lambda: order[:1] == ["normal"])
+    queue.leave(held[1], "hostile")
+    for thread in waiters:
+        thread.join(5)
+    assert order == ["normal", "hostile", "hostile"]
+
+
+def test_the_engine_time_a_client_used_lately_counts_not_only_its_place():
+    """A client whose photos took long (many tiles) goes after one whose photos were quick,
+    though it queued first; among equals, first come first served."""
+    queue = PhotoQueue(active=1, depth=10)
+    for client, seconds in (("costly", 30.0), ("cheap", 0.1)):  # as if its last photo held the engine so long
+        queue._turns.started(client)
+        queue._turns.finished(client, seconds)
+    running = queue.enter(time.monotonic() + 5, "first")
+    order: list[str] = []
+    waiters = queued_in_order(queue, ["costly", "cheap", "new"], order)
+    queue.leave(running, "first")
+    for thread in waiters:
+        thread.join(5)
+    assert order == ["new", "cheap", "costly"]
+    assert queue._turns.used("costly", time.monotonic()) > 29  # halves in a minute, not at once
+
+
+def test_a_lone_client_is_served_first_come_first_served():
+    queue = PhotoQueue(active=1, depth=10)
+    running = queue.enter(time.monotonic() + 5, "lab")
+    order: list[str] = []
+    waiters = queued_in_order(queue, ["lab"] * 3, order)
+    queue.leave(running, "lab")
+    for thread in waiters:
+        thread.join(5)
+    assert order == ["lab"] * 3 and not queue._turns._working
