@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,16 @@ def test_every_number_setting_refuses_nan_infinity_and_out_of_bounds_with_one_li
 def test_a_worker_count_no_machine_could_run_is_refused():
     with pytest.raises(ConfigError, match="WORKERS='100000' must be between 1 and"):
         Settings.from_env({"WORKERS": "100000"})
+
+
+def test_an_api_keys_file_must_be_a_small_regular_file(tmp_path):
+    """A FIFO hung the start; /dev/zero ate the memory."""
+    fifo = tmp_path / "keys.fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero"), tmp_path):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            Settings.from_env({"API_KEYS_FILE": str(path)})
+    huge = tmp_path / "keys.txt"
+    huge.write_text("k\n" * 600_000)
+    with pytest.raises(ConfigError, match="larger than 1024 KB"):
+        Settings.from_env({"API_KEYS_FILE": str(huge)})

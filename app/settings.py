@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ SPARE_THREADS = 4  # beyond the queue: /ping, /metrics, /model and refusals neve
 # a slip (WORKERS=100000, a value in bytes for MB) stops the start instead of the box.
 PROCESSES_PER_CORE = 4  # WORKERS and ENGINE_THREADS: at most this many per core (at least 8)
 MAX_UPLOAD_MB = 1024.0
+MAX_KEYS_FILE_BYTES = 1024 * 1024  # API_KEYS_FILE: some 15,000 keys
 MAX_MEGAPIXELS = 4000.0  # a JPEG's 65,500 pixels a side, squared, is 4,290 MP
 
 
@@ -229,10 +231,10 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
         )
     if env.get("API_KEYS_FILE"):
         path = env["API_KEYS_FILE"]
-        try:
-            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM is not part of a key
+        try:  # -sig: a BOM is not part of a key
+            lines = _small_regular_file(path, MAX_KEYS_FILE_BYTES).decode("utf-8-sig").splitlines()
         except OSError as exc:
-            raise ConfigError(f"API_KEYS_FILE={path}: {exc.strerror}") from None
+            raise ConfigError(f"API_KEYS_FILE={path}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"API_KEYS_FILE={path} is not UTF-8 text") from None
         from_file = [line for line in (line.strip() for line in lines) if line and not line.startswith("#")]
@@ -243,6 +245,20 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
             )
         keys += from_file
     return tuple(keys)
+
+
+def _small_regular_file(path: str, limit: int) -> bytes:
+    """A regular file of at most `limit` bytes. A FIFO hung the start, /dev/zero ate the
+    memory: opened without waiting for a writer, checked on what was opened."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise OSError("not a regular file (a FIFO, device, socket or folder): keys go in a text file")
+    with open(descriptor, "rb") as stream:
+        content = stream.read(limit + 1)
+    if len(content) > limit:
+        raise OSError(f"larger than {limit // 1024} KB: one key a line needs far less")
+    return content
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], case=str.lower) -> str:
