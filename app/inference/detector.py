@@ -14,8 +14,8 @@ import numpy as np
 
 from app.model.files import ModelDescription, load_model_description, model_file_sha256
 from app.vision.detection import Detection, DetectOptions
-from app.vision.postprocess import select_detections
-from app.vision.tiling import DEFAULT_OVERLAP, MERGE_IOS, drop_cut_boxes, merge, should_tile, tile_grid, to_image
+from app.vision.postprocess import BestCandidates, select_detections
+from app.vision.tiling import DEFAULT_OVERLAP, MERGE_IOS, drop_cut_boxes, should_tile, tile_grid, to_image
 
 from .batching import Batcher, BatchTimeout
 from .engines import Engine, create_engine
@@ -83,39 +83,40 @@ class Detector:
             else []
         )
         wait_s = self._wait_s if deadline is None else min(self._wait_s, max(0.0, deadline - time.monotonic()))
+        # Passes' candidates kept as they come, bounded: threshold=0 keeps every box.
+        pool = BestCandidates(options)
         if self.batcher is not None and not tiles:
             try:
-                parts, found = [self.batcher.predict(image, options.threshold, timeout=wait_s)], []
+                pool.add(self.batcher.predict(image, options.threshold, timeout=wait_s), 0)
             except BatchTimeout as exc:
                 raise EngineBusy(str(exc)) from None
         else:
-            parts, found = self._forward(image, tiles, options.threshold, wait_s, deadline)
-        for tile, candidates in zip(tiles, found, strict=True):
-            parts.append(to_image(drop_cut_boxes(candidates, tile, (width, height)), tile))
+            self._forward(image, tiles, options.threshold, wait_s, deadline, pool)
         ios = MERGE_IOS if tiles else None
-        return select_detections(merge(parts), options, self.class_names, (width, height), ios_threshold=ios)
+        return select_detections(pool.merged(), options, self.class_names, (width, height), ios_threshold=ios)
 
-    def _forward(self, image, tiles, threshold: float, wait_s: float, deadline: float | None):
-        """The whole-photo pass and the tiles' passes, holding the engine throughout."""
+    def _forward(self, image, tiles, threshold: float, wait_s: float, deadline: float | None, pool) -> None:
+        """The whole-photo pass (pass 0) and the tiles' passes (1, 2, ...) into the pool,
+        holding the engine throughout."""
         if not self._lock.acquire(timeout=wait_s):
             raise EngineBusy(f"the model was busy for {wait_s:g} s; try again")
+        size = (image.shape[1], image.shape[0])
         try:
             # The whole-image pass finds the objects larger than a tile (as SAHI keeps it).
-            whole = self.engine.predict(image, min_score=threshold)
-            found = []
+            pool.add(self.engine.predict(image, min_score=threshold), 0)
             for start in range(0, len(tiles), TILES_PER_CHECK):
                 if deadline is not None and time.monotonic() > deadline:
                     raise DeadlineExceeded(
                         f"the photo needs {len(tiles)} tiles, more than its request's time allows "
                         f"({start} done); send it with tiling=off, or a smaller photo"
                     )
-                crops = [
-                    image[t.y : t.y + t.height, t.x : t.x + t.width] for t in tiles[start : start + TILES_PER_CHECK]
-                ]
-                found += self.engine.predict_many(crops, min_score=threshold)
+                chunk = tiles[start : start + TILES_PER_CHECK]
+                crops = [image[t.y : t.y + t.height, t.x : t.x + t.width] for t in chunk]
+                found = self.engine.predict_many(crops, min_score=threshold)
+                for index, (tile, candidates) in enumerate(zip(chunk, found, strict=True), start=start + 1):
+                    pool.add(to_image(drop_cut_boxes(candidates, tile, size), tile), index)
         finally:
             self._lock.release()
-        return [whole], found
 
     def warm_up(self) -> None:
         """The first forward pass allocates buffers; pay for it before serving."""
