@@ -65,26 +65,32 @@ def queued_in_order(queue: PhotoQueue, clients: list[str], order: list[str]) -> 
         queue.leave(started, client)
 
     waiters = []
-    for count, client in enumerate(clients, start=1):
+    already = queue._turns.waiting
+    for count, client in enumerate(clients, start=already + 1):
         waiters.append(threading.Thread(target=later, args=(client,)))
         waiters[-1].start()
         wait_until(lambda count=count: queue._turns.waiting == count)
     return waiters
 
 
-def test_a_client_with_photos_at_work_waits_behind_one_with_none():
-    """Two places, both held by one client; its next photos queued first, another
-    client's last: the other client's photo takes the next place."""
+def test_a_client_with_no_photo_at_work_gets_a_place_beside_other_clients_costly_photos():
+    """Two places, both held by one client's costly photos, more of them waiting: a
+    photo of a client with none at work starts at once in one of the `active` extra
+    places; once those are taken too, it goes before the waiting costly ones."""
     queue = PhotoQueue(active=2, depth=10)
     held = [queue.enter(time.monotonic() + 5, "hostile") for _ in range(2)]
     order: list[str] = []
-    waiters = queued_in_order(queue, ["hostile", "hostile", "normal"], order)
+    waiters = queued_in_order(queue, ["hostile", "hostile"], order)
+    extra = [queue.enter(time.monotonic() + 1, client) for client in ("normal", "other")]  # at once
+    assert queue._working == 4 and order == []
+    waiters += queued_in_order(queue, ["third"], order)  # every extra place taken: it waits
     queue.leave(held[0], "hostile")
-    wait_until(lambda: order[:1] == ["normal"])
-    queue.leave(held[1], "hostile")
+    wait_until(lambda: order[:1] == ["third"])
+    for started, client in zip([held[1], *extra], ["hostile", "normal", "other"], strict=True):
+        queue.leave(started, client)
     for thread in waiters:
         thread.join(5)
-    assert order == ["normal", "hostile", "hostile"]
+    assert order == ["third", "hostile", "hostile"] and queue._working == 0
 
 
 def test_the_engine_time_a_client_used_lately_counts_not_only_its_place():
@@ -95,11 +101,13 @@ def test_the_engine_time_a_client_used_lately_counts_not_only_its_place():
         queue._turns.started(client)
         queue._turns.finished(client, seconds)
     running = queue.enter(time.monotonic() + 5, "first")
+    extra = queue.enter(time.monotonic() + 5, "second")  # the one extra place (active=1)
     order: list[str] = []
     waiters = queued_in_order(queue, ["costly", "cheap", "new"], order)
     queue.leave(running, "first")
     for thread in waiters:
         thread.join(5)
+    queue.leave(extra, "second")
     assert order == ["new", "cheap", "costly"]
     assert queue._turns.used("costly", time.monotonic()) > 29  # halves in a minute, not at once
 

@@ -205,3 +205,22 @@ def test_damaged_photos_never_raise_anything_but_invalid_image(source, cut, end_
 def test_a_jpeg_cut_short_with_an_end_marker_is_damaged_not_grey():
     with pytest.raises(DamagedImage, match=r"premature end|Corrupt"):
         decode_image(jpeg_cut_with_end_marker(), 100_000_000)
+
+
+def test_a_small_photo_of_a_client_holding_nothing_passes_a_big_one_waiting_for_the_budget():
+    """One client's 100 MP photo holds the whole budget and its next waits: another
+    client's camera photo takes the reserve at once instead of waiting a minute; a
+    second photo of that client, or a big one, still waits its turn."""
+    budget = PixelBudget(100)
+    with budget.hold(100, time.monotonic() + 5, client="hostile"):
+        waiting = threading.Thread(
+            target=lambda: budget.hold(90, time.monotonic() + 5, client="hostile").__enter__(), daemon=True
+        )
+        waiting.start()
+        wait_until(lambda: budget._turns.waiting == 1)
+        with budget.hold(10, time.monotonic() + 1, client="normal"):
+            assert budget.used == 110  # in the reserve (an eighth: 12)
+            with pytest.raises(BudgetExhausted), budget.hold(10, time.monotonic() + 0.2, client="normal"):
+                pass
+        with pytest.raises(BudgetExhausted), budget.hold(20, time.monotonic() + 0.2, client="other"):
+            pass  # bigger than the reserve

@@ -48,9 +48,9 @@ class PhotoQueue:
         with self._turns.changed:
             if self.stopping:
                 raise QueueRefusal("this worker is stopping; retry in a moment")
-            ahead = self._turns.waiting
-            if self._working >= self.active or ahead:
-                if ahead >= self.depth:
+            ahead = self._turns.ahead_of(client)
+            if not self._fits(client) or ahead:
+                if self._turns.waiting >= self.depth:
                     raise QueueRefusal(f"{self.depth} photos already wait in this worker's queue; retry in a moment")
                 expected = self._expected_wait(ahead)
                 if time.monotonic() + expected > deadline:
@@ -60,7 +60,7 @@ class PhotoQueue:
                     )
                 self._turns.wait_turn(
                     client,
-                    lambda: self._working < self.active,
+                    lambda: self._fits(client),
                     deadline,
                     lambda: QueueRefusal("the photo's deadline passed while it waited its turn; retry"),
                 )
@@ -75,6 +75,14 @@ class PhotoQueue:
             self._turns.finished(client, took)
             self._seconds_per_photo += SMOOTHING * (took - self._seconds_per_photo)
             self._turns.changed.notify_all()
+
+    def _fits(self, client: str) -> bool:
+        """A place is free; or, for a client with no photo at work while others hold
+        every place (two costly photos of other clients), one of the `active` extra
+        places: its photo takes the engine between their runs of tiles."""
+        if self._working < self.active:
+            return True
+        return self._turns.working(client) == 0 and self._working < 2 * self.active
 
     def _expected_wait(self, ahead: int) -> float:
         """Until a photo behind `ahead` others starts: rounds of `active` photos."""

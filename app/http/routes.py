@@ -123,7 +123,7 @@ def _answer(parse):
         annotated=answer_format == "jpeg" or (answer_format == "json" and invocation.return_image),
         jpeg_quality=settings.jpeg_quality,
         deadline=g.deadline,  # set where the photo entered the queue (app/http/admission.py)
-        hold_pixels=current_app.extensions["pixel_budget"].hold,
+        hold_pixels=functools.partial(current_app.extensions["pixel_budget"].hold, client=g.get("client", "")),
     )
     metrics.observe_stages(result.stage_seconds)
     metrics.count_objects(result.counts)

@@ -5,6 +5,7 @@ fits, or until its deadline passes; whoever leaves the line wakes the others."""
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections import deque
@@ -89,6 +90,15 @@ class FairTurns:
             for forgotten in sorted(self._used, key=lambda name: self.used(name, now))[:2048]:
                 del self._used[forgotten]
 
+    def working(self, client: str) -> int:
+        return self._working.get(client, 0)
+
+    def ahead_of(self, client: str) -> int:
+        """How many waiting callers go before a new one of this client."""
+        now = time.monotonic()
+        mine = (self.working(client), self.used(client, now), math.inf)
+        return sum(1 for ticket in self._line if self._rank(ticket, now) < mine)
+
     def used(self, client: str, now: float) -> float:
         seconds, when = self._used.get(client, (0.0, now))
         return seconds * 0.5 ** ((now - when) / self.HALF_LIFE_S)
@@ -97,6 +107,6 @@ class FairTurns:
         now = time.monotonic()
         return min(self._line, key=lambda ticket: self._rank(ticket, now))
 
-    def _rank(self, ticket: int, now: float) -> tuple[int, float, int]:
+    def _rank(self, ticket: int, now: float) -> tuple[int, float, float]:
         client = self._line[ticket]
         return self._working.get(client, 0), self.used(client, now), ticket

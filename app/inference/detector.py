@@ -4,9 +4,9 @@ counted detections."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from app.vision.postprocess import BestCandidates, select_detections
 from app.vision.tiling import DEFAULT_OVERLAP, MERGE_IOS, drop_cut_boxes, should_tile, tile_grid, to_image
 
 from .batching import Batcher, BatchTimeout
+from .engine_turns import EngineTurns
 from .engines import Engine, create_engine
 
 if TYPE_CHECKING:  # the settings are the layer above; build_detector only reads them
@@ -46,8 +47,9 @@ class Detector:
         self._wait_s = wait_s
         self._tile_overlap = tile_overlap
         self.load_seconds = 0.0
-        # Engines are not thread-safe (darknet, OpenCV's Net): one call at a time.
-        self._lock = threading.Lock()
+        # Engines are not thread-safe (darknet, OpenCV's Net): one call at a time, taken
+        # in arrival order, and given back between a tiled photo's runs of tiles.
+        self._lock = EngineTurns()
         self.batcher: Batcher | None = None  # whole photos of several requests together (batching.py)
 
     def batch_across_requests(self, max_batch: int, max_delay_s: float) -> None:
@@ -97,24 +99,34 @@ class Detector:
 
     def _forward(self, image, tiles, threshold: float, wait_s: float, deadline: float | None, pool) -> None:
         """The whole-photo pass (pass 0) and the tiles' passes (1, 2, ...) into the pool,
-        holding the engine throughout."""
-        if not self._lock.acquire(timeout=wait_s):
-            raise EngineBusy(f"the model was busy for {wait_s:g} s; try again")
+        taking the engine for each run of tiles: photos that arrive meanwhile take their
+        turn in between."""
         size = (image.shape[1], image.shape[0])
-        try:
-            # The whole-image pass finds the objects larger than a tile (as SAHI keeps it).
-            pool.add(self.engine.predict(image, min_score=threshold), 0)
-            for start in range(0, len(tiles), TILES_PER_CHECK):
-                if deadline is not None and time.monotonic() > deadline:
-                    raise DeadlineExceeded(
-                        f"the photo needs {len(tiles)} tiles, more than its request's time allows "
-                        f"({start} done); send it with tiling=off, or a smaller photo"
-                    )
-                chunk = tiles[start : start + TILES_PER_CHECK]
-                crops = [image[t.y : t.y + t.height, t.x : t.x + t.width] for t in chunk]
+        # The whole-image pass finds the objects larger than a tile (as SAHI keeps it).
+        with self._engine(wait_s, deadline, turns_had=0):
+            whole = self.engine.predict(image, min_score=threshold)
+        pool.add(whole, 0)
+        for start in range(0, len(tiles), TILES_PER_CHECK):
+            if deadline is not None and time.monotonic() > deadline:
+                raise DeadlineExceeded(
+                    f"the photo needs {len(tiles)} tiles, more than its request's time allows "
+                    f"({start} done); send it with tiling=off, or a smaller photo"
+                )
+            chunk = tiles[start : start + TILES_PER_CHECK]
+            crops = [image[t.y : t.y + t.height, t.x : t.x + t.width] for t in chunk]
+            with self._engine(wait_s, deadline, turns_had=1 + start // TILES_PER_CHECK):
                 found = self.engine.predict_many(crops, min_score=threshold)
-                for index, (tile, candidates) in enumerate(zip(chunk, found, strict=True), start=start + 1):
-                    pool.add(to_image(drop_cut_boxes(candidates, tile, size), tile), index)
+            for index, (tile, candidates) in enumerate(zip(chunk, found, strict=True), start=start + 1):
+                pool.add(to_image(drop_cut_boxes(candidates, tile, size), tile), index)
+
+    @contextlib.contextmanager
+    def _engine(self, wait_s: float, deadline: float | None, turns_had: int):
+        if deadline is not None:
+            wait_s = min(wait_s, max(0.0, deadline - time.monotonic()))
+        if not self._lock.acquire(timeout=wait_s, turns_had=turns_had):
+            raise EngineBusy(f"the model was busy for {wait_s:g} s; try again")
+        try:
+            yield
         finally:
             self._lock.release()
 
