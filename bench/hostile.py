@@ -171,14 +171,22 @@ def padded_png(width: int, height: int, padding: int) -> bytes:
     return photo[:header_end] + _png_chunk(b"prVt", noise) + photo[header_end:]
 
 
-# name -> (photo, content type, copies sent at once)
+# name -> (photo, content type, copies sent at once[, query parameters]); several copies
+# go with tiling=off unless the case says otherwise.
 CaseMaker = Callable[[], bytes]
-CASES: dict[str, tuple[CaseMaker, str, int]] = {
+CASES: dict[str, tuple] = {
     "GIF of 35 bytes, canvas grown to 9001x9001": (gif_growing_canvas, "image/jpeg", 3),
     "TIFF of 3M strips": (tiff_with_strips, "image/tiff", 3),
     "JPEG of 6M APP segments": (jpeg_with_app_segments, "image/jpeg", 1),
     "PNG of 3.5M empty chunks": (png_with_empty_chunks, "image/png", 1),
     "PNG whose EXIF claims 10M values": (lambda: png_with_exif(exif_with_values()), "image/png", 1),
+    "JSON body, a 45 MB classes list": (
+        lambda: b'{"image": "", "classes": [' + b'"x",' * 11_250_000 + b'"x"]}',
+        "application/json",
+        1,
+    ),
+    "threshold=0, 4000x3000 tiled": (lambda: padded_png(4000, 3000, 20_000), "image/png", 1, {"threshold": "0"}),
+    "threshold=0.25, 4000x3000 tiled": (lambda: padded_png(4000, 3000, 20_000), "image/png", 1, {}),
     "lossless WebP 10000x10000": (lambda: webp_lossless(10_000, 10_000), "image/webp", 4),
     "PNG RGB 10000x10000": (lambda: png(10_000, 10_000), "image/png", 4),
     "PNG RGBA16 10000x10000": (lambda: png(10_000, 10_000, 16, 6), "image/png", 4),
@@ -217,10 +225,14 @@ def worker_memory_mb(master_pid: int) -> tuple[float, float]:
     return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
 
 
-def measure_case(model_dir: Path, photo: bytes, content_type: str, copies: int) -> CaseResult:
+def measure_case(
+    model_dir: Path, photo: bytes, content_type: str, copies: int, params: dict | None = None
+) -> CaseResult:
+    if params is None:
+        params = {"tiling": "off"} if copies > 1 else {}
     with gunicorn(model_dir, {"WORKERS": "1"}) as server:
         started = time.perf_counter()
-        responses = send_at_once(server.url, photo, content_type, copies, {"tiling": "off"} if copies > 1 else {})
+        responses = send_at_once(server.url, photo, content_type, copies, params)
         seconds = time.perf_counter() - started
         peak, _ = worker_memory_mb(server.pid)
         time.sleep(1)
@@ -236,10 +248,10 @@ def main() -> None:
     args = parser.parse_args()
     print("| photo | copies at once | answers | seconds to the last answer | worker peak RSS MB | RSS after MB |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")
-    for name, (make, content_type, copies) in CASES.items():
+    for name, (make, content_type, copies, *params) in CASES.items():
         if args.only and args.only not in name:
             continue
-        result = measure_case(args.model_dir, make(), content_type, copies)
+        result = measure_case(args.model_dir, make(), content_type, copies, *params)
         answers = ", ".join(f"{status} {code}" for status, code in zip(result.statuses, result.codes, strict=True))
         print(
             f"| {name} | {copies} | {answers} | {result.seconds:.1f} | "
