@@ -103,6 +103,7 @@ def test_a_key_setting_that_yields_no_key_refuses_to_start_and_leaves_no_temp_di
         ({"MAX_UPLOAD_MB": "nan"}, "cannot start: MAX_UPLOAD_MB='nan' is not a finite number"),
         ({"PIXEL_BUDGET_MEGAPIXELS": "inf"}, "cannot start: PIXEL_BUDGET_MEGAPIXELS='inf' is not a finite number"),
         ({"WORKERS": "100000"}, "cannot start: WORKERS='100000' must be between 1 and"),
+        ({"API_KEYS_FILE": "/dev/zero"}, "cannot start: API_KEYS_FILE=/dev/zero: not a regular file"),
         ({"FRONT": "apache"}, "cannot start: FRONT='apache' is not one of auto, nginx, none"),
     ],
 )
