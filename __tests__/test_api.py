@@ -306,3 +306,15 @@ def test_malformed_exif_is_ignored_not_a_500(fake_client):
         warnings.simplefilter("ignore")
         photo.save(buffer, "JPEG", exif=exif)
     assert fake_client.post("/invocations", data=buffer.getvalue(), content_type="image/jpeg").status_code == 200
+
+
+def test_an_error_names_what_was_wrong_without_echoing_it(fake_client):
+    unknown = [f"not-a-class-{i}-" + "z" * 500 for i in range(5000)]
+    response = fake_client.post("/invocations", json={"image": DOG_B64, "classes": unknown})
+    message = error_of(response, 400)["message"]
+    assert "and 4995 more" in message and len(response.data) < 2048
+    nested = b'{"image": "", "x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+    response = fake_client.post("/invocations", data=nested, content_type="application/json")
+    assert error_of(response, 400)["code"] == "invalid_json" and "values" in error_of(response, 400)["message"]
+    response = fake_client.post("/invocations", json={"image": DOG_B64, "nms": "5" * 100_000})
+    assert error_of(response, 400)["code"] == "invalid_parameter" and len(response.data) < 1024

@@ -386,3 +386,34 @@ def test_an_engine_fault_stops_the_count_instead_of_passing_for_an_unreadable_ph
     monkeypatch.setattr(detector, "detect", broken)
     with pytest.raises(RuntimeError, match="engine crashed"):
         count_photo(DATA / "dog.jpg", detector, DetectOptions(), settings, auto_crop=False, annotated=False)
+
+
+def test_count_auto_crop_goes_on_past_a_photo_thinner_than_2048_to_1(model_dir, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (20_000, 8), (40, 130, 205)).save(photos / "thin.png")
+    shutil.copy(DATA / "dog.jpg", photos / "dog.jpg")
+    result = count(str(photos), "--auto-crop", model_dir=model_dir)
+    assert set(rows_of(result.stdout)) == {"thin.png", "dog.jpg"} and "counted 2 photos" in result.stderr
+
+
+def test_annotate_never_follows_a_symlink_planted_at_an_output_name(model_dir, tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "day1").mkdir(parents=True)
+    shutil.copy(DATA / "dog.jpg", photos / "a.jpg")
+    shutil.copy(DATA / "dog.jpg", photos / "day1" / "b.jpg")
+    shutil.copy(DATA / "dog.jpg", photos / "c.jpg")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    (pictures / "a.annotated.jpg").symlink_to(victim)
+    (pictures / "day1").symlink_to(elsewhere)  # a folder on the way
+    result = count(str(photos), "--annotate", str(pictures), model_dir=model_dir, status=1)
+    assert victim.read_text() == "keep me" and list(elsewhere.iterdir()) == []
+    assert "symbolic link, not followed" in result.stderr
+    assert (pictures / "c.annotated.jpg").is_file() and not (pictures / "c.annotated.jpg").is_symlink()
+    rows = rows_of(result.stdout)
+    assert rows["c.jpg"]["error"] == "" and "symbolic link" in rows["a.jpg"]["error"]

@@ -118,3 +118,42 @@ def test_a_new_export_removes_the_older_ones_and_those_of_weights_no_longer_ther
     assert names == {*kept, "yolov3-tiny.weights", fp32.name, paths.int8_report.name, f"saved.{old}.onnx", "older"}
     assert (model_copy / "older" / f"yolov3.{old}.onnx").is_file()
     assert all((model_copy / name).read_bytes() == b"not an export" for name in kept[:-2])
+
+
+def edited_in_place(path) -> None:
+    """The export's first convolution zeroed, its metadata (the stamp) kept as it was."""
+    exported = onnx.load(str(path))
+    weights = next(init for init in exported.graph.initializer if len(init.dims) == 4)
+    array = onnx.numpy_helper.to_array(weights) * 0
+    weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))
+    path.write_bytes(exported.SerializeToString())
+
+
+def test_an_export_edited_in_place_with_its_stamp_kept_is_exported_again(model_copy):
+    model = load_model_description(model_copy)
+    path = ensure_export(model)
+    edited_in_place(path)
+    assert read_stamp(path)["source_weights_sha256"] == file_digest(model.files.weights)  # the stamp still says so
+    with pytest.raises(ExportMismatch, match="was changed after it was written"):
+        check_stamp(path, read_stamp(path), model)
+    assert ensure_export(model) == path
+    check_stamp(path, read_stamp(path), model)  # exported again: what was written is what is there
+
+
+@pytest.mark.e2e
+def test_model_sha256_covers_the_export_that_runs(model_copy, tmp_path):
+    """An edited export beside the pinned weights was served (the demo counted 0
+    dogs); now it is exported again before the first photo."""
+    model = load_model_description(model_copy)
+    edited_in_place(ensure_export(model))
+    weights_sha = file_digest(model.files.weights)
+    service = RunningService(
+        {"MODEL_DIR": str(model_copy), "WORKERS": "1", "MODEL_SHA256": weights_sha, "BACKEND": "onnxruntime"},
+        tmp_path / "log",
+    )
+    try:
+        service.wait_ready()
+        assert service.post_photo("dog.jpg").json()["stat"]["dog"] == 1
+    finally:
+        service.stop()
+    assert "was changed after it was written" in service.output()

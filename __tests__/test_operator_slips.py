@@ -95,7 +95,12 @@ def test_a_key_setting_that_yields_no_key_refuses_to_start_and_leaves_no_temp_di
     [
         ({"WORKERS": "four"}, "cannot start: WORKERS='four' is not a whole number"),
         ({"THREADS": "2", "ACTIVE_PHOTOS": "2"}, "cannot start: THREADS=2 leaves no thread for /ping"),
-        ({"MAX_REQUESTS": "-1"}, "cannot start: MAX_REQUESTS='-1' must be at least 0"),
+        ({"MAX_REQUESTS": "-1"}, "cannot start: MAX_REQUESTS='-1' must be between 0 and 10000000"),
+        ({"TILE_OVERLAP": "nan"}, "cannot start: TILE_OVERLAP='nan' is not a finite number"),
+        ({"MAX_UPLOAD_MB": "nan"}, "cannot start: MAX_UPLOAD_MB='nan' is not a finite number"),
+        ({"PIXEL_BUDGET_MEGAPIXELS": "inf"}, "cannot start: PIXEL_BUDGET_MEGAPIXELS='inf' is not a finite number"),
+        ({"WORKERS": "100000"}, "cannot start: WORKERS='100000' must be between 1 and"),
+        ({"API_KEYS_FILE": "/dev/zero"}, "cannot start: API_KEYS_FILE=/dev/zero: not a regular file"),
         ({"FRONT": "apache"}, "cannot start: FRONT='apache' is not one of auto, nginx, none"),
     ],
 )

@@ -191,3 +191,20 @@ def test_the_pipeline_reads_the_date_from_the_photos_exif_and_keeps_the_threshol
     unset = Image.Exif()
     unset.get_ifd(0x8769)[36867] = "0000:00:00 00:00:00"  # a camera whose clock was never set
     assert taken("JPEG", unset) is None
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x")', "+1-2", "-cmd", "@SUM(A1)", "\tx"])
+def test_a_file_name_a_spreadsheet_would_run_is_written_as_text(name):
+    failure = PhotoFailure(name, "the image is empty (0 bytes)")
+    for document in (render.CsvDocument(("dog",)), render.LongCsvDocument(("dog",))):
+        (row,) = csv.reader(io.StringIO(document.photo(failure)))
+        assert row[0] == "'" + name
+
+
+def test_a_number_stays_a_number_and_the_api_csv_is_spreadsheet_safe(client):
+    assert render.spreadsheet_safe("-0.5") == "-0.5" and render.spreadsheet_safe(-3) == -3
+    response = client.post(
+        "/invocations", data=DOG, content_type="image/jpeg", query_string={"format": "csv", "filename": "=1+2.jpg"}
+    )
+    (row,) = csv.DictReader(io.StringIO(response.get_data(as_text=True)))
+    assert row["file"] == "'=1+2.jpg"

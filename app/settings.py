@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,12 @@ CORES_PER_WORKER = 4  # the default workers: one per 4 cores, each engine on its
 ACTIVE_PHOTOS = 2
 QUEUE_DEPTH = 64
 SPARE_THREADS = 4  # beyond the queue: /ping, /metrics, /model and refusals never wait
+# Upper bounds of settings that have no natural one: far above any use, low enough that
+# a slip (WORKERS=100000, a value in bytes for MB) stops the start instead of the box.
+PROCESSES_PER_CORE = 4  # WORKERS and ENGINE_THREADS: at most this many per core (at least 8)
+MAX_UPLOAD_MB = 1024.0
+MAX_KEYS_FILE_BYTES = 1024 * 1024  # API_KEYS_FILE: some 15,000 keys
+MAX_MEGAPIXELS = 4000.0  # a JPEG's 65,500 pixels a side, squared, is 4,290 MP
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,9 @@ class Settings:
         if env.get("INFERENCE_WAIT_S", "").strip():
             # Said, not ignored: an operator who set it expects a bound that no longer exists apart.
             raise ConfigError("INFERENCE_WAIT_S is gone: REQUEST_DEADLINE_S now bounds every wait of a photo")
-        workers = _number(env, "WORKERS", max(1, available_cores() // CORES_PER_WORKER), int, minimum=1)
+        workers = _number(
+            env, "WORKERS", max(1, available_cores() // CORES_PER_WORKER), int, minimum=1, maximum=most_processes()
+        )
         capacity = request_threads(env)
         return cls(
             model_dir=sources.model_dir(env),
@@ -118,8 +128,8 @@ class Settings:
             host=_host(env),
             workers=workers,
             threads=capacity.threads,
-            timeout_s=_number(env, "TIMEOUT", cls.timeout_s, int, minimum=0),  # 0: gunicorn's "never"
-            max_requests=_number(env, "MAX_REQUESTS", cls.max_requests, int, minimum=0),
+            timeout_s=_number(env, "TIMEOUT", cls.timeout_s, int, minimum=0, maximum=86_400),  # 0: gunicorn's "never"
+            max_requests=_number(env, "MAX_REQUESTS", cls.max_requests, int, minimum=0, maximum=10_000_000),
             front=_choice(env, "FRONT", FRONTS),
             active_photos=capacity.active,
             queue_depth=capacity.depth,
@@ -130,18 +140,27 @@ class Settings:
             backend=_choice(env, "BACKEND", BACKENDS),
             device=_choice(env, "DEVICE", DEVICES),
             # Workers share the cores: more engine threads than that only thrash.
-            engine_threads=_number(env, "ENGINE_THREADS", max(1, available_cores() // workers), int, minimum=1),
+            engine_threads=_number(
+                env, "ENGINE_THREADS", max(1, available_cores() // workers), int, minimum=1, maximum=most_processes()
+            ),
             precision=_choice(env, "PRECISION", PRECISIONS),
             int8_min_agreement=_number(
                 env, "INT8_MIN_AGREEMENT", cls.int8_min_agreement, float, minimum=0.0, maximum=1.0
             ),
-            max_upload_mb=_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, float, minimum=0.001),
-            max_image_megapixels=_number(env, "MAX_IMAGE_MEGAPIXELS", cls.max_image_megapixels, float, minimum=0.001),
+            max_upload_mb=_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, float, minimum=0.001, maximum=MAX_UPLOAD_MB),
+            max_image_megapixels=_number(
+                env, "MAX_IMAGE_MEGAPIXELS", cls.max_image_megapixels, float, minimum=0.001, maximum=MAX_MEGAPIXELS
+            ),
             request_deadline_s=_number(
                 env, "REQUEST_DEADLINE_S", cls.request_deadline_s, float, minimum=0.1, maximum=3600
             ),
             pixel_budget_megapixels=_number(
-                env, "PIXEL_BUDGET_MEGAPIXELS", cls.pixel_budget_megapixels, float, minimum=0.001
+                env,
+                "PIXEL_BUDGET_MEGAPIXELS",
+                cls.pixel_budget_megapixels,
+                float,
+                minimum=0.001,
+                maximum=MAX_MEGAPIXELS,
             ),
             jpeg_quality=_number(env, "JPEG_QUALITY", cls.jpeg_quality, int, minimum=1, maximum=100),
             tile_overlap=_number(env, "TILE_OVERLAP", cls.tile_overlap, float, minimum=0.0, maximum=0.9),
@@ -175,6 +194,10 @@ def request_threads(env: Mapping[str, str] = os.environ) -> Capacity:
             "(ACTIVE_PHOTOS, or MAX_BATCH when larger): raise THREADS or lower them"
         )
     return Capacity(batch, active, max(0, min(depth, threads - active - 1)), threads)
+
+
+def most_processes() -> int:
+    return max(8, PROCESSES_PER_CORE * available_cores())
 
 
 def available_cores() -> int:
@@ -228,10 +251,10 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
         )
     if env.get("API_KEYS_FILE"):
         path = env["API_KEYS_FILE"]
-        try:
-            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM is not part of a key
+        try:  # -sig: a BOM is not part of a key
+            lines = _small_regular_file(path, MAX_KEYS_FILE_BYTES).decode("utf-8-sig").splitlines()
         except OSError as exc:
-            raise ConfigError(f"API_KEYS_FILE={path}: {exc.strerror}") from None
+            raise ConfigError(f"API_KEYS_FILE={path}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"API_KEYS_FILE={path} is not UTF-8 text") from None
         from_file = [line for line in (line.strip() for line in lines) if line and not line.startswith("#")]
@@ -244,6 +267,20 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def _small_regular_file(path: str, limit: int) -> bytes:
+    """A regular file of at most `limit` bytes. A FIFO hung the start, /dev/zero ate the
+    memory: opened without waiting for a writer, checked on what was opened."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise OSError("not a regular file (a FIFO, device, socket or folder): keys go in a text file")
+    with open(descriptor, "rb") as stream:
+        content = stream.read(limit + 1)
+    if len(content) > limit:
+        raise OSError(f"larger than {limit // 1024} KB: one key a line needs far less")
+    return content
+
+
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], case=str.lower) -> str:
     value = case(env.get(name, "").strip() or allowed[0])
     if value not in allowed:
@@ -251,7 +288,8 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], case=st
     return value
 
 
-def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum=None):
+def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum):
+    """A number setting between minimum and maximum (every one has both), finite."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -259,7 +297,12 @@ def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum=N
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ConfigError(f"{name}={raw!r} must be {bounds}")
+    if not math.isfinite(value):  # nan passes every comparison below; inf is no limit
+        raise ConfigError(f"{name}={raw!r} is not a finite number")
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={raw!r} must be between {_plain(minimum)} and {_plain(maximum)}")
     return value
+
+
+def _plain(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"

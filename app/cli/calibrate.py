@@ -13,7 +13,6 @@ this instruction-set class. Exit status 0 when the report passes, 1 when it does
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -30,8 +29,8 @@ def add_command(commands) -> None:
     calibrate.add_argument(
         "--pass-mark",
         type=float,
-        default=float(os.environ.get("INT8_MIN_AGREEMENT") or DEFAULT_INT8_MIN_AGREEMENT),
-        help="share of fp32 boxes int8 must match (default INT8_MIN_AGREEMENT or 0.98)",
+        default=None,  # INT8_MIN_AGREEMENT, read with the other settings (a bad one is one line)
+        help=f"share of fp32 boxes int8 must match (default INT8_MIN_AGREEMENT or {DEFAULT_INT8_MIN_AGREEMENT})",
     )
     calibrate.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax")
     calibrate.add_argument("--keep-fp32", default="", metavar="LAYERS", help="more layers to keep in fp32: conv_0,...")
@@ -47,7 +46,7 @@ def add_command(commands) -> None:
 def run(args, parser) -> int:
     if not 0 < args.holdout < 1:
         parser.error("--holdout must be between 0 and 1")
-    if not 0 <= args.pass_mark <= 1:
+    if args.pass_mark is not None and not 0 <= args.pass_mark <= 1:  # also refuses nan
         parser.error("--pass-mark must be between 0 and 1")
     from app.inference.calibration import CalibrationError, CalibrationOptions, calibrate
     from app.inference.int8.report import matched_share
@@ -65,7 +64,7 @@ def run(args, parser) -> int:
         model = load_model_description(settings.model_dir)
         options = CalibrationOptions(
             holdout=args.holdout,
-            pass_mark=args.pass_mark,
+            pass_mark=settings.int8_min_agreement if args.pass_mark is None else args.pass_mark,
             method=args.method,
             keep_fp32=tuple(name.strip() for name in args.keep_fp32.split(",") if name.strip()),
             threads=settings.engine_threads,

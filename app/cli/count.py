@@ -134,7 +134,7 @@ def _count(args) -> int:
             progress.counting(index, photo)
             outcome = count_photo(photo, detector, options, settings, args.auto_crop, picture is not None)
             if isinstance(outcome, PhotoResult) and picture is not None:
-                outcome = _saved(args.annotate / picture, outcome)
+                outcome = _saved(args.annotate, picture, outcome)
             if isinstance(outcome, PhotoFailure):
                 failures.append(outcome)
             else:
@@ -242,12 +242,28 @@ def _start():
         raise CountStopped(EXIT_CANNOT_START, f"cannot start: {exc}") from None
 
 
-def _saved(path: Path, result: PhotoResult) -> PhotoResult | PhotoFailure:
+class SymbolicLink(OSError):
+    """A link where the count command writes: it would overwrite whatever it points to."""
+
+
+def _saved(folder: Path, picture: Path, result: PhotoResult) -> PhotoResult | PhotoFailure:
     """The result once its annotated picture is written; a picture that cannot be (a full
-    disk) makes the photo a failure, with a row that says so, and the run goes on."""
+    disk) makes the photo a failure, with a row that says so, and the run goes on.
+
+    A symbolic link planted in the --annotate folder (at a picture's name, or a folder
+    on its way) is never followed: the picture is written to a new file and renamed
+    over the name, which replaces a link itself, never its target."""
+    path = folder / picture
     try:
+        below = folder
+        for part in picture.parent.parts:
+            below = below / part
+            if below.is_symlink():
+                raise SymbolicLink(f"{display_name(below)} is a symbolic link, not followed")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(result.picture)
+        if path.is_symlink():
+            raise SymbolicLink(f"{display_name(path)} is a symbolic link, not followed")
+        write_new_file(path, result.picture)
     except OSError as exc:
         return PhotoFailure(
             result.filename,
@@ -263,6 +279,20 @@ def _plot(results: list[PhotoResult], class_names: tuple[str, ...], path: Path) 
     with _created(partial, "the --plot file", "wb") as stream:
         write_plot(results, class_names, stream)
     os.replace(partial, path)
+
+
+def write_new_file(path: Path, content: bytes) -> None:
+    """content at path through a new file of this process (O_EXCL: no link or file is
+    opened in its place) renamed over the name."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with open(descriptor, "wb") as stream:
+            stream.write(content)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _reason(error: OSError) -> str:

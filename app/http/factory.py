@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     auth.init_app(app, settings.api_keys)
     # After auth: strangers take no place in the queue.
     queue = PhotoQueue(settings.active_photos, settings.queue_depth, observe=metrics.observe_queue)
-    admission.init_app(app, queue, settings.request_deadline_s)
+    admission.init_app(app, queue, settings.request_deadline_s, keyed=bool(settings.api_keys))
     # After auth (no reading for strangers) and the queue (a queued photo's body waits unread).
     hooks.limit_streamed_bodies(app, settings.max_upload_bytes)
     app.register_blueprint(routes.bp)

@@ -23,6 +23,12 @@ from app.vision.detection import DetectOptions
 from .errors import BadRequest, UnsupportedMediaType
 from .parameters import read_parameters
 
+# Values a JSON body may hold (an image, a filename, a few parameters, a `classes` list):
+# Python holds ~60 bytes for each 4-byte `"a",` of JSON, so a 45 MB list took the
+# worker to 3 GB. Counted on the raw bytes first (C speed; base64 has none of these),
+# the parsed body stays within its own size plus this many small values.
+JSON_MAX_VALUES = 20_000
+JSON_SEPARATORS = (b",", b"[", b"{")
 RAW_IMAGE_TYPES = frozenset({"image/jpeg", "image/jpg", "image/png", "image/tiff", "image/webp", "application/x-image"})
 
 
@@ -41,8 +47,14 @@ def parse_invocation(request: Request, class_names: tuple[str, ...]) -> Invocati
     mimetype = request.mimetype
     params: dict[str, Any] = request.args.to_dict()
     if mimetype == "application/json":
+        data = request.get_data()
+        if sum(data.count(separator) for separator in JSON_SEPARATORS) > JSON_MAX_VALUES:
+            raise BadRequest(
+                f"the JSON body holds more than {JSON_MAX_VALUES} values; a request is an image and a few parameters",
+                code="invalid_json",
+            )
         try:
-            body = json.loads(request.get_data())
+            body = json.loads(data)
         except (ValueError, RecursionError):  # RecursionError: [[[[... nested too deep
             body = None
         if not isinstance(body, dict):
@@ -77,7 +89,7 @@ def parse_upload(request: Request, class_names: tuple[str, ...]) -> InvocationRe
     filename, image = files["file"]
     auto_crop = fields.get("auto_crop", "0").strip()
     if auto_crop not in ("0", "1"):
-        raise BadRequest(f"'auto_crop' must be 0 or 1, got {auto_crop!r}", code="invalid_parameter")
+        raise BadRequest(f"'auto_crop' must be 0 or 1, got {auto_crop[:20]!r}", code="invalid_parameter")
     defaults = read_parameters({}, class_names)
     return _invocation(image, {**defaults, "filename": filename, "auto_crop": auto_crop == "1"})
 

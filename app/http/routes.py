@@ -118,7 +118,8 @@ def _answer(parse):
         max_pixels=settings.max_image_pixels,
         jpeg_quality=settings.jpeg_quality,
         deadline=g.deadline,  # set where the photo entered the queue (app/http/admission.py)
-        hold_pixels=current_app.extensions["pixel_budget"].hold,
+        # The budget keeps a share for a client with no photo of its own at work (admission.py).
+        hold_pixels=functools.partial(current_app.extensions["pixel_budget"].hold, client=g.get("client", "")),
     )
     result = process_photo(
         invocation.image,

@@ -196,6 +196,7 @@ class Supervisor:
             max_body_mb=self.settings.max_upload_mb,
             upstream_timeout_s=self.settings.request_deadline_s + 30,
             cors_any_origin=self.settings.cors_origins == ("*",),
+            api_keys=self.settings.api_keys,
         )
         command = nginx_command(front, binary)
         # nginx's own lines go through the service's log, in its one-line format.

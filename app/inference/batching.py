@@ -43,7 +43,7 @@ class _Pending:
 
 
 class Batcher:
-    def __init__(self, engine: Engine, lock: threading.Lock, max_batch: int, max_delay_s: float):
+    def __init__(self, engine: Engine, lock, max_batch: int, max_delay_s: float):
         self._engine = engine
         self._lock = lock
         self.max_batch = max_batch
