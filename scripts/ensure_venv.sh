@@ -20,7 +20,10 @@ ensure_venv() {
   fi
   local stamp="$VENV/.${requirements##*/}.sha256"
   local wanted
-  wanted=$(cat "$requirements" requirements.txt | sha256sum | cut -d' ' -f1)
+  # The files it reads with -r count too (requirements-calibrate.txt is not in every image).
+  local read=("$requirements" requirements.txt)
+  if [ -f requirements-calibrate.txt ]; then read+=(requirements-calibrate.txt); fi
+  wanted=$(cat "${read[@]}" | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
     echo "$wanted" > "$stamp"

@@ -20,6 +20,9 @@ class Engine(ABC):
     name: str
     device: str
     precision: str = "fp32"
+    # Why this engine and precision serve, in one line (PRECISION=auto's choice): /model
+    # and the startup line say it.
+    selection: str = ""
 
     @abstractmethod
     def predict(self, image: np.ndarray, min_score: float) -> Candidates:
