@@ -110,9 +110,10 @@ def test_when_nothing_faster_keeps_the_counts_fp32_serves_and_says_why_in_one_li
     [
         (None, "", "fp32: no calibration report for this model"),
         (AMX_REPORT, "amx", "fp32: the calibration was measured on a amx CPU, this one is avx512_vnni"),
+        ([], "avx512_vnni", "fp32: the calibration report predates PRECISION=auto"),
     ],
 )
-def test_no_report_or_another_cpu_class_serves_fp32(report, measured_on, reason):
+def test_no_report_another_cpu_class_or_an_older_report_serves_fp32(report, measured_on, reason):
     steps = serving_plan(report, measured_on, "avx512_vnni", "auto", 0.98, True)
     assert [(step.backend, step.precision) for step in steps] == [("auto", "fp32")]
     assert steps[0].reason.startswith(reason) and "python -m app calibrate" in steps[0].reason

@@ -60,6 +60,9 @@ class OpenVinoEngine(Engine):
             "INFERENCE_NUM_THREADS": threads,
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
+            # Each worker is a process of its own: pinned, every one would take the same
+            # first cores. Unpinned, as onnxruntime's threads, the kernel spreads them.
+            "ENABLE_CPU_PINNING": False,
         }
         if compiled_cache is not None:
             # OpenVINO's own cache: the compiled blob, keyed inside by the model's content,

@@ -84,6 +84,14 @@ def serving_plan(
                 f"({calibrate})",
             )
         ]
+    if not candidates:
+        return [
+            ServingChoice(
+                backend,
+                "fp32",
+                f"fp32: the calibration report predates PRECISION=auto (it measured int8 only; {calibrate})",
+            )
+        ]
     entries = [entry for entry in candidates if backend in ("auto", entry["engine"])]
     reference = next((entry for entry in candidates if (entry["engine"], entry["precision"]) == REFERENCE), None)
     base_ms = reference["forward_ms"] if reference else 0.0
