@@ -5,6 +5,7 @@ the calibration's gate, and PRECISION=auto taking what the report measured here.
 import shutil
 from dataclasses import asdict
 
+import cv2
 import numpy as np
 import pytest
 from support import ROOT
@@ -139,10 +140,13 @@ def test_calibrated_bf16_serves_and_keeps_the_counts_of_every_sample_photo(model
     assert (engine.name, engine.precision) == ("openvino", "bf16")
     bf16 = Detector(engine, model_copy)
     reference = Detector(create_engine("onnxruntime", model_copy, 2, "cpu", "fp32"), model_copy)
+    names = reference.class_names
     for path in PHOTOS:
         image = photo(path)
-        names = reference.class_names
         assert count_by_class(bf16.detect(image), names) == count_by_class(reference.detect(image), names), path.name
+    # And a big photo, tiled as the service tiles it (a 3400x2600 scale of the street scene).
+    big = cv2.resize(photo(ROOT / "data" / "person.jpg"), (3400, 2600))
+    assert count_by_class(bf16.detect(big), names) == count_by_class(reference.detect(big), names)
 
 
 def test_bf16_that_failed_the_gate_is_refused_with_its_share(model_copy):
