@@ -3,11 +3,14 @@ counts on this CPU class, else fp32 with the reason in one line; bf16 only where
 computes it. The choice is a pure function of the report, tested here for every CPU
 class, AMX included, whatever machine runs the tests."""
 
+from pathlib import Path
+
 import pytest
 
 from app.inference.engines import EngineUnavailable
 from app.inference.int8.candidates import serving_plan
 from app.inference.int8.cpu_class import cpu_has_bf16
+from app.settings import ConfigError, Settings
 
 openvino_engine = pytest.importorskip("app.inference.engines.openvino_engine")
 
@@ -141,3 +144,12 @@ def test_bf16_needs_both_the_instructions_and_openvino_offering_it():
     for capabilities, instructions in ((CAPABILITIES_WITHOUT, True), (CAPABILITIES_WITH_BF16, False)):
         with pytest.raises(EngineUnavailable, match="PRECISION=bf16 needs a CPU with AMX or AVX512_BF16"):
             openvino_engine.check_bf16(capabilities, instructions)
+
+
+def test_auto_is_the_default_and_bf16_is_openvinos_alone():
+    assert Settings.from_env({"MODEL_DIR": "/m"}).precision == "auto"
+    assert Settings(model_dir=Path("/m"), backend="onnxruntime", precision="auto").precision == "auto"
+    with pytest.raises(ConfigError, match="PRECISION=bf16 needs BACKEND=openvino or auto, not onnxruntime"):
+        Settings(model_dir=Path("/m"), backend="onnxruntime", precision="bf16")
+    with pytest.raises(ConfigError, match="PRECISION='fp16' is not one of auto, fp32, int8, bf16"):
+        Settings.from_env({"MODEL_DIR": "/m", "PRECISION": "fp16"})
