@@ -6,9 +6,11 @@ cannot be made are named in a note and the others are measured."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -80,12 +82,14 @@ def quantize_with_nncf(
     # OpenVINO names a convolution "conv_15/WithoutBiases" and its bias "conv_15": a layer's every op.
     patterns = [rf"^{re.escape(layer)}([/.].*)?$" for layer in layers]
     started = time.perf_counter()
-    quantized = nncf.quantize(
-        openvino.Core().read_model(str(fp32_path)),
-        nncf.Dataset(samples),
-        subset_size=len(samples),
-        ignored_scope=nncf.IgnoredScope(patterns=patterns, validate=False),
-    )
+    # Its progress bars go to stderr: stdout is the calibration's (or a benchmark's) report.
+    with contextlib.redirect_stdout(sys.stderr):
+        quantized = nncf.quantize(
+            openvino.Core().read_model(str(fp32_path)),
+            nncf.Dataset(samples),
+            subset_size=len(samples),
+            ignored_scope=nncf.IgnoredScope(patterns=patterns, validate=False),
+        )
     openvino.save_model(stamp_ir(quantized, export_stamp(model)), str(target), compress_to_fp16=False)
     log.info("NNCF quantized %s on %d inputs in %.1f s", fp32_path.name, len(samples), time.perf_counter() - started)
     return target
