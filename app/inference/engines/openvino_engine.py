@@ -11,7 +11,7 @@ import numpy as np
 import openvino
 
 from app.inference.int8.cpu_class import cpu_has_bf16
-from app.inference.onnx_export.cache import STAMP_KEYS, ExportMismatch, check_stamp
+from app.inference.onnx_export.cache import STAMP_KEYS, ExportMismatch, check_stamp, directory_lock
 from app.model.files import ModelDescription, ModelError
 from app.vision.detection import Candidates
 from app.vision.preprocess import fit_to_network
@@ -32,7 +32,13 @@ def load_openvino_engine(
     if device == "cuda":
         raise EngineUnavailable("the openvino engine runs on the CPU here (DEVICE=cuda asked)")
     files = prepare_openvino_model(model, precision, min_agreement)
-    return OpenVinoEngine(model, files.model, threads, precision, files.compiled_cache)
+    try:
+        files.compiled_cache.mkdir(exist_ok=True)
+    except OSError:  # no cache then: each worker compiles, as without one
+        return OpenVinoEngine(model, files.model, threads, precision)
+    # Workers start together: the first compiles and writes the blob, the others wait and read it.
+    with directory_lock(files.compiled_cache):
+        return OpenVinoEngine(model, files.model, threads, precision, files.compiled_cache)
 
 
 class OpenVinoEngine(Engine):
