@@ -5,15 +5,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import ROOT
+from support import ROOT, copy_model
 
 DEBIAN_LIB = Path("/usr/lib/darknet/libdarknet.so")
 
 
 @pytest.mark.e2e
-def test_the_quick_benchmark_prints_every_table(model_dir):
+def test_the_quick_benchmark_prints_every_table(model_dir, tmp_path):
+    # A copy: the benchmark calibrates the model it is given, and a calibration report
+    # beside the demo model would change what PRECISION=auto serves to the other tests.
+    copy_model(model_dir, tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--skip-production", "--model-dir", str(model_dir)],
+        [sys.executable, "-m", "bench.run", "--quick", "--skip-production", "--model-dir", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -52,3 +55,27 @@ def test_the_gpu_check_dry_runs_on_the_cpu(model_dir):
     assert sum(line.endswith("| same |") for line in lines) == len(list((ROOT / "data").glob("*.jpg")))
     assert sum(line.startswith("### darknet on cpu, MAX_BATCH=") for line in lines) == 2
     assert lines[-1] == "- every engine counted as the CPU"
+
+
+@pytest.mark.e2e
+def test_the_cpu_engines_benchmark_times_every_engine_in_turns_against_onnxruntime_fp32():
+    # A small network and photo: the production run (YOLOv3 832, 3400x2600) takes minutes.
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cpu_engines", "--network", "128", "--size", "400x300", "--rounds", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "Statistics collection" not in result.stdout  # NNCF's progress goes to stderr
+    assert any("(class `" in line and "bf16 instructions: " in line for line in lines)
+    assert any(line.startswith("| onnxruntime fp32 |") and "| 1.00 | yes |" in line for line in lines)
+    for engine in ("openvino fp32", "onnxruntime int8 (u8s8-reduced)", "openvino int8 (NNCF)"):
+        assert any(line.startswith(f"| {engine} |") for line in lines), engine
+    # bf16 has a row where the CPU computes it, else a line that says why not.
+    assert any(line.startswith(("| openvino bf16 |", "- openvino bf16: not timed: ")) for line in lines)
+    # Alternating: the second round runs the engines in reverse order.
+    rounds = [line for line in result.stderr.splitlines() if line.startswith("  round ")]
+    assert rounds[0].split(":")[1].split()[:2] == rounds[-1].split(":")[1].split()[:2]

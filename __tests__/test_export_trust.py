@@ -92,6 +92,8 @@ def test_a_new_export_removes_the_older_ones_and_those_of_weights_no_longer_ther
         f"yolov3-tiny.{old}.int8-report.json",
         f"yolov3.{old}.onnx",  # the demo's export, its weights removed
         f"yolov3.{old}.int8-report.json",
+        f"yolov3-tiny.{old}.openvino-int8.xml",  # NNCF's int8 model of earlier files
+        f"yolov3-tiny.{old}.openvino-int8.bin",
     ]
     kept = [
         "notes.onnx",
@@ -106,6 +108,10 @@ def test_a_new_export_removes_the_older_ones_and_those_of_weights_no_longer_ther
     for name in outdated + kept[:-2]:
         (model_copy / name).write_bytes(b"not an export")
     (model_copy / f"saved.{old}.onnx").mkdir()  # a directory, whatever its name
+    # OpenVINO's compiled models of earlier files: the one kind of directory removed.
+    (model_copy / f"yolov3-tiny.{old}.openvino-cache").mkdir()
+    (model_copy / f"yolov3-tiny.{old}.openvino-cache" / "1234.blob").write_bytes(b"compiled")
+    (model_copy / f"yolov3-tiny.{old}.openvino-cache.txt").write_bytes(b"not ours")
     (model_copy / "older").mkdir()
     (model_copy / "older" / f"yolov3.{old}.onnx").write_bytes(b"another directory: not ours")
 
@@ -115,7 +121,15 @@ def test_a_new_export_removes_the_older_ones_and_those_of_weights_no_longer_ther
     fp32 = ensure_export(model)
 
     names = {path.name for path in model_copy.iterdir()}
-    assert names == {*kept, "yolov3-tiny.weights", fp32.name, paths.int8_report.name, f"saved.{old}.onnx", "older"}
+    assert names == {
+        *kept,
+        "yolov3-tiny.weights",
+        fp32.name,
+        paths.int8_report.name,
+        f"saved.{old}.onnx",
+        "older",
+        f"yolov3-tiny.{old}.openvino-cache.txt",
+    }
     assert (model_copy / "older" / f"yolov3.{old}.onnx").is_file()
     assert all((model_copy / name).read_bytes() == b"not an export" for name in kept[:-2])
 

@@ -12,8 +12,11 @@ from support import ROOT, RunningService, copy_model, photo_bytes, refusal, star
 
 from app.inference.calibration import CalibrationError, split_photos
 from app.inference.int8.agreement import matched_boxes
-from app.inference.int8.cpu_class import cpu_class
+from app.inference.int8.candidates import serving_plan
+from app.inference.int8.cpu_class import cpu_class, cpu_has_bf16
 from app.inference.int8.schemes import SCHEME_NAMES, SchemeResult, choose
+from app.inference.onnx_export.cache import export_paths
+from app.model.files import load_model_description
 from app.settings import ConfigError, Settings
 from app.vision.detection import Detection
 
@@ -84,7 +87,7 @@ def test_held_out_photos_are_stable_as_photos_are_added():
 
 
 def test_int8_only_through_onnxruntime(model_dir):
-    with pytest.raises(ConfigError, match="PRECISION=int8 needs BACKEND=onnxruntime or auto, not opencv"):
+    with pytest.raises(ConfigError, match="PRECISION=int8 needs BACKEND=onnxruntime or openvino or auto, not opencv"):
         Settings.from_env({"MODEL_DIR": str(model_dir), "PRECISION": "int8", "BACKEND": "opencv"})
     with pytest.raises(ConfigError, match="INT8_MIN_AGREEMENT"):
         Settings.from_env({"MODEL_DIR": str(model_dir), "INT8_MIN_AGREEMENT": "1.5"})
@@ -165,6 +168,50 @@ def test_calibration_keeps_the_fastest_scheme_that_passes_on_this_cpu(calibrated
     assert f"this CPU: {report['cpu_class']}" in output
     assert f"chosen: {report['scheme']}: " in output
     assert report["fp32_forward_ms"] > 0
+
+
+@pytest.mark.e2e
+def test_calibration_measures_openvino_beside_onnxruntime_against_the_same_fp32(calibrated, model_copy):
+    output, report, _ = calibrated
+    labels = [(entry["engine"], entry["precision"]) for entry in report["candidates"]]
+    expected = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32")]
+    expected += [("openvino", "bf16")] if cpu_has_bf16() else []
+    assert labels == [*expected, ("openvino", "int8")]  # NNCF is in requirements-test.txt
+    assert report["candidates"][1]["detail"] == report["scheme"]
+    for entry in report["candidates"]:
+        assert entry["forward_ms"] > 0 and entry["fp32_boxes"] == report["fp32_boxes"]
+        assert 0 <= entry["matched_share"] <= 1 and entry["photos"] == len(report["held_out"])
+    # openvino f32 is the same arithmetic: every box of onnxruntime fp32, on every photo.
+    assert report["candidates"][2]["matched_share"] == report["candidates"][2]["calibration_matched_share"] == 1.0
+    nncf_model = export_paths(load_model_description(model_copy)).openvino_int8
+    assert nncf_model.is_file() and nncf_model.with_suffix(".bin").is_file()
+    assert "PRECISION=auto (the default) serves " in output
+
+
+@pytest.mark.e2e
+def test_out_of_the_box_the_service_serves_what_calibrate_chose_and_says_why(calibrated, model_copy, tmp_path):
+    _, report, _ = calibrated
+    plan = serving_plan(report["candidates"], report["cpu_class"], cpu_class(), "auto", 0.98, cpu_has_bf16())
+    service = start(model_copy, tmp_path)  # no BACKEND, no PRECISION
+    try:
+        service.wait_ready()
+        info = requests.get(f"{service.url}/model", timeout=10).json()
+        assert (info["engine"], info["precision"], info["selection"]) == (
+            plan[0].backend,
+            plan[0].precision,
+            plan[0].reason,
+        )
+        assert plan[0].reason in service.output()  # the startup line says it too
+        response = requests.post(
+            f"{service.url}/invocations",
+            data=photo_bytes("dog.jpg"),
+            headers={"Content-Type": "image/jpeg"},
+            timeout=60,
+        )
+        stat = response.json()["stat"]
+        assert (stat["dog"], stat["bicycle"], stat["car"], stat["truck"]) == (1, 1, 1, 1)
+    finally:
+        service.stop()
 
 
 @pytest.mark.e2e

@@ -21,7 +21,9 @@ from app.model.files import ModelError
 from app.vision.tiling import DEFAULT_OVERLAP
 
 BACKENDS = ("auto", *ENGINES)
-PRECISIONS = ("fp32", "int8")
+# auto (the default): the fastest engine and precision `python -m app calibrate` measured
+# keeping the counts on this CPU class, else fp32 (app/inference/int8/candidates.py).
+PRECISIONS = ("auto", "fp32", "int8", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -69,7 +71,7 @@ class Settings:
     backend: str = "auto"
     device: str = "auto"
     engine_threads: int = 1
-    precision: str = "fp32"
+    precision: str = "auto"
     int8_min_agreement: float = DEFAULT_INT8_MIN_AGREEMENT
     max_upload_mb: float = 50.0
     max_image_megapixels: float = 100.0
@@ -102,7 +104,7 @@ class Settings:
 
     def __post_init__(self):
         engine = ENGINES.get(self.backend)
-        if engine is not None and self.precision not in engine.precisions:
+        if engine is not None and self.precision != "auto" and self.precision not in engine.precisions:
             serving = " or ".join((*engines_serving(self.precision), "auto"))
             raise ConfigError(f"PRECISION={self.precision} needs BACKEND={serving}, not {self.backend}")
 

@@ -58,9 +58,12 @@ def run(args, parser) -> int:
     for problem in dataset.problems:
         print(f"warning: {problem}", file=sys.stderr)
     results = {}
-    for precision, detector in detectors.items():
+    for detector in detectors.values():
         for mode in modes:
-            name = f"{precision}, tiling {mode}"
+            # What serves, not what was asked: PRECISION=auto may choose openvino bf16.
+            engine = detector.engine
+            label = engine.precision if engine.name == "onnxruntime" else f"{engine.name} {engine.precision}"
+            name = f"{label}, tiling {mode}"
             print(f"evaluating {len(dataset.photos)} photos: {name}", file=sys.stderr)
             results[name] = _evaluate(detector, dataset, mode, args.threshold, settings.max_image_pixels)
     print(render_tables(results, len(dataset.problems)))

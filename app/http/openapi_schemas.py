@@ -129,6 +129,7 @@ FIXED_SCHEMAS = {
             "engine",
             "device",
             "precision",
+            "selection",
             "files",
             "load_seconds",
             "version",
@@ -145,7 +146,11 @@ FIXED_SCHEMAS = {
             },
             "engine": {"type": "string"},
             "device": {"type": "string"},
-            "precision": {"type": "string", "enum": ["fp32", "int8"]},
+            "precision": {"type": "string", "enum": ["fp32", "bf16", "int8"]},
+            "selection": {
+                "type": "string",
+                "description": "Why this engine and precision serve (PRECISION=auto: what calibrate measured here)",
+            },
             "engine_build": {
                 "type": ["string", "null"],
                 "description": "Which build of the engine's library serves, where it says: for darknet, "

@@ -75,6 +75,7 @@ def model_info():
             "engine": detector.engine.name,
             "device": detector.engine.device,
             "precision": detector.engine.precision,
+            "selection": detector.engine.selection,
             "engine_build": detector.engine.build,
             "files": detector.file_hashes,
             "load_seconds": round(detector.load_seconds, 3),

@@ -151,7 +151,7 @@ def build_detector(settings: Settings) -> Detector:
     detector.warm_up()
     detector.load_seconds = time.perf_counter() - started
     log.info(
-        "model loaded: %s (%d classes, %dx%d%s) on %s/%s with %d threads in %.2f s",
+        "model loaded: %s (%d classes, %dx%d%s) on %s/%s %s with %d threads in %.2f s; %s",
         model.files.weights,
         len(model.class_names),
         model.network.width,
@@ -159,7 +159,9 @@ def build_detector(settings: Settings) -> Detector:
         ", letterbox" if model.network.letter_box else "",
         engine.name,
         engine.device,
+        engine.precision,
         settings.engine_threads,
         detector.load_seconds,
+        engine.selection,
     )
     return detector

@@ -26,6 +26,9 @@ class Engine(ABC):
     device: str
     precision: str = "fp32"
     build: str | None = None  # which build of the engine's library, where it says (GET /model)
+    # Why this engine and precision serve, in one line (PRECISION=auto's choice): /model
+    # and the startup line say it.
+    selection: str = ""
 
     @abstractmethod
     def predict(self, image: np.ndarray, min_score: float) -> Candidates:

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import stat
 import tempfile
 import time
@@ -36,8 +37,12 @@ from app.model.files import ModelDescription, model_file_sha256
 from . import EXPORTER_VERSION, export_darknet
 
 KEY_LENGTH = 16  # hex digits of the sha256 in the file names
-# <weights stem>.<key>.onnx, and the int8 model and report `python -m app calibrate` adds.
-EXPORT_NAME = re.compile(rf"(?P<stem>.+)\.(?P<key>[0-9a-f]{{{KEY_LENGTH}}})\.(?:onnx|int8\.onnx|int8-report\.json)")
+# <weights stem>.<key>.onnx, the int8 models and report `python -m app calibrate` adds,
+# and OpenVINO's cache of compiled models (a directory).
+EXPORT_NAME = re.compile(
+    rf"(?P<stem>.+)\.(?P<key>[0-9a-f]{{{KEY_LENGTH}}})\."
+    r"(?:onnx|int8\.onnx|int8-report\.json|openvino-int8\.(?:xml|bin)|(?P<cache>openvino-cache))"
+)
 STAMP_KEYS = ("source_cfg_sha256", "source_weights_sha256")
 CONTENT_KEY = "graph_sha256"  # the graph as written: its nodes and every weight in it
 FOUND_CONTENT = "graph_sha256 (found)"  # what read_stamp computed from the file, beside the metadata
@@ -52,6 +57,8 @@ class ExportPaths:
     fp32: Path
     int8: Path
     int8_report: Path
+    openvino_int8: Path  # NNCF's int8 model in OpenVINO's format (.xml, its weights in .bin beside)
+    openvino_cache: Path  # OpenVINO's compiled models of this export, a directory
 
 
 def export_paths(model: ModelDescription) -> ExportPaths:
@@ -68,6 +75,8 @@ def export_paths(model: ModelDescription) -> ExportPaths:
         fp32=directory / f"{stem}.onnx",
         int8=directory / f"{stem}.int8.onnx",
         int8_report=directory / f"{stem}.int8-report.json",
+        openvino_int8=directory / f"{stem}.openvino-int8.xml",
+        openvino_cache=directory / f"{stem}.openvino-cache",
     )
 
 
@@ -159,16 +168,19 @@ def _is_stamped(path: Path, model: ModelDescription) -> bool:
 def _remove_outdated(paths: ExportPaths) -> None:
     """In the model directory, the exports (and int8 versions) of earlier files under the
     same weights name, and those of weights no longer there: a new model replaced them,
-    and each is as big as its weights. Only names this cache writes, only files."""
+    and each is as big as its weights. Only names this cache writes: files, and OpenVINO's
+    compiled-model directories."""
     directory = paths.fp32.parent
     weights_stems = {path.stem for path in directory.iterdir() if path.suffix.lower() == ".weights"}
     for path in directory.iterdir():
         match = EXPORT_NAME.fullmatch(path.name)
-        if not match or path.is_dir() or (match["stem"], match["key"]) == (paths.weights_stem, paths.key):
+        if not match or (match["stem"], match["key"]) == (paths.weights_stem, paths.key):
+            continue
+        if bool(match["cache"]) != (path.is_dir() and not path.is_symlink()):  # a cache is a directory, the rest files
             continue
         if match["stem"] == paths.weights_stem or match["stem"] not in weights_stems:
             try:
-                path.unlink()
+                shutil.rmtree(path) if match["cache"] else path.unlink()
             except FileNotFoundError:  # another worker's cleanup came first
                 continue
             except OSError as exc:  # not ours to remove after all: the new export serves regardless
