@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from app.inference.engines import EngineUnavailable
 from app.inference.engines.registry import ENGINES, engines_serving
@@ -37,6 +38,21 @@ CORES_PER_WORKER = 4  # the default workers: one per 4 cores, each engine on its
 ACTIVE_PHOTOS = 2
 QUEUE_DEPTH = 64
 SPARE_THREADS = 4  # beyond the queue: /ping, /metrics, /model and refusals never wait
+
+
+# Label Studio's ML_TIMEOUT_PREDICT (100 s) less a margin for the answer's way back.
+LABEL_STUDIO_TIMEOUT_S = 95.0
+
+
+@dataclass(frozen=True)
+class LabelStudioSettings:
+    """The service as a Label Studio ML backend (app/http/label_studio.py)."""
+
+    url: str = ""  # LABEL_STUDIO_URL: where /data/upload/... photos are fetched from
+    api_key: str = ""  # LABEL_STUDIO_API_KEY: a personal access token or a legacy token
+    # Hosts photos may be fetched from (host or host:port): LABEL_STUDIO_URL's by default.
+    hosts: frozenset[str] = frozenset()
+    timeout_s: float = LABEL_STUDIO_TIMEOUT_S  # one predict request, all its tasks
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,7 @@ class Settings:
     model_sha256: str = ""
     log_level: str = "INFO"
     log_format: str = "text"  # or json: one JSON object a line (app/log_lines.py)
+    label_studio: LabelStudioSettings = LabelStudioSettings()
 
     @property
     def max_upload_bytes(self) -> int:
@@ -144,6 +161,7 @@ class Settings:
             model_sha256=env.get("MODEL_SHA256", "").strip().lower(),
             log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
+            label_studio=_label_studio(env),
         )
 
 
@@ -222,6 +240,28 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
             )
         keys += from_file
     return tuple(keys)
+
+
+def _label_studio(env: Mapping[str, str]) -> LabelStudioSettings:
+    url = env.get("LABEL_STUDIO_URL", "").strip().rstrip("/")
+    hosts = {host.strip().lower() for host in env.get("LABEL_STUDIO_HOSTS", "").split(",") if host.strip()}
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(f"LABEL_STUDIO_URL={url!r} is not an http(s) URL such as http://labelstudio:8080")
+        hosts.add(parts.hostname + (f":{parts.port}" if parts.port else ""))
+    for host in hosts:
+        if not HOST.match(host):
+            raise ConfigError(f"LABEL_STUDIO_HOSTS: {host!r} is not a host or host:port (no scheme, no path)")
+    return LabelStudioSettings(
+        url=url,
+        api_key=env.get("LABEL_STUDIO_API_KEY", "").strip(),
+        hosts=frozenset(hosts),
+        timeout_s=_number(env, "LABEL_STUDIO_TIMEOUT_S", LABEL_STUDIO_TIMEOUT_S, float, minimum=1.0, maximum=3600),
+    )
+
+
+HOST = re.compile(r"^[a-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-f:.]+\](:[0-9]{1,5})?$")
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], case=str.lower) -> str:

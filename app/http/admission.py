@@ -18,7 +18,8 @@ from flask import Flask, g, request
 from .errors import Busy
 from .turns import Turns
 
-GUARDED_ENDPOINTS = frozenset({"service.invocations", "service.upload"})
+# A Label Studio predict is one place in the queue for all its tasks, counted one by one.
+GUARDED_ENDPOINTS = frozenset({"service.invocations", "service.upload", "label_studio.predict"})
 # Without nginx in front (tests, FRONT=none) a refused body up to this size is read
 # before the 503: gunicorn closes a connection whose body was left unread, and a
 # client that reconnects after every 503 stalled the worker's loop.

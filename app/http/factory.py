@@ -12,7 +12,7 @@ from app.inference.detector import build_detector
 from app.log_lines import formatter
 from app.settings import Settings
 
-from . import admission, auth, cors, errors, hooks, metrics, request_log, routes
+from . import admission, auth, cors, errors, hooks, label_studio, metrics, request_log, routes
 from .admission import PhotoQueue
 from .pixel_budget import PixelBudget
 
@@ -48,4 +48,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     # After auth (no reading for strangers) and the queue (a queued photo's body waits unread).
     hooks.limit_streamed_bodies(app, settings.max_upload_bytes)
     app.register_blueprint(routes.bp)
+    label_studio.init_app(app, settings)  # the Label Studio ML backend, under /label-studio
     return app
