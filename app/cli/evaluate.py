@@ -51,10 +51,12 @@ def run(args, parser) -> int:
         precisions = ["fp32", "int8"] if args.compare_int8 else [settings.precision]
         detectors = {precision: _detector(settings, precision) for precision in precisions}
         class_names = next(iter(detectors.values())).class_names
-        dataset = read_dataset(args.data, len(class_names), args.missing_labels)
+        dataset = read_dataset(args.data, class_names, args.missing_labels)
     except (*STARTUP_ERRORS, DatasetError) as exc:
         print(f"cannot evaluate: {exc}", file=sys.stderr)
         return 2
+    for note in dataset.notes:
+        print(f"note: {note}", file=sys.stderr)
     for problem in dataset.problems:
         print(f"warning: {problem}", file=sys.stderr)
     results = {}
