@@ -136,7 +136,8 @@ def on_starting(server):
                 port=settings.port,
                 directory=_front_dir,
                 max_body_mb=settings.max_upload_mb,
-                upstream_timeout_s=settings.request_deadline_s + 30,
+                # A Label Studio predict (all its tasks) may take longer than one photo.
+                upstream_timeout_s=max(settings.request_deadline_s, settings.label_studio.timeout_s) + 30,
                 cors_any_origin=settings.cors_origins == ("*",),
             ),
             _nginx,
