@@ -80,7 +80,13 @@ def evaluate_command(*args, model_dir):
 def test_evaluate_reads_darknets_layout_and_reports_every_number(lab, model_dir, tmp_path):
     directory, dogs = lab
     result = evaluate_command(
-        directory / "obj.data", "--json", tmp_path / "e.json", "--plots", tmp_path / "plots", model_dir=model_dir
+        directory / "obj.data",
+        "--json",
+        tmp_path / "e.json",
+        "--plots",
+        tmp_path / "plots",
+        "--darknet-map",
+        model_dir=model_dir,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "e.json").read_text())
@@ -90,7 +96,7 @@ def test_evaluate_reads_darknets_layout_and_reports_every_number(lab, model_dir,
         assert key in numbers
     assert numbers["tp"] + numbers["fn"] == 30 and numbers["ap50"] > 0.7  # the pasted dogs are found, tiled
     assert report["map50"] == numbers["ap50"]  # dog is the only labelled class
-    assert report["map50_darknet"] == pytest.approx(sum(c["ap50"] for c in report["classes"].values()) / 80)
+    assert report["map50_darknet"] == pytest.approx(sum(c["ap50"] or 0 for c in report["classes"].values()) / 80)
     assert "as darknet's detector map averages it, over all 80 classes" in result.stdout
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "fp32-tiling-auto-counts.png",
