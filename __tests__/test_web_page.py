@@ -154,14 +154,20 @@ def test_several_photos_are_counted_in_turn_each_on_its_own_row(page, live_serve
 
 def test_a_folder_and_dropped_files_are_taken_photos_only(page, live_server, tmp_path):
     folder = tmp_path / "culture-3"
-    folder.mkdir()
+    (folder / "day2").mkdir(parents=True)
+    (folder / ".thumbnails").mkdir()
     shutil.copy(DATA / "giraffe.jpg", folder)
+    shutil.copy(DATA / "kite.jpg", folder / "day2")
+    shutil.copy(DATA / "giraffe.jpg", folder / "._giraffe.jpg")  # macOS's resource data on a USB stick
+    shutil.copy(DATA / "giraffe.jpg", folder / ".thumbnails")
     (folder / "notes.txt").write_text("day 3")
     page.goto(live_server.url + "/")
     page.set_input_files("#folder", str(folder))
-    wait_counted(page, 1)
-    assert [row["file"] for row in table(page)] == ["culture-3/giraffe.jpg"]
+    wait_counted(page, 2)
+    # In the order python -m app count takes them, hidden ones left out as it leaves them.
+    assert [row["file"] for row in table(page)] == ["culture-3/day2/kite.jpg", "culture-3/giraffe.jpg"]
     assert "notes.txt" in page.locator("#skipped").inner_text()
+    assert "Skipped 2 hidden files (._ files and hidden folders)." in page.locator("#skipped").inner_text()
     # A drop of two files, as a browser's drag and drop delivers them.
     page.evaluate(
         """(files) => {
@@ -177,37 +183,32 @@ def test_a_folder_and_dropped_files_are_taken_photos_only(page, live_server, tmp
             ["list.csv", "text/csv", base64.b64encode(b"a,b\n").decode()],
         ],
     )
-    wait_counted(page, 2)
-    assert [row["file"] for row in table(page)] == ["culture-3/giraffe.jpg", "eagle.jpg"]
+    wait_counted(page, 3)
+    assert [row["file"] for row in table(page)] == ["culture-3/day2/kite.jpg", "culture-3/giraffe.jpg", "eagle.jpg"]
     assert "list.csv" in page.locator("#skipped").inner_text()
 
 
-def test_the_table_downloads_as_csv(page, live_server, tmp_path):
+def test_the_table_downloads_as_the_apis_csv(page, live_server, tmp_path):
     count_photos(page, live_server, "dog.jpg", "person.jpg")
     with page.expect_download() as download:
         page.click("#download-csv")
     path = tmp_path / download.value.suggested_filename
     download.value.save_as(path)
     assert path.suffix == ".csv"
-    lines = list(csv.DictReader(io.StringIO(path.read_text())))
+    text = path.read_text()
+    lines = list(csv.DictReader(io.StringIO(text)))
+    api = live_server.post_photo("dog.jpg", format="csv", filename="dog.jpg").text
+    # The header of the API (and of python -m app count), and the same values but the time.
+    assert text.splitlines()[0] == api.splitlines()[0]
+    (api_row,) = list(csv.DictReader(io.StringIO(api)))
+    assert {k: v for k, v in lines[0].items() if k != "ms"} == {k: v for k, v in api_row.items() if k != "ms"}
     classes = requests.get(live_server.url + "/model", timeout=10).json()["classes"]
-    assert list(lines[0]) == [
-        "file",
-        "counted_at",
-        "threshold",
-        "tiling",
-        "auto_crop",
-        *classes,
-        "total",
-        "ms",
-        "error",
-    ]
     rows = table(page)
     assert [line["file"] for line in lines] == [row["file"] for row in rows]
     for line, row in zip(lines, rows, strict=True):
         assert {name: int(line[name]) for name in classes if line[name] != "0"} == row["counts"]
-        assert (line["threshold"], line["total"], line["error"]) == (row["threshold"], row["total"], "")
-        assert line["tiling"] == "auto" and int(line["ms"]) > 0
+        assert (line["threshold"], line["total"], line["error"]) == ("0.25", row["total"], "")
+        assert float(line["ms"]) > 0 and len(line["model"]) == 12
 
 
 def test_the_annotated_photos_download_one_by_one_and_as_a_zip(page, live_server, tmp_path):
@@ -218,19 +219,19 @@ def test_the_annotated_photos_download_one_by_one_and_as_a_zip(page, live_server
     download.value.save_as(path)
     with zipfile.ZipFile(path) as archive:
         assert archive.testzip() is None  # every CRC-32 right
-        assert archive.namelist() == ["dog-counted.jpg", "person-counted.jpg"]
+        assert archive.namelist() == ["dog.annotated.jpg", "person.annotated.jpg"]  # as count --annotate names them
         for name, original in zip(archive.namelist(), ["dog.jpg", "person.jpg"], strict=True):
             assert archive.getinfo(name).compress_type == zipfile.ZIP_STORED
             picture = Image.open(io.BytesIO(archive.read(name)))
             with Image.open(DATA / original) as photo:
                 width, height = photo.size
-            # The photo at full size, the legend in a band below it (not over it).
-            assert picture.format == "JPEG" and picture.width == width and picture.height > height
+            # The photo's own size, as the API's and the count command's pictures.
+            assert picture.format == "JPEG" and picture.size == (width, height)
             (tmp_path / name).write_bytes(archive.read(name))
             print(f"annotated: {tmp_path / name}")
     with page.expect_download() as download:
         page.click("#results tr[data-file='dog.jpg'] button.save")
-    assert download.value.suggested_filename == "dog-counted.jpg"
+    assert download.value.suggested_filename == "dog.annotated.jpg"
     download.value.save_as(tmp_path / "one.jpg")
     with Image.open(tmp_path / "one.jpg") as picture:
         assert picture.width == 768
@@ -383,7 +384,7 @@ def test_no_module_writes_markup():
 
 
 def test_photos_named_alike_but_for_case_get_distinct_names_in_the_zip(page, live_server, tmp_path):
-    # Extracted on Windows or macOS, Dog-counted.jpg and dog-counted.jpg would be one file.
+    # Extracted on Windows or macOS, Dog.annotated.jpg and dog.annotated.jpg would be one file.
     for name in ("Dog.jpg", "dog.jpg"):
         shutil.copy(DATA / "dog.jpg", tmp_path / name)
     count_photos_from(page, live_server, tmp_path / "Dog.jpg", tmp_path / "dog.jpg")
@@ -392,7 +393,7 @@ def test_photos_named_alike_but_for_case_get_distinct_names_in_the_zip(page, liv
     download.value.save_as(tmp_path / "photos.zip")
     with zipfile.ZipFile(tmp_path / "photos.zip") as archive:
         assert archive.testzip() is None
-        assert archive.namelist() == ["Dog-counted.jpg", "dog-counted (2).jpg"]
+        assert archive.namelist() == ["Dog.annotated.jpg", "dog.annotated (2).jpg"]
     # Folders fold alike, and a name composed or decomposed (macOS) is one name.
     names = page.evaluate(
         """async (names) => (await import('./static/zip.js')).distinctNames(names)""",

@@ -108,7 +108,7 @@ def run(args, parser) -> int:
 
 def _count(args) -> int:
     outputs = [path for path in (args.output, args.plot) if path]
-    photos = _photos(args.paths, skip=[*outputs, *([args.annotate] if args.annotate else [])], outputs=outputs)
+    photos, hidden = _photos(args.paths, skip=[*outputs, *([args.annotate] if args.annotate else [])], outputs=outputs)
     pictures = annotated_paths(photos, args.paths) if args.annotate else [None] * len(photos)
     # Every output is checked before the model loads, and opened only after: a start that
     # fails leaves an earlier run's counts.csv as it was.
@@ -145,11 +145,12 @@ def _count(args) -> int:
         progress.finish()
         if args.plot:
             _plot(counted, detector.class_names, args.plot)
-    print(summary(len(counted), failures), file=sys.stderr)
+    print(summary(len(counted), failures, hidden), file=sys.stderr)
     return EXIT_SOME_FAILED if failures else EXIT_COUNTED
 
 
-def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> list[Path]:
+def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> tuple[list[Path], int]:
+    """The photos to count, and how many hidden ones (._x.jpg, .thumbnails/) were left out."""
     missing = [display_name(path) for path in paths if not path.exists()]
     if missing:
         raise CountStopped(EXIT_NOTHING_TO_COUNT, f"count: no such file or folder: {', '.join(missing)}")
@@ -160,7 +161,9 @@ def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> list[Pa
     roots = list({os.path.realpath(path): path for path in paths}.values())
     # An output folder is left out of a folder counted only when it lies inside it: --annotate
     # given as the counted folder itself (or above it) still counts the photos there.
-    found = {path: photos_in([path], skip=[s for s in skip if _inside(s, path)]) for path in roots}
+    hidden: list[Path] = []
+    found = {path: photos_in([path], skip=[s for s in skip if _inside(s, path)], hidden=hidden) for path in roots}
+
     empty = ", ".join(display_name(path) for path, photos in found.items() if not photos)
     if not any(found.values()):
         kinds = ", ".join(sorted(PHOTO_SUFFIXES))
@@ -168,7 +171,7 @@ def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> list[Pa
     if empty:  # one empty folder of several is worth a word, not a stop
         print(f"count: no photo in {empty}", file=sys.stderr)
     unique = {os.path.realpath(photo): photo for photos in found.values() for photo in photos}
-    return list(unique.values())
+    return list(unique.values()), len({os.path.realpath(photo) for photo in hidden})
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -269,8 +272,10 @@ def _reason(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def summary(counted: int, failures: list[PhotoFailure]) -> str:
+def summary(counted: int, failures: list[PhotoFailure], hidden: int = 0) -> str:
     text = f"counted {counted} photos, {len(failures)} could not be read"
+    if hidden:
+        text += f", {hidden} hidden skipped (._ files and hidden folders)"
     if not failures:
         return text
     named = [f"  {failure.filename}: {failure.error}" for failure in failures[:MAX_FAILURES_NAMED]]

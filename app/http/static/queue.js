@@ -3,7 +3,7 @@
 
 import { $, seconds, showError } from "./dom.js";
 import { saveRow } from "./history.js";
-import { explain, jpegBlob, keyHeaders, postPhoto } from "./service.js";
+import { explain, keyHeaders, postPhoto } from "./service.js";
 import { learnClasses, rowById, state } from "./state.js";
 import { render } from "./table.js";
 
@@ -100,7 +100,7 @@ async function countRow(row) {
       : "This service needs an API key. Enter it above, then press “Count waiting photos”.");
     return "stop";
   }
-  if (!response.ok || !body || !body.stat) {
+  if (!response.ok || !body || !body.counts) {
     row.status = "failed";
     row.error = explain(response.status, body);
     row.result = null;
@@ -109,11 +109,13 @@ async function countRow(row) {
     state.batch.failed += 1;
   } else {
     row.status = "done";
+    // What the API's CSV says of the photo (service.js), and how long the page waited.
     row.result = {
-      ...asked, ms, stat: body.stat, detections: body.detections || [], countedAt: new Date().toISOString(),
-      crop: body.crop, cropNote: body.crop_note, picture: body.img ? jpegBlob(body.img) : null,
+      ...asked, ms, stat: body.counts, detections: body.detections || [], countedAt: new Date().toISOString(),
+      crop: asked.autoCrop ? body.crop : undefined, picture: body.picture || null, date: body.date || "",
+      width: body.width, height: body.height, model: body.model, serviceMs: body.ms,
     };
-    learnClasses(Object.keys(body.stat));
+    learnClasses(Object.keys(body.counts));
   }
   await saveRow(row);
   render();
