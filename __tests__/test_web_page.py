@@ -400,3 +400,40 @@ def test_photos_named_alike_but_for_case_get_distinct_names_in_the_zip(page, liv
         ["Day 1/a.jpg", "DAY 1/A.JPG", "caf\u00e9.jpg", "cafe\u0301.jpg", "notes"],
     )
     assert names == ["Day 1/a.jpg", "DAY 1/A (2).JPG", "caf\u00e9.jpg", "cafe\u0301 (2).jpg", "notes"]
+
+
+def test_settings_and_photos_not_yet_counted_survive_a_reload_and_a_row_can_be_removed(page, live_server):
+    page.goto(live_server.url + "/")
+    for selector, script in (
+        ("#threshold", "s => { s.value = '0.4'; s.dispatchEvent(new Event('change')); }"),
+        ("#tiling", "s => { s.value = 'off'; s.dispatchEvent(new Event('change')); }"),
+        ("#auto-crop", "s => { s.checked = true; s.dispatchEvent(new Event('change')); }"),
+    ):
+        page.eval_on_selector(selector, script)
+    # The lab picks three photos and closes the page before any is counted.
+    page.route("**/invocations", lambda route: None)  # the answers never come
+    page.set_input_files("#photo", [str(DATA / name) for name in ("dog.jpg", "eagle.jpg", "person.jpg")])
+    page.wait_for_function("document.querySelector('#results tbody tr').dataset.status === 'counting'")
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('#results tbody tr').length === 3", timeout=10_000)
+    assert page.eval_on_selector("#threshold", "s => s.value") == "0.4"
+    assert page.eval_on_selector("#tiling", "s => s.value") == "off"
+    assert page.eval_on_selector("#auto-crop", "s => s.checked")
+    assert [row["status"] for row in table(page)] == ["waiting"] * 3
+    page.unroute("**/invocations")  # the service answers again
+    page.click("#count")  # "Count 3 waiting photos"
+    wait_counted(page, 3)
+    assert [row["threshold"] for row in table(page)] == ["0.40"] * 3
+    stat = live_server.post_photo("dog.jpg", threshold=0.4, tiling="off", auto_crop="true").json()["stat"]
+    assert table(page)[0]["counts"] == {name: n for name, n in stat.items() if n}  # with the settings kept
+    # Another tiling: the photo in view is counted again, and the others are offered.
+    page.eval_on_selector("#tiling", "s => { s.value = 'auto'; s.dispatchEvent(new Event('change')); }")
+    page.wait_for_function("!document.querySelector('#recount-all').hidden", timeout=30_000)
+    assert "tiling auto" in page.locator("#recount-all").inner_text()
+    wait_counted(page, 3)
+    # One row goes, from the table and from the history.
+    page.click("#results tr[data-file='eagle.jpg'] button.remove")
+    page.wait_for_function("document.querySelectorAll('#results tbody tr').length === 2")
+    page.reload()
+    page.wait_for_function(f"document.querySelectorAll('{FINISHED}').length === 2", timeout=10_000)
+    assert [row["file"] for row in table(page)] == ["dog.jpg", "person.jpg"]

@@ -2,6 +2,7 @@
 // listed as skipped, each photo becomes a row and joins the queue.
 
 import { $ } from "./dom.js";
+import { saveRow } from "./history.js";
 import { enqueue } from "./queue.js";
 import { newId, state } from "./state.js";
 
@@ -51,6 +52,7 @@ export function addFiles(picked) {
     id: newId(), name: displayName(file), photo: file, status: "waiting", result: null, error: "",
   }));
   state.rows.push(...rows);
+  for (const row of rows) saveRow(row); // kept while it waits: a reload does not lose it
   state.follow = true; // a new batch: the viewer shows each photo as it is counted
   enqueue(rows.map((row) => row.id));
 }

@@ -4,7 +4,7 @@
 import { $, seconds, showError } from "./dom.js";
 import { saveRow } from "./history.js";
 import { explain, keyHeaders, postPhoto } from "./service.js";
-import { learnClasses, rowById, state } from "./state.js";
+import { currentSettings, learnClasses, rowById, state } from "./state.js";
 import { render } from "./table.js";
 
 export function enqueue(ids, { first = false } = {}) {
@@ -52,10 +52,6 @@ async function run() {
   }
 }
 
-function settings() {
-  return { threshold: Number($("threshold").value), tiling: $("tiling").value, autoCrop: $("auto-crop").checked };
-}
-
 // Whether this browser can draw the photo itself (not a TIFF, say): then the service
 // sends only the boxes and the page draws them; otherwise it sends its own picture.
 async function canShow(blob) {
@@ -65,7 +61,7 @@ async function canShow(blob) {
 // Returns "stop" when the rest of the queue would fail the same way (a key, the network).
 async function countRow(row) {
   const previous = { status: row.status, result: row.result, error: row.error };
-  const asked = settings(); // each photo takes the settings of its turn
+  const asked = currentSettings(); // each photo takes the settings of its turn
   state.controller = new AbortController(); // before any wait: Stop must reach this photo
   row.status = "counting";
   row.result = null; // never shown as this count's result while it runs

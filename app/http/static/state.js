@@ -1,6 +1,8 @@
 // What the page knows: the rows (the history), the queue, the selection, the classes.
 // One object that every module reads and changes; the modules render from it.
 
+import { $ } from "./dom.js";
+
 export const state = {
   rows: [], // every photo in the table, oldest first: the history
   queue: [], // ids of rows waiting for their turn
@@ -20,6 +22,24 @@ export const newId = () => `${Date.now().toString(36)}-${(nextId++).toString(36)
 export const rowById = (id) => state.rows.find((row) => row.id === id);
 
 export const total = (stat) => Object.values(stat).reduce((sum, n) => sum + n, 0);
+
+// The settings a photo is counted with, as the controls show them now.
+export function currentSettings() {
+  return {
+    threshold: Number($("threshold").value),
+    tiling: $("tiling").value,
+    autoCrop: $("auto-crop").checked,
+  };
+}
+
+// Whether a row's result was counted with other settings than `now` (a failed row always is).
+export function countedOtherwise(row, now) {
+  if (row.status === "failed") return true;
+  const result = row.result;
+  if (!result) return false;
+  return result.threshold !== now.threshold || (result.tiling ?? "auto") !== now.tiling ||
+    Boolean(result.autoCrop) !== now.autoCrop;
+}
 
 export function learnClasses(names) {
   for (const name of names) if (!state.classes.includes(name)) state.classes.push(name);
