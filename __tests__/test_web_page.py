@@ -437,3 +437,50 @@ def test_settings_and_photos_not_yet_counted_survive_a_reload_and_a_row_can_be_r
     page.reload()
     page.wait_for_function(f"document.querySelectorAll('{FINISHED}').length === 2", timeout=10_000)
     assert [row["file"] for row in table(page)] == ["dog.jpg", "person.jpg"]
+
+
+def test_when_the_service_stops_mid_batch_the_page_pauses_and_goes_on_when_it_is_back(page, model_dir, tmp_path):
+    photos = []
+    for round_ in range(2):
+        for name in ("dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg", "kite.jpg", "person.jpg"):
+            photos.append(tmp_path / f"{round_}-{name}")
+            shutil.copy(DATA / name, photos[-1])
+    service = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path / "first.log")
+    again = None
+    try:
+        service.wait_ready()
+        page.goto(service.url + "/")
+        page.set_input_files("#photo", [str(path) for path in photos])
+        page.wait_for_function("document.querySelectorAll('#results tbody tr[data-status=done]').length >= 1")
+        assert service.stop() == 0  # the lab's server goes down with photos still to count
+        page.wait_for_function("document.querySelector('#progress').textContent.startsWith('Paused')", timeout=30_000)
+        assert "goes on by itself when it is back" in page.locator("#progress").inner_text()
+        assert not [row for row in table(page) if row["status"] == "failed"]
+        again = RunningService(
+            {"MODEL_DIR": str(model_dir), "WORKERS": "1", "PORT": str(service.port)}, tmp_path / "again.log"
+        )
+        again.port, again.url = service.port, service.url
+        again.wait_ready()
+        wait_counted(page, len(photos), timeout=120_000)
+        assert [row["status"] for row in table(page)] == ["done"] * len(photos)  # none failed for the pause
+        assert page.locator("#progress").inner_text().startswith(f"Counted {len(photos)} photos")
+    finally:
+        service.stop()
+        if again:
+            again.stop()
+
+
+def test_the_slider_starts_at_the_models_own_threshold(page, model_dir, tmp_path):
+    service = RunningService(
+        {"MODEL_DIR": str(model_dir), "WORKERS": "1", "DEFAULT_THRESHOLD": "0.4"}, tmp_path / "service.log"
+    )
+    try:
+        service.wait_ready()
+        page.goto(service.url + "/")
+        page.wait_for_function("document.querySelector('#threshold').value === '0.4'", timeout=10_000)
+        page.set_input_files("#photo", str(DATA / "dog.jpg"))
+        wait_counted(page, 1)
+        assert table(page)[0]["threshold"] == "0.40"
+        assert service.post_photo("dog.jpg", format="csv").text.splitlines()[1].split(",")[-4] == "0.4"  # the API too
+    finally:
+        service.stop()

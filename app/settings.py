@@ -93,6 +93,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # or json: one JSON object a line (app/log_lines.py)
     label_studio: LabelStudioSettings = LabelStudioSettings()
+    # A threshold where a request names none; None: the model's saved one (app/model/threshold.py).
+    default_threshold: float | None = None
 
     @property
     def max_upload_bytes(self) -> int:
@@ -162,6 +164,7 @@ class Settings:
             log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
             label_studio=_label_studio(env),
+            default_threshold=_number(env, "DEFAULT_THRESHOLD", None, float, minimum=0.0, maximum=1.0),
         )
 
 

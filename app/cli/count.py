@@ -88,14 +88,19 @@ def add_command(commands) -> None:
     count.add_argument("--detections", action="store_true", help="jsonl: each photo's boxes, as the API's `detections`")
     count.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated pictures here")
     count.add_argument("--plot", type=Path, metavar="PNG", help="also draw the counts per class by date, as a PNG")
-    count.add_argument("--threshold", type=float, default=DetectOptions.threshold)
+    count.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="default: the model's (DEFAULT_THRESHOLD, else evaluate --save-threshold's, else 0.25)",
+    )
     count.add_argument("--tiling", choices=TILING_MODES, default="auto")
     count.add_argument("--auto-crop", action="store_true", help="count only the sample (the stained drop)")
     count.set_defaults(run=run)
 
 
 def run(args, parser) -> int:
-    if not 0 <= args.threshold <= 1:
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
         parser.error("--threshold must be between 0 and 1")
     if args.detections and args.format != "jsonl":
         parser.error("--detections goes with --format jsonl (coco always has the boxes)")
@@ -124,7 +129,8 @@ def _count(args) -> int:
         if out:
             stack.callback(_close, out)
         out = out or sys.stdout
-        options = DetectOptions(threshold=args.threshold, tiling=args.tiling)
+        threshold = args.threshold if args.threshold is not None else _model_threshold(settings, detector)
+        options = DetectOptions(threshold=threshold, tiling=args.tiling)
         document = render.DOCUMENTS[args.format](detector.class_names, args.detections, model=detector.model_id)
         progress = Progress(len(photos))
         counted: list[PhotoResult] = []
@@ -240,9 +246,18 @@ def _make_folder(folder: Path) -> None:
 def _start():
     try:
         settings = Settings.for_one_process()
-        return settings, build_detector(settings)
+        detector = build_detector(settings)
+        _model_threshold(settings, detector)  # a saved threshold that cannot be read stops the start
+        return settings, detector
     except STARTUP_ERRORS as exc:
         raise CountStopped(EXIT_CANNOT_START, f"cannot start: {exc}") from None
+
+
+def _model_threshold(settings, detector) -> float:
+    from app.model.threshold import default_threshold
+
+    weights = detector.model.files.weights
+    return default_threshold(weights, detector.file_hashes[weights.name], settings.default_threshold).value
 
 
 def _saved(path: Path, result: PhotoResult) -> PhotoResult | PhotoFailure:

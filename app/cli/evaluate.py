@@ -2,6 +2,7 @@
 
   python -m app evaluate DATA [--threshold 0.25] [--tiling auto|on|off[,...]]
       [--compare-int8] [--missing-labels skip|empty] [--json PATH] [--plots DIR] [--darknet-map]
+      [--save-threshold]
 
 DATA is a darknet `.data` file (its `valid=` list) or a folder of photos with YOLO
 `.txt` labels. The photos go through the service's own detector (engine, preprocessing,
@@ -32,6 +33,12 @@ def add_command(commands) -> None:
     evaluate.add_argument("--missing-labels", choices=("skip", "empty"), default="skip")
     evaluate.add_argument("--json", type=Path, metavar="PATH", help="every number, as JSON")
     evaluate.add_argument("--plots", type=Path, metavar="DIR", help="counts, precision-recall and threshold plots")
+    evaluate.add_argument(
+        "--save-threshold",
+        action="store_true",
+        help="save the one count-optimal threshold for all classes next to the weights: the service, its page "
+        "and count then use it where none is given",
+    )
     evaluate.add_argument(
         "--darknet-map",
         action="store_true",
@@ -73,6 +80,10 @@ def run(args, parser) -> int:
     print(render_tables(results, len(dataset.problems), darknet_map=args.darknet_map))
     if args.json:
         args.json.write_text(json.dumps(to_json(results, args), indent=2) + "\n")
+    if args.save_threshold:
+        saved = _save_threshold(next(iter(detectors.values())), next(iter(results.items())))
+        if saved is None:
+            return 1
     if args.plots:
         from app.evaluation.plots import write_plots
 
@@ -80,6 +91,29 @@ def run(args, parser) -> int:
             for path in write_plots(evaluation, args.plots, name):
                 print(f"plot: {path}", file=sys.stderr)
     return 0
+
+
+def _save_threshold(detector, variant) -> float | None:
+    """The first variant's one threshold for all classes, saved next to the weights."""
+    from app.model.threshold import save_threshold
+
+    name, evaluation = variant
+    if evaluation.overall is None:
+        print("cannot save a threshold: no photo was evaluated", file=sys.stderr)
+        return None
+    best = evaluation.overall.best_count_threshold
+    weights = detector.model.files.weights
+    try:
+        path = save_threshold(weights, detector.file_hashes[weights.name], best, f"evaluate, {name}")
+    except OSError as exc:
+        print(f"cannot save the threshold next to {weights}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    print(
+        f"saved threshold {best:g} to {path}: the service, its page and count use it where none is given "
+        "(DEFAULT_THRESHOLD wins over it)",
+        file=sys.stderr,
+    )
+    return best
 
 
 def _detector(settings, precision: str):

@@ -132,11 +132,11 @@ def predict():
 
 
 def count_photo(photo: bytes, detector: Detector, settings: Settings, filename: str, deadline: float) -> PhotoResult:
-    """The one call into the photo pipeline: the service's defaults, no picture."""
+    """The one call into the photo pipeline: the service's defaults (the model's threshold), no picture."""
     return process_photo(
         photo,
         detector,
-        DetectOptions(),
+        DetectOptions(threshold=current_app.extensions["default_threshold"].value),
         max_pixels=settings.max_image_pixels,
         filename=filename,
         deadline=deadline,

@@ -201,10 +201,17 @@ PARAMETERS = (
 )
 
 
-def read_parameters(params: Mapping[str, Any], class_names: tuple[str, ...]) -> dict[str, Any]:
-    """Every parameter of the table by name, its default where not given; names not in
+def read_parameters(
+    params: Mapping[str, Any], class_names: tuple[str, ...], defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every parameter of the table by name, its default where not given (`defaults`:
+    the service's own, such as the model's threshold, over the table's); names not in
     the table are ignored, an invalid value is a 400 invalid_parameter naming it."""
-    return {parameter.name: parameter.read(params, class_names) for parameter in PARAMETERS}
+    values = {parameter.name: parameter.read(params, class_names) for parameter in PARAMETERS}
+    for name, value in (defaults or {}).items():
+        if params.get(name) in (None, ""):
+            values[name] = value
+    return values
 
 
 def _preview(names: tuple[str, ...], limit: int = 12) -> str:

@@ -18,9 +18,12 @@ import { recountable, render, renderButtons } from "./table.js";
 const SETTINGS_STORE = "count-organisms.settings";
 
 // Threshold, tiling and crop as they were left: a lab counts with the same ones all day.
+function keptSettings() {
+  try { return JSON.parse(localStorage.getItem(SETTINGS_STORE) || "{}") || {}; } catch { return {}; }
+}
+
 function restoreSettings() {
-  let kept = {};
-  try { kept = JSON.parse(localStorage.getItem(SETTINGS_STORE) || "{}"); } catch { kept = {}; }
+  const kept = keptSettings();
   if (Number.isFinite(kept.threshold)) $("threshold").value = kept.threshold;
   if (["auto", "on", "off"].includes(kept.tiling)) $("tiling").value = kept.tiling;
   if (typeof kept.autoCrop === "boolean") $("auto-crop").checked = kept.autoCrop;
@@ -89,6 +92,17 @@ function wire() {
   });
   setUpStage();
 }
+
+// Until this browser keeps a threshold of its own, the slider starts at the model's
+// (DEFAULT_THRESHOLD, or the one evaluate --save-threshold saved), as the API and count do.
+window.addEventListener("model", (event) => {
+  const value = event.detail.default_threshold;
+  if (!Number.isFinite(keptSettings().threshold) && Number.isFinite(value)) {
+    $("threshold").value = value;
+    $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
+    renderButtons();
+  }
+});
 
 wire();
 loadModel();

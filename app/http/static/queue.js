@@ -58,7 +58,35 @@ async function canShow(blob) {
   try { (await createImageBitmap(blob)).close(); return true; } catch { return false; }
 }
 
-// Returns "stop" when the rest of the queue would fail the same way (a key, the network).
+// The answers that mean the service, not the photo: it is stopping, starting or full.
+const PAUSE_FOR = new Set(["unavailable", "not_ready", "busy"]);
+const PAUSE_POLL_MS = 2000;
+
+// Waits until /ping answers again, saying so; false when Stop was pressed meanwhile.
+async function serviceBack(row) {
+  const signal = state.controller.signal;
+  $("progress").textContent = `Paused at ${state.batch.done} of ${state.batch.total} (${row.name}): ` +
+    "the service is not answering. Counting goes on by itself when it is back.";
+  state.paused = true;
+  render();
+  try {
+    while (!signal.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, PAUSE_POLL_MS));
+      if (signal.aborted) break;
+      try {
+        if ((await fetch("ping", { signal, cache: "no-store" })).ok) {
+          $("progress").textContent = `${state.batch.done} of ${state.batch.total}: ${row.name}`;
+          return true;
+        }
+      } catch { /* still down */ }
+    }
+    return false;
+  } finally {
+    state.paused = false;
+  }
+}
+
+// Returns "stop" when the rest of the queue would fail the same way (a key).
 async function countRow(row) {
   const previous = { status: row.status, result: row.result, error: row.error };
   const asked = currentSettings(); // each photo takes the settings of its turn
@@ -74,17 +102,26 @@ async function countRow(row) {
   if (row.viewable === undefined) row.viewable = await canShow(row.photo);
   // (fetch refuses at once, as aborted, if Stop came during that check)
 
-  const started = performance.now();
-  let response, body;
-  try {
-    ({ response, body } = await postPhoto(row, asked, state.controller.signal));
-  } catch (error) {
-    Object.assign(row, previous);
-    state.batch.done -= 1;
-    if (error.name !== "AbortError") {
-      showError("The service could not be reached. Check the connection, then press “Count waiting photos”.");
+  let started, response, body;
+  for (;;) {
+    started = performance.now();
+    try {
+      ({ response, body } = await postPhoto(row, asked, state.controller.signal));
+    } catch (error) {
+      if (error.name === "AbortError") {
+        Object.assign(row, previous);
+        state.batch.done -= 1;
+        return "stop";
+      }
+      response = null; // no answer at all: the service is down, or the network
     }
-    return "stop";
+    if (response && !(response.status === 503 && PAUSE_FOR.has(body?.error?.code))) break;
+    // The service stopped (or is starting): pause, and send this photo again once it is back.
+    if (!(await serviceBack(row))) {
+      Object.assign(row, previous);
+      state.batch.done -= 1;
+      return "stop";
+    }
   }
   const ms = performance.now() - started;
   if (!state.rows.includes(row)) return "stop"; // the history was cleared meanwhile

@@ -61,6 +61,7 @@ export async function loadModel() {
     if (!response.ok) { $("model-summary").textContent = "Model details need an API key."; return; }
     const model = await response.json();
     learnClasses(model.classes);
+    window.dispatchEvent(new CustomEvent("model", { detail: model })); // page.js: the model's threshold
     $("model-summary").textContent =
       `${model.classes.length} classes, network ${model.network.width}×${model.network.height}, ` +
       `engine ${model.engine} (${model.precision}) on ${model.device}.`;

@@ -9,6 +9,7 @@ export const state = {
   selected: null, // id of the row in the viewer
   follow: true, // the viewer follows the photo being counted until someone picks a row
   running: false,
+  paused: false, // the service stopped answering mid-batch: waiting for it to come back
   controller: null, // aborts the request in flight (Stop)
   batch: { done: 0, total: 0, failed: 0 },
   classes: [], // class names in .names order (the order of `stat`)
