@@ -484,3 +484,51 @@ def test_the_slider_starts_at_the_models_own_threshold(page, model_dir, tmp_path
         assert service.post_photo("dog.jpg", format="csv").text.splitlines()[1].split(",")[-4] == "0.4"  # the API too
     finally:
         service.stop()
+
+
+def test_box_lines_scale_with_the_photo_on_screen_and_the_crop_shows_on_a_white_dish(page, live_server):
+    count_photos(page, live_server, "horses.jpg")
+    page.wait_for_function("document.querySelector('#annotated').naturalWidth === 773")
+    on_screen = """() => {
+        const rect = document.querySelector('#boxes g rect');
+        const photoPixels = parseFloat(getComputedStyle(rect).strokeWidth);
+        return photoPixels * rect.getScreenCTM().a;  // the photo's pixels to the screen's
+    }"""
+    fitted = page.evaluate(on_screen)
+    for _ in range(3):
+        page.click("#zoom-in")
+    zoomed = page.evaluate(on_screen)
+    assert fitted >= 0.99 and zoomed > 2.5 * fitted  # the line grows with the photo, as in its JPEG
+    crop_filter = page.evaluate(
+        """() => { const probe = document.createElementNS('http://www.w3.org/2000/svg', 'rect');
+        probe.setAttribute('class', 'crop'); document.querySelector('#boxes').append(probe);
+        const style = getComputedStyle(probe); const shown = [style.stroke, style.filter];
+        probe.remove(); return shown; }"""
+    )
+    assert crop_filter[0] == "rgb(255, 255, 255)" and "drop-shadow" in crop_filter[1]  # white dashes, dark edge
+
+
+def test_a_wide_table_scrolls_under_its_file_column_so_the_error_column_can_be_read(browser, live_server):
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        count_photos(page, live_server, "horses.jpg", "kite.jpg")
+        # Scrolled until the error column is beside the file column, which stays where it was.
+        page.eval_on_selector(
+            ".table-wrap",
+            """wrap => { const row = wrap.querySelector("tr[data-file='kite.jpg']");
+            window.scrollBy(0, row.getBoundingClientRect().top - innerHeight / 2);
+            wrap.scrollLeft = row.querySelector('td.error').offsetLeft - row.firstElementChild.offsetWidth; }""",
+        )
+        assert page.evaluate("document.querySelector('.table-wrap').scrollLeft") > 0  # the table did scroll
+        wrap = page.locator(".table-wrap").bounding_box()
+        file = page.locator("#results tr[data-file='kite.jpg'] td:first-child").bounding_box()
+        assert abs(file["x"] - wrap["x"]) < 1
+        on_top = page.evaluate(
+            """() => { const cell = document.querySelector("#results tr[data-file='kite.jpg'] td.error");
+            const box = cell.getBoundingClientRect();
+            return document.elementFromPoint(box.left + 20, box.top + box.height / 2) === cell; }"""
+        )
+        assert on_top  # the error cell is seen, not covered by the file column
+    finally:
+        context.close()
