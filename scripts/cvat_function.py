@@ -31,6 +31,8 @@ import urllib.request
 import cvat_sdk.auto_annotation as cvataa
 import PIL.Image
 
+# urlopen here only ever opens the operator's own service URL, its http(s) scheme checked
+# in create() (bandit's B310, ruff's S310).
 TIMEOUT_S = 120.0  # one frame, tiled: the service's own deadline is 60 s
 BUSY_RETRIES = 5  # a 503 busy names its Retry-After; after this many the frame fails
 
@@ -61,7 +63,7 @@ class ServiceFunction:
         query = {"filename": context.frame_name, "detections": "true", "return_image": "false", "tiling": self.tiling}
         if context.conf_threshold is not None:
             query["threshold"] = str(context.conf_threshold)
-        request = urllib.request.Request(  # noqa: S310  # nosec B310 - the service URL, http(s) checked in create()
+        request = urllib.request.Request(  # noqa: S310  # nosec B310
             f"{self.url}/invocations?{urllib.parse.urlencode(query)}",
             data=photo,
             headers={**self.headers, "Content-Type": "image/png"},
@@ -69,7 +71,7 @@ class ServiceFunction:
         )
         for _attempt in range(BUSY_RETRIES):
             try:
-                with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310  # nosec B310 - as above
+                with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310  # nosec B310
                     return json.load(response)
             except urllib.error.HTTPError as error:
                 if error.code != 503 or error.headers.get("Retry-After") is None:
@@ -80,9 +82,9 @@ class ServiceFunction:
         raise RuntimeError(f"{context.frame_name}: the service stayed busy; run fewer annotations at once")
 
     def _get_json(self, path: str) -> dict:
-        request = urllib.request.Request(f"{self.url}{path}", headers=self.headers)  # noqa: S310  # nosec B310 - as above
+        request = urllib.request.Request(f"{self.url}{path}", headers=self.headers)  # noqa: S310  # nosec B310
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310  # nosec B310 - as above
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310  # nosec B310
                 return json.load(response)
         except urllib.error.HTTPError as error:
             raise RuntimeError(f"{self.url}{path}: {error.code}: {_message(error)}") from None

@@ -166,7 +166,11 @@ class Parameter:
 
 PARAMETERS = (
     Parameter(
-        "threshold", Fraction(), DEFAULT_THRESHOLD, "Keep a box when objectness x class probability is above this"
+        "threshold",
+        Fraction(),
+        DEFAULT_THRESHOLD,
+        "Keep a box when objectness x class probability is above this; without it, the model's own "
+        "(DEFAULT_THRESHOLD, else the one evaluate --save-threshold saved; GET /model says which), else 0.25",
     ),
     Parameter("nms", Fraction(), DEFAULT_NMS, "IoU above which a box of the same class is suppressed"),
     Parameter(
