@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -49,7 +49,7 @@ class LabelStudioSettings:
     """The service as a Label Studio ML backend (app/http/label_studio.py)."""
 
     url: str = ""  # LABEL_STUDIO_URL: where /data/upload/... photos are fetched from
-    api_key: str = ""  # LABEL_STUDIO_API_KEY: a personal access token or a legacy token
+    api_key: str = field(default="", repr=False)  # LABEL_STUDIO_API_KEY: a personal access or legacy token
     # Hosts photos may be fetched from (host or host:port): LABEL_STUDIO_URL's by default.
     hosts: frozenset[str] = frozenset()
     timeout_s: float = LABEL_STUDIO_TIMEOUT_S  # one predict request, all its tasks
