@@ -356,3 +356,12 @@ def test_a_batch_that_cannot_be_done_in_time_is_a_503_never_a_shorter_list(model
     assert answer.json["error"]["code"] == "deadline_exceeded"
     assert "0 of 2 tasks" in answer.json["error"]["message"]
     assert "ML_TIMEOUT_PREDICT" in answer.json["error"]["message"]
+
+
+def test_a_predict_teaches_the_queue_the_time_of_a_photo_not_of_its_batch():
+    from app.http.admission import SMOOTHING, PhotoQueue
+
+    queue = PhotoQueue(active=1, depth=4)
+    queue.enter(time.monotonic() + 5)
+    queue.leave(time.monotonic() - 8.0, photos=4)  # a batch of 4 tasks that took 8 s
+    assert queue._seconds_per_photo == pytest.approx(SMOOTHING * 2.0, abs=0.01)

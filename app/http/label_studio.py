@@ -107,6 +107,7 @@ def predict():
     # From the request's arrival (admission.py set g.deadline that far ahead of it).
     deadline = g.deadline - settings.request_deadline_s + settings.label_studio.timeout_s
     link: LabelStudioLink = current_app.extensions["label_studio"]
+    g.queue_photos = len(tasks)  # admission.py learns the time of a photo, not of this batch
     results, failed = [], 0
     for done, task in enumerate(tasks):
         url = (task.get("data") or {}).get(config.data_key)

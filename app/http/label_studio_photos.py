@@ -159,6 +159,10 @@ class LabelStudioLink:
                 allow_redirects=False,
                 timeout=(min(CONNECT_TIMEOUT_S, left), min(PHOTO_TIMEOUT_S, left)),
             )
+        except requests.Timeout:
+            if left < PHOTO_TIMEOUT_S:  # the request's deadline cut the wait short, not the photo's own limit
+                raise FetchPastDeadline(f"{url}: no time left to fetch it within the request's deadline") from None
+            raise PhotoFetchError(f"{url}: no answer within {PHOTO_TIMEOUT_S:g} s") from None
         except requests.RequestException as exc:
             raise PhotoFetchError(f"{url}: cannot fetch it: {exc.__class__.__name__}") from None
 
