@@ -388,6 +388,7 @@ def test_an_engine_fault_stops_the_count_instead_of_passing_for_an_unreadable_ph
         count_photo(DATA / "dog.jpg", detector, DetectOptions(), settings, auto_crop=False, annotated=False)
 
 
+@pytest.mark.e2e
 def test_count_auto_crop_goes_on_past_a_photo_thinner_than_2048_to_1(model_dir, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -397,6 +398,7 @@ def test_count_auto_crop_goes_on_past_a_photo_thinner_than_2048_to_1(model_dir, 
     assert set(rows_of(result.stdout)) == {"thin.png", "dog.jpg"} and "counted 2 photos" in result.stderr
 
 
+@pytest.mark.e2e
 def test_annotate_never_follows_a_symlink_planted_at_an_output_name(model_dir, tmp_path):
     photos = tmp_path / "photos"
     (photos / "day1").mkdir(parents=True)

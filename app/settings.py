@@ -8,9 +8,10 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from app.inference.engines import EngineUnavailable
 from app.inference.engines.registry import ENGINES, engines_serving
@@ -48,6 +49,21 @@ PROCESSES_PER_CORE = 4  # WORKERS and ENGINE_THREADS: at most this many per core
 MAX_UPLOAD_MB = 1024.0
 MAX_KEYS_FILE_BYTES = 1024 * 1024  # API_KEYS_FILE: some 15,000 keys
 MAX_MEGAPIXELS = 4000.0  # a JPEG's 65,500 pixels a side, squared, is 4,290 MP
+
+
+# Label Studio's ML_TIMEOUT_PREDICT (100 s) less a margin for the answer's way back.
+LABEL_STUDIO_TIMEOUT_S = 95.0
+
+
+@dataclass(frozen=True)
+class LabelStudioSettings:
+    """The service as a Label Studio ML backend (app/http/label_studio.py)."""
+
+    url: str = ""  # LABEL_STUDIO_URL: where /data/upload/... photos are fetched from
+    api_key: str = field(default="", repr=False)  # LABEL_STUDIO_API_KEY: a personal access or legacy token
+    # Hosts photos may be fetched from (host or host:port): LABEL_STUDIO_URL's by default.
+    hosts: frozenset[str] = frozenset()
+    timeout_s: float = LABEL_STUDIO_TIMEOUT_S  # one predict request, all its tasks
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,9 @@ class Settings:
     model_sha256: str = ""
     log_level: str = "INFO"
     log_format: str = "text"  # or json: one JSON object a line (app/log_lines.py)
+    label_studio: LabelStudioSettings = LabelStudioSettings()
+    # A threshold where a request names none; None: the model's saved one (app/model/threshold.py).
+    default_threshold: float | None = None
 
     @property
     def max_upload_bytes(self) -> int:
@@ -171,6 +190,8 @@ class Settings:
             model_sha256=env.get("MODEL_SHA256", "").strip().lower(),
             log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
+            label_studio=_label_studio(env),
+            default_threshold=_number(env, "DEFAULT_THRESHOLD", None, float, minimum=0.0, maximum=1.0),
         )
 
 
@@ -281,6 +302,28 @@ def _small_regular_file(path: str, limit: int) -> bytes:
     if len(content) > limit:
         raise OSError(f"larger than {limit // 1024} KB: one key a line needs far less")
     return content
+
+
+def _label_studio(env: Mapping[str, str]) -> LabelStudioSettings:
+    url = env.get("LABEL_STUDIO_URL", "").strip().rstrip("/")
+    hosts = {host.strip().lower() for host in env.get("LABEL_STUDIO_HOSTS", "").split(",") if host.strip()}
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(f"LABEL_STUDIO_URL={url!r} is not an http(s) URL such as http://labelstudio:8080")
+        hosts.add(parts.hostname + (f":{parts.port}" if parts.port else ""))
+    for host in hosts:
+        if not HOST.match(host):
+            raise ConfigError(f"LABEL_STUDIO_HOSTS: {host!r} is not a host or host:port (no scheme, no path)")
+    return LabelStudioSettings(
+        url=url,
+        api_key=env.get("LABEL_STUDIO_API_KEY", "").strip(),
+        hosts=frozenset(hosts),
+        timeout_s=_number(env, "LABEL_STUDIO_TIMEOUT_S", LABEL_STUDIO_TIMEOUT_S, float, minimum=1.0, maximum=3600),
+    )
+
+
+HOST = re.compile(r"^[a-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-f:.]+\](:[0-9]{1,5})?$")
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], case=str.lower) -> str:

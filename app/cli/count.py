@@ -88,14 +88,19 @@ def add_command(commands) -> None:
     count.add_argument("--detections", action="store_true", help="jsonl: each photo's boxes, as the API's `detections`")
     count.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated pictures here")
     count.add_argument("--plot", type=Path, metavar="PNG", help="also draw the counts per class by date, as a PNG")
-    count.add_argument("--threshold", type=float, default=DetectOptions.threshold)
+    count.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="default: the model's (DEFAULT_THRESHOLD, else evaluate --save-threshold's, else 0.25)",
+    )
     count.add_argument("--tiling", choices=TILING_MODES, default="auto")
     count.add_argument("--auto-crop", action="store_true", help="count only the sample (the stained drop)")
     count.set_defaults(run=run)
 
 
 def run(args, parser) -> int:
-    if not 0 <= args.threshold <= 1:
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
         parser.error("--threshold must be between 0 and 1")
     if args.detections and args.format != "jsonl":
         parser.error("--detections goes with --format jsonl (coco always has the boxes)")
@@ -108,7 +113,7 @@ def run(args, parser) -> int:
 
 def _count(args) -> int:
     outputs = [path for path in (args.output, args.plot) if path]
-    photos = _photos(args.paths, skip=[*outputs, *([args.annotate] if args.annotate else [])], outputs=outputs)
+    photos, hidden = _photos(args.paths, skip=[*outputs, *([args.annotate] if args.annotate else [])], outputs=outputs)
     pictures = annotated_paths(photos, args.paths) if args.annotate else [None] * len(photos)
     # Every output is checked before the model loads, and opened only after: a start that
     # fails leaves an earlier run's counts.csv as it was.
@@ -124,7 +129,8 @@ def _count(args) -> int:
         if out:
             stack.callback(_close, out)
         out = out or sys.stdout
-        options = DetectOptions(threshold=args.threshold, tiling=args.tiling)
+        threshold = args.threshold if args.threshold is not None else _model_threshold(settings, detector)
+        options = DetectOptions(threshold=threshold, tiling=args.tiling)
         document = render.DOCUMENTS[args.format](detector.class_names, args.detections, model=detector.model_id)
         progress = Progress(len(photos))
         counted: list[PhotoResult] = []
@@ -145,11 +151,12 @@ def _count(args) -> int:
         progress.finish()
         if args.plot:
             _plot(counted, detector.class_names, args.plot)
-    print(summary(len(counted), failures), file=sys.stderr)
+    print(summary(len(counted), failures, hidden), file=sys.stderr)
     return EXIT_SOME_FAILED if failures else EXIT_COUNTED
 
 
-def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> list[Path]:
+def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> tuple[list[Path], int]:
+    """The photos to count, and how many hidden ones (._x.jpg, .thumbnails/) were left out."""
     missing = [display_name(path) for path in paths if not path.exists()]
     if missing:
         raise CountStopped(EXIT_NOTHING_TO_COUNT, f"count: no such file or folder: {', '.join(missing)}")
@@ -160,7 +167,9 @@ def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> list[Pa
     roots = list({os.path.realpath(path): path for path in paths}.values())
     # An output folder is left out of a folder counted only when it lies inside it: --annotate
     # given as the counted folder itself (or above it) still counts the photos there.
-    found = {path: photos_in([path], skip=[s for s in skip if _inside(s, path)]) for path in roots}
+    hidden: list[Path] = []
+    found = {path: photos_in([path], skip=[s for s in skip if _inside(s, path)], hidden=hidden) for path in roots}
+
     empty = ", ".join(display_name(path) for path, photos in found.items() if not photos)
     if not any(found.values()):
         kinds = ", ".join(sorted(PHOTO_SUFFIXES))
@@ -168,7 +177,7 @@ def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> list[Pa
     if empty:  # one empty folder of several is worth a word, not a stop
         print(f"count: no photo in {empty}", file=sys.stderr)
     unique = {os.path.realpath(photo): photo for photos in found.values() for photo in photos}
-    return list(unique.values())
+    return list(unique.values()), len({os.path.realpath(photo) for photo in hidden})
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -237,13 +246,22 @@ def _make_folder(folder: Path) -> None:
 def _start():
     try:
         settings = Settings.for_one_process()
-        return settings, build_detector(settings)
+        detector = build_detector(settings)
+        _model_threshold(settings, detector)  # a saved threshold that cannot be read stops the start
+        return settings, detector
     except STARTUP_ERRORS as exc:
         raise CountStopped(EXIT_CANNOT_START, f"cannot start: {exc}") from None
 
 
 class SymbolicLink(OSError):
     """A link where the count command writes: it would overwrite whatever it points to."""
+
+
+def _model_threshold(settings, detector) -> float:
+    from app.model.threshold import default_threshold
+
+    weights = detector.model.files.weights
+    return default_threshold(weights, detector.file_hashes[weights.name], settings.default_threshold).value
 
 
 def _saved(folder: Path, picture: Path, result: PhotoResult) -> PhotoResult | PhotoFailure:
@@ -299,8 +317,10 @@ def _reason(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def summary(counted: int, failures: list[PhotoFailure]) -> str:
+def summary(counted: int, failures: list[PhotoFailure], hidden: int = 0) -> str:
     text = f"counted {counted} photos, {len(failures)} could not be read"
+    if hidden:
+        text += f", {hidden} hidden skipped (._ files and hidden folders)"
     if not failures:
         return text
     named = [f"  {failure.filename}: {failure.error}" for failure in failures[:MAX_FAILURES_NAMED]]

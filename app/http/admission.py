@@ -23,7 +23,8 @@ from flask import Flask, g, request
 from .errors import Busy
 from .turns import FairTurns
 
-GUARDED_ENDPOINTS = frozenset({"service.invocations", "service.upload"})
+# A Label Studio predict is one place in the queue for all its tasks, counted one by one.
+GUARDED_ENDPOINTS = frozenset({"service.invocations", "service.upload", "label_studio.predict"})
 # Without nginx in front (tests, FRONT=none) a refused body up to this size is read
 # before the 503: gunicorn closes a connection whose body was left unread, and a
 # client that reconnects after every 503 stalled the worker's loop.
@@ -76,8 +77,10 @@ class PhotoQueue:
             self._observe(self._turns.waiting, self._working)
             return time.monotonic()
 
-    def leave(self, started: float, client: str = "") -> None:
-        took = time.monotonic() - started
+    def leave(self, started: float, client: str = "", photos: int = 1) -> None:
+        """photos: how many photos the place held (a Label Studio predict holds its tasks):
+        the time a photo takes is learnt per photo, not per request."""
+        took = (time.monotonic() - started) / max(1, photos)
         with self._turns.changed:
             self._working -= 1
             self._turns.finished(client, took)
@@ -119,7 +122,7 @@ def init_app(app: Flask, queue: PhotoQueue, deadline_s: float, keyed: bool = Fal
     def _release(_error):
         started = g.pop("queue_started", None)  # request_log keeps its own g.started
         if started is not None:
-            queue.leave(started, g.get("client", ""))
+            queue.leave(started, g.get("client", ""), g.pop("queue_photos", 1))
 
 
 def client_of(keyed: bool) -> str:

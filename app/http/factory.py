@@ -10,9 +10,10 @@ from flask import Flask
 from app import __version__
 from app.inference.detector import Detector, build_detector
 from app.log_lines import formatter
+from app.model.threshold import default_threshold
 from app.settings import Settings
 
-from . import admission, auth, cors, errors, hooks, metrics, request_log, routes
+from . import admission, auth, cors, errors, hooks, label_studio, metrics, request_log, routes
 from .admission import PhotoQueue
 from .pixel_budget import PixelBudget
 
@@ -35,6 +36,11 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     app.extensions["settings"] = settings
     app.extensions["detector"] = detector = detector or build_detector(settings)
     app.extensions["pixel_budget"] = PixelBudget(settings.pixel_budget)
+    weights = detector.model.files.weights
+    app.extensions["default_threshold"] = threshold = default_threshold(
+        weights, detector.file_hashes[weights.name], settings.default_threshold
+    )
+    logging.getLogger(__name__).info("default threshold %g (%s)", threshold.value, threshold.source)
     metrics.MODEL_LOAD_SECONDS.set(detector.load_seconds)
     engine = detector.engine
     metrics.describe_build(detector.model_id, engine.name, engine.device, engine.precision, __version__)
@@ -50,4 +56,5 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     # After auth (no reading for strangers) and the queue (a queued photo's body waits unread).
     hooks.limit_streamed_bodies(app, settings.max_upload_bytes)
     app.register_blueprint(routes.bp)
+    label_studio.init_app(app, settings)  # the Label Studio ML backend, under /label-studio
     return app

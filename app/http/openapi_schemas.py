@@ -133,6 +133,8 @@ FIXED_SCHEMAS = {
             "files",
             "load_seconds",
             "version",
+            "default_threshold",
+            "default_threshold_source",
         ],
         "properties": {
             "classes": {"type": "array", "items": {"type": "string"}},
@@ -159,6 +161,17 @@ FIXED_SCHEMAS = {
             "files": {"type": "object", "additionalProperties": {"type": "string"}},
             "load_seconds": {"type": "number"},
             "version": {"type": "string", "description": "The service's version"},
+            "default_threshold": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "The threshold where a request names none",
+            },
+            "default_threshold_source": {
+                "type": "string",
+                "description": "Where it comes from: DEFAULT_THRESHOLD, the file evaluate --save-threshold wrote, "
+                "or darknet's default",
+            },
         },
     },
     "ExecutionParameters": {

@@ -178,7 +178,11 @@ class Parameter:
 
 PARAMETERS = (
     Parameter(
-        "threshold", Fraction(), DEFAULT_THRESHOLD, "Keep a box when objectness x class probability is above this"
+        "threshold",
+        Fraction(),
+        DEFAULT_THRESHOLD,
+        "Keep a box when objectness x class probability is above this; without it, the model's own "
+        "(DEFAULT_THRESHOLD, else the one evaluate --save-threshold saved; GET /model says which), else 0.25",
     ),
     Parameter("nms", Fraction(), DEFAULT_NMS, "IoU above which a box of the same class is suppressed"),
     Parameter(
@@ -213,10 +217,17 @@ PARAMETERS = (
 )
 
 
-def read_parameters(params: Mapping[str, Any], class_names: tuple[str, ...]) -> dict[str, Any]:
-    """Every parameter of the table by name, its default where not given; names not in
+def read_parameters(
+    params: Mapping[str, Any], class_names: tuple[str, ...], defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every parameter of the table by name, its default where not given (`defaults`:
+    the service's own, such as the model's threshold, over the table's); names not in
     the table are ignored, an invalid value is a 400 invalid_parameter naming it."""
-    return {parameter.name: parameter.read(params, class_names) for parameter in PARAMETERS}
+    values = {parameter.name: parameter.read(params, class_names) for parameter in PARAMETERS}
+    for name, value in (defaults or {}).items():
+        if params.get(name) in (None, ""):
+            values[name] = value
+    return values
 
 
 def _preview(names: tuple[str, ...], limit: int = 12) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,9 @@ class InvocationRequest:
     format: str | None  # one of render.MEDIA_TYPES; None: the Accept header decides
 
 
-def parse_invocation(request: Request, class_names: tuple[str, ...]) -> InvocationRequest:
+def parse_invocation(
+    request: Request, class_names: tuple[str, ...], defaults: Mapping[str, Any] | None = None
+) -> InvocationRequest:
     mimetype = request.mimetype
     params: dict[str, Any] = request.args.to_dict()
     if mimetype == "application/json":
@@ -75,10 +78,12 @@ def parse_invocation(request: Request, class_names: tuple[str, ...]) -> Invocati
             f"Content-Type {mimetype or '(none)'} is not accepted; send application/json, "
             f"multipart/form-data or the image bytes as one of {', '.join(sorted(RAW_IMAGE_TYPES))}"
         )
-    return _invocation(image, read_parameters(params, class_names))
+    return _invocation(image, read_parameters(params, class_names, defaults))
 
 
-def parse_upload(request: Request, class_names: tuple[str, ...]) -> InvocationRequest:
+def parse_upload(
+    request: Request, class_names: tuple[str, ...], defaults: Mapping[str, Any] | None = None
+) -> InvocationRequest:
     """The original service's POST /upload, kept for its front end: multipart, file
     field `file`, form field `auto_crop` 0 or 1 (missing: 0); nothing else is read."""
     if request.mimetype != "multipart/form-data":
@@ -90,8 +95,8 @@ def parse_upload(request: Request, class_names: tuple[str, ...]) -> InvocationRe
     auto_crop = fields.get("auto_crop", "0").strip()
     if auto_crop not in ("0", "1"):
         raise BadRequest(f"'auto_crop' must be 0 or 1, got {auto_crop[:20]!r}", code="invalid_parameter")
-    defaults = read_parameters({}, class_names)
-    return _invocation(image, {**defaults, "filename": filename, "auto_crop": auto_crop == "1"})
+    values = read_parameters({}, class_names, defaults)
+    return _invocation(image, {**values, "filename": filename, "auto_crop": auto_crop == "1"})
 
 
 def _invocation(image: bytes, values: dict[str, Any]) -> InvocationRequest:

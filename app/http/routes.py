@@ -79,6 +79,7 @@ def model_info():
             "engine_build": detector.engine.build,
             "files": detector.file_hashes,
             "load_seconds": round(detector.load_seconds, 3),
+            **current_app.extensions["default_threshold"].as_json(),
             "version": __version__,
         }
     )
@@ -112,7 +113,9 @@ def upload():
 def _answer(parse):
     detector = _detector()
     settings = current_app.extensions["settings"]
-    invocation = parse(request, detector.class_names)
+    # The model's threshold (DEFAULT_THRESHOLD, or evaluate --save-threshold's) where none is asked.
+    defaults = {"threshold": current_app.extensions["default_threshold"].value}
+    invocation = parse(request, detector.class_names, defaults)
     add_fields(filename=invocation.filename)  # in the log line of a photo refused from here on
     answer_format = invocation.format or _format_from_accept()
     limits = PhotoLimits(

@@ -237,18 +237,30 @@ def _upright(image: Image.Image) -> Image.Image:
     return image.transpose(method) if method is not None else image
 
 
-def photos_in(paths: list[Path], skip: Iterable[Path] = ()) -> list[Path]:
+def photos_in(paths: list[Path], skip: Iterable[Path] = (), hidden: list[Path] | None = None) -> list[Path]:
     """The photos in folders (recursively, by suffix) and the files named. In folders,
     annotated pictures (*.annotated.jpg) and whatever lies in or under a `skip` path (the
-    count command's own outputs) are left out, so an output is never read as an input."""
+    count command's own outputs) are left out, so an output is never read as an input;
+    so are hidden files and folders (a name starting with "."): macOS leaves a `._x.jpg`
+    of resource data beside each photo copied to a USB stick, and `.thumbnails/` hold
+    copies. Those left out for being hidden are added to `hidden` when given."""
     skipped = [Path(os.path.realpath(path)) for path in skip]
     found = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if _is_photo(p) and not _under(p, skipped))
+            photos = sorted(p for p in path.rglob("*") if _is_photo(p) and not _under(p, skipped))
+            seen = [p for p in photos if not is_hidden(p.relative_to(path))]
+            if hidden is not None:
+                hidden += [p for p in photos if is_hidden(p.relative_to(path))]
+            found += seen
         else:
             found.append(path)  # named explicitly: tried even with an odd suffix
     return found
+
+
+def is_hidden(relative: Path) -> bool:
+    """A file or folder name starting with ".", on the way from the folder counted."""
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def _is_photo(path: Path) -> bool:
