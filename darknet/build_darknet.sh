@@ -61,14 +61,19 @@ describe_source() {
   fi
 }
 
-# pjreddie's layers (maxpool, yolo, route...) take GPU memory whatever gpu_index says, and
-# abort where there is no GPU: with gpu_index -1 (the binding's CPU mode) they get none,
-# so its CUDA build also runs on the CPU, as AlexeyAB's does.
+# pjreddie's CUDA build on the CPU (gpu_index -1, the binding's CPU mode), as AlexeyAB's
+# runs: its layers (maxpool, yolo, route...) take GPU memory whatever gpu_index says, which
+# aborts where there is no GPU: they get none. And its yolo and region layers apply their
+# logistic on the CPU only in a CPU build (a GPU build's GPU pass did it, and hands the
+# CPU pass only training): for inference, which is all the service does, always.
 guard_no_gpu() {
-  local cuda_c=$1/src/cuda.c mark="build_darknet.sh: gpu_index -1, no GPU memory"
-  grep -q "$mark" "$cuda_c" ||
-    sed -i "/^\(float\|int\) \*cuda_make_\(int_\)\{0,1\}array(\(float\|int\) \*x, size_t n)\$/{n;s|\$|\n    if (gpu_index < 0) return 0; /* $mark */|}" "$cuda_c"
-  [ "$(grep -c "$mark" "$cuda_c")" = 2 ] || { echo "$cuda_c: cuda_make_array is not where it was" >&2; exit 1; }
+  local source=$1 mark="build_darknet.sh: gpu_index -1 runs on the CPU"
+  grep -q "$mark" "$source/src/cuda.c" ||
+    sed -i "/^\(float\|int\) \*cuda_make_\(int_\)\{0,1\}array(\(float\|int\) \*x, size_t n)\$/{n;s|\$|\n    if (gpu_index < 0) return 0; /* $mark */|}" \
+      "$source/src/cuda.c"
+  sed -i "s|^#ifndef GPU\$|#if 1 /* $mark */|" "$source/src/yolo_layer.c" "$source/src/region_layer.c"
+  [ "$(cat "$source/src/cuda.c" "$source/src/yolo_layer.c" "$source/src/region_layer.c" | grep -c "$mark")" = 4 ] ||
+    { echo "$source: pjreddie's cuda_make_array or yolo/region activation is not where it was" >&2; exit 1; }
 }
 
 has_cudnn() {

@@ -2,7 +2,7 @@
 # Build the service's image, darknet-service:cpu or darknet-service:gpu, from the one
 # Dockerfile, with docker or podman (whichever can build here).
 #
-#   scripts/build_image.sh cpu|gpu [--base IMAGE] [--darknet-source DIR|debian] [--tag NAME]
+#   scripts/build_image.sh cpu|gpu [--base IMAGE] [--darknet-source DIR|debian] [--tag NAME] [--no-cache]
 #
 # The bases are the upstream ones (ubuntu; nvidia/cuda with cuDNN) where they can be
 # pulled; where they cannot, a Debian bookworm base is made here with mmdebstrap, and
@@ -11,6 +11,7 @@
 # darknet/build_darknet.sh, cloned from GitHub; --darknet-source DIR builds a source of
 # your own, and `debian` (also what happens where GitHub cannot be reached) Debian's
 # darknet source package: pjreddie's darknet of 2018, which the binding supports too.
+# --no-cache builds every step again (newer packages); the layers are reused otherwise.
 # As root it installs what it needs (podman, runc, mmdebstrap) where they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,12 +110,13 @@ debian_darknet_source() {
 variant=$1
 shift
 case $variant in cpu | gpu) ;; *) usage ;; esac
-base="" darknet_source="" tag="darknet-service:$variant"
+base="" darknet_source="" tag="darknet-service:$variant" no_cache=()
 while [ $# -gt 0 ]; do
   case $1 in
     --base) base=${2:-}; shift 2 ;;
     --darknet-source) darknet_source=${2:-}; shift 2 ;;
     --tag) tag=${2:-}; shift 2 ;;
+    --no-cache) no_cache=(--no-cache); shift ;;
     *) usage ;;
   esac
 done
@@ -165,7 +167,7 @@ ca_bundle=/etc/ssl/certs/ca-certificates.crt
 
 say "building $tag with ${engine[*]}"
 started=$(date +%s)
-"${engine[@]}" build "${build_args[@]}" "${context_args[@]}" \
+"${engine[@]}" build "${build_args[@]}" "${context_args[@]}" "${no_cache[@]}" \
   --build-arg VARIANT="$variant" \
   --build-arg CPU_BASE="$cpu_base" \
   --build-arg GPU_BUILD_BASE="$gpu_build_base" \

@@ -5,7 +5,7 @@
 #   2. darknet built GPU=1 for this GPU's architecture where nvcc exists: the commit
 #      pinned in darknet/build_darknet.sh where GitHub answers, else --darknet-source DIR,
 #      else the distribution's darknet source package (apt-get source darknet);
-#   3. onnxruntime-gpu in a venv of its own (.venv-gpu), where pip can install it;
+#   3. onnxruntime-gpu in a venv of its own (.venv-gpu), where pip can install it, meanwhile;
 #   4. python -m bench.gpu_check for each: the sample photos counted on the GPU against
 #      OpenCV on the CPU, then requests/s for MAX_BATCH 1, 4, 8 at 1, 8 and 32 clients,
 #      and the production-size model (YOLOv3 at 832, bench/architectures).
@@ -19,7 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WORK=.gpu-check # git-ignored: darknet's build, the fetched source
+WORK=.gpu-check # git-ignored: darknet's build, the fetched source, logs
+mkdir -p "$WORK"
 started=$(date +%s)
 say() { echo "gpu_check [$(($(date +%s) - started)) s]: $*" >&2; }
 
@@ -28,7 +29,7 @@ usage() {
   exit 2
 }
 
-darknet_source="" libdarknet="" duration=5 dry_run=0
+darknet_source="" libdarknet="" duration=3 dry_run=0
 while [ $# -gt 0 ]; do
   case $1 in
     --darknet-source) darknet_source=${2:-}; shift 2 ;;
@@ -86,6 +87,17 @@ else
 fi
 engines=()
 
+# 3, started first: onnxruntime on the GPU, in a venv of its own with onnxruntime-gpu in
+# the place of onnxruntime, installed while darknet builds and runs (minutes of the 8).
+gpu_venv_job=""
+if [ "$variant" = gpu ]; then
+  say "installing onnxruntime-gpu in .venv-gpu, in the background"
+  (VENV=.venv-gpu ensure_venv requirements.txt &&
+    .venv-gpu/bin/pip uninstall --quiet --yes onnxruntime &&
+    .venv-gpu/bin/pip install --quiet 'onnxruntime-gpu[cuda,cudnn]>=1.20,<2') >"$WORK/venv-gpu.log" 2>&1 &
+  gpu_venv_job=$!
+fi
+
 # 2. darknet on the GPU
 if [ -z "$libdarknet" ]; then
   nvcc=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
@@ -113,23 +125,6 @@ if [ -z "$libdarknet" ]; then
 fi
 [ -z "$libdarknet" ] || engines+=(--engine "darknet:$libdarknet")
 
-# 3. onnxruntime on the GPU: its own venv, onnxruntime-gpu in the place of onnxruntime.
-gpu_venv=""
-if [ "$variant" = gpu ]; then
-  say "installing onnxruntime-gpu in .venv-gpu"
-  if (VENV=.venv-gpu ensure_venv requirements.txt >&2 &&
-    .venv-gpu/bin/pip uninstall --quiet --yes onnxruntime >&2 &&
-    .venv-gpu/bin/pip install --quiet 'onnxruntime-gpu[cuda,cudnn]>=1.20,<2' >&2); then
-    gpu_venv=.venv-gpu
-    # The CUDA and cuDNN libraries came as wheels: where onnxruntime's CUDA provider finds them.
-    nvidia_libs=$(.venv-gpu/bin/python -c \
-      'import glob, site; print(":".join(sorted(glob.glob(site.getsitepackages()[0] + "/nvidia/*/lib"))))')
-    export LD_LIBRARY_PATH="$nvidia_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  else
-    say "onnxruntime-gpu cannot be installed here: onnxruntime on CUDA is not checked"
-  fi
-fi
-
 # 4. counts and throughput
 status=0
 if [ ${#engines[@]} -gt 0 ]; then
@@ -137,10 +132,22 @@ if [ ${#engines[@]} -gt 0 ]; then
   "$VENV/bin/python" -m bench.gpu_check "${engines[@]}" --device "$device" --duration "$duration" "${bench_args[@]}" ||
     status=1
 fi
+gpu_venv=""
+if [ -n "$gpu_venv_job" ]; then
+  if wait "$gpu_venv_job"; then
+    gpu_venv=.venv-gpu
+  else
+    say "onnxruntime-gpu cannot be installed here: onnxruntime on CUDA is not checked; the log's end:"
+    tail -n 5 "$WORK/venv-gpu.log" >&2
+  fi
+fi
 if [ -n "$gpu_venv" ]; then
   say "onnxruntime-gpu: counts and throughput"
-  "$gpu_venv/bin/python" -m bench.gpu_check --engine onnxruntime --device cuda --duration "$duration" "${bench_args[@]}" ||
-    status=1
+  # The CUDA and cuDNN libraries came as wheels: where onnxruntime's CUDA provider finds them.
+  nvidia_libs=$("$gpu_venv/bin/python" -c \
+    'import glob, site; print(":".join(sorted(glob.glob(site.getsitepackages()[0] + "/nvidia/*/lib"))))')
+  LD_LIBRARY_PATH="$nvidia_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$gpu_venv/bin/python" -m bench.gpu_check \
+    --engine onnxruntime --device cuda --duration "$duration" "${bench_args[@]}" || status=1
 elif [ "$dry_run" = 1 ]; then
   "$VENV/bin/python" -m bench.gpu_check --engine onnxruntime --device cpu --duration "$duration" "${bench_args[@]}" ||
     status=1
