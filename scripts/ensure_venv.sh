@@ -4,13 +4,20 @@
 # changed. What it cannot do (a folder the user cannot write) it says in one line, and
 # it never deletes a .venv it merely may not use. `apt_install PACKAGE...` as root.
 
-# On a fresh VM unattended-upgrades holds apt's lock for minutes: wait for it, at most
-# APT_LOCK_WAIT_S seconds (300), rather than fail at once.
+# On a fresh VM unattended-upgrades holds apt's locks for minutes: wait for them, at most
+# APT_LOCK_WAIT_S seconds (300) in all, rather than fail at once.
 apt_install() {
-  local wait=${APT_LOCK_WAIT_S:-300}
-  apt-get -o DPkg::Lock::Timeout="$wait" update -qq &&
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout="$wait" install -y -qq \
-      --no-install-recommends "$@" >/dev/null
+  local deadline=$((SECONDS + ${APT_LOCK_WAIT_S:-300})) out
+  # `apt-get update` has no lock timeout of its own (DPkg::Lock::Timeout is install's).
+  until out=$(apt-get update -qq 2>&1); do
+    if [[ $out != *"lock"* ]] || ((SECONDS >= deadline)); then
+      echo "$out" >&2
+      return 1
+    fi
+    sleep 2
+  done
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=$((deadline > SECONDS ? deadline - SECONDS : 0)) \
+    install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 ensure_venv() {
