@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # Run the whole test suite: installs what the tests need into .venv, fetches the demo
 # model, lints, then runs pytest. Extra arguments go to pytest (./test.sh -k api).
+#   ./test.sh fast   the unit and integration tiers (no service, browser or container
+#                    started; __tests__/conftest.py), on every core: about a minute
+#   ./test.sh unit   only the tests that need no model file
 set -euo pipefail
 cd "$(dirname "$0")"
+
+tier=()
+case "${1:-}" in
+  fast) shift; tier=(-m "not e2e" --numprocesses auto) ;;
+  unit) shift; tier=(-m unit) ;;
+esac
 
 # Debian packages the tests use where they can be installed (as root): darknet for a
 # real libdarknet.so (pjreddie API), chromium for the web page in a real browser,
@@ -29,4 +38,4 @@ ensure_venv requirements-test.txt
 # one is marked `# nosec` with its reason where it stands).
 "$VENV/bin/bandit" --quiet --recursive --severity-level medium app darknet scripts gunicorn.conf.py
 # pytest exits non-zero on any failure, and with 5 when no test ran: both fail here.
-exec "$VENV/bin/python" -m pytest "$@"
+exec "$VENV/bin/python" -m pytest "${tier[@]}" "$@"

@@ -2,6 +2,15 @@
 
 Everything is real: the pretrained COCO yolov3-tiny (fetched by ./test.sh into
 aimodel/), the sample photos in data/, and gunicorn started by ./run.sh on loopback.
+Tests of the HTTP layer itself (CORS, auth, errors, parameters, the API document)
+run on `fake_app`: the same factory, a fixed engine, no model file.
+
+Every test falls in one tier, from what it uses (`./test.sh fast` runs the first two):
+- unit: no model file (support.py guards it: opening one fails the test);
+- integration: the real model in this process (its fixtures all start at `model_dir`);
+- e2e: real processes (marked `e2e`, or using `live_server`), and soaks that run an
+  engine for minutes; support.py refuses to start a process from any other tier, so a
+  slow test cannot hide in the fast ones.
 """
 
 from __future__ import annotations
@@ -9,11 +18,34 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import DEMO_MODEL, RunningService
+import support
+from fakes import fake_app as make_fake_app
+from support import DEMO_MODEL, RunningService, copy_model
 
 from app.http.factory import create_app
 from app.inference.detector import Detector, build_detector
+from app.model.files import ModelDescription, load_model_description
 from app.settings import Settings
+
+
+def tier_of(item: pytest.Item) -> str:
+    if item.get_closest_marker("e2e") or "live_server" in item.fixturenames:
+        return "e2e"
+    return "integration" if "model_dir" in item.fixturenames else "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(tier_of(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    support.TIER = tier_of(item)  # setup, call and teardown alike
+    try:
+        return (yield)
+    finally:
+        support.TIER = None
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +53,17 @@ def model_dir() -> Path:
     if not (DEMO_MODEL / "yolov3-tiny.weights").is_file():
         pytest.fail("the demo model is missing: run ./test.sh, or scripts/fetch_demo_model.py first")
     return DEMO_MODEL
+
+
+@pytest.fixture(scope="session")
+def demo_model(model_dir: Path) -> ModelDescription:
+    return load_model_description(model_dir)
+
+
+@pytest.fixture
+def model_copy(model_dir: Path, tmp_path: Path) -> Path:
+    """The demo model in a directory of the test's own (support.copy_model)."""
+    return copy_model(model_dir, tmp_path / "model")
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +84,17 @@ def app(settings: Settings):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def fake_app(tmp_path_factory):
+    """The service's whole Flask app on a fixed engine (fakes.py): no weights, answers at once."""
+    return make_fake_app(tmp_path_factory.mktemp("fake_model"))
+
+
+@pytest.fixture
+def fake_client(fake_app):
+    return fake_app.test_client()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +24,27 @@ DEMO_MODEL = ROOT / "aimodel"
 # What gunicorn's master, run.sh's model step and `import app` must not load.
 HEAVY_MODULES = ("flask", "werkzeug", "cv2", "PIL", "onnxruntime", "onnx", "prometheus_client", "boto3")
 
+# The running test's tier (conftest.py sets it): the guards below hold each tier to its promise.
+TIER: str | None = None
+
+
+def starts_processes(what: str) -> None:
+    """Called where a test starts a real service, browser or container: only e2e may."""
+    if TIER not in (None, "e2e"):
+        raise AssertionError(f"a {TIER} test starts {what}: mark it @pytest.mark.e2e")
+
+
+def _unit_tests_open_no_model_file(event: str, args: tuple) -> None:
+    # An audit hook: every open() of a file, whoever opens it (numpy, cv2's Python side,
+    # shutil.copy), is seen here.
+    if TIER == "unit" and event == "open" and isinstance(args[0], str | Path):
+        path = Path(args[0])
+        if path.suffix in (".weights", ".onnx") and DEMO_MODEL in Path(os.path.abspath(path)).parents:
+            raise AssertionError(f"a unit test opens {path}: it needs the model_dir fixture (integration)")
+
+
+sys.addaudithook(_unit_tests_open_no_model_file)
+
 
 def photo_path(name: str) -> Path:
     return DATA / name
@@ -34,6 +57,34 @@ def photo_bytes(name: str) -> bytes:
 def photo_rgb(name: str) -> np.ndarray:
     with Image.open(photo_path(name)) as image:
         return np.asarray(image.convert("RGB"))
+
+
+def encoded(image: Image.Image, fmt: str, **params) -> bytes:
+    """A picture made in a test, as the bytes of a file of that format."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    """The model in `source` in a directory of a test's own, for tests that change or add
+    files next to it: .cfg and .names copied, the weights linked (35 MB, never changed)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("yolov3-tiny.cfg", "coco.names"):
+        shutil.copy(source / name, target / name)
+    (target / "yolov3-tiny.weights").symlink_to(source / "yolov3-tiny.weights")
+    return target
+
+
+def refusal(service: RunningService) -> str:
+    """A start that must be refused: the one `cannot start:` line it printed."""
+    try:
+        assert service.process.wait(60) != 0
+    finally:
+        service.stop()
+    errors = [line for line in service.output().splitlines() if line.startswith("cannot start:")]
+    assert len(errors) == 1, service.output()
+    return errors[0]
 
 
 def wait_until(condition, timeout: float = 5.0) -> None:
@@ -54,6 +105,7 @@ class RunningService:
     """./run.sh started as a user starts it, on a free port."""
 
     def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None, port: int = 0):
+        starts_processes("the service")
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -125,6 +177,7 @@ class MotoServer:
     """moto's S3-compatible server on 127.0.0.1, in a process of its own."""
 
     def __init__(self, extra_env: dict[str, str] | None = None):
+        starts_processes("an S3 server")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
@@ -192,6 +245,7 @@ class CuttingProxy:
 def run_count(*args: str, model_dir, status: int = 0) -> subprocess.CompletedProcess:
     """`python -m app count ARGS` as a user runs it, output piped, on the model in model_dir;
     its exit status must be `status`, and nothing it says a traceback."""
+    starts_processes("python -m app count")
     result = subprocess.run(
         [sys.executable, "-m", "app", "count", *args],
         cwd=ROOT,

@@ -8,11 +8,9 @@ import threading
 import warnings
 
 import pytest
+from fakes import fake_app
 from PIL import Image
 from support import ROOT, photo_bytes
-
-from app.http.factory import create_app
-from app.settings import Settings
 
 DOG = photo_bytes("dog.jpg")
 DOG_B64 = base64.b64encode(DOG).decode()
@@ -43,9 +41,9 @@ def dog_stat(app):
     return response.get_json()["stat"]
 
 
-def test_ping(client):
+def test_ping(fake_client):
     for path in ("/ping", "/ping/"):
-        response = client.get(path)
+        response = fake_client.get(path)
         assert response.status_code == 200 and response.get_json() == {"data": "pong!"}
 
 
@@ -152,8 +150,8 @@ def test_exif_rotated_photo_comes_back_upright(client):
         (lambda c: c.get("/nowhere"), 404, "not_found"),
     ],
 )
-def test_errors_are_documented_json(client, send, status, code):
-    assert error_of(send(client), status)["code"] == code
+def test_errors_are_documented_json(fake_client, send, status, code):
+    assert error_of(send(fake_client), status)["code"] == code
 
 
 def test_unknown_parameters_are_ignored(client, dog_stat):
@@ -161,11 +159,11 @@ def test_unknown_parameters_are_ignored(client, dog_stat):
     assert response.get_json()["stat"] == dog_stat
 
 
-def test_an_unknown_format_is_refused_by_name(client):
+def test_an_unknown_format_is_refused_by_name(fake_client):
     for send in (
-        lambda: client.post("/invocations", json={"image": DOG_B64, "format": "xml"}),
-        lambda: client.post("/invocations", data={"image": (io.BytesIO(DOG), "d.jpg"), "format": "xml"}),
-        lambda: client.post("/invocations?format=xml", data=DOG, content_type="image/jpeg"),
+        lambda: fake_client.post("/invocations", json={"image": DOG_B64, "format": "xml"}),
+        lambda: fake_client.post("/invocations", data={"image": (io.BytesIO(DOG), "d.jpg"), "format": "xml"}),
+        lambda: fake_client.post("/invocations?format=xml", data=DOG, content_type="image/jpeg"),
     ):
         error = error_of(send(), 400)
         assert error["code"] == "invalid_parameter"
@@ -177,8 +175,8 @@ def test_format_json_is_todays_answer(client, dog_stat):
     assert set(body) == {"img", "stat"} and body["stat"] == dog_stat
 
 
-def test_limits(settings):
-    small = create_app(Settings(model_dir=settings.model_dir, max_upload_mb=0.1, max_image_megapixels=0.3))
+def test_limits(tmp_path):
+    small = fake_app(tmp_path, max_upload_mb=0.1, max_image_megapixels=0.3)
     client = small.test_client()
     assert error_of(client.post("/invocations", data=DOG, content_type="image/jpeg"), 413)["code"] == (
         "payload_too_large"
@@ -189,11 +187,11 @@ def test_limits(settings):
     assert error_of(response, 413)["code"] == "image_too_large"
 
 
-def test_cors_and_request_id(client):
-    response = client.post("/invocations", json={"image": DOG_B64}, headers={"X-Request-ID": "lab-42"})
+def test_cors_and_request_id(fake_client):
+    response = fake_client.post("/invocations", json={"image": DOG_B64}, headers={"X-Request-ID": "lab-42"})
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert response.headers["X-Request-ID"] == "lab-42"
-    preflight = client.options(
+    preflight = fake_client.options(
         "/invocations",
         headers={
             "Origin": "http://lab.example",
@@ -206,14 +204,14 @@ def test_cors_and_request_id(client):
     assert preflight.headers["Access-Control-Allow-Headers"].lower() == "content-type, x-api-key"
 
 
-def test_cors_origins_narrow_who_may_call(settings):
-    narrow = create_app(Settings(model_dir=settings.model_dir, cors_origins=("http://lab.example",))).test_client()
+def test_cors_origins_narrow_who_may_call(tmp_path):
+    narrow = fake_app(tmp_path, cors_origins=("http://lab.example",)).test_client()
     allowed = narrow.get("/ping", headers={"Origin": "http://lab.example"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "http://lab.example"
     assert "Access-Control-Allow-Origin" not in narrow.get("/ping", headers={"Origin": "http://evil.example"}).headers
 
 
-def test_nothing_is_written_to_disk_per_request(client):
+def test_nothing_is_written_to_disk_per_request(fake_client):
     writes = []
     watching = threading.Event()
 
@@ -225,7 +223,7 @@ def test_nothing_is_written_to_disk_per_request(client):
     watching.set()
     try:
         for form in ({"json": {"image": DOG_B64}}, {"data": {"image": (io.BytesIO(DOG), "dog.jpg")}}):
-            assert client.post("/invocations", **form).status_code == 200
+            assert fake_client.post("/invocations", **form).status_code == 200
     finally:
         watching.clear()
     assert writes == []
@@ -249,15 +247,15 @@ def test_tiling_parameter(client, dog_stat):
     assert error_of(response, 400)["code"] == "invalid_parameter"
 
 
-def test_the_web_page_is_served_whole_from_here(client):
-    response = client.get("/")
+def test_the_web_page_is_served_whole_from_here(fake_client):
+    response = fake_client.get("/")
     assert response.status_code == 200 and response.mimetype == "text/html"
     assert b'id="photo"' in response.data
     for asset in ("static/page.js", "static/page.css"):
         assert f'"{asset}"'.encode() in response.data  # relative: the page works under a path prefix
     static = ROOT / "app" / "http" / "static"
     for asset in sorted(f"static/{path.name}" for path in static.iterdir() if path.suffix in (".js", ".css")):
-        with client.get(f"/{asset}") as served:  # a file answer: closed, or its file stays open
+        with fake_client.get(f"/{asset}") as served:  # a file answer: closed, or its file stays open
             assert served.status_code == 200
             assert asset.endswith(".css") or served.mimetype == "text/javascript"  # else no module runs
             # Nothing from the internet: the one URL is SVG's namespace name, never fetched.
@@ -287,19 +285,19 @@ def test_the_web_page_is_served_whole_from_here(client):
     ],
     ids=["json-nested-too-deep", "json-infinite-number", "json-huge-integer"],
 )
-def test_pathological_json_is_a_400_not_a_500(client, send, status, code):
-    assert error_of(send(client), status)["code"] == code
+def test_pathological_json_is_a_400_not_a_500(fake_client, send, status, code):
+    assert error_of(send(fake_client), status)["code"] == code
 
 
-def test_a_photo_too_wide_for_jpeg_is_refused(client):
+def test_a_photo_too_wide_for_jpeg_is_refused(fake_client):
     wide = io.BytesIO()
     Image.new("L", (70_000, 20)).save(wide, "PNG")
-    assert error_of(client.post("/invocations", data=wide.getvalue(), content_type="image/png"), 413)["code"] == (
+    assert error_of(fake_client.post("/invocations", data=wide.getvalue(), content_type="image/png"), 413)["code"] == (
         "image_too_large"
     )
 
 
-def test_malformed_exif_is_ignored_not_a_500(client):
+def test_malformed_exif_is_ignored_not_a_500(fake_client):
     photo = Image.open(io.BytesIO(DOG))
     exif = Image.Exif()
     exif[0x0112] = (1, 2)  # an orientation of the wrong type
@@ -307,4 +305,16 @@ def test_malformed_exif_is_ignored_not_a_500(client):
     with warnings.catch_warnings():  # Pillow warns that it writes a malformed tag: the point
         warnings.simplefilter("ignore")
         photo.save(buffer, "JPEG", exif=exif)
-    assert client.post("/invocations", data=buffer.getvalue(), content_type="image/jpeg").status_code == 200
+    assert fake_client.post("/invocations", data=buffer.getvalue(), content_type="image/jpeg").status_code == 200
+
+
+def test_an_error_names_what_was_wrong_without_echoing_it(fake_client):
+    unknown = [f"not-a-class-{i}-" + "z" * 500 for i in range(5000)]
+    response = fake_client.post("/invocations", json={"image": DOG_B64, "classes": unknown})
+    message = error_of(response, 400)["message"]
+    assert "and 4995 more" in message and len(response.data) < 2048
+    nested = b'{"image": "", "x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+    response = fake_client.post("/invocations", data=nested, content_type="application/json")
+    assert error_of(response, 400)["code"] == "invalid_json" and "values" in error_of(response, 400)["message"]
+    response = fake_client.post("/invocations", json={"image": DOG_B64, "nms": "5" * 100_000})
+    assert error_of(response, 400)["code"] == "invalid_parameter" and len(response.data) < 1024

@@ -98,3 +98,24 @@ def test_upload_is_the_original_services_endpoint(live_server, white_dish):
     ):
         refused = requests.post(url, files=files, data=form, timeout=60)
         assert refused.status_code == 400 and refused.json()["error"]["code"] == code, refused.text
+
+
+@pytest.mark.parametrize("size", [(40_960, 20), (20, 40_960), (65_000, 1), (1, 3000)], ids=str)
+def test_auto_crop_takes_a_photo_of_any_aspect_ratio(size):
+    width, height = size
+    photo = np.full((height, width, 3), 250, np.uint8)
+    photo[:, width // 4 : width // 2] = AMBER  # a stained band: cropped to where it lies, or not at all
+    crop = find_sample(photo)
+    assert crop is None or (crop.x >= 0 and crop.x + crop.width <= width and crop.y + crop.height <= height)
+
+
+def test_auto_crop_on_a_2048_to_1_photo_is_an_answer_not_a_500(client):
+    """HTTP and /upload took a 500 internal_error; `count --auto-crop` aborted the run."""
+    thin = io.BytesIO()
+    Image.fromarray(np.full((8, 20_000, 3), AMBER, np.uint8)).save(thin, "PNG")
+    response = client.post(
+        "/invocations", data=thin.getvalue(), content_type="image/png", query_string={"auto_crop": "true"}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    upload = client.post("/upload", data={"file": (io.BytesIO(thin.getvalue()), "thin.png"), "auto_crop": "1"})
+    assert upload.status_code == 200, upload.get_data(as_text=True)

@@ -4,6 +4,7 @@ photo, and never a worker lost."""
 
 import base64
 import io
+import json
 import socket
 import struct
 import zlib
@@ -11,15 +12,9 @@ import zlib
 import pytest
 import requests
 from PIL import Image
-from support import RunningService, photo_bytes, worker_pids
+from support import RunningService, encoded, photo_bytes, worker_pids
 
 DOG = photo_bytes("dog.jpg")
-
-
-def encoded(image: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **params)
-    return buffer.getvalue()
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -103,6 +98,7 @@ def test_no_worker_was_lost(live_server, workers_before):
     assert requests.get(f"{live_server.url}/ping", timeout=5).status_code == 200
 
 
+@pytest.mark.e2e
 def test_oversized_body_is_refused_before_it_is_read(tmp_path):
     service = RunningService({"MAX_UPLOAD_MB": "1", "WORKERS": "1"}, tmp_path / "service.log")
     try:
@@ -141,3 +137,41 @@ def _read_response(sock: socket.socket) -> str:
     while len(body) < length:
         body += sock.recv(65536)
     return (head + b"\r\n\r\n" + body).decode(errors="replace")
+
+
+ECHO_BAIT = {
+    # 45 MB of `"x",`: 11 million values, refused from the raw bytes before parsing.
+    "a 45 MB classes list": lambda: b'{"image": "", "classes": [' + b'"x",' * 11_250_000 + b'"x"]}',
+    # 12,000 unknown names of 1 KB each: parsed, and named five at a time, cut short.
+    "12 MB of unknown class names": lambda: json.dumps(
+        {"image": base64.b64encode(DOG).decode(), "classes": [f"{i}{'y' * 1000}" for i in range(12_000)]}
+    ).encode(),
+    "a threshold of a million digits": lambda: json.dumps(
+        {"image": base64.b64encode(DOG).decode(), "threshold": "9" * 1_000_000}
+    ).encode(),
+}
+
+
+@pytest.mark.e2e
+def test_errors_never_echo_what_was_sent_and_json_is_parsed_within_bounds(model_dir, tmp_path):
+    """A 45 MB `classes` list came back as a 400 of 117 MB, the worker at 3 GB."""
+    from bench.hostile import worker_memory_mb
+
+    service = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path / "service.log")
+    try:
+        service.wait_ready()
+        _, resting = worker_memory_mb(service.process.pid)
+        for name, make in ECHO_BAIT.items():
+            response = requests.post(
+                f"{service.url}/invocations",
+                data=make(),
+                headers={"Content-Type": "application/json"},
+                timeout=60,
+            )
+            assert response.status_code == 400, name
+            assert len(response.content) < 4096, f"{name}: an error of {len(response.content)} bytes"
+            assert response.json()["error"]["code"] in ("invalid_json", "invalid_parameter")
+        peak, _ = worker_memory_mb(service.process.pid)
+    finally:
+        service.stop()
+    assert peak < resting + 800, f"worker peak RSS {peak:.0f} MB, {resting:.0f} MB at rest"

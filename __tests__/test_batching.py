@@ -64,6 +64,7 @@ def test_a_batch_needs_as_many_photos_at_work():
     assert Settings.from_env({"MODEL_DIR": "aimodel"}).max_batch == 1  # the CPU's default: no batching
 
 
+@pytest.mark.e2e
 def test_with_batching_on_each_request_still_gets_its_own_counts(model_dir, tmp_path):
     service = RunningService(
         {"MODEL_DIR": str(model_dir), "WORKERS": "1", "MAX_BATCH": "4", "MAX_BATCH_DELAY_MS": "20"}, tmp_path / "log"

@@ -45,6 +45,7 @@ def undated_jpeg(path, source: str = "dog.jpg") -> None:
         assert not saved.getexif().get_ifd(0x8769)
 
 
+@pytest.mark.e2e
 def test_a_folder_becomes_one_csv_row_per_photo(model_dir, tmp_path):
     photos = tmp_path / "drop-42"
     (photos / "day2").mkdir(parents=True)
@@ -65,6 +66,7 @@ def test_a_folder_becomes_one_csv_row_per_photo(model_dir, tmp_path):
     assert f"  {photos / 'broken.jpg'}: the data is not an image" in result.stderr  # the summary names it
 
 
+@pytest.mark.e2e
 def test_the_exit_status_says_whether_every_photo_was_counted(model_dir, tmp_path):
     good, bad = tmp_path / "good", tmp_path / "bad"
     good.mkdir(), bad.mkdir()
@@ -79,6 +81,7 @@ def test_the_exit_status_says_whether_every_photo_was_counted(model_dir, tmp_pat
     assert len(rows_of(failed.stdout)) == 12
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("folder_holds", "said"),
     [
@@ -100,6 +103,7 @@ def test_nothing_to_count_is_status_3_in_one_line(model_dir, tmp_path, folder_ho
     assert result.stderr.startswith(said.format(tmp=tmp_path))
 
 
+@pytest.mark.e2e
 def test_bad_arguments_are_status_2_and_said_before_any_photo_is_counted(model_dir, tmp_path):
     photo = str(DATA / "dog.jpg")
     refused = count(photo, "--threshold", "1.5", model_dir=model_dir, status=2)
@@ -116,11 +120,13 @@ def test_bad_arguments_are_status_2_and_said_before_any_photo_is_counted(model_d
     assert plot.stderr.startswith(f"count: cannot write the --plot file {tmp_path}/no/counts.png: ")
 
 
+@pytest.mark.e2e
 def test_a_model_that_cannot_be_loaded_is_status_4(tmp_path):
     result = count(str(DATA / "dog.jpg"), model_dir=tmp_path, status=4)
     assert result.stderr.startswith("cannot start: ") and len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.e2e
 def test_same_named_photos_keep_their_own_pictures_and_pictures_are_never_counted(model_dir, tmp_path):
     photos = tmp_path / "culture"
     (photos / "day1").mkdir(parents=True)
@@ -150,6 +156,7 @@ def test_same_named_photos_keep_their_own_pictures_and_pictures_are_never_counte
     assert [p.name for p in (tmp_path / "single").iterdir()] == ["sample.annotated.jpg"]
 
 
+@pytest.mark.e2e
 def test_outputs_beside_or_above_the_photos_and_folders_named_twice(model_dir, tmp_path):
     photos = tmp_path / "culture"
     photos.mkdir()
@@ -173,6 +180,7 @@ def test_outputs_beside_or_above_the_photos_and_folders_named_twice(model_dir, t
     assert len(list(csv.DictReader(io.StringIO((photos / "c.csv").read_text())))) == 1, plotted.stderr
 
 
+@pytest.mark.e2e
 def test_a_start_that_fails_leaves_an_earlier_output_as_it_was(tmp_path):
     earlier = tmp_path / "counts.csv"
     earlier.write_text("yesterday's counts\n")
@@ -180,11 +188,13 @@ def test_a_start_that_fails_leaves_an_earlier_output_as_it_was(tmp_path):
     assert earlier.read_text() == "yesterday's counts\n" and not (tmp_path / "c.png").exists()
 
 
+@pytest.mark.e2e
 def test_an_output_that_fills_up_stops_the_run_in_one_line(model_dir):
     full = count(str(DATA / "dog.jpg"), "-o", "/dev/full", model_dir=model_dir, status=1)  # always "disk full"
     assert full.stderr == "count: cannot write the output: No space left on device; stopped\n"
 
 
+@pytest.mark.e2e
 def test_a_picture_that_cannot_be_written_fails_its_photo_and_the_run_goes_on(model_dir, tmp_path):
     photos = tmp_path / "culture"
     (photos / "day1").mkdir(parents=True)
@@ -208,6 +218,7 @@ def test_annotated_pictures_and_skipped_folders_are_not_photos(tmp_path):
     assert photos_in([tmp_path / "a.annotated.jpg"]) == [tmp_path / "a.annotated.jpg"]  # named: the user means it
 
 
+@pytest.mark.e2e
 def test_rows_carry_total_threshold_model_and_date(model_dir, tmp_path):
     dated_jpeg(tmp_path / "exif.jpg")
     undated_jpeg(tmp_path / "plain.jpg")
@@ -237,6 +248,7 @@ def test_rows_carry_total_threshold_model_and_date(model_dir, tmp_path):
     )
 
 
+@pytest.mark.e2e
 def test_the_long_format_is_a_row_per_photo_and_class(model_dir, tmp_path):
     shutil.copy(DATA / "dog.jpg", tmp_path)
     (tmp_path / "broken.jpg").write_bytes(b"not a photo")
@@ -252,6 +264,7 @@ def test_the_long_format_is_a_row_per_photo_and_class(model_dir, tmp_path):
     assert {row["date"] for row in rows if row["class"]} == {"2014-09-19T16:08:30"}
 
 
+@pytest.mark.e2e
 def test_progress_is_a_plain_line_per_photo_when_stderr_is_not_a_terminal(model_dir, tmp_path):
     for name in ("dog.jpg", "kite.jpg"):
         shutil.copy(DATA / name, tmp_path)
@@ -265,6 +278,7 @@ def test_progress_is_a_plain_line_per_photo_when_stderr_is_not_a_terminal(model_
     ]
 
 
+@pytest.mark.e2e
 def test_plot_draws_counts_by_date_or_by_photo(model_dir, tmp_path):
     dated, undated = tmp_path / "dated", tmp_path / "undated"
     dated.mkdir(), undated.mkdir()
@@ -291,6 +305,7 @@ def test_the_plot_orders_photos_by_date_only_when_the_dates_order_them():
     assert not by_date([result(day1), result(day1)])
 
 
+@pytest.mark.e2e
 def test_json_lines_with_threshold_and_tiling(model_dir, tmp_path):
     output = tmp_path / "counts.jsonl"
     run_count(
@@ -371,3 +386,36 @@ def test_an_engine_fault_stops_the_count_instead_of_passing_for_an_unreadable_ph
     monkeypatch.setattr(detector, "detect", broken)
     with pytest.raises(RuntimeError, match="engine crashed"):
         count_photo(DATA / "dog.jpg", detector, DetectOptions(), settings, auto_crop=False, annotated=False)
+
+
+@pytest.mark.e2e
+def test_count_auto_crop_goes_on_past_a_photo_thinner_than_2048_to_1(model_dir, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (20_000, 8), (40, 130, 205)).save(photos / "thin.png")
+    shutil.copy(DATA / "dog.jpg", photos / "dog.jpg")
+    result = count(str(photos), "--auto-crop", model_dir=model_dir)
+    assert set(rows_of(result.stdout)) == {"thin.png", "dog.jpg"} and "counted 2 photos" in result.stderr
+
+
+@pytest.mark.e2e
+def test_annotate_never_follows_a_symlink_planted_at_an_output_name(model_dir, tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "day1").mkdir(parents=True)
+    shutil.copy(DATA / "dog.jpg", photos / "a.jpg")
+    shutil.copy(DATA / "dog.jpg", photos / "day1" / "b.jpg")
+    shutil.copy(DATA / "dog.jpg", photos / "c.jpg")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    (pictures / "a.annotated.jpg").symlink_to(victim)
+    (pictures / "day1").symlink_to(elsewhere)  # a folder on the way
+    result = count(str(photos), "--annotate", str(pictures), model_dir=model_dir, status=1)
+    assert victim.read_text() == "keep me" and list(elsewhere.iterdir()) == []
+    assert "symbolic link, not followed" in result.stderr
+    assert (pictures / "c.annotated.jpg").is_file() and not (pictures / "c.annotated.jpg").is_symlink()
+    rows = rows_of(result.stdout)
+    assert rows["c.jpg"]["error"] == "" and "symbolic link" in rows["a.jpg"]["error"]

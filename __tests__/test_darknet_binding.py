@@ -128,6 +128,7 @@ def test_darknet_and_opencv_engines_agree(library, model_dir, photo, monkeypatch
         assert max(_iou(detection.box, d.box) for d in same_class) >= 0.8, detection
 
 
+@pytest.mark.e2e  # a soak: minutes of darknet's CPU build, with the tests that run for long
 def test_repeated_inference_does_not_leak(small_network):
     image = photo_rgb("dog.jpg")
     for _ in range(20):  # warm-up: allocators and caches settle
@@ -190,6 +191,18 @@ def test_darknet_engine_serves_the_api(model_dir, monkeypatch):
     )
     stat = response.get_json()["stat"]
     assert stat["dog"] == 1 and stat["bicycle"] == 1
+    # Which build serves: Debian's library has no darknet-build.txt beside it.
+    assert app.test_client().get("/model").get_json()["engine_build"] == f"{library.path} (pjreddie)"
+
+
+def test_a_build_says_what_it_is_beside_the_library(tmp_path):
+    """darknet/build_darknet.sh writes darknet-build.txt next to libdarknet.so."""
+    copy = tmp_path / "libdarknet.so"
+    copy.write_bytes(_debian_library().path.read_bytes())
+    (tmp_path / "darknet-build.txt").write_text("pjreddie/darknet 61c9d02e (Debian source package); GPU=0\n")
+    library = load_library(copy)
+    assert library.build == "pjreddie/darknet 61c9d02e (Debian source package); GPU=0"
+    assert library.gpu_missing() == f"{copy} is a CPU-only build"
 
 
 def test_a_missing_or_foreign_library_is_one_clear_error(tmp_path):

@@ -1,10 +1,11 @@
 """The opencv engine on the real yolov3-tiny and the real sample photos."""
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from support import photo_rgb
+from support import photo_rgb, wait_until
 
 from app.vision.detection import DetectOptions
 from app.vision.postprocess import count_by_class
@@ -75,3 +76,48 @@ def test_concurrent_calls_match_serial_calls(detector):
 
 def test_an_image_smaller_than_the_network_works(detector):
     assert detector.detect(np.zeros((1, 1, 3), dtype=np.uint8)) == []
+
+
+def test_a_photo_arriving_during_a_big_tiled_one_takes_the_engine_between_its_tiles(detector):
+    """The engine was held for a whole tiled photo: a 100 MP one kept a camera photo
+    waiting for a minute. Now the big photo gives it back between runs of tiles."""
+    big = np.tile(photo_rgb("dog.jpg"), (6, 6, 1))  # 4608x3456: some 150 tiles
+    dog = photo_rgb("dog.jpg")
+    finished = []
+
+    def run(name, image, options):
+        detector.detect(image, options)
+        finished.append(name)
+
+    with ThreadPoolExecutor(2) as pool:
+        tiled = pool.submit(run, "big", big, DetectOptions(tiling="on"))
+        wait_until(lambda: detector._lock._held, timeout=30)  # the big photo is at work
+        pool.submit(run, "dog", dog, DetectOptions(tiling="off")).result(60)
+        assert not tiled.done()
+        tiled.result(300)
+    assert finished == ["dog", "big"]
+
+
+def test_the_engine_goes_to_the_caller_with_the_fewest_turns_then_the_first_come():
+    from app.inference.engine_turns import EngineTurns
+
+    turns = EngineTurns()
+    turns.acquire()
+    order = []
+
+    def take(name, had):
+        turns.acquire(turns_had=had)
+        order.append(name)
+        turns.release()
+
+    waiting = []
+    callers = (("tiles of a", 5), ("tiles of b", 3), ("new", 0), ("later tiles of b", 3))
+    for count, (name, had) in enumerate(callers, start=1):
+        waiting.append(threading.Thread(target=take, args=(name, had)))
+        waiting[-1].start()
+        wait_until(lambda count=count: len(turns._line) == count)
+    assert not turns.acquire(timeout=0.05)  # held: a timeout, as threading.Lock's
+    turns.release()
+    for thread in waiting:
+        thread.join(5)
+    assert order == ["new", "tiles of b", "later tiles of b", "tiles of a"]

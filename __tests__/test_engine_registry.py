@@ -5,18 +5,19 @@ from pathlib import Path
 
 import pytest
 
-from app.inference.engines import EngineUnavailable, create_engine, darknet_engine, onnx_files, prepare_engine
+from app.inference.engines import (
+    EngineUnavailable,
+    create_engine,
+    darknet_engine,
+    onnx_files,
+    openvino_engine,
+    prepare_engine,
+)
 from app.inference.engines import onnxruntime_engine as ort
 from app.inference.engines.registry import ENGINES, auto_candidates
-from app.model.files import load_model_description
 from app.settings import BACKENDS, ConfigError, Settings
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
-
-
-@pytest.fixture(scope="module")
-def demo_model(model_dir):
-    return load_model_description(model_dir)
 
 
 def unavailable(*args):
@@ -32,6 +33,7 @@ def test_auto_asks_onnxruntime_for_the_device_asked_so_it_can_take_the_gpu(demo_
 
     monkeypatch.setattr(darknet_engine, "load_darknet_engine", unavailable)
     monkeypatch.setattr(ort, "load_onnxruntime_engine", record)
+    monkeypatch.setattr(openvino_engine, "load_openvino_engine", unavailable)
     assert create_engine("auto", demo_model, threads=1).name == "opencv"
     assert asked == ["auto"]
 
@@ -39,8 +41,8 @@ def test_auto_asks_onnxruntime_for_the_device_asked_so_it_can_take_the_gpu(demo_
 @pytest.mark.parametrize(
     ("device", "expected"),
     [
-        ("auto", [("darknet", "cuda"), ("onnxruntime", "auto"), ("opencv", "cpu")]),
-        ("cpu", [("onnxruntime", "cpu"), ("opencv", "cpu")]),
+        ("auto", [("darknet", "cuda"), ("onnxruntime", "auto"), ("openvino", "cpu"), ("opencv", "cpu")]),
+        ("cpu", [("onnxruntime", "cpu"), ("openvino", "cpu"), ("opencv", "cpu")]),
         ("cuda", [("darknet", "cuda"), ("onnxruntime", "cuda")]),
     ],
 )
@@ -49,7 +51,8 @@ def test_auto_tries_darknet_only_on_cuda_and_opencv_only_on_the_cpu(device, expe
 
 
 def test_auto_with_int8_tries_only_the_engines_that_serve_it():
-    assert [entry.name for entry, _ in auto_candidates("auto", "int8")] == ["onnxruntime"]
+    assert [entry.name for entry, _ in auto_candidates("auto", "int8")] == ["onnxruntime", "openvino"]
+    assert [entry.name for entry, _ in auto_candidates("auto", "bf16")] == ["openvino"]
 
 
 @pytest.mark.parametrize(
@@ -110,5 +113,5 @@ def test_settings_refuse_int8_with_an_engine_the_table_lists_no_int8_for(name):
     if "int8" in ENGINES[name].precisions:
         assert Settings(model_dir=Path("/m"), backend=name, precision="int8").backend == name
         return
-    with pytest.raises(ConfigError, match=f"PRECISION=int8 needs BACKEND=onnxruntime or auto, not {name}"):
+    with pytest.raises(ConfigError, match=f"PRECISION=int8 needs BACKEND=onnxruntime or openvino or auto, not {name}"):
         Settings(model_dir=Path("/m"), backend=name, precision="int8")

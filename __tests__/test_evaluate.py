@@ -9,12 +9,14 @@ import sys
 
 import numpy as np
 import pytest
-from support import ROOT
+from support import DEMO_MODEL, ROOT, starts_processes
 
 from app.evaluation.dataset import read_dataset
 from app.evaluation.metrics import LabelledBox, PhotoComparison, average_precision, evaluate
 from app.vision.detection import Detection
 from bench.labelled_photos import DOG_CLASS, write_labelled_folder
+
+COCO = tuple((DEMO_MODEL / "coco.names").read_text().splitlines())
 
 
 def dog(x, y, confidence, class_id=0):
@@ -65,6 +67,7 @@ def lab(tmp_path_factory):
 
 
 def evaluate_command(*args, model_dir):
+    starts_processes("python -m app evaluate")
     return subprocess.run(
         [sys.executable, "-m", "app", "evaluate", *map(str, args)],
         cwd=ROOT,
@@ -75,10 +78,17 @@ def evaluate_command(*args, model_dir):
     )
 
 
+@pytest.mark.e2e
 def test_evaluate_reads_darknets_layout_and_reports_every_number(lab, model_dir, tmp_path):
     directory, dogs = lab
     result = evaluate_command(
-        directory / "obj.data", "--json", tmp_path / "e.json", "--plots", tmp_path / "plots", model_dir=model_dir
+        directory / "obj.data",
+        "--json",
+        tmp_path / "e.json",
+        "--plots",
+        tmp_path / "plots",
+        "--darknet-map",
+        model_dir=model_dir,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "e.json").read_text())
@@ -88,7 +98,7 @@ def test_evaluate_reads_darknets_layout_and_reports_every_number(lab, model_dir,
         assert key in numbers
     assert numbers["tp"] + numbers["fn"] == 30 and numbers["ap50"] > 0.7  # the pasted dogs are found, tiled
     assert report["map50"] == numbers["ap50"]  # dog is the only labelled class
-    assert report["map50_darknet"] == pytest.approx(sum(c["ap50"] for c in report["classes"].values()) / 80)
+    assert report["map50_darknet"] == pytest.approx(sum(c["ap50"] or 0 for c in report["classes"].values()) / 80)
     assert "as darknet's detector map averages it, over all 80 classes" in result.stdout
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "fp32-tiling-auto-counts.png",
@@ -97,6 +107,7 @@ def test_evaluate_reads_darknets_layout_and_reports_every_number(lab, model_dir,
     ]
 
 
+@pytest.mark.e2e
 def test_tiling_modes_side_by_side_show_what_tiling_does(lab, model_dir, tmp_path):
     directory, _ = lab
     result = evaluate_command(
@@ -108,6 +119,7 @@ def test_tiling_modes_side_by_side_show_what_tiling_does(lab, model_dir, tmp_pat
     assert variants["fp32, tiling on"]["recall"] > variants["fp32, tiling off"]["recall"] + 0.5
 
 
+@pytest.mark.e2e
 def test_bad_labels_are_one_line_each_and_the_run_goes_on(lab, model_dir, tmp_path):
     directory, _ = lab
     folder = tmp_path / "bad"
@@ -130,10 +142,11 @@ def test_bad_labels_are_one_line_each_and_the_run_goes_on(lab, model_dir, tmp_pa
     assert any("white-4.txt line 4: box 1.2 0.5 0.1 0.1 is not inside 0-1" in w for w in warnings)
     assert any("kite-1.jpg: no label file" in w and "--missing-labels empty" in w for w in warnings)
     assert json.loads((tmp_path / "e.json").read_text())["classes"]["dog"]["labelled"] == 30 - 4 - 1 + 1
-    with_empty = read_dataset(folder, 80, missing_labels="empty")
+    with_empty = read_dataset(folder, COCO, missing_labels="empty")
     assert any(photo.path.name == "kite-1.jpg" and photo.labels == [] for photo in with_empty.photos)
 
 
+@pytest.mark.e2e
 def test_a_missing_photo_is_listed_and_nothing_to_evaluate_is_one_line(lab, model_dir, tmp_path):
     directory, _ = lab
     listing = tmp_path / "valid.txt"
@@ -147,6 +160,7 @@ def test_a_missing_photo_is_listed_and_nothing_to_evaluate_is_one_line(lab, mode
     assert result.stderr.strip().splitlines()[-1].endswith("no valid= line (the list of validation photos)")
 
 
+@pytest.mark.e2e
 def test_compare_int8_needs_a_calibrated_model(lab, model_dir, tmp_path):
     target = tmp_path / "model"
     target.mkdir()
@@ -171,7 +185,7 @@ def test_ap_agrees_with_pycocotools_on_the_same_detections(lab, detector):
     from app.vision.images import decode_image
 
     directory, _ = lab
-    dataset = read_dataset(directory / "images", len(detector.class_names))
+    dataset = read_dataset(directory / "images", detector.class_names)
     photos, images, annotations, results = [], [], [], []
     for index, photo in enumerate(dataset.photos):
         image = decode_image(photo.path.read_bytes(), 100_000_000)

@@ -3,7 +3,6 @@ names the cfg and weights it came from, and the cache outside the model director
 private to the service's user."""
 
 import os
-import shutil
 
 import onnx
 import pytest
@@ -21,16 +20,6 @@ from app.inference.onnx_export.cache import (
 from app.model.files import file_digest, load_model_description
 
 
-@pytest.fixture
-def model_copy(model_dir, tmp_path):
-    target = tmp_path / "model"
-    target.mkdir()
-    for name in ("yolov3-tiny.cfg", "coco.names"):
-        shutil.copy(model_dir / name, target / name)
-    (target / "yolov3-tiny.weights").symlink_to(model_dir / "yolov3-tiny.weights")
-    return target
-
-
 def test_an_export_carries_the_sha256_of_the_files_it_was_made_from(model_copy):
     model = load_model_description(model_copy)
     found = read_stamp(ensure_export(model))
@@ -38,6 +27,7 @@ def test_an_export_carries_the_sha256_of_the_files_it_was_made_from(model_copy):
     assert found["source_cfg_sha256"] == file_digest(model.files.cfg)
 
 
+@pytest.mark.e2e
 def test_a_planted_export_under_the_right_name_is_not_served(model_copy, tmp_path):
     """An ONNX file named as this model's export but stamped as made from other files
     is replaced before it is served, so MODEL_SHA256 covers what runs."""
@@ -102,6 +92,8 @@ def test_a_new_export_removes_the_older_ones_and_those_of_weights_no_longer_ther
         f"yolov3-tiny.{old}.int8-report.json",
         f"yolov3.{old}.onnx",  # the demo's export, its weights removed
         f"yolov3.{old}.int8-report.json",
+        f"yolov3-tiny.{old}.openvino-int8.xml",  # NNCF's int8 model of earlier files
+        f"yolov3-tiny.{old}.openvino-int8.bin",
     ]
     kept = [
         "notes.onnx",
@@ -116,6 +108,10 @@ def test_a_new_export_removes_the_older_ones_and_those_of_weights_no_longer_ther
     for name in outdated + kept[:-2]:
         (model_copy / name).write_bytes(b"not an export")
     (model_copy / f"saved.{old}.onnx").mkdir()  # a directory, whatever its name
+    # OpenVINO's compiled models of earlier files: the one kind of directory removed.
+    (model_copy / f"yolov3-tiny.{old}.openvino-cache").mkdir()
+    (model_copy / f"yolov3-tiny.{old}.openvino-cache" / "1234.blob").write_bytes(b"compiled")
+    (model_copy / f"yolov3-tiny.{old}.openvino-cache.txt").write_bytes(b"not ours")
     (model_copy / "older").mkdir()
     (model_copy / "older" / f"yolov3.{old}.onnx").write_bytes(b"another directory: not ours")
 
@@ -125,6 +121,53 @@ def test_a_new_export_removes_the_older_ones_and_those_of_weights_no_longer_ther
     fp32 = ensure_export(model)
 
     names = {path.name for path in model_copy.iterdir()}
-    assert names == {*kept, "yolov3-tiny.weights", fp32.name, paths.int8_report.name, f"saved.{old}.onnx", "older"}
+    assert names == {
+        *kept,
+        "yolov3-tiny.weights",
+        fp32.name,
+        paths.int8_report.name,
+        f"saved.{old}.onnx",
+        "older",
+        f"yolov3-tiny.{old}.openvino-cache.txt",
+    }
     assert (model_copy / "older" / f"yolov3.{old}.onnx").is_file()
     assert all((model_copy / name).read_bytes() == b"not an export" for name in kept[:-2])
+
+
+def edited_in_place(path) -> None:
+    """The export's first convolution zeroed, its metadata (the stamp) kept as it was."""
+    exported = onnx.load(str(path))
+    weights = next(init for init in exported.graph.initializer if len(init.dims) == 4)
+    array = onnx.numpy_helper.to_array(weights) * 0
+    weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))
+    path.write_bytes(exported.SerializeToString())
+
+
+def test_an_export_edited_in_place_with_its_stamp_kept_is_exported_again(model_copy):
+    model = load_model_description(model_copy)
+    path = ensure_export(model)
+    edited_in_place(path)
+    assert read_stamp(path)["source_weights_sha256"] == file_digest(model.files.weights)  # the stamp still says so
+    with pytest.raises(ExportMismatch, match="was changed after it was written"):
+        check_stamp(path, read_stamp(path), model)
+    assert ensure_export(model) == path
+    check_stamp(path, read_stamp(path), model)  # exported again: what was written is what is there
+
+
+@pytest.mark.e2e
+def test_model_sha256_covers_the_export_that_runs(model_copy, tmp_path):
+    """An edited export beside the pinned weights was served (the demo counted 0
+    dogs); now it is exported again before the first photo."""
+    model = load_model_description(model_copy)
+    edited_in_place(ensure_export(model))
+    weights_sha = file_digest(model.files.weights)
+    service = RunningService(
+        {"MODEL_DIR": str(model_copy), "WORKERS": "1", "MODEL_SHA256": weights_sha, "BACKEND": "onnxruntime"},
+        tmp_path / "log",
+    )
+    try:
+        service.wait_ready()
+        assert service.post_photo("dog.jpg").json()["stat"]["dog"] == 1
+    finally:
+        service.stop()
+    assert "was changed after it was written" in service.output()

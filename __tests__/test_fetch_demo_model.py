@@ -2,15 +2,18 @@ import shutil
 import subprocess
 import sys
 
-from support import ROOT
+import pytest
+from support import ROOT, starts_processes
 
 SCRIPT = ROOT / "scripts" / "fetch_demo_model.py"
 
 
 def run(destination):
+    starts_processes("the demo model download")
     return subprocess.run([sys.executable, str(SCRIPT), str(destination)], capture_output=True, text=True, check=True)
 
 
+@pytest.mark.e2e
 def test_idempotent_and_repairs_a_damaged_file(model_dir, tmp_path):
     for name in ("yolov3-tiny.cfg", "yolov3-tiny.weights", "coco.names"):
         shutil.copy(model_dir / name, tmp_path / name)

@@ -3,17 +3,11 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from support import photo_bytes
+from support import encoded, photo_bytes
 
 from app.vision.images import ImageTooLarge, InvalidImage, decode_image, encode_jpeg
 
 LIMIT = 100_000_000
-
-
-def encoded(image: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **params)
-    return buffer.getvalue()
 
 
 def test_jpeg_decodes_to_rgb():

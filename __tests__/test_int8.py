@@ -8,12 +8,15 @@ import sys
 
 import pytest
 import requests
-from support import ROOT, RunningService, photo_bytes
+from support import ROOT, RunningService, copy_model, photo_bytes, refusal, starts_processes
 
 from app.inference.calibration import CalibrationError, split_photos
 from app.inference.int8.agreement import matched_boxes
-from app.inference.int8.cpu_class import cpu_class
+from app.inference.int8.candidates import serving_plan
+from app.inference.int8.cpu_class import cpu_class, cpu_has_bf16
 from app.inference.int8.schemes import SCHEME_NAMES, SchemeResult, choose
+from app.inference.onnx_export.cache import export_paths
+from app.model.files import load_model_description
 from app.settings import ConfigError, Settings
 from app.vision.detection import Detection
 
@@ -84,7 +87,7 @@ def test_held_out_photos_are_stable_as_photos_are_added():
 
 
 def test_int8_only_through_onnxruntime(model_dir):
-    with pytest.raises(ConfigError, match="PRECISION=int8 needs BACKEND=onnxruntime or auto, not opencv"):
+    with pytest.raises(ConfigError, match="PRECISION=int8 needs BACKEND=onnxruntime or openvino or auto, not opencv"):
         Settings.from_env({"MODEL_DIR": str(model_dir), "PRECISION": "int8", "BACKEND": "opencv"})
     with pytest.raises(ConfigError, match="INT8_MIN_AGREEMENT"):
         Settings.from_env({"MODEL_DIR": str(model_dir), "INT8_MIN_AGREEMENT": "1.5"})
@@ -93,15 +96,11 @@ def test_int8_only_through_onnxruntime(model_dir):
 @pytest.fixture(scope="module")
 def model_copy(model_dir, tmp_path_factory):
     """The demo model in a directory of its own: calibration writes next to the weights."""
-    target = tmp_path_factory.mktemp("int8") / "model"
-    target.mkdir()
-    for name in ("yolov3-tiny.cfg", "coco.names"):
-        shutil.copy(model_dir / name, target / name)
-    (target / "yolov3-tiny.weights").symlink_to(model_dir / "yolov3-tiny.weights")
-    return target
+    return copy_model(model_dir, tmp_path_factory.mktemp("int8") / "model")
 
 
 def calibrate(model_dir, *args):
+    starts_processes("python -m app calibrate")
     return subprocess.run(
         [sys.executable, "-m", "app", "calibrate", *args],
         cwd=ROOT,
@@ -116,16 +115,7 @@ def start(model_dir, tmp_path, **env):
     return RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1", **env}, tmp_path / "service.log")
 
 
-def refusal(service) -> str:
-    try:
-        assert service.process.wait(60) != 0
-    finally:
-        service.stop()
-    errors = [line for line in service.output().splitlines() if line.startswith("cannot start:")]
-    assert len(errors) == 1, service.output()
-    return errors[0]
-
-
+@pytest.mark.e2e
 def test_int8_is_refused_before_calibration(model_copy, tmp_path):
     message = refusal(start(model_copy, tmp_path, PRECISION="int8"))
     assert "PRECISION=int8 but this model has no calibrated int8 version" in message
@@ -141,6 +131,7 @@ def calibrated(model_copy):
     return result.stdout, json.loads(reports[0].read_text()), reports[0]
 
 
+@pytest.mark.e2e
 def test_calibration_reports_agreement_on_held_out_photos(calibrated):
     output, report, _ = calibrated
     assert "PASS" in output and "serve it with PRECISION=int8" in output
@@ -161,6 +152,7 @@ def test_calibration_reports_agreement_on_held_out_photos(calibrated):
     assert {"conv_15", "conv_22", "yolo_16", "yolo_23"} <= set(report["fp32_nodes"])  # outputs stay fp32
 
 
+@pytest.mark.e2e
 def test_calibration_keeps_the_fastest_scheme_that_passes_on_this_cpu(calibrated):
     output, report, _ = calibrated
     assert report["cpu_class"] == cpu_class()
@@ -178,6 +170,51 @@ def test_calibration_keeps_the_fastest_scheme_that_passes_on_this_cpu(calibrated
     assert report["fp32_forward_ms"] > 0
 
 
+@pytest.mark.e2e
+def test_calibration_measures_openvino_beside_onnxruntime_against_the_same_fp32(calibrated, model_copy):
+    output, report, _ = calibrated
+    labels = [(entry["engine"], entry["precision"]) for entry in report["candidates"]]
+    expected = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32")]
+    expected += [("openvino", "bf16")] if cpu_has_bf16() else []
+    assert labels == [*expected, ("openvino", "int8")]  # NNCF is in requirements-test.txt
+    assert report["candidates"][1]["detail"] == report["scheme"]
+    for entry in report["candidates"]:
+        assert entry["forward_ms"] > 0 and entry["fp32_boxes"] == report["fp32_boxes"]
+        assert 0 <= entry["matched_share"] <= 1 and entry["photos"] == len(report["held_out"])
+    # openvino f32 is the same arithmetic: every box of onnxruntime fp32, on every photo.
+    assert report["candidates"][2]["matched_share"] == report["candidates"][2]["calibration_matched_share"] == 1.0
+    nncf_model = export_paths(load_model_description(model_copy)).openvino_int8
+    assert nncf_model.is_file() and nncf_model.with_suffix(".bin").is_file()
+    assert "PRECISION=auto (the default) serves " in output
+
+
+@pytest.mark.e2e
+def test_out_of_the_box_the_service_serves_what_calibrate_chose_and_says_why(calibrated, model_copy, tmp_path):
+    _, report, _ = calibrated
+    plan = serving_plan(report["candidates"], report["cpu_class"], cpu_class(), "auto", 0.98, cpu_has_bf16())
+    service = start(model_copy, tmp_path)  # no BACKEND, no PRECISION
+    try:
+        service.wait_ready()
+        info = requests.get(f"{service.url}/model", timeout=10).json()
+        assert (info["engine"], info["precision"], info["selection"]) == (
+            plan[0].backend,
+            plan[0].precision,
+            plan[0].reason,
+        )
+        assert plan[0].reason in service.output()  # the startup line says it too
+        response = requests.post(
+            f"{service.url}/invocations",
+            data=photo_bytes("dog.jpg"),
+            headers={"Content-Type": "image/jpeg"},
+            timeout=60,
+        )
+        stat = response.json()["stat"]
+        assert (stat["dog"], stat["bicycle"], stat["car"], stat["truck"]) == (1, 1, 1, 1)
+    finally:
+        service.stop()
+
+
+@pytest.mark.e2e
 def test_int8_measured_on_another_cpu_class_is_refused(calibrated, model_copy, tmp_path):
     _, report, path = calibrated
     other = "avx2" if report["cpu_class"] != "avx2" else "avx512_vnni"
@@ -191,6 +228,7 @@ def test_int8_measured_on_another_cpu_class_is_refused(calibrated, model_copy, t
     assert "run `python -m app calibrate [PHOTO_DIR]` on this machine" in message
 
 
+@pytest.mark.e2e
 def test_a_report_that_names_no_cpu_class_is_refused(calibrated, model_copy, tmp_path):
     _, report, path = calibrated
     original = path.read_text()
@@ -202,6 +240,7 @@ def test_a_report_that_names_no_cpu_class_is_refused(calibrated, model_copy, tmp
     assert "measured on a CPU it does not name" in message
 
 
+@pytest.mark.e2e
 def test_calibrated_int8_serves_the_same_counts(calibrated, model_copy, tmp_path):
     service = start(model_copy, tmp_path, PRECISION="int8")
     try:
@@ -220,6 +259,7 @@ def test_calibrated_int8_serves_the_same_counts(calibrated, model_copy, tmp_path
         service.stop()
 
 
+@pytest.mark.e2e
 def test_the_pass_mark_is_a_setting(calibrated, model_copy, tmp_path):
     _, report, path = calibrated
     boxes = report["fp32_boxes"]
@@ -243,6 +283,7 @@ def test_the_pass_mark_is_a_setting(calibrated, model_copy, tmp_path):
         path.write_text(original)
 
 
+@pytest.mark.e2e
 def test_calibration_needs_photos(model_copy, tmp_path):
     (tmp_path / "one").mkdir()
     shutil.copy(ROOT / "data" / "dog.jpg", tmp_path / "one")

@@ -16,6 +16,8 @@ from support import RunningService, photo_bytes, rss_mb, worker_pids
 
 from app.http.front import nginx_binary
 
+pytestmark = pytest.mark.e2e  # every test here starts the service
+
 PHOTOS = ("dog.jpg", "person.jpg", "eagle.jpg")
 # ./test.sh installs nginx as root; a developer without it sees why these do not run.
 NEEDS_NGINX = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)")

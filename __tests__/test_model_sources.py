@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import DEMO_MODEL, HEAVY_MODULES, ROOT
+from support import DEMO_MODEL, HEAVY_MODULES, ROOT, starts_processes
 
 from app.model import sources
 from app.model.files import ModelError, file_digest
@@ -66,7 +66,7 @@ def test_a_scheme_with_no_source_is_one_line_naming_the_known_ones(uri):
         model_dir({"MODEL_S3_URI": uri})
 
 
-def test_a_new_scheme_is_one_entry_in_the_table(places, monkeypatch):
+def test_a_new_scheme_is_one_entry_in_the_table(places, monkeypatch, model_dir):
     local, sagemaker = places
     monkeypatch.setitem(sources.SOURCES, "https", f"{__name__}:copy_demo_model")
     directory = prepare_model({"MODEL_S3_URI": "https://models.example/rotifers/"}, local, sagemaker)
@@ -74,6 +74,7 @@ def test_a_new_scheme_is_one_entry_in_the_table(places, monkeypatch):
     assert sorted(p.name for p in directory.iterdir()) == sorted(MODEL_FILES)
 
 
+@pytest.mark.e2e
 def test_the_demo_is_fetched_only_when_nothing_is_configured(places, monkeypatch):
     local, sagemaker = places
     monkeypatch.setitem(sources.SOURCES, "demo", f"{__name__}:copy_demo_model")
@@ -85,6 +86,7 @@ def test_the_demo_is_fetched_only_when_nothing_is_configured(places, monkeypatch
     assert not (local / "yolov3-tiny.weights").exists()
 
 
+@pytest.mark.e2e
 def test_fetched_weights_must_match_model_sha256(places, monkeypatch):
     local, sagemaker = places
     monkeypatch.setitem(sources.SOURCES, "demo", f"{__name__}:copy_demo_model")
@@ -95,11 +97,13 @@ def test_fetched_weights_must_match_model_sha256(places, monkeypatch):
 
 
 def run_sources(env: dict[str, str]) -> subprocess.CompletedProcess:
+    starts_processes("python -m app.model.sources")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_")}
     command = [sys.executable, "-X", "importtime", "-m", "app.model.sources"]
     return subprocess.run(command, cwd=ROOT, env={**environment, **env}, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.e2e
 def test_the_command_prints_only_the_directory_and_loads_nothing_heavy(tmp_path):
     done = run_sources({"MODEL_DIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr
@@ -110,6 +114,7 @@ def test_the_command_prints_only_the_directory_and_loads_nothing_heavy(tmp_path)
     assert not [name for name in loaded if name.split(".")[0] in (*HEAVY_MODULES, "numpy")]
 
 
+@pytest.mark.e2e
 def test_the_command_fails_with_one_line_and_prints_no_directory():
     done = run_sources({"MODEL_S3_URI": "https://models.example/rotifers/"})
     assert done.returncode == 1 and done.stdout == ""

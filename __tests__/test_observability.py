@@ -7,11 +7,11 @@ import re
 import pytest
 import requests
 import tomllib
+from fakes import fake_app
 from flask import Flask
 from support import ROOT, RunningService, photo_bytes
 
 from app import __version__
-from app.http.factory import create_app
 from app.settings import ConfigError, Settings
 
 DOG = photo_bytes("dog.jpg")
@@ -99,6 +99,7 @@ def test_the_version_is_the_projects():
     assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == __version__
 
 
+@pytest.mark.e2e
 def test_log_format_json_makes_every_line_a_json_record(tmp_path, model_dir):
     service = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1", "LOG_FORMAT": "json"}, tmp_path / "log")
     try:
@@ -116,8 +117,8 @@ def test_log_format_json_makes_every_line_a_json_record(tmp_path, model_dir):
 
 
 @pytest.fixture(scope="module")
-def guarded(settings):
-    return create_app(Settings(model_dir=settings.model_dir, api_keys=("k-one", "k-two"))).test_client()
+def guarded(tmp_path_factory):
+    return fake_app(tmp_path_factory.mktemp("m"), api_keys=("k-one", "k-two")).test_client()
 
 
 @pytest.mark.parametrize(
@@ -164,6 +165,7 @@ def test_api_keys_from_a_file(tmp_path):
         Settings.from_env({"API_KEYS_FILE": str(tmp_path / "missing")})
 
 
+@pytest.mark.e2e
 def test_api_keys_on_the_real_server(tmp_path):
     service = RunningService({"API_KEYS": "lab-secret", "WORKERS": "1"}, tmp_path / "service.log")
     try:
@@ -176,8 +178,8 @@ def test_api_keys_on_the_real_server(tmp_path):
         service.stop()
 
 
-def test_a_server_fault_is_a_500_with_a_request_id_and_no_internals(settings, caplog):
-    app: Flask = create_app(Settings(model_dir=settings.model_dir))
+def test_a_server_fault_is_a_500_with_a_request_id_and_no_internals(tmp_path, caplog):
+    app: Flask = fake_app(tmp_path)
 
     @app.get("/explode")
     def explode():

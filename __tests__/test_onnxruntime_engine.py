@@ -22,11 +22,6 @@ SAMPLE_PHOTOS = sorted(path.name for path in DATA.glob("*.jpg"))
 
 
 @pytest.fixture(scope="module")
-def demo_model(model_dir):
-    return load_model_description(model_dir)
-
-
-@pytest.fixture(scope="module")
 def onnx_detector(demo_model):
     engine = create_engine("onnxruntime", demo_model, threads=2)
     assert (engine.name, engine.device, engine.precision) == ("onnxruntime", "cpu", "fp32")

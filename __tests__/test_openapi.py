@@ -15,8 +15,8 @@ from app.http.parameters import PARAMETERS, Boolean, Choice, Fraction, Parameter
 from app.pipeline.render import MEDIA_TYPES
 
 
-def test_the_document_is_valid_openapi_3_1(client):
-    document = client.get("/openapi.json").get_json()
+def test_the_document_is_valid_openapi_3_1(fake_client):
+    document = fake_client.get("/openapi.json").get_json()
     validate(document)
     assert document == openapi_document()
     invocations = document["paths"]["/invocations"]["post"]

@@ -15,6 +15,7 @@ import string
 import numpy as np
 import pytest
 import requests
+import support
 from PIL import Image
 from support import ROOT, RunningService, photo_bytes
 
@@ -39,15 +40,9 @@ def start(tmp_path, **env) -> RunningService:
 
 def refusal(service) -> str:
     """The one line a refused start prints; every other line a log record (no traceback)."""
-    try:
-        assert service.process.wait(60) != 0
-    finally:
-        service.stop()
-    output = service.output()
-    errors = [line for line in output.splitlines() if line.startswith("cannot start:")]
-    assert len(errors) == 1, output
-    assert strays(output) == [], output
-    return errors[0]
+    line = support.refusal(service)
+    assert strays(service.output()) == [], service.output()
+    return line
 
 
 def strays(output: str) -> list[str]:
@@ -73,6 +68,7 @@ def log_entry(service, request_id: str) -> tuple[str, dict]:
 # -- a key setting that yields no key ----------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
@@ -93,12 +89,18 @@ def test_a_key_setting_that_yields_no_key_refuses_to_start_and_leaves_no_temp_di
     assert left_in_tmp(tmp_path) == []  # gunicorn.conf.py's metrics directory went with the master
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
         ({"WORKERS": "four"}, "cannot start: WORKERS='four' is not a whole number"),
         ({"THREADS": "2", "ACTIVE_PHOTOS": "2"}, "cannot start: THREADS=2 leaves no thread for /ping"),
-        ({"MAX_REQUESTS": "-1"}, "cannot start: MAX_REQUESTS='-1' must be at least 0"),
+        ({"MAX_REQUESTS": "-1"}, "cannot start: MAX_REQUESTS='-1' must be between 0 and 10000000"),
+        ({"TILE_OVERLAP": "nan"}, "cannot start: TILE_OVERLAP='nan' is not a finite number"),
+        ({"MAX_UPLOAD_MB": "nan"}, "cannot start: MAX_UPLOAD_MB='nan' is not a finite number"),
+        ({"PIXEL_BUDGET_MEGAPIXELS": "inf"}, "cannot start: PIXEL_BUDGET_MEGAPIXELS='inf' is not a finite number"),
+        ({"WORKERS": "100000"}, "cannot start: WORKERS='100000' must be between 1 and"),
+        ({"API_KEYS_FILE": "/dev/zero"}, "cannot start: API_KEYS_FILE=/dev/zero: not a regular file"),
         ({"FRONT": "apache"}, "cannot start: FRONT='apache' is not one of auto, nginx, none"),
     ],
 )
@@ -129,6 +131,7 @@ def model_with(tmp_path, old: str, new: str):
     return model
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("old", "new", "where"),
     [
@@ -186,6 +189,7 @@ def cache_an_export_as_before(model, tmp_path):
     return path
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend", ["onnxruntime", "opencv", "darknet"])
 def test_weights_longer_than_the_cfg_reads_refuse_the_start_in_one_line_naming_both_counts(tmp_path, backend):
     model = five_class_model(tmp_path, filters=30)
@@ -197,6 +201,7 @@ def test_weights_longer_than_the_cfg_reads_refuse_the_start_in_one_line_naming_b
     assert left_in_tmp(tmp_path) == []
 
 
+@pytest.mark.e2e
 def test_an_export_cached_before_does_not_hide_weights_longer_than_the_cfg_reads(tmp_path):
     model = five_class_model(tmp_path, filters=30)
     first = refusal(start(tmp_path, MODEL_DIR=str(model)))
@@ -206,6 +211,7 @@ def test_an_export_cached_before_does_not_hide_weights_longer_than_the_cfg_reads
     assert cached.is_file()  # there, stamped as made from these files, and still refused
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend", ["opencv", "onnxruntime", "darknet"])
 def test_filters_left_for_80_classes_refuse_the_start_in_one_line_naming_the_cfg_line(tmp_path, backend):
     # OpenCV's importer answered this with a 59-line traceback and "Worker failed to boot".
@@ -284,6 +290,7 @@ def debug_service(tmp_path_factory):
     assert left_in_tmp(tmp_path) == []  # the metrics directory goes with a clean stop too
 
 
+@pytest.mark.e2e
 def test_a_huge_filename_is_a_bounded_log_field(debug_service):
     url = f"{debug_service.url}/invocations"
     body = {"image": base64.b64encode(DOG).decode(), "filename": "rotifers-" + "x" * 5_000_000}
@@ -302,6 +309,7 @@ def test_a_huge_filename_is_a_bounded_log_field(debug_service):
     assert len(entry["path"]) <= 200
 
 
+@pytest.mark.e2e
 def test_a_chunked_upload_logs_the_bytes_it_sent(debug_service):
     def chunks():  # a generator: requests sends Transfer-Encoding: chunked, no Content-Length
         for start in range(0, len(DOG), 10_000):
@@ -318,6 +326,7 @@ def test_a_chunked_upload_logs_the_bytes_it_sent(debug_service):
     assert entry["bytes_in"] == len(DOG)
 
 
+@pytest.mark.e2e
 def test_every_line_of_the_stream_is_a_record_in_one_format(debug_service):
     png = io.BytesIO()
     Image.open(io.BytesIO(DOG)).save(png, "PNG")
@@ -340,10 +349,12 @@ def test_a_record_of_any_logger_is_one_bounded_line_that_keeps_both_ends():
     assert text.startswith("PIL.Image: first line\\r\\n") and text.endswith("\\nValueError: the end")
 
 
+@pytest.mark.e2e
 def test_the_metrics_dir_lives_while_the_service_runs(debug_service):
     assert len(left_in_tmp(debug_service.tmp_path)) == 1
 
 
+@pytest.mark.e2e
 def test_a_worker_that_cannot_start_logs_its_traceback_on_one_line_and_leaves_no_temp_dir(tmp_path):
     line = refusal(start(tmp_path, BACKEND="darknet", LIBDARKNET_PATH="/nowhere", LOG_LEVEL="DEBUG"))
     assert "LIBDARKNET_PATH=/nowhere" in line

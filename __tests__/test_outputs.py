@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from support import DATA, run_count
 
-from app.pipeline import PhotoFailure, photo, process_photo, render
+from app.pipeline import PhotoFailure, PhotoLimits, photo, process_photo, render
 from app.vision.detection import DetectOptions
 
 DOG = (DATA / "dog.jpg").read_bytes()
@@ -69,18 +69,18 @@ def test_the_api_gives_every_format_of_one_photo_and_they_agree(client):
     ("accept", "media"),
     [("text/csv", "text/csv"), ("application/x-ndjson", "application/x-ndjson"), ("image/*", "image/jpeg")],
 )
-def test_the_accept_header_chooses_the_format_when_the_request_does_not(client, accept, media):
-    assert ask(client, headers={"Accept": accept}).mimetype == media
-    assert ask(client, headers={"Accept": accept}, format="json").mimetype == "application/json"  # format wins
+def test_the_accept_header_chooses_the_format_when_the_request_does_not(fake_client, accept, media):
+    assert ask(fake_client, headers={"Accept": accept}).mimetype == media
+    assert ask(fake_client, headers={"Accept": accept}, format="json").mimetype == "application/json"  # format wins
 
 
-def test_accepting_text_csv_gives_the_table_of_a_row_per_photo_not_the_long_one(client):
-    header = ask(client, headers={"Accept": "text/csv"}).get_data(as_text=True).splitlines()[0]
+def test_accepting_text_csv_gives_the_table_of_a_row_per_photo_not_the_long_one(fake_client):
+    header = ask(fake_client, headers={"Accept": "text/csv"}).get_data(as_text=True).splitlines()[0]
     assert header.startswith("file,date,width,height,crop,")
-    assert ask(client, format="long").get_data(as_text=True).startswith("file,date,class,count,")
+    assert ask(fake_client, format="long").get_data(as_text=True).startswith("file,date,class,count,")
 
 
-def test_the_api_gives_the_exif_date_or_none_the_file_has_no_time_there(client):
+def test_the_api_gives_the_exif_date_or_none_the_file_has_no_time_there(fake_client):
     exif = Image.Exif()
     exif.get_ifd(0x8769)[36867] = "2026:11:20 09:30:00"
     with Image.open(io.BytesIO(DOG)) as photo:
@@ -88,26 +88,28 @@ def test_the_api_gives_the_exif_date_or_none_the_file_has_no_time_there(client):
         photo.save(dated, "JPEG", exif=exif)
         photo.save(undated, "JPEG")
     for data, date in ((dated.getvalue(), "2026-11-20T09:30:00"), (undated.getvalue(), None)):
-        answer = client.post("/invocations", data=data, content_type="image/jpeg", query_string={"format": "jsonl"})
+        answer = fake_client.post(
+            "/invocations", data=data, content_type="image/jpeg", query_string={"format": "jsonl"}
+        )
         assert json.loads(answer.get_data(as_text=True))["date"] == date
 
 
-def test_a_format_that_makes_no_picture_spends_no_time_drawing(client, monkeypatch):
+def test_a_format_that_makes_no_picture_spends_no_time_drawing(fake_client, monkeypatch):
     def no_drawing(*args, **kwargs):
         raise AssertionError("drew a picture nobody asked for")
 
     monkeypatch.setattr(photo, "annotated_jpeg", no_drawing)
     for answer_format in ("csv", "long", "jsonl", "coco"):
-        assert ask(client, format=answer_format).status_code == 200
-    assert "img" not in ask(client, return_image="false").get_json()
-    assert ask(client).status_code == 500  # the default JSON does draw: the patch is in the path
+        assert ask(fake_client, format=answer_format).status_code == 200
+    assert "img" not in ask(fake_client, return_image="false").get_json()
+    assert ask(fake_client).status_code == 500  # the default JSON does draw: the patch is in the path
 
 
-def test_an_accept_with_parameters_and_a_format_over_an_accept_it_cannot_meet(client):
-    assert ask(client, headers={"Accept": "text/csv; charset=utf-8"}).mimetype == "text/csv"
-    assert ask(client, headers={"Accept": "application/xml"}).status_code == 406
+def test_an_accept_with_parameters_and_a_format_over_an_accept_it_cannot_meet(fake_client):
+    assert ask(fake_client, headers={"Accept": "text/csv; charset=utf-8"}).mimetype == "text/csv"
+    assert ask(fake_client, headers={"Accept": "application/xml"}).status_code == 406
     # format= in a JSON body is read with the body, so the Accept header alone does not refuse it.
-    answer = client.post(
+    answer = fake_client.post(
         "/invocations",
         json={"image": base64.b64encode(DOG).decode(), "format": "jsonl"},
         headers={"Accept": "application/xml"},
@@ -115,6 +117,7 @@ def test_an_accept_with_parameters_and_a_format_over_an_accept_it_cannot_meet(cl
     assert answer.status_code == 200 and answer.mimetype == "application/x-ndjson"
 
 
+@pytest.mark.e2e
 def test_count_gives_the_boxes_and_rows_the_api_gives(client, model_dir, tmp_path):
     shutil.copy(DATA / "dog.jpg", tmp_path)
     answer = ask(client, detections="true").get_json()
@@ -127,6 +130,7 @@ def test_count_gives_the_boxes_and_rows_the_api_gives(client, model_dir, tmp_pat
     assert cli_row == api_row
 
 
+@pytest.mark.e2e
 def test_count_writes_one_coco_dataset_that_pycocotools_evaluates(model_dir, tmp_path):
     for name in ("dog.jpg", "horses.jpg", "person.jpg"):
         shutil.copy(DATA / name, tmp_path)
@@ -149,6 +153,7 @@ def test_count_writes_one_coco_dataset_that_pycocotools_evaluates(model_dir, tmp
     assert evaluation.stats[1] == pytest.approx(1.0)  # AP at IoU 0.5
 
 
+@pytest.mark.e2e
 def test_detections_go_with_json_lines_only(model_dir):
     refused = run_count(str(DATA / "dog.jpg"), "--detections", model_dir=model_dir, status=2)
     assert "--detections goes with --format jsonl" in refused.stderr
@@ -171,7 +176,7 @@ def test_the_pipeline_reads_the_date_from_the_photos_exif_and_keeps_the_threshol
         encoded = io.BytesIO()
         with Image.open(io.BytesIO(DOG)) as image:
             image.save(encoded, kind, exif=exif)
-        result = process_photo(encoded.getvalue(), detector, DetectOptions(threshold=0.4), max_pixels=10**8)
+        result = process_photo(encoded.getvalue(), detector, DetectOptions(threshold=0.4), PhotoLimits(10**8))
         assert result.threshold == 0.4 and result.total == sum(result.counts.values())
         return result.taken
 
@@ -186,3 +191,20 @@ def test_the_pipeline_reads_the_date_from_the_photos_exif_and_keeps_the_threshol
     unset = Image.Exif()
     unset.get_ifd(0x8769)[36867] = "0000:00:00 00:00:00"  # a camera whose clock was never set
     assert taken("JPEG", unset) is None
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x")', "+1-2", "-cmd", "@SUM(A1)", "\tx"])
+def test_a_file_name_a_spreadsheet_would_run_is_written_as_text(name):
+    failure = PhotoFailure(name, "the image is empty (0 bytes)")
+    for document in (render.CsvDocument(("dog",)), render.LongCsvDocument(("dog",))):
+        (row,) = csv.reader(io.StringIO(document.photo(failure)))
+        assert row[0] == "'" + name
+
+
+def test_a_number_stays_a_number_and_the_api_csv_is_spreadsheet_safe(client):
+    assert render.spreadsheet_safe("-0.5") == "-0.5" and render.spreadsheet_safe(-3) == -3
+    response = client.post(
+        "/invocations", data=DOG, content_type="image/jpeg", query_string={"format": "csv", "filename": "=1+2.jpg"}
+    )
+    (row,) = csv.DictReader(io.StringIO(response.get_data(as_text=True)))
+    assert row["file"] == "'=1+2.jpg"

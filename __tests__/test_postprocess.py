@@ -3,6 +3,8 @@ import pytest
 
 from app.vision.detection import Candidates, DetectOptions
 from app.vision.postprocess import (
+    MAX_CANDIDATES,
+    BestCandidates,
     best_class,
     classwise_nms,
     clip_to_image,
@@ -11,6 +13,7 @@ from app.vision.postprocess import (
     nms,
     select_detections,
 )
+from app.vision.tiling import merge
 
 NAMES = ("Rotifer", "One-Egg-Carrier", "Dead")
 
@@ -81,3 +84,28 @@ def test_best_class_and_counts_keep_names_order():
     assert ids.tolist() == [1, 0]
     assert scores.tolist() == pytest.approx([0.7, 0.3])
     assert list(count_by_class([], NAMES)) == list(NAMES)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.25, 0.9])
+@pytest.mark.parametrize("classes", [None, frozenset({1, 3})])
+def test_candidates_kept_as_they_come_select_what_all_of_them_together_would(threshold, classes):
+    """threshold=0 on a tiled photo: the passes' candidates are bounded as they come
+    (BestCandidates), and the detections are those of every candidate merged at once."""
+    rng = np.random.default_rng(7)
+    parts = []
+    for _ in range(12):  # a whole-photo pass and 11 tiles, 1500 boxes each
+        xy = rng.uniform(0, 900, (1500, 2))
+        wh = rng.uniform(5, 60, (1500, 2))
+        scores = rng.uniform(0, 1, (1500, 5)).astype(np.float32) ** 3
+        scores[rng.uniform(size=1500) < 0.05] = 0.5  # ties at the bound of those kept
+        parts.append(Candidates(np.hstack([xy, wh]).astype(np.float32), scores))
+    options = DetectOptions(threshold=threshold, classes=classes)
+    names = ("a", "b", "c", "d", "e")
+    pool = BestCandidates(options)
+    for index, part in enumerate(parts):
+        pool.add(part, index)
+    kept = pool.merged()
+    assert len(kept.boxes) <= MAX_CANDIDATES
+    expected = select_detections(merge(parts), options, names, (1000, 1000), ios_threshold=0.6)
+    assert select_detections(kept, options, names, (1000, 1000), ios_threshold=0.6) == expected
+    assert len(BestCandidates(options).merged().scores) == 0

@@ -25,16 +25,16 @@ COMMON = settings(max_examples=120, deadline=None, suppress_health_check=[Health
 
 @COMMON
 @given(body=st.binary(max_size=2048), content_type=CONTENT_TYPES)
-def test_random_bytes_never_500(client, body, content_type):
-    response = client.post("/invocations", data=body, content_type=content_type or None)
+def test_random_bytes_never_500(fake_client, body, content_type):
+    response = fake_client.post("/invocations", data=body, content_type=content_type or None)
     assert response.status_code < 500, response.get_data(as_text=True)
     assert "error" in response.get_json() or response.status_code == 200
 
 
 @COMMON
 @given(document=JSON_VALUES | PARAMS.map(lambda p: {"image": "aGVsbG8=", **p}))
-def test_random_json_never_500(client, document):
-    response = client.post("/invocations", data=json.dumps(document), content_type="application/json")
+def test_random_json_never_500(fake_client, document):
+    response = fake_client.post("/invocations", data=json.dumps(document), content_type="application/json")
     assert response.status_code < 500, response.get_data(as_text=True)
     assert set(response.get_json()) == {"error"}
 

@@ -8,11 +8,15 @@ import sys
 
 import boto3
 import pytest
+import requests
 from support import ROOT, CuttingProxy, MotoServer, RunningService
 
 from app.model.files import file_digest
 from app.model.s3 import S3ModelError, fetch_model
 from app.model.sources import prepare_model
+
+# Every test here talks to moto's S3 server, a process of its own.
+pytestmark = pytest.mark.e2e
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 MODEL_FILES = ("yolov3-tiny.cfg", "yolov3-tiny.weights", "coco.names")
@@ -180,6 +184,9 @@ def test_model_sha256_that_matches_is_served(model_uri, model_dir, s3_server, tm
     service = RunningService({**env, "MODEL_DIR": str(tmp_path), "WORKERS": "1"}, tmp_path / "service.log")
     try:
         service.wait_ready()
+        # The model served is the one whose sha256 was asked for, and it counts.
+        assert requests.get(f"{service.url}/model", timeout=10).json()["files"]["yolov3-tiny.weights"] == digest
+        assert service.post_photo("dog.jpg").json()["stat"]["dog"] == 1
     finally:
         service.stop()
     assert os.path.exists(tmp_path / "yolov3-tiny.weights")

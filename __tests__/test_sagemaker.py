@@ -6,22 +6,25 @@ import threading
 
 import pytest
 import requests
+from fakes import fake_app
 from PIL import Image
 from support import RunningService, free_port, photo_bytes
 
-from app.http.factory import create_app
 from app.model.sources import model_dir
-from app.settings import Settings
 
 DOG = photo_bytes("dog.jpg")
 
 
+@pytest.mark.e2e
 def test_sagemaker_bind_to_port_is_honoured(tmp_path):
     port = free_port()
     service = RunningService({"SAGEMAKER_BIND_TO_PORT": str(port), "WORKERS": "1"}, tmp_path / "service.log")
     service.url = f"http://127.0.0.1:{port}"  # not PORT: SageMaker's variable wins
     try:
         service.wait_ready()
+        assert service.post_photo("dog.jpg").json()["stat"]["dog"] == 1
+        with pytest.raises(requests.ConnectionError):  # and PORT, which it overrides, is not listened on
+            requests.get(f"http://127.0.0.1:{service.port}/ping", timeout=5)
     finally:
         service.stop()
 
@@ -36,10 +39,8 @@ def test_opt_ml_model_is_the_model_dir_when_aimodel_is_empty(tmp_path):
     assert model_dir({"MODEL_DIR": "/elsewhere"}, local, sagemaker).as_posix() == "/elsewhere"
 
 
-def test_execution_parameters_are_the_real_limits(settings):
-    client = create_app(
-        Settings(model_dir=settings.model_dir, workers=3, max_upload_mb=0.5, active_photos=2, queue_depth=10)
-    ).test_client()
+def test_execution_parameters_are_the_real_limits(tmp_path):
+    client = fake_app(tmp_path, workers=3, max_upload_mb=0.5, active_photos=2, queue_depth=10).test_client()
     assert client.get("/execution-parameters").get_json() == {
         "MaxConcurrentTransforms": 36,  # what the workers take without a refusal: 3 x (2 at work + 10 queued)
         "BatchStrategy": "SINGLE_RECORD",
@@ -50,9 +51,9 @@ def test_execution_parameters_are_the_real_limits(settings):
 
 
 @pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/json, image/jpeg;q=0.5"])
-def test_json_unless_asked_otherwise(client, accept):
+def test_json_unless_asked_otherwise(fake_client, accept):
     headers = {"Accept": accept} if accept else {}
-    response = client.post("/invocations", data=DOG, content_type="image/jpeg", headers=headers)
+    response = fake_client.post("/invocations", data=DOG, content_type="image/jpeg", headers=headers)
     assert response.status_code == 200 and response.mimetype == "application/json"
 
 
@@ -63,8 +64,10 @@ def test_accept_image_jpeg_gets_the_picture_and_the_counts_in_a_header(client):
     assert json.loads(response.headers["X-Stat"])["dog"] == 1
 
 
-def test_an_accept_it_cannot_produce_is_406(client):
-    response = client.post("/invocations", data=DOG, content_type="image/jpeg", headers={"Accept": "application/xml"})
+def test_an_accept_it_cannot_produce_is_406(fake_client):
+    response = fake_client.post(
+        "/invocations", data=DOG, content_type="image/jpeg", headers={"Accept": "application/xml"}
+    )
     assert response.status_code == 406
     assert response.get_json()["error"]["code"] == "not_acceptable"
 

@@ -2,8 +2,11 @@
 
 import base64
 
+import pytest
 import requests
 from support import ROOT, RunningService, photo_bytes
+
+pytestmark = pytest.mark.e2e  # every test here starts the service
 
 
 def found(stat: dict) -> set:

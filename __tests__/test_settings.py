@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,9 @@ def test_defaults_and_overrides():
         ({"BACKEND": "tensorflow"}, "BACKEND='tensorflow' is not one of"),
         ({"WORKERS": "two"}, "WORKERS='two' is not a whole number"),
         ({"PORT": "80 80"}, "PORT='80 80' is not a whole number"),
-        ({"TIMEOUT": "-1"}, "TIMEOUT='-1' must be at least 0"),
+        ({"TIMEOUT": "-1"}, "TIMEOUT='-1' must be between 0 and 86400"),
         ({"FRONT": "apache"}, "FRONT='apache' is not one of auto, nginx, none"),
-        ({"MAX_UPLOAD_MB": "-1"}, "must be at least"),
+        ({"MAX_UPLOAD_MB": "-1"}, "must be between"),
         ({"JPEG_QUALITY": "101"}, "between 1 and 100"),
     ],
 )
@@ -56,3 +57,39 @@ def test_a_host_that_is_no_ip_address_is_one_clear_error(value):
     with pytest.raises(ConfigError) as refusal:
         Settings.from_env({"HOST": value})
     assert str(refusal.value).startswith(f"HOST={value!r} is not an IP address (0.0.0.0: every interface;")
+
+
+NUMBER_SETTINGS = (
+    "WORKERS", "PORT", "SAGEMAKER_BIND_TO_PORT", "TIMEOUT", "MAX_REQUESTS", "MAX_BATCH", "ACTIVE_PHOTOS",
+    "QUEUE_DEPTH", "THREADS", "MAX_BATCH_DELAY_MS", "ENGINE_THREADS", "INT8_MIN_AGREEMENT", "MAX_UPLOAD_MB",
+    "MAX_IMAGE_MEGAPIXELS", "REQUEST_DEADLINE_S", "PIXEL_BUDGET_MEGAPIXELS", "JPEG_QUALITY",
+    "TILE_OVERLAP",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NUMBER_SETTINGS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "1e12"])
+def test_every_number_setting_refuses_nan_infinity_and_out_of_bounds_with_one_line(name, value):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({name: value})
+    message = str(refused.value)
+    assert message.startswith(f"{name}={value!r}") and "\n" not in message
+    assert "finite" in message or "between" in message or "whole number" in message
+
+
+def test_a_worker_count_no_machine_could_run_is_refused():
+    with pytest.raises(ConfigError, match="WORKERS='100000' must be between 1 and"):
+        Settings.from_env({"WORKERS": "100000"})
+
+
+def test_an_api_keys_file_must_be_a_small_regular_file(tmp_path):
+    """A FIFO hung the start; /dev/zero ate the memory."""
+    fifo = tmp_path / "keys.fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero"), tmp_path):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            Settings.from_env({"API_KEYS_FILE": str(path)})
+    huge = tmp_path / "keys.txt"
+    huge.write_text("k\n" * 600_000)
+    with pytest.raises(ConfigError, match="larger than 1024 KB"):
+        Settings.from_env({"API_KEYS_FILE": str(huge)})

@@ -16,9 +16,12 @@ from PIL import Image
 from support import DATA, ROOT, RunningService
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (./test.sh installs Debian's chromium when run as root)"
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="Chromium is not installed (./test.sh installs Debian's chromium when run as root)"
+    ),
+]
 FINISHED = "#results tbody tr:is([data-status=done], [data-status=failed])"
 STATIC = ROOT / "app" / "http" / "static"
 MODULES = sorted(path.name for path in STATIC.glob("*.js"))  # page.js and the modules it imports
@@ -154,14 +157,20 @@ def test_several_photos_are_counted_in_turn_each_on_its_own_row(page, live_serve
 
 def test_a_folder_and_dropped_files_are_taken_photos_only(page, live_server, tmp_path):
     folder = tmp_path / "culture-3"
-    folder.mkdir()
+    (folder / "day2").mkdir(parents=True)
+    (folder / ".thumbnails").mkdir()
     shutil.copy(DATA / "giraffe.jpg", folder)
+    shutil.copy(DATA / "kite.jpg", folder / "day2")
+    shutil.copy(DATA / "giraffe.jpg", folder / "._giraffe.jpg")  # macOS's resource data on a USB stick
+    shutil.copy(DATA / "giraffe.jpg", folder / ".thumbnails")
     (folder / "notes.txt").write_text("day 3")
     page.goto(live_server.url + "/")
     page.set_input_files("#folder", str(folder))
-    wait_counted(page, 1)
-    assert [row["file"] for row in table(page)] == ["culture-3/giraffe.jpg"]
+    wait_counted(page, 2)
+    # In the order python -m app count takes them, hidden ones left out as it leaves them.
+    assert [row["file"] for row in table(page)] == ["culture-3/day2/kite.jpg", "culture-3/giraffe.jpg"]
     assert "notes.txt" in page.locator("#skipped").inner_text()
+    assert "Skipped 2 hidden files (._ files and hidden folders)." in page.locator("#skipped").inner_text()
     # A drop of two files, as a browser's drag and drop delivers them.
     page.evaluate(
         """(files) => {
@@ -177,37 +186,32 @@ def test_a_folder_and_dropped_files_are_taken_photos_only(page, live_server, tmp
             ["list.csv", "text/csv", base64.b64encode(b"a,b\n").decode()],
         ],
     )
-    wait_counted(page, 2)
-    assert [row["file"] for row in table(page)] == ["culture-3/giraffe.jpg", "eagle.jpg"]
+    wait_counted(page, 3)
+    assert [row["file"] for row in table(page)] == ["culture-3/day2/kite.jpg", "culture-3/giraffe.jpg", "eagle.jpg"]
     assert "list.csv" in page.locator("#skipped").inner_text()
 
 
-def test_the_table_downloads_as_csv(page, live_server, tmp_path):
+def test_the_table_downloads_as_the_apis_csv(page, live_server, tmp_path):
     count_photos(page, live_server, "dog.jpg", "person.jpg")
     with page.expect_download() as download:
         page.click("#download-csv")
     path = tmp_path / download.value.suggested_filename
     download.value.save_as(path)
     assert path.suffix == ".csv"
-    lines = list(csv.DictReader(io.StringIO(path.read_text())))
+    text = path.read_text()
+    lines = list(csv.DictReader(io.StringIO(text)))
+    api = live_server.post_photo("dog.jpg", format="csv", filename="dog.jpg").text
+    # The header of the API (and of python -m app count), and the same values but the time.
+    assert text.splitlines()[0] == api.splitlines()[0]
+    (api_row,) = list(csv.DictReader(io.StringIO(api)))
+    assert {k: v for k, v in lines[0].items() if k != "ms"} == {k: v for k, v in api_row.items() if k != "ms"}
     classes = requests.get(live_server.url + "/model", timeout=10).json()["classes"]
-    assert list(lines[0]) == [
-        "file",
-        "counted_at",
-        "threshold",
-        "tiling",
-        "auto_crop",
-        *classes,
-        "total",
-        "ms",
-        "error",
-    ]
     rows = table(page)
     assert [line["file"] for line in lines] == [row["file"] for row in rows]
     for line, row in zip(lines, rows, strict=True):
         assert {name: int(line[name]) for name in classes if line[name] != "0"} == row["counts"]
-        assert (line["threshold"], line["total"], line["error"]) == (row["threshold"], row["total"], "")
-        assert line["tiling"] == "auto" and int(line["ms"]) > 0
+        assert (line["threshold"], line["total"], line["error"]) == ("0.25", row["total"], "")
+        assert float(line["ms"]) > 0 and len(line["model"]) == 12
 
 
 def test_the_annotated_photos_download_one_by_one_and_as_a_zip(page, live_server, tmp_path):
@@ -218,19 +222,19 @@ def test_the_annotated_photos_download_one_by_one_and_as_a_zip(page, live_server
     download.value.save_as(path)
     with zipfile.ZipFile(path) as archive:
         assert archive.testzip() is None  # every CRC-32 right
-        assert archive.namelist() == ["dog-counted.jpg", "person-counted.jpg"]
+        assert archive.namelist() == ["dog.annotated.jpg", "person.annotated.jpg"]  # as count --annotate names them
         for name, original in zip(archive.namelist(), ["dog.jpg", "person.jpg"], strict=True):
             assert archive.getinfo(name).compress_type == zipfile.ZIP_STORED
             picture = Image.open(io.BytesIO(archive.read(name)))
             with Image.open(DATA / original) as photo:
                 width, height = photo.size
-            # The photo at full size, the legend in a band below it (not over it).
-            assert picture.format == "JPEG" and picture.width == width and picture.height > height
+            # The photo's own size, as the API's and the count command's pictures.
+            assert picture.format == "JPEG" and picture.size == (width, height)
             (tmp_path / name).write_bytes(archive.read(name))
             print(f"annotated: {tmp_path / name}")
     with page.expect_download() as download:
         page.click("#results tr[data-file='dog.jpg'] button.save")
-    assert download.value.suggested_filename == "dog-counted.jpg"
+    assert download.value.suggested_filename == "dog.annotated.jpg"
     download.value.save_as(tmp_path / "one.jpg")
     with Image.open(tmp_path / "one.jpg") as picture:
         assert picture.width == 768
@@ -383,7 +387,7 @@ def test_no_module_writes_markup():
 
 
 def test_photos_named_alike_but_for_case_get_distinct_names_in_the_zip(page, live_server, tmp_path):
-    # Extracted on Windows or macOS, Dog-counted.jpg and dog-counted.jpg would be one file.
+    # Extracted on Windows or macOS, Dog.annotated.jpg and dog.annotated.jpg would be one file.
     for name in ("Dog.jpg", "dog.jpg"):
         shutil.copy(DATA / "dog.jpg", tmp_path / name)
     count_photos_from(page, live_server, tmp_path / "Dog.jpg", tmp_path / "dog.jpg")
@@ -392,10 +396,142 @@ def test_photos_named_alike_but_for_case_get_distinct_names_in_the_zip(page, liv
     download.value.save_as(tmp_path / "photos.zip")
     with zipfile.ZipFile(tmp_path / "photos.zip") as archive:
         assert archive.testzip() is None
-        assert archive.namelist() == ["Dog-counted.jpg", "dog-counted (2).jpg"]
+        assert archive.namelist() == ["Dog.annotated.jpg", "dog.annotated (2).jpg"]
     # Folders fold alike, and a name composed or decomposed (macOS) is one name.
     names = page.evaluate(
         """async (names) => (await import('./static/zip.js')).distinctNames(names)""",
         ["Day 1/a.jpg", "DAY 1/A.JPG", "caf\u00e9.jpg", "cafe\u0301.jpg", "notes"],
     )
     assert names == ["Day 1/a.jpg", "DAY 1/A (2).JPG", "caf\u00e9.jpg", "cafe\u0301 (2).jpg", "notes"]
+
+
+def test_settings_and_photos_not_yet_counted_survive_a_reload_and_a_row_can_be_removed(page, live_server):
+    page.goto(live_server.url + "/")
+    for selector, script in (
+        ("#threshold", "s => { s.value = '0.4'; s.dispatchEvent(new Event('change')); }"),
+        ("#tiling", "s => { s.value = 'off'; s.dispatchEvent(new Event('change')); }"),
+        ("#auto-crop", "s => { s.checked = true; s.dispatchEvent(new Event('change')); }"),
+    ):
+        page.eval_on_selector(selector, script)
+    # The lab picks three photos and closes the page before any is counted.
+    page.route("**/invocations", lambda route: None)  # the answers never come
+    page.set_input_files("#photo", [str(DATA / name) for name in ("dog.jpg", "eagle.jpg", "person.jpg")])
+    page.wait_for_function("document.querySelector('#results tbody tr').dataset.status === 'counting'")
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('#results tbody tr').length === 3", timeout=10_000)
+    assert page.eval_on_selector("#threshold", "s => s.value") == "0.4"
+    assert page.eval_on_selector("#tiling", "s => s.value") == "off"
+    assert page.eval_on_selector("#auto-crop", "s => s.checked")
+    assert [row["status"] for row in table(page)] == ["waiting"] * 3
+    page.unroute("**/invocations")  # the service answers again
+    page.click("#count")  # "Count 3 waiting photos"
+    wait_counted(page, 3)
+    assert [row["threshold"] for row in table(page)] == ["0.40"] * 3
+    stat = live_server.post_photo("dog.jpg", threshold=0.4, tiling="off", auto_crop="true").json()["stat"]
+    assert table(page)[0]["counts"] == {name: n for name, n in stat.items() if n}  # with the settings kept
+    # Another tiling: the photo in view is counted again, and the others are offered.
+    page.eval_on_selector("#tiling", "s => { s.value = 'auto'; s.dispatchEvent(new Event('change')); }")
+    page.wait_for_function("!document.querySelector('#recount-all').hidden", timeout=30_000)
+    assert "tiling auto" in page.locator("#recount-all").inner_text()
+    wait_counted(page, 3)
+    # One row goes, from the table and from the history.
+    page.click("#results tr[data-file='eagle.jpg'] button.remove")
+    page.wait_for_function("document.querySelectorAll('#results tbody tr').length === 2")
+    page.reload()
+    page.wait_for_function(f"document.querySelectorAll('{FINISHED}').length === 2", timeout=10_000)
+    assert [row["file"] for row in table(page)] == ["dog.jpg", "person.jpg"]
+
+
+def test_when_the_service_stops_mid_batch_the_page_pauses_and_goes_on_when_it_is_back(page, model_dir, tmp_path):
+    photos = []
+    for round_ in range(2):
+        for name in ("dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg", "kite.jpg", "person.jpg"):
+            photos.append(tmp_path / f"{round_}-{name}")
+            shutil.copy(DATA / name, photos[-1])
+    service = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path / "first.log")
+    again = None
+    try:
+        service.wait_ready()
+        page.goto(service.url + "/")
+        page.set_input_files("#photo", [str(path) for path in photos])
+        page.wait_for_function("document.querySelectorAll('#results tbody tr[data-status=done]').length >= 1")
+        assert service.stop() == 0  # the lab's server goes down with photos still to count
+        page.wait_for_function("document.querySelector('#progress').textContent.startsWith('Paused')", timeout=30_000)
+        assert "goes on by itself when it is back" in page.locator("#progress").inner_text()
+        assert not [row for row in table(page) if row["status"] == "failed"]
+        again = RunningService(
+            {"MODEL_DIR": str(model_dir), "WORKERS": "1", "PORT": str(service.port)}, tmp_path / "again.log"
+        )
+        again.port, again.url = service.port, service.url
+        again.wait_ready()
+        wait_counted(page, len(photos), timeout=120_000)
+        assert [row["status"] for row in table(page)] == ["done"] * len(photos)  # none failed for the pause
+        assert page.locator("#progress").inner_text().startswith(f"Counted {len(photos)} photos")
+    finally:
+        service.stop()
+        if again:
+            again.stop()
+
+
+def test_the_slider_starts_at_the_models_own_threshold(page, model_dir, tmp_path):
+    service = RunningService(
+        {"MODEL_DIR": str(model_dir), "WORKERS": "1", "DEFAULT_THRESHOLD": "0.4"}, tmp_path / "service.log"
+    )
+    try:
+        service.wait_ready()
+        page.goto(service.url + "/")
+        page.wait_for_function("document.querySelector('#threshold').value === '0.4'", timeout=10_000)
+        page.set_input_files("#photo", str(DATA / "dog.jpg"))
+        wait_counted(page, 1)
+        assert table(page)[0]["threshold"] == "0.40"
+        assert service.post_photo("dog.jpg", format="csv").text.splitlines()[1].split(",")[-4] == "0.4"  # the API too
+    finally:
+        service.stop()
+
+
+def test_box_lines_scale_with_the_photo_on_screen_and_the_crop_shows_on_a_white_dish(page, live_server):
+    count_photos(page, live_server, "horses.jpg")
+    page.wait_for_function("document.querySelector('#annotated').naturalWidth === 773")
+    on_screen = """() => {
+        const rect = document.querySelector('#boxes g rect');
+        const photoPixels = parseFloat(getComputedStyle(rect).strokeWidth);
+        return photoPixels * rect.getScreenCTM().a;  // the photo's pixels to the screen's
+    }"""
+    fitted = page.evaluate(on_screen)
+    for _ in range(3):
+        page.click("#zoom-in")
+    zoomed = page.evaluate(on_screen)
+    assert fitted >= 0.99 and zoomed > 2.5 * fitted  # the line grows with the photo, as in its JPEG
+    crop_filter = page.evaluate(
+        """() => { const probe = document.createElementNS('http://www.w3.org/2000/svg', 'rect');
+        probe.setAttribute('class', 'crop'); document.querySelector('#boxes').append(probe);
+        const style = getComputedStyle(probe); const shown = [style.stroke, style.filter];
+        probe.remove(); return shown; }"""
+    )
+    assert crop_filter[0] == "rgb(255, 255, 255)" and "drop-shadow" in crop_filter[1]  # white dashes, dark edge
+
+
+def test_a_wide_table_scrolls_under_its_file_column_so_the_error_column_can_be_read(browser, live_server):
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        count_photos(page, live_server, "horses.jpg", "kite.jpg")
+        # Scrolled until the error column is beside the file column, which stays where it was.
+        page.eval_on_selector(
+            ".table-wrap",
+            """wrap => { const row = wrap.querySelector("tr[data-file='kite.jpg']");
+            window.scrollBy(0, row.getBoundingClientRect().top - innerHeight / 2);
+            wrap.scrollLeft = row.querySelector('td.error').offsetLeft - row.firstElementChild.offsetWidth; }""",
+        )
+        assert page.evaluate("document.querySelector('.table-wrap').scrollLeft") > 0  # the table did scroll
+        wrap = page.locator(".table-wrap").bounding_box()
+        file = page.locator("#results tr[data-file='kite.jpg'] td:first-child").bounding_box()
+        assert abs(file["x"] - wrap["x"]) < 1
+        on_top = page.evaluate(
+            """() => { const cell = document.querySelector("#results tr[data-file='kite.jpg'] td.error");
+            const box = cell.getBoundingClientRect();
+            return document.elementFromPoint(box.left + 20, box.top + box.height / 2) === cell; }"""
+        )
+        assert on_top  # the error cell is seen, not covered by the file column
+    finally:
+        context.close()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
+import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from app.inference.engines import EngineUnavailable
 from app.inference.engines.registry import ENGINES, engines_serving
@@ -19,7 +22,9 @@ from app.model.files import ModelError
 from app.vision.tiling import DEFAULT_OVERLAP
 
 BACKENDS = ("auto", *ENGINES)
-PRECISIONS = ("fp32", "int8")
+# auto (the default): the fastest engine and precision `python -m app calibrate` measured
+# keeping the counts on this CPU class, else fp32 (app/inference/int8/candidates.py).
+PRECISIONS = ("auto", "fp32", "int8", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -38,6 +43,27 @@ CORES_PER_WORKER = 4  # the default workers: one per 4 cores, each engine on its
 ACTIVE_PHOTOS = 2
 QUEUE_DEPTH = 64
 SPARE_THREADS = 4  # beyond the queue: /ping, /metrics, /model and refusals never wait
+# Upper bounds of settings that have no natural one: far above any use, low enough that
+# a slip (WORKERS=100000, a value in bytes for MB) stops the start instead of the box.
+PROCESSES_PER_CORE = 4  # WORKERS and ENGINE_THREADS: at most this many per core (at least 8)
+MAX_UPLOAD_MB = 1024.0
+MAX_KEYS_FILE_BYTES = 1024 * 1024  # API_KEYS_FILE: some 15,000 keys
+MAX_MEGAPIXELS = 4000.0  # a JPEG's 65,500 pixels a side, squared, is 4,290 MP
+
+
+# Label Studio's ML_TIMEOUT_PREDICT (100 s) less a margin for the answer's way back.
+LABEL_STUDIO_TIMEOUT_S = 95.0
+
+
+@dataclass(frozen=True)
+class LabelStudioSettings:
+    """The service as a Label Studio ML backend (app/http/label_studio.py)."""
+
+    url: str = ""  # LABEL_STUDIO_URL: where /data/upload/... photos are fetched from
+    api_key: str = field(default="", repr=False)  # LABEL_STUDIO_API_KEY: a personal access or legacy token
+    # Hosts photos may be fetched from (host or host:port): LABEL_STUDIO_URL's by default.
+    hosts: frozenset[str] = frozenset()
+    timeout_s: float = LABEL_STUDIO_TIMEOUT_S  # one predict request, all its tasks
 
 
 @dataclass(frozen=True)
@@ -45,7 +71,7 @@ class Settings:
     model_dir: Path
     # The server (gunicorn.conf.py): one model per worker process; a GPU box wants 1 or 2.
     port: int = 8080
-    host: str = "0.0.0.0"  # noqa: S104 - every interface, as before HOST existed
+    host: str = "0.0.0.0"  # noqa: S104  # nosec B104 - every interface, as before HOST existed (README: security)
     workers: int = 1
     threads: int = ACTIVE_PHOTOS + QUEUE_DEPTH + SPARE_THREADS  # per worker: a thread per queued photo
     timeout_s: int = 120  # above the slowest inference, so a busy worker is not killed
@@ -54,19 +80,20 @@ class Settings:
     active_photos: int = ACTIVE_PHOTOS
     queue_depth: int = QUEUE_DEPTH
     # Dynamic batching (app/inference/batching.py): whole photos of several requests in one
-    # forward pass. 1 (none) by default: on a CPU it gains nothing (README, Measure).
+    # forward pass. 1 (none) by default: on a CPU, 4 gave +2 to +6% requests/s at 8 clients,
+    # within noise (README, Measure); a GPU wants 8.
     max_batch: int = 1
     max_batch_delay_ms: float = 2.0
     backend: str = "auto"
     device: str = "auto"
     engine_threads: int = 1
-    precision: str = "fp32"
+    precision: str = "auto"
     int8_min_agreement: float = DEFAULT_INT8_MIN_AGREEMENT
     max_upload_mb: float = 50.0
     max_image_megapixels: float = 100.0
-    inference_wait_s: float = 60.0  # the most a photo waits for a busy engine, within its deadline
-    # A photo's whole time in a worker: its turn in the queue, memory and the engine,
-    # decoding, tiled inference. Past it a 503: no photo holds the engine for minutes.
+    # A photo's whole time in a worker, and the one limit of every wait in it: its turn in
+    # the queue, the pixel budget, the engine (or the batcher), then decoding and tiled
+    # inference. Past it a 503: no photo holds the engine for minutes.
     request_deadline_s: float = 60.0
     # Decoded pixels a worker holds at once (app/http/pixel_budget.py): 100 MP, one photo of
     # the largest size or a dozen 8 MP ones; a 100 MP photo peaks at 1.6-3.6 GB.
@@ -78,6 +105,9 @@ class Settings:
     model_sha256: str = ""
     log_level: str = "INFO"
     log_format: str = "text"  # or json: one JSON object a line (app/log_lines.py)
+    label_studio: LabelStudioSettings = LabelStudioSettings()
+    # A threshold where a request names none; None: the model's saved one (app/model/threshold.py).
+    default_threshold: float | None = None
 
     @property
     def max_upload_bytes(self) -> int:
@@ -93,7 +123,7 @@ class Settings:
 
     def __post_init__(self):
         engine = ENGINES.get(self.backend)
-        if engine is not None and self.precision not in engine.precisions:
+        if engine is not None and self.precision != "auto" and self.precision not in engine.precisions:
             serving = " or ".join((*engines_serving(self.precision), "auto"))
             raise ConfigError(f"PRECISION={self.precision} needs BACKEND={serving}, not {self.backend}")
 
@@ -105,7 +135,12 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        workers = _number(env, "WORKERS", max(1, available_cores() // CORES_PER_WORKER), int, minimum=1)
+        if env.get("INFERENCE_WAIT_S", "").strip():
+            # Said, not ignored: an operator who set it expects a bound that no longer exists apart.
+            raise ConfigError("INFERENCE_WAIT_S is gone: REQUEST_DEADLINE_S now bounds every wait of a photo")
+        workers = _number(
+            env, "WORKERS", max(1, available_cores() // CORES_PER_WORKER), int, minimum=1, maximum=most_processes()
+        )
         capacity = request_threads(env)
         return cls(
             model_dir=sources.model_dir(env),
@@ -114,8 +149,8 @@ class Settings:
             host=_host(env),
             workers=workers,
             threads=capacity.threads,
-            timeout_s=_number(env, "TIMEOUT", cls.timeout_s, int, minimum=0),  # 0: gunicorn's "never"
-            max_requests=_number(env, "MAX_REQUESTS", cls.max_requests, int, minimum=0),
+            timeout_s=_number(env, "TIMEOUT", cls.timeout_s, int, minimum=0, maximum=86_400),  # 0: gunicorn's "never"
+            max_requests=_number(env, "MAX_REQUESTS", cls.max_requests, int, minimum=0, maximum=10_000_000),
             front=_choice(env, "FRONT", FRONTS),
             active_photos=capacity.active,
             queue_depth=capacity.depth,
@@ -126,19 +161,27 @@ class Settings:
             backend=_choice(env, "BACKEND", BACKENDS),
             device=_choice(env, "DEVICE", DEVICES),
             # Workers share the cores: more engine threads than that only thrash.
-            engine_threads=_number(env, "ENGINE_THREADS", max(1, available_cores() // workers), int, minimum=1),
+            engine_threads=_number(
+                env, "ENGINE_THREADS", max(1, available_cores() // workers), int, minimum=1, maximum=most_processes()
+            ),
             precision=_choice(env, "PRECISION", PRECISIONS),
             int8_min_agreement=_number(
                 env, "INT8_MIN_AGREEMENT", cls.int8_min_agreement, float, minimum=0.0, maximum=1.0
             ),
-            max_upload_mb=_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, float, minimum=0.001),
-            max_image_megapixels=_number(env, "MAX_IMAGE_MEGAPIXELS", cls.max_image_megapixels, float, minimum=0.001),
-            inference_wait_s=_number(env, "INFERENCE_WAIT_S", cls.inference_wait_s, float, minimum=0.001),
+            max_upload_mb=_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, float, minimum=0.001, maximum=MAX_UPLOAD_MB),
+            max_image_megapixels=_number(
+                env, "MAX_IMAGE_MEGAPIXELS", cls.max_image_megapixels, float, minimum=0.001, maximum=MAX_MEGAPIXELS
+            ),
             request_deadline_s=_number(
                 env, "REQUEST_DEADLINE_S", cls.request_deadline_s, float, minimum=0.1, maximum=3600
             ),
             pixel_budget_megapixels=_number(
-                env, "PIXEL_BUDGET_MEGAPIXELS", cls.pixel_budget_megapixels, float, minimum=0.001
+                env,
+                "PIXEL_BUDGET_MEGAPIXELS",
+                cls.pixel_budget_megapixels,
+                float,
+                minimum=0.001,
+                maximum=MAX_MEGAPIXELS,
             ),
             jpeg_quality=_number(env, "JPEG_QUALITY", cls.jpeg_quality, int, minimum=1, maximum=100),
             tile_overlap=_number(env, "TILE_OVERLAP", cls.tile_overlap, float, minimum=0.0, maximum=0.9),
@@ -147,6 +190,8 @@ class Settings:
             model_sha256=env.get("MODEL_SHA256", "").strip().lower(),
             log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
+            label_studio=_label_studio(env),
+            default_threshold=_number(env, "DEFAULT_THRESHOLD", None, float, minimum=0.0, maximum=1.0),
         )
 
 
@@ -172,6 +217,10 @@ def request_threads(env: Mapping[str, str] = os.environ) -> Capacity:
             "(ACTIVE_PHOTOS, or MAX_BATCH when larger): raise THREADS or lower them"
         )
     return Capacity(batch, active, max(0, min(depth, threads - active - 1)), threads)
+
+
+def most_processes() -> int:
+    return max(8, PROCESSES_PER_CORE * available_cores())
 
 
 def available_cores() -> int:
@@ -225,10 +274,10 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
         )
     if env.get("API_KEYS_FILE"):
         path = env["API_KEYS_FILE"]
-        try:
-            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM is not part of a key
+        try:  # -sig: a BOM is not part of a key
+            lines = _small_regular_file(path, MAX_KEYS_FILE_BYTES).decode("utf-8-sig").splitlines()
         except OSError as exc:
-            raise ConfigError(f"API_KEYS_FILE={path}: {exc.strerror}") from None
+            raise ConfigError(f"API_KEYS_FILE={path}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"API_KEYS_FILE={path} is not UTF-8 text") from None
         from_file = [line for line in (line.strip() for line in lines) if line and not line.startswith("#")]
@@ -241,6 +290,42 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def _small_regular_file(path: str, limit: int) -> bytes:
+    """A regular file of at most `limit` bytes. A FIFO hung the start, /dev/zero ate the
+    memory: opened without waiting for a writer, checked on what was opened."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise OSError("not a regular file (a FIFO, device, socket or folder): keys go in a text file")
+    with open(descriptor, "rb") as stream:
+        content = stream.read(limit + 1)
+    if len(content) > limit:
+        raise OSError(f"larger than {limit // 1024} KB: one key a line needs far less")
+    return content
+
+
+def _label_studio(env: Mapping[str, str]) -> LabelStudioSettings:
+    url = env.get("LABEL_STUDIO_URL", "").strip().rstrip("/")
+    hosts = {host.strip().lower() for host in env.get("LABEL_STUDIO_HOSTS", "").split(",") if host.strip()}
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(f"LABEL_STUDIO_URL={url!r} is not an http(s) URL such as http://labelstudio:8080")
+        hosts.add(parts.hostname + (f":{parts.port}" if parts.port else ""))
+    for host in hosts:
+        if not HOST.match(host):
+            raise ConfigError(f"LABEL_STUDIO_HOSTS: {host!r} is not a host or host:port (no scheme, no path)")
+    return LabelStudioSettings(
+        url=url,
+        api_key=env.get("LABEL_STUDIO_API_KEY", "").strip(),
+        hosts=frozenset(hosts),
+        timeout_s=_number(env, "LABEL_STUDIO_TIMEOUT_S", LABEL_STUDIO_TIMEOUT_S, float, minimum=1.0, maximum=3600),
+    )
+
+
+HOST = re.compile(r"^[a-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-f:.]+\](:[0-9]{1,5})?$")
+
+
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], case=str.lower) -> str:
     value = case(env.get(name, "").strip() or allowed[0])
     if value not in allowed:
@@ -248,7 +333,8 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], case=st
     return value
 
 
-def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum=None):
+def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum):
+    """A number setting between minimum and maximum (every one has both), finite."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -256,7 +342,12 @@ def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum=N
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ConfigError(f"{name}={raw!r} must be {bounds}")
+    if not math.isfinite(value):  # nan passes every comparison below; inf is no limit
+        raise ConfigError(f"{name}={raw!r} is not a finite number")
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={raw!r} must be between {_plain(minimum)} and {_plain(maximum)}")
     return value
+
+
+def _plain(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"

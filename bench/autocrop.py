@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from app.inference.detector import build_detector
-from app.pipeline import process_photo
+from app.pipeline import PhotoLimits, process_photo
 from app.settings import Settings, available_cores
 from app.vision.autocrop import find_sample
 from app.vision.detection import DetectOptions
@@ -70,7 +70,7 @@ def main() -> None:
         samples, found, crop = [], {}, None
         for _ in range(args.runs + 1):  # the first run warms up
             result = process_photo(
-                photo, detector, DetectOptions(), max_pixels=settings.max_image_pixels, auto_crop=crop_it
+                photo, detector, DetectOptions(), PhotoLimits(settings.max_image_pixels), auto_crop=crop_it
             )
             samples.append(result.stage_seconds["inference"])  # finding the sample included
             crop, found = result.crop, {k: v for k, v in result.counts.items() if v}

@@ -19,7 +19,7 @@ from app.inference.engines import Engine, EngineUnavailable, create_engine
 from app.inference.engines.onnx_files import prepare_onnx_model
 from app.inference.engines.registry import ENGINES
 from app.inference.int8 import DEFAULT_INT8_MIN_AGREEMENT
-from app.inference.int8.report import AgreementReport, Int8NotCalibrated
+from app.inference.int8.report import AgreementReport, Int8NotCalibrated, NotCalibrated
 from app.inference.onnx_export.cache import export_paths
 from app.model.files import ModelDescription
 
@@ -83,7 +83,7 @@ def time_engines(
         progress(f"timing {spec.name}")
         try:
             engine = _create(spec, model, threads)
-        except (EngineUnavailable, Int8NotCalibrated) as exc:
+        except (EngineUnavailable, NotCalibrated) as exc:
             notes.append(f"- {spec.name}: not timed: {exc}")
             continue
         samples = time_calls(functools.partial(engine.predict, image, THRESHOLD), timing)

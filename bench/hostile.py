@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import struct
 import time
 import zlib
@@ -105,9 +106,87 @@ def dds_with_unknown_flags() -> bytes:
     return bytes(header) + bytes(272)
 
 
-# name -> (photo, content type, copies sent at once)
+def gif_growing_canvas(screen: int = 10, at: int = 9000) -> bytes:
+    """35 bytes: a 10x10 screen whose one 1x1 frame sits at (9000, 9000); Pillow grows
+    the canvas to hold it, to 9001x9001 (81 MP)."""
+    header = b"GIF89a" + struct.pack("<HHBBB", screen, screen, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    frame = b"," + struct.pack("<HHHHB", at, at, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return header + frame + b";"
+
+
+def jpeg_with_app_segments(count: int = 6_000_000, jpeg: bytes = DOG) -> bytes:
+    """dog.jpg after `count` empty APP5 segments: Pillow reads each in Python."""
+    return jpeg[:2] + b"\xff\xe5\x00\x02" * count + jpeg[2:]
+
+
+def png_with_empty_chunks(count: int = 3_500_000) -> bytes:
+    """A small real PNG with `count` empty private chunks before its pixels."""
+    photo = png(64, 48)
+    header_end = 8 + 25  # signature, IHDR
+    return photo[:header_end] + _png_chunk(b"prVt", b"") * count + photo[header_end:]
+
+
+def tiff_with_strips(strips: int = 3_000_000) -> bytes:
+    """A 1-pixel-wide grey TIFF of one row per strip: a strip list of millions of entries
+    that Pillow unpacks into Python tuples before any size check."""
+    tags = [(256, 4, 1, 1), (257, 4, 1, strips), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1), (278, 4, 1, 1)]
+    directory_size = 2 + 12 * (len(tags) + 2) + 4
+    offsets_at = 8 + directory_size
+    counts_at = offsets_at + 4 * strips
+    pixels_at = counts_at + 4 * strips
+    tags += [(273, 4, strips, offsets_at), (279, 4, strips, counts_at)]
+    directory = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", *tag) for tag in sorted(tags))
+    offsets = struct.pack(f"<{strips}I", *range(pixels_at, pixels_at + strips))
+    return (
+        b"II*\0"
+        + struct.pack("<I", 8)
+        + directory
+        + struct.pack("<I", 0)
+        + offsets
+        + struct.pack(f"<{strips}I", *([1] * strips))
+        + bytes(strips)
+    )
+
+
+def exif_with_values(count: int = 10_000_000) -> bytes:
+    """An EXIF block (TIFF structure) whose one tag claims `count` LONG values."""
+    directory = struct.pack("<H", 1) + struct.pack("<HHII", 0x013B, 4, count, 26) + struct.pack("<I", 0)
+    return b"Exif\0\0II*\0" + struct.pack("<I", 8) + directory + bytes(min(count, 1_000_000) * 4)
+
+
+def png_with_exif(exif: bytes) -> bytes:
+    """A small real PNG carrying `exif` as its eXIf chunk (without the Exif\\0\\0 prefix)."""
+    photo = png(64, 48)
+    header_end = 8 + 25
+    raw = exif[6:] if exif.startswith(b"Exif\0\0") else exif
+    return photo[:header_end] + _png_chunk(b"eXIf", raw) + photo[header_end:]
+
+
+def padded_png(width: int, height: int, padding: int) -> bytes:
+    """A blank PNG with `padding` bytes of noise in a private chunk: a bomb that pays
+    enough bytes to pass the pixels-per-byte bound, so only the pixel budget stands."""
+    photo = png(width, height)
+    header_end = 8 + 25
+    noise = os.urandom(padding)
+    return photo[:header_end] + _png_chunk(b"prVt", noise) + photo[header_end:]
+
+
+# name -> (photo, content type, copies sent at once[, query parameters]); several copies
+# go with tiling=off unless the case says otherwise.
 CaseMaker = Callable[[], bytes]
-CASES: dict[str, tuple[CaseMaker, str, int]] = {
+CASES: dict[str, tuple] = {
+    "GIF of 35 bytes, canvas grown to 9001x9001": (gif_growing_canvas, "image/jpeg", 3),
+    "TIFF of 3M strips": (tiff_with_strips, "image/tiff", 3),
+    "JPEG of 6M APP segments": (jpeg_with_app_segments, "image/jpeg", 1),
+    "PNG of 3.5M empty chunks": (png_with_empty_chunks, "image/png", 1),
+    "PNG whose EXIF claims 10M values": (lambda: png_with_exif(exif_with_values()), "image/png", 1),
+    "JSON body, a 45 MB classes list": (
+        lambda: b'{"image": "", "classes": [' + b'"x",' * 11_250_000 + b'"x"]}',
+        "application/json",
+        1,
+    ),
+    "threshold=0, 4000x3000 tiled": (lambda: padded_png(4000, 3000, 20_000), "image/png", 1, {"threshold": "0"}),
+    "threshold=0.25, 4000x3000 tiled": (lambda: padded_png(4000, 3000, 20_000), "image/png", 1, {}),
     "lossless WebP 10000x10000": (lambda: webp_lossless(10_000, 10_000), "image/webp", 4),
     "PNG RGB 10000x10000": (lambda: png(10_000, 10_000), "image/png", 4),
     "PNG RGBA16 10000x10000": (lambda: png(10_000, 10_000, 16, 6), "image/png", 4),
@@ -146,10 +225,14 @@ def worker_memory_mb(master_pid: int) -> tuple[float, float]:
     return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
 
 
-def measure_case(model_dir: Path, photo: bytes, content_type: str, copies: int) -> CaseResult:
+def measure_case(
+    model_dir: Path, photo: bytes, content_type: str, copies: int, params: dict | None = None
+) -> CaseResult:
+    if params is None:
+        params = {"tiling": "off"} if copies > 1 else {}
     with gunicorn(model_dir, {"WORKERS": "1"}) as server:
         started = time.perf_counter()
-        responses = send_at_once(server.url, photo, content_type, copies, {"tiling": "off"} if copies > 1 else {})
+        responses = send_at_once(server.url, photo, content_type, copies, params)
         seconds = time.perf_counter() - started
         peak, _ = worker_memory_mb(server.pid)
         time.sleep(1)
@@ -165,10 +248,10 @@ def main() -> None:
     args = parser.parse_args()
     print("| photo | copies at once | answers | seconds to the last answer | worker peak RSS MB | RSS after MB |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")
-    for name, (make, content_type, copies) in CASES.items():
+    for name, (make, content_type, copies, *params) in CASES.items():
         if args.only and args.only not in name:
             continue
-        result = measure_case(args.model_dir, make(), content_type, copies)
+        result = measure_case(args.model_dir, make(), content_type, copies, *params)
         answers = ", ".join(f"{status} {code}" for status, code in zip(result.statuses, result.codes, strict=True))
         print(
             f"| {name} | {copies} | {answers} | {result.seconds:.1f} | "

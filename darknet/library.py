@@ -30,6 +30,8 @@ SEARCH_PATHS = (
 )
 # Only a CUDA build defines it, in both flavours (the CPU builds stub cuda_set_device).
 GPU_MARKER = "cuda_make_array"
+# darknet/build_darknet.sh writes what it built, in one line, beside the library.
+BUILD_DESCRIPTION = "darknet-build.txt"
 
 
 class LibraryError(RuntimeError):
@@ -49,6 +51,32 @@ class DarknetLibrary:
     def alexeyab_api(self) -> bool:
         """load_network_custom, network_predict_ptr, get_network_boxes(..., letter)."""
         return self.flavour in (ALEXEYAB, ALEXEYAB_2019)
+
+    @property
+    def build(self) -> str | None:
+        """Which darknet, which commit and which flags, where the build recorded them."""
+        try:
+            return (self.path.parent / BUILD_DESCRIPTION).read_text().strip() or None
+        except OSError:
+            return None
+
+    def gpu_missing(self) -> str | None:
+        """Why this CUDA build cannot use a GPU here (no driver, no device), or None.
+
+        Asked of CUDA's runtime, which a CUDA build loads with it; darknet itself would
+        abort the process on the first CUDA call that fails."""
+        if not self.has_gpu:
+            return f"{self.path} is a CPU-only build"
+        try:
+            ctypes.CDLL("libcuda.so.1")
+        except OSError:
+            return "no NVIDIA driver on this machine (libcuda.so.1 cannot be loaded)"
+        count = c_int(0)
+        status = self.cdll.cudaGetDeviceCount(ctypes.byref(count))
+        if status != 0:
+            self.cdll.cudaGetErrorString.restype = c_char_p
+            return f"CUDA finds no usable GPU: {self.cdll.cudaGetErrorString(status).decode(errors='replace')}"
+        return None if count.value > 0 else "CUDA finds no GPU"
 
     @property
     def can_free(self) -> bool:

@@ -44,12 +44,13 @@ class Network:
         self._lib, self._c = library, library.cdll
         self.classes, self.letter_box, self.batch = classes, letter_box, batch
         self._lock = threading.Lock()
+        if library.has_gpu:
+            # gpu_index < 0 keeps a CUDA build on the CPU (both flavours read it as the
+            # network is made); CUDA_VISIBLE_DEVICES picks the card.
+            ctypes.c_int.in_dll(self._c, "gpu_index").value = 0 if use_gpu else -1
+            if use_gpu and library.alexeyab_api:
+                self._c.cuda_set_device(0)
         if library.alexeyab_api:
-            if library.has_gpu:
-                # gpu_index < 0 keeps a CUDA build on the CPU; CUDA_VISIBLE_DEVICES picks the card.
-                ctypes.c_int.in_dll(self._c, "gpu_index").value = 0 if use_gpu else -1
-                if use_gpu:
-                    self._c.cuda_set_device(0)
             self._net = self._c.load_network_custom(str(cfg).encode(), str(weights).encode(), 0, batch)
         else:
             self._net = self._c.load_network(str(cfg).encode(), str(weights).encode(), 0)

@@ -56,7 +56,10 @@ ensure_venv() {
   fi
   local stamp="$VENV/.${requirements##*/}.sha256"
   local wanted
-  wanted=$(cat "$requirements" requirements.txt | sha256sum | cut -d' ' -f1)
+  # The files it reads with -r count too (requirements-calibrate.txt is not in every image).
+  local read=("$requirements" requirements.txt)
+  if [ -f requirements-calibrate.txt ]; then read+=(requirements-calibrate.txt); fi
+  wanted=$(cat "${read[@]}" | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     if [ ! -w "$VENV" ]; then
       echo "cannot install $requirements into $VENV in $dir: not writable by $user (chown -R $user $dir/$VENV, or run as its owner)" >&2

@@ -7,13 +7,14 @@
 PHOTO_DIR defaults to the sample photos in data/; use a folder of your own photos,
 the more the better. The model is the service's (MODEL_DIR). Every scheme is measured
 on this machine and the fastest that passes is kept; int8 then serves only on CPUs of
-this instruction-set class. Exit status 0 when the report passes, 1 when it does not
+this instruction-set class. OpenVINO's f32, bf16 and int8 (NNCF, from
+requirements-calibrate.txt) are measured beside them: PRECISION=auto serves the fastest
+of all that passed. Exit status 0 when the report passes, 1 when it does not
 (the report is written either way), 2 on errors.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -30,8 +31,8 @@ def add_command(commands) -> None:
     calibrate.add_argument(
         "--pass-mark",
         type=float,
-        default=float(os.environ.get("INT8_MIN_AGREEMENT") or DEFAULT_INT8_MIN_AGREEMENT),
-        help="share of fp32 boxes int8 must match (default INT8_MIN_AGREEMENT or 0.98)",
+        default=None,  # INT8_MIN_AGREEMENT, read with the other settings (a bad one is one line)
+        help=f"share of fp32 boxes int8 must match (default INT8_MIN_AGREEMENT or {DEFAULT_INT8_MIN_AGREEMENT})",
     )
     calibrate.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax")
     calibrate.add_argument("--keep-fp32", default="", metavar="LAYERS", help="more layers to keep in fp32: conv_0,...")
@@ -47,7 +48,7 @@ def add_command(commands) -> None:
 def run(args, parser) -> int:
     if not 0 < args.holdout < 1:
         parser.error("--holdout must be between 0 and 1")
-    if not 0 <= args.pass_mark <= 1:
+    if args.pass_mark is not None and not 0 <= args.pass_mark <= 1:  # also refuses nan
         parser.error("--pass-mark must be between 0 and 1")
     from app.inference.calibration import CalibrationError, CalibrationOptions, calibrate
     from app.inference.int8.report import matched_share
@@ -65,7 +66,7 @@ def run(args, parser) -> int:
         model = load_model_description(settings.model_dir)
         options = CalibrationOptions(
             holdout=args.holdout,
-            pass_mark=args.pass_mark,
+            pass_mark=settings.int8_min_agreement if args.pass_mark is None else args.pass_mark,
             method=args.method,
             keep_fp32=tuple(name.strip() for name in args.keep_fp32.split(",") if name.strip()),
             threads=settings.engine_threads,
@@ -86,6 +87,7 @@ def run(args, parser) -> int:
             f"  {'pass' if result['passed'] else 'FAIL'}"
         )
     print(f"chosen: {report.scheme}: {report.scheme_reason}")
+    _print_candidates(report)
     print(f"calibrated on {len(report.calibration_photos)} photos; held out {len(report.held_out)}:")
     for photo in report.held_out:
         changed = "" if photo.same_counts else "  counts differ"
@@ -107,6 +109,25 @@ def run(args, parser) -> int:
     if passed:
         print(f"serve it with PRECISION=int8 (on {report.cpu_class} CPUs; elsewhere calibrate there)")
     return 0 if passed else 1
+
+
+def _print_candidates(report) -> None:
+    """Every engine and precision against onnxruntime fp32, and what PRECISION=auto takes."""
+    from app.inference.int8.candidates import passes, serving_plan
+    from app.inference.int8.cpu_class import cpu_has_bf16
+
+    print(f"\n{'engine and precision':<32} {'held out':>9} {'calibration':>12} {'ms':>8} {'x fp32':>7}")
+    for entry in report.candidates:
+        label = f"{entry['engine']} {entry['precision']}" + (f" ({entry['detail']})" if entry["detail"] else "")
+        print(
+            f"{label:<32} {entry['matched_share']:>9.1%} {entry['calibration_matched_share']:>12.1%}"
+            f" {entry['forward_ms']:>8.1f} {entry['forward_ms'] / report.fp32_forward_ms:>7.2f}"
+            f"  {'pass' if passes(entry, report.pass_mark) else 'FAIL'}"
+        )
+    for note in report.settings.get("not_measured", []):
+        print(f"  {note}")
+    plan = serving_plan(report.candidates, report.cpu_class, report.cpu_class, "auto", report.pass_mark, cpu_has_bf16())
+    print(f"PRECISION=auto (the default) serves {plan[0].backend} {plan[0].precision}: {plan[0].reason}\n")
 
 
 def _nonzero(counts: dict[str, int]) -> str:

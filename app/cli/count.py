@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 from app.inference.detector import build_detector
-from app.pipeline import PhotoFailure, PhotoResult, process_photo, render
+from app.pipeline import PhotoFailure, PhotoLimits, PhotoResult, process_photo, render
 from app.settings import STARTUP_ERRORS, Settings
 from app.vision.detection import DetectOptions
 from app.vision.images import ANNOTATED_SUFFIX, PHOTO_SUFFIXES, ImageTooLarge, InvalidImage, photos_in
@@ -88,14 +88,19 @@ def add_command(commands) -> None:
     count.add_argument("--detections", action="store_true", help="jsonl: each photo's boxes, as the API's `detections`")
     count.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated pictures here")
     count.add_argument("--plot", type=Path, metavar="PNG", help="also draw the counts per class by date, as a PNG")
-    count.add_argument("--threshold", type=float, default=DetectOptions.threshold)
+    count.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="default: the model's (DEFAULT_THRESHOLD, else evaluate --save-threshold's, else 0.25)",
+    )
     count.add_argument("--tiling", choices=TILING_MODES, default="auto")
     count.add_argument("--auto-crop", action="store_true", help="count only the sample (the stained drop)")
     count.set_defaults(run=run)
 
 
 def run(args, parser) -> int:
-    if not 0 <= args.threshold <= 1:
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
         parser.error("--threshold must be between 0 and 1")
     if args.detections and args.format != "jsonl":
         parser.error("--detections goes with --format jsonl (coco always has the boxes)")
@@ -108,7 +113,7 @@ def run(args, parser) -> int:
 
 def _count(args) -> int:
     outputs = [path for path in (args.output, args.plot) if path]
-    photos = _photos(args.paths, skip=[*outputs, *([args.annotate] if args.annotate else [])], outputs=outputs)
+    photos, hidden = _photos(args.paths, skip=[*outputs, *([args.annotate] if args.annotate else [])], outputs=outputs)
     pictures = annotated_paths(photos, args.paths) if args.annotate else [None] * len(photos)
     # Every output is checked before the model loads, and opened only after: a start that
     # fails leaves an earlier run's counts.csv as it was.
@@ -124,7 +129,8 @@ def _count(args) -> int:
         if out:
             stack.callback(_close, out)
         out = out or sys.stdout
-        options = DetectOptions(threshold=args.threshold, tiling=args.tiling)
+        threshold = args.threshold if args.threshold is not None else _model_threshold(settings, detector)
+        options = DetectOptions(threshold=threshold, tiling=args.tiling)
         document = render.DOCUMENTS[args.format](detector.class_names, args.detections, model=detector.model_id)
         progress = Progress(len(photos))
         counted: list[PhotoResult] = []
@@ -134,7 +140,7 @@ def _count(args) -> int:
             progress.counting(index, photo)
             outcome = count_photo(photo, detector, options, settings, args.auto_crop, picture is not None)
             if isinstance(outcome, PhotoResult) and picture is not None:
-                outcome = _saved(args.annotate / picture, outcome)
+                outcome = _saved(args.annotate, picture, outcome)
             if isinstance(outcome, PhotoFailure):
                 failures.append(outcome)
             else:
@@ -145,11 +151,12 @@ def _count(args) -> int:
         progress.finish()
         if args.plot:
             _plot(counted, detector.class_names, args.plot)
-    print(summary(len(counted), failures), file=sys.stderr)
+    print(summary(len(counted), failures, hidden), file=sys.stderr)
     return EXIT_SOME_FAILED if failures else EXIT_COUNTED
 
 
-def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> list[Path]:
+def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> tuple[list[Path], int]:
+    """The photos to count, and how many hidden ones (._x.jpg, .thumbnails/) were left out."""
     missing = [display_name(path) for path in paths if not path.exists()]
     if missing:
         raise CountStopped(EXIT_NOTHING_TO_COUNT, f"count: no such file or folder: {', '.join(missing)}")
@@ -160,7 +167,9 @@ def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> list[Pa
     roots = list({os.path.realpath(path): path for path in paths}.values())
     # An output folder is left out of a folder counted only when it lies inside it: --annotate
     # given as the counted folder itself (or above it) still counts the photos there.
-    found = {path: photos_in([path], skip=[s for s in skip if _inside(s, path)]) for path in roots}
+    hidden: list[Path] = []
+    found = {path: photos_in([path], skip=[s for s in skip if _inside(s, path)], hidden=hidden) for path in roots}
+
     empty = ", ".join(display_name(path) for path, photos in found.items() if not photos)
     if not any(found.values()):
         kinds = ", ".join(sorted(PHOTO_SUFFIXES))
@@ -168,7 +177,7 @@ def _photos(paths: list[Path], skip: list[Path], outputs: list[Path]) -> list[Pa
     if empty:  # one empty folder of several is worth a word, not a stop
         print(f"count: no photo in {empty}", file=sys.stderr)
     unique = {os.path.realpath(photo): photo for photos in found.values() for photo in photos}
-    return list(unique.values())
+    return list(unique.values()), len({os.path.realpath(photo) for photo in hidden})
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -237,17 +246,42 @@ def _make_folder(folder: Path) -> None:
 def _start():
     try:
         settings = Settings.for_one_process()
-        return settings, build_detector(settings)
+        detector = build_detector(settings)
+        _model_threshold(settings, detector)  # a saved threshold that cannot be read stops the start
+        return settings, detector
     except STARTUP_ERRORS as exc:
         raise CountStopped(EXIT_CANNOT_START, f"cannot start: {exc}") from None
 
 
-def _saved(path: Path, result: PhotoResult) -> PhotoResult | PhotoFailure:
+class SymbolicLink(OSError):
+    """A link where the count command writes: it would overwrite whatever it points to."""
+
+
+def _model_threshold(settings, detector) -> float:
+    from app.model.threshold import default_threshold
+
+    weights = detector.model.files.weights
+    return default_threshold(weights, detector.file_hashes[weights.name], settings.default_threshold).value
+
+
+def _saved(folder: Path, picture: Path, result: PhotoResult) -> PhotoResult | PhotoFailure:
     """The result once its annotated picture is written; a picture that cannot be (a full
-    disk) makes the photo a failure, with a row that says so, and the run goes on."""
+    disk) makes the photo a failure, with a row that says so, and the run goes on.
+
+    A symbolic link planted in the --annotate folder (at a picture's name, or a folder
+    on its way) is never followed: the picture is written to a new file and renamed
+    over the name, which replaces a link itself, never its target."""
+    path = folder / picture
     try:
+        below = folder
+        for part in picture.parent.parts:
+            below = below / part
+            if below.is_symlink():
+                raise SymbolicLink(f"{display_name(below)} is a symbolic link, not followed")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(result.picture)
+        if path.is_symlink():
+            raise SymbolicLink(f"{display_name(path)} is a symbolic link, not followed")
+        write_new_file(path, result.picture)
     except OSError as exc:
         return PhotoFailure(
             result.filename,
@@ -265,12 +299,28 @@ def _plot(results: list[PhotoResult], class_names: tuple[str, ...], path: Path) 
     os.replace(partial, path)
 
 
+def write_new_file(path: Path, content: bytes) -> None:
+    """content at path through a new file of this process (O_EXCL: no link or file is
+    opened in its place) renamed over the name."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with open(descriptor, "wb") as stream:
+            stream.write(content)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def _reason(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def summary(counted: int, failures: list[PhotoFailure]) -> str:
+def summary(counted: int, failures: list[PhotoFailure], hidden: int = 0) -> str:
     text = f"counted {counted} photos, {len(failures)} could not be read"
+    if hidden:
+        text += f", {hidden} hidden skipped (._ files and hidden folders)"
     if not failures:
         return text
     named = [f"  {failure.filename}: {failure.error}" for failure in failures[:MAX_FAILURES_NAMED]]
@@ -284,15 +334,9 @@ def count_photo(
 ) -> PhotoResult | PhotoFailure:
     name = display_name(photo)
     try:
+        limits = PhotoLimits(max_pixels=settings.max_image_pixels, jpeg_quality=settings.jpeg_quality)
         result = process_photo(
-            read_regular_file(photo),
-            detector,
-            options,
-            max_pixels=settings.max_image_pixels,
-            filename=name,
-            auto_crop=auto_crop,
-            annotated=annotated,
-            jpeg_quality=settings.jpeg_quality,
+            read_regular_file(photo), detector, options, limits, filename=name, auto_crop=auto_crop, annotated=annotated
         )
     except (OSError, InvalidImage, ImageTooLarge) as exc:  # a decoder's fault is an InvalidImage too
         return PhotoFailure(name, str(exc))

@@ -1,7 +1,8 @@
 """`python -m app evaluate DATA`: how right the counts are on the lab's labelled photos.
 
   python -m app evaluate DATA [--threshold 0.25] [--tiling auto|on|off[,...]]
-      [--compare-int8] [--missing-labels skip|empty] [--json PATH] [--plots DIR]
+      [--compare-int8] [--missing-labels skip|empty] [--json PATH] [--plots DIR] [--darknet-map]
+      [--save-threshold]
 
 DATA is a darknet `.data` file (its `valid=` list) or a folder of photos with YOLO
 `.txt` labels. The photos go through the service's own detector (engine, preprocessing,
@@ -32,6 +33,17 @@ def add_command(commands) -> None:
     evaluate.add_argument("--missing-labels", choices=("skip", "empty"), default="skip")
     evaluate.add_argument("--json", type=Path, metavar="PATH", help="every number, as JSON")
     evaluate.add_argument("--plots", type=Path, metavar="DIR", help="counts, precision-recall and threshold plots")
+    evaluate.add_argument(
+        "--save-threshold",
+        action="store_true",
+        help="save the one count-optimal threshold for all classes next to the weights: the service, its page "
+        "and count then use it where none is given",
+    )
+    evaluate.add_argument(
+        "--darknet-map",
+        action="store_true",
+        help="also print mAP as darknet's detector map averages it, over every class in .names",
+    )
     evaluate.set_defaults(run=run)
 
 
@@ -51,21 +63,30 @@ def run(args, parser) -> int:
         precisions = ["fp32", "int8"] if args.compare_int8 else [settings.precision]
         detectors = {precision: _detector(settings, precision) for precision in precisions}
         class_names = next(iter(detectors.values())).class_names
-        dataset = read_dataset(args.data, len(class_names), args.missing_labels)
+        dataset = read_dataset(args.data, class_names, args.missing_labels)
     except (*STARTUP_ERRORS, DatasetError) as exc:
         print(f"cannot evaluate: {exc}", file=sys.stderr)
         return 2
+    for note in dataset.notes:
+        print(f"note: {note}", file=sys.stderr)
     for problem in dataset.problems:
         print(f"warning: {problem}", file=sys.stderr)
     results = {}
-    for precision, detector in detectors.items():
+    for detector in detectors.values():
         for mode in modes:
-            name = f"{precision}, tiling {mode}"
+            # What serves, not what was asked: PRECISION=auto may choose openvino bf16.
+            engine = detector.engine
+            label = engine.precision if engine.name == "onnxruntime" else f"{engine.name} {engine.precision}"
+            name = f"{label}, tiling {mode}"
             print(f"evaluating {len(dataset.photos)} photos: {name}", file=sys.stderr)
             results[name] = _evaluate(detector, dataset, mode, args.threshold, settings.max_image_pixels)
-    print(render_tables(results, len(dataset.problems)))
+    print(render_tables(results, len(dataset.problems), darknet_map=args.darknet_map))
     if args.json:
         args.json.write_text(json.dumps(to_json(results, args), indent=2) + "\n")
+    if args.save_threshold:
+        saved = _save_threshold(next(iter(detectors.values())), next(iter(results.items())))
+        if saved is None:
+            return 1
     if args.plots:
         from app.evaluation.plots import write_plots
 
@@ -73,6 +94,29 @@ def run(args, parser) -> int:
             for path in write_plots(evaluation, args.plots, name):
                 print(f"plot: {path}", file=sys.stderr)
     return 0
+
+
+def _save_threshold(detector, variant) -> float | None:
+    """The first variant's one threshold for all classes, saved next to the weights."""
+    from app.model.threshold import save_threshold
+
+    name, evaluation = variant
+    if evaluation.overall is None:
+        print("cannot save a threshold: no photo was evaluated", file=sys.stderr)
+        return None
+    best = evaluation.overall.best_count_threshold
+    weights = detector.model.files.weights
+    try:
+        path = save_threshold(weights, detector.file_hashes[weights.name], best, f"evaluate, {name}")
+    except OSError as exc:
+        print(f"cannot save the threshold next to {weights}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    print(
+        f"saved threshold {best:g} to {path}: the service, its page and count use it where none is given "
+        "(DEFAULT_THRESHOLD wins over it)",
+        file=sys.stderr,
+    )
+    return best
 
 
 def _detector(settings, precision: str):
@@ -85,7 +129,7 @@ def _detector(settings, precision: str):
 
 def _evaluate(detector, dataset, mode: str, threshold: float, max_pixels: int):
     from app.evaluation.metrics import LabelledBox, PhotoComparison, evaluate
-    from app.pipeline import process_photo
+    from app.pipeline import PhotoLimits, process_photo
     from app.vision.detection import DetectOptions
     from app.vision.images import ImageTooLarge, InvalidImage
 
@@ -93,7 +137,7 @@ def _evaluate(detector, dataset, mode: str, threshold: float, max_pixels: int):
     photos = []
     for photo in dataset.photos:
         try:
-            result = process_photo(photo.path.read_bytes(), detector, options, max_pixels=max_pixels)
+            result = process_photo(photo.path.read_bytes(), detector, options, PhotoLimits(max_pixels))
         except (OSError, InvalidImage, ImageTooLarge) as exc:
             print(f"warning: {photo.path}: {exc}; skipped", file=sys.stderr)
             continue
@@ -103,7 +147,20 @@ def _evaluate(detector, dataset, mode: str, threshold: float, max_pixels: int):
     return evaluate(photos, detector.class_names, threshold)
 
 
-def render_tables(results: dict, problem_count: int) -> str:
+# What the columns mean, for a reader who is a biologist first: a line each.
+FOOTER = (
+    "TP (true positives): labelled objects the model found, its box overlapping the label by IoU >= 0.5",
+    "FP (false positives): boxes the model drew where no labelled object of that class is",
+    "FN (false negatives): labelled objects the model missed",
+    "prec (precision): of the boxes drawn, the share that are right, TP / (TP + FP)",
+    "recall: of the labelled objects, the share found, TP / (TP + FN)",
+    "AP50: precision averaged over every recall, from the surest box to the least (1 is perfect)",
+    "count MAE: how far off the count of a photo is, on average; bias: predicted minus labelled (+ over-counts)",
+    "best thr: the threshold with the smallest count MAE (0.05-0.95); -: no value (nothing labelled or predicted)",
+)
+
+
+def render_tables(results: dict, problem_count: int, darknet_map: bool = False) -> str:
     lines = []
     for name, evaluation in results.items():
         lines.append(
@@ -119,23 +176,34 @@ def render_tables(results: dict, problem_count: int) -> str:
             if not (m.labelled or m.tp or m.fp):
                 continue
             lines.append(
-                f"{class_name[:15]:<16}{m.labelled:>9}{m.tp:>6}{m.fp:>6}{m.fn:>6}{m.precision:>7.3f}"
-                f"{m.recall:>7.3f}{m.ap50:>7.3f}{m.count_mae:>10.2f}{m.count_bias:>+7.2f}"
+                f"{class_name[:15]:<16}{m.labelled:>9}{m.tp:>6}{m.fp:>6}{m.fn:>6}{_shown(m.precision, 7)}"
+                f"{_shown(m.recall, 7)}{_shown(m.ap50, 7)}{m.count_mae:>10.2f}{m.count_bias:>+7.2f}"
                 f"{m.best_count_threshold:>9.2f}{m.count_mae_at_best:>10.2f}"
             )
         labelled = sum(1 for m in evaluation.classes.values() if m.labelled)
-        lines.append(
-            f"mAP@0.5 over the {labelled} labelled classes: {evaluation.map50:.4f}; as darknet's detector map "
-            f"averages it, over all {len(evaluation.classes)} classes in .names (unlabelled ones count 0): "
-            f"{evaluation.map50_darknet:.4f}"
-        )
+        overall = evaluation.overall
+        if overall:
+            lines.append(
+                f"one threshold for all classes: {overall.best_count_threshold:.2f}, where a photo's count is off by "
+                f"{overall.count_mae_at_best:.2f} (all classes together; {overall.count_mae:.2f} at "
+                f"{evaluation.threshold:g})"
+            )
+        map50 = "-" if evaluation.map50 is None else f"{evaluation.map50:.4f}"
+        lines.append(f"mAP@0.5 over the {labelled} labelled classes: {map50}")
+        if darknet_map:
+            lines.append(
+                f"mAP@0.5 as darknet's detector map averages it, over all {len(evaluation.classes)} classes in "
+                f".names (unlabelled ones count 0): {evaluation.map50_darknet:.4f}"
+            )
         worst = [f"{Path(photo).name} ({error} off)" for photo, error in evaluation.worst_photos[:3] if error]
         lines.append("worst photos by count error: " + (", ".join(worst) or "none: every count right"))
-    lines.append(
-        "count MAE: mean absolute error of the count per photo; bias: mean of predicted minus labelled "
-        "(+ over-counts); best thr: the threshold with the smallest count MAE (0.05-0.95)"
-    )
+    lines.append("")
+    lines.extend(FOOTER)
     return "\n".join(lines)
+
+
+def _shown(value: float | None, width: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.3f}"
 
 
 def to_json(results: dict, args) -> dict:
@@ -151,9 +219,24 @@ def to_json(results: dict, args) -> dict:
                 "name": name,
                 "threshold": evaluation.threshold,
                 "classes": classes,
+                "overall": asdict(evaluation.overall) if evaluation.overall else None,
                 "map50": evaluation.map50,
                 "map50_darknet": evaluation.map50_darknet,
+                "photos": photo_counts(evaluation),
                 "worst_photos": evaluation.worst_photos[:10],
             }
         )
     return {"data": str(args.data), **{k: v for k, v in variants[0].items() if k != "name"}, "variants": variants}
+
+
+def photo_counts(evaluation) -> list[dict]:
+    """Per photo, labelled and predicted counts of every class labelled or predicted anywhere."""
+    shown = [name for name, m in evaluation.classes.items() if any(p or t for p, t in m.counts)]
+    return [
+        {
+            "photo": photo,
+            "labelled": {name: evaluation.classes[name].counts[index][1] for name in shown},
+            "predicted": {name: evaluation.classes[name].counts[index][0] for name in shown},
+        }
+        for index, photo in enumerate(evaluation.photo_names)
+    ]

@@ -12,10 +12,14 @@ skipped, never the whole evaluation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from app.vision.images import photos_in
+
+from .class_names import ClassNamesError, ExportClasses, find_names_file, map_by_name, model_numbering, read_names
 
 LABEL_SUFFIX = ".txt"
 DARKNET_IMAGE_FOLDERS = ("images", "JPEGImages")
@@ -48,18 +52,23 @@ class LabelledPhoto:
 class Dataset:
     photos: list[LabelledPhoto] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was read how, not a problem
 
 
-def read_dataset(source: Path, class_count: int, missing_labels: str = "skip") -> Dataset:
+def read_dataset(source: Path, model_names: Sequence[str], missing_labels: str = "skip") -> Dataset:
     """source: a .data file or a folder of photos. missing_labels: 'skip' lists a photo
-    without a label file and leaves it out; 'empty' counts it as a photo of nothing."""
+    without a label file and leaves it out; 'empty' counts it as a photo of nothing.
+    Labels come out numbered as the model's classes (class_names.py)."""
+    data_names = None
     if source.is_dir():
         paths = photos_in([source])
         dataset = Dataset()
     elif source.is_file():
-        paths, dataset = _listed_photos(source)
+        paths, dataset, data_names = _listed_photos(source)
     else:
         raise DatasetError(f"{source}: no such .data file or folder")
+    classes = _export_classes(source, data_names, model_names, dataset)
+    unknown_used: Counter[int] = Counter()
     for path in paths:
         if not path.is_file():
             dataset.problems.append(f"{path}: photo not found; skipped")
@@ -74,9 +83,27 @@ def read_dataset(source: Path, class_count: int, missing_labels: str = "skip") -
                     "(--missing-labels empty counts such a photo as one of no objects)"
                 )
             continue
-        labels, problems = parse_labels(label_file, class_count)
+        labels, problems = parse_labels(label_file, classes.count, _numbered_by(classes))
         dataset.problems += problems
+        unknown_used.update(label.class_id for label in labels if label.class_id in classes.unknown)
+        labels = [
+            replace(label, class_id=classes.to_model[label.class_id])
+            for label in labels
+            if label.class_id in classes.to_model
+        ]
         dataset.photos.append(LabelledPhoto(path, labels))
+    if unknown_used:
+        number, used = unknown_used.most_common(1)[0]
+        raise DatasetError(
+            f"{classes.source}: class {classes.unknown[number]!r} ({used} labels) is not a class of the model "
+            f"({', '.join(model_names[:8])}{'...' if len(model_names) > 8 else ''}): rename it in the export "
+            "or the model's .names so the two agree"
+        )
+    unused = [name for number, name in classes.unknown.items() if number not in unknown_used]
+    if unused:
+        dataset.notes.append(
+            f"{classes.source} names classes the model does not have, on no label: {', '.join(unused)}"
+        )
     if not dataset.photos:
         raise DatasetError(f"{source}: no labelled photo to evaluate" + _first(dataset.problems))
     return dataset
@@ -94,7 +121,7 @@ def label_path(photo: Path) -> Path | None:
     return None
 
 
-def parse_labels(path: Path, class_count: int) -> tuple[list[RelativeBox], list[str]]:
+def parse_labels(path: Path, class_count: int, numbered_by: str = "the model's") -> tuple[list[RelativeBox], list[str]]:
     labels, problems = [], []
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -113,7 +140,7 @@ def parse_labels(path: Path, class_count: int) -> tuple[list[RelativeBox], list[
             problems.append(f"{where}: expected 'class cx cy w h', got {line.strip()[:60]!r}; line skipped")
             continue
         if not 0 <= class_id < class_count:
-            problems.append(f"{where}: class {class_id} is not one of the model's {class_count}; line skipped")
+            problems.append(f"{where}: class {class_id} is not one of {numbered_by} {class_count}; line skipped")
             continue
         cx, cy, w, h = numbers
         inside = all(math.isfinite(v) and 0 <= v <= 1 for v in numbers) and w > 0 and h > 0
@@ -124,24 +151,59 @@ def parse_labels(path: Path, class_count: int) -> tuple[list[RelativeBox], list[
     return labels, problems
 
 
-def _listed_photos(data_file: Path) -> tuple[list[Path], Dataset]:
+def _export_classes(
+    source: Path, data_names: str | None, model_names: Sequence[str], dataset: Dataset
+) -> ExportClasses:
+    """data_names: a .data's names= as written, where it has one."""
+    found = resolve(data_names, source.parent) if data_names else None
+    names_file = find_names_file(source, str(found) if found else None)
+    if names_file is None:
+        if data_names:
+            dataset.notes.append(
+                f"{source}: names={data_names} not found here: labels taken as numbered by the model's .names"
+            )
+        return model_numbering(model_names)
+    try:
+        classes = map_by_name(read_names(names_file), model_names, names_file)
+    except ClassNamesError as exc:
+        raise DatasetError(str(exc)) from None
+    if note := classes.note(model_names):
+        dataset.notes.append(note)
+    return classes
+
+
+def _numbered_by(classes: ExportClasses) -> str:
+    return "the model's" if classes.source is None else f"the names in {classes.source.name}:"
+
+
+def _listed_photos(data_file: Path) -> tuple[list[Path], Dataset, str | None]:
+    """The photos a .data lists, and its names= as written."""
     settings = {}
     for line in data_file.read_text(encoding="utf-8", errors="replace").splitlines():
         key, separator, value = line.partition("=")
         if separator and not key.strip().startswith("#"):
             settings[key.strip()] = value.strip()
-    if not settings.get("valid"):
-        raise DatasetError(f"{data_file}: no valid= line (the list of validation photos)")
-    listing = resolve(settings["valid"], data_file.parent)
-    if listing is None:
-        raise DatasetError(f"{data_file}: valid={settings['valid']} not found, nor under {data_file.parent}")
     dataset = Dataset()
+    listed = "valid"
+    if not settings.get("valid"):
+        if not settings.get("train"):
+            raise DatasetError(f"{data_file}: no valid= line (the list of validation photos)")
+        # CVAT's YOLO 1.1 export writes train= only: the photos a lab labelled to check the model.
+        listed = "train"
+        dataset.notes.append(
+            f"{data_file} has no valid= line: evaluating the photos of its train= list "
+            "(photos the model was trained on measure it too kindly)"
+        )
+    listing = resolve(settings[listed], data_file.parent)
+    if listing is None:
+        raise DatasetError(f"{data_file}: {listed}={settings[listed]} not found, nor under {data_file.parent}")
+    names = settings.get("names") or None
     paths = []
     for line in listing.read_text(encoding="utf-8", errors="replace").splitlines():
         if line.strip():
             found = resolve(line.strip(), data_file.parent)
             paths.append(found or Path(line.strip()))
-    return paths, dataset
+    return paths, dataset, names
 
 
 def resolve(written: str, base: Path) -> Path | None:

@@ -5,7 +5,10 @@ low threshold) sorted by confidence; one is a true positive when its best-overla
 labelled box of its class (IoU >= 0.5) is not yet taken, else a false positive; AP is
 the all-point area under the precision-recall curve (the VOC 2010+ rule darknet uses
 by default). Counting quality per photo: predicted minus labelled, at the service's
-threshold and over a sweep of thresholds.
+threshold and over a sweep of thresholds, per class and for all classes at once.
+
+A number that has no sensible value is None (printed "-", null in JSON), never 0: the
+recall and AP of a class nobody labelled, the precision of a class never predicted.
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ class ClassMetrics:
     tp: int = 0
     fp: int = 0
     fn: int = 0
-    precision: float = 0.0
-    recall: float = 0.0
-    ap50: float = 0.0
+    precision: float | None = None  # None: nothing predicted above the threshold
+    recall: float | None = None  # None, like ap50: nothing labelled
+    ap50: float | None = None
     count_mae: float = 0.0
     count_bias: float = 0.0
     best_count_threshold: float = 0.0
@@ -54,26 +57,37 @@ class ClassMetrics:
     counts: list[tuple[int, int]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class OverallCounts:
+    """Every class at once: the error of a photo is the sum of its classes' errors."""
+
+    count_mae: float  # at the threshold evaluated
+    best_count_threshold: float  # the one threshold for all classes with the smallest error
+    count_mae_at_best: float
+
+
 @dataclass
 class Evaluation:
     threshold: float
     classes: dict[str, ClassMetrics]
     worst_photos: list[tuple[str, int]]  # (photo, total absolute count error), worst first
+    photo_names: list[str] = field(default_factory=list)  # in the order of each class's `counts`
+    overall: OverallCounts | None = None
 
     @property
     def photos(self) -> int:
         return len(self.worst_photos)
 
     @property
-    def map50(self) -> float:
+    def map50(self) -> float | None:
         """Mean AP over the classes that have labels: what a lab's data says."""
-        labelled = [m.ap50 for m in self.classes.values() if m.labelled]
-        return float(np.mean(labelled)) if labelled else 0.0
+        labelled = [m.ap50 for m in self.classes.values() if m.ap50 is not None]
+        return float(np.mean(labelled)) if labelled else None
 
     @property
     def map50_darknet(self) -> float:
-        """darknet's mAP: the mean over every class in .names, labelled or not."""
-        return float(np.mean([m.ap50 for m in self.classes.values()])) if self.classes else 0.0
+        """darknet's mAP: the mean over every class in .names, an unlabelled one as 0."""
+        return float(np.mean([m.ap50 or 0.0 for m in self.classes.values()])) if self.classes else 0.0
 
 
 def evaluate(photos: Sequence[PhotoComparison], class_names: Sequence[str], threshold: float) -> Evaluation:
@@ -82,11 +96,41 @@ def evaluate(photos: Sequence[PhotoComparison], class_names: Sequence[str], thre
         metrics = _detection_quality(photos, class_id, threshold)
         _count_quality(metrics, photos, class_id, threshold)
         classes[name] = metrics
-    errors = [
-        (photo.photo, sum(abs(_count(photo, c, threshold) - _labelled(photo, c)) for c in range(len(class_names))))
+    errors = [(photo.photo, _photo_error(photo, len(class_names), threshold)) for photo in photos]
+    return Evaluation(
+        threshold,
+        classes,
+        sorted(errors, key=lambda item: -item[1]),
+        photo_names=[photo.photo for photo in photos],
+        overall=_overall(photos, len(class_names), threshold) if photos else None,
+    )
+
+
+def _photo_error(photo: PhotoComparison, class_count: int, threshold: float) -> int:
+    return sum(abs(_count(photo, c, threshold) - _labelled(photo, c)) for c in range(class_count))
+
+
+def _overall(photos: Sequence[PhotoComparison], class_count: int, threshold: float) -> OverallCounts:
+    # Per photo, once: the candidates' classes and scores, and the labelled count per class.
+    arrays = [
+        (
+            np.array([d.class_id for d in photo.candidates], dtype=int),
+            np.array([d.confidence for d in photo.candidates], dtype=float),
+            np.bincount(np.array([label.class_id for label in photo.labels], dtype=int), minlength=class_count),
+        )
         for photo in photos
     ]
-    return Evaluation(threshold, classes, sorted(errors, key=lambda item: -item[1]))
+
+    def mae(at: float) -> float:
+        errors = [
+            np.abs(np.bincount(ids[scores > at], minlength=class_count) - labelled).sum()
+            for ids, scores, labelled in arrays
+        ]
+        return float(np.mean(errors))
+
+    sweep = [(at, mae(at)) for at in SWEEP]
+    best = min(sweep, key=lambda point: (point[1], abs(point[0] - threshold)))  # ties: nearest the default
+    return OverallCounts(count_mae=mae(threshold), best_count_threshold=best[0], count_mae_at_best=best[1])
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -131,8 +175,10 @@ def _detection_quality(photos: Sequence[PhotoComparison], class_id: int, thresho
     metrics.tp = int(hits[kept].sum())
     metrics.fp = int((~hits[kept]).sum())
     metrics.fn = labelled - metrics.tp
-    metrics.precision = metrics.tp / (metrics.tp + metrics.fp) if metrics.tp + metrics.fp else 0.0
-    metrics.recall = metrics.tp / labelled if labelled else 0.0
+    metrics.precision = metrics.tp / (metrics.tp + metrics.fp) if metrics.tp + metrics.fp else None
+    metrics.recall = metrics.tp / labelled if labelled else None
+    if labelled and not ranked:
+        metrics.ap50 = 0.0  # labelled, never found: that is a value
     return metrics
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .metrics import Evaluation
 
+MAX_NAMED_POINTS = 30
+
 
 def write_plots(evaluation: Evaluation, directory: Path, variant: str) -> list[Path]:
     import matplotlib
@@ -24,8 +26,11 @@ def write_plots(evaluation: Evaluation, directory: Path, variant: str) -> list[P
     figure, axes = plt.subplots(figsize=(6, 6))
     top = max([1] + [max(p, t) for m in labelled.values() for p, t in m.counts])
     axes.plot([0, top], [0, top], color="grey", linewidth=1, label="right count")
+    names = [Path(photo).stem for photo in evaluation.photo_names]
     for name, metrics in labelled.items():
         axes.scatter([t for _, t in metrics.counts], [p for p, _ in metrics.counts], label=name, alpha=0.7)
+        for photo, truth, predicted in named_points(names, metrics.counts):
+            axes.annotate(photo, (truth, predicted), xytext=(3, 3), textcoords="offset points", fontsize=6)
     axes.set(xlabel="labelled count per photo", ylabel="predicted count per photo", title=f"Counts: {variant}")
     axes.legend()
     written.append(_save(figure, directory / f"{stem}-counts.png"))
@@ -47,6 +52,16 @@ def write_plots(evaluation: Evaluation, directory: Path, variant: str) -> list[P
     axes.legend()
     written.append(_save(figure, directory / f"{stem}-threshold.png"))
     return written
+
+
+def named_points(names: list[str], counts: list[tuple[int, int]]) -> list[tuple[str, int, int]]:
+    """(photo, labelled, predicted) of the points the counts plot names: every one on a
+    small set, else those off the diagonal (the photos worth a look)."""
+    return [
+        (name, truth, predicted)
+        for name, (predicted, truth) in zip(names, counts, strict=True)
+        if len(names) <= MAX_NAMED_POINTS or predicted != truth
+    ]
 
 
 def _save(figure, path: Path) -> Path:

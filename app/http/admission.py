@@ -1,8 +1,11 @@
 """The queue in front of the engine: a worker works on `active` photos at once and
-keeps up to `depth` more waiting, first come first served, as Triton and TorchServe
-queue per model. A photo is refused (503 busy, Retry-After) only when the queue is full,
-when its deadline would pass before its turn, or while the worker is stopping; /ping,
-/metrics and /model never wait behind it (the worker has threads to spare for them).
+keeps up to `depth` more waiting, as Triton and TorchServe queue per model; the next
+place goes by each client's share (turns.FairTurns: fewest photos at work, then least
+engine time used lately), first come first served among equals. A client is its API
+key where keys are on, else its address (as nginx saw it). A photo is refused (503
+busy, Retry-After) only when the queue is full, when its deadline would pass before its
+turn, or while the worker is stopping; /ping, /metrics and /model never wait behind it
+(the worker has threads to spare for them).
 
 A queued photo waits before its body is read: what waits is a connection, not a photo
 in memory (nginx holds the body meanwhile).
@@ -10,6 +13,7 @@ in memory (nginx holds the body meanwhile).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -17,9 +21,10 @@ from collections.abc import Callable
 from flask import Flask, g, request
 
 from .errors import Busy
-from .turns import Turns
+from .turns import FairTurns
 
-GUARDED_ENDPOINTS = frozenset({"service.invocations", "service.upload"})
+# A Label Studio predict is one place in the queue for all its tasks, counted one by one.
+GUARDED_ENDPOINTS = frozenset({"service.invocations", "service.upload", "label_studio.predict"})
 # Without nginx in front (tests, FRONT=none) a refused body up to this size is read
 # before the 503: gunicorn closes a connection whose body was left unread, and a
 # client that reconnects after every 503 stalled the worker's loop.
@@ -38,18 +43,18 @@ class PhotoQueue:
         self.depth = depth
         self._observe = observe
         self._working = 0
-        self._turns = Turns()
+        self._turns = FairTurns()
         self._seconds_per_photo = 0.0  # what a photo holds a place for, smoothed
         self.stopping = False  # set on SIGTERM: new photos are refused, the queue drains
 
-    def enter(self, deadline: float) -> float:
+    def enter(self, deadline: float, client: str = "") -> float:
         """Wait for a place; returns when the photo may start (its start time)."""
         with self._turns.changed:
             if self.stopping:
                 raise QueueRefusal("this worker is stopping; retry in a moment")
-            ahead = self._turns.waiting
-            if self._working >= self.active or ahead:
-                if ahead >= self.depth:
+            ahead = self._turns.ahead_of(client)
+            if not self._fits(client) or ahead:
+                if self._turns.waiting >= self.depth:
                     raise QueueRefusal(f"{self.depth} photos already wait in this worker's queue; retry in a moment")
                 expected = self._expected_wait(ahead)
                 if time.monotonic() + expected > deadline:
@@ -57,33 +62,46 @@ class PhotoQueue:
                         f"{ahead} photos wait ahead of this one (about {expected:.0f} s), "
                         "longer than its deadline; retry in a moment"
                     )
-                self._observe(ahead + 1, self._working)  # this one waits too
+                self._observe(self._turns.waiting + 1, self._working)  # this one waits too
                 try:
                     self._turns.wait_turn(
-                        lambda: self._working < self.active,
+                        client,
+                        lambda: self._fits(client),
                         deadline,
                         lambda: QueueRefusal("the photo's deadline passed while it waited its turn; retry"),
                     )
                 finally:
                     self._observe(self._turns.waiting, self._working)
             self._working += 1
+            self._turns.started(client)
             self._observe(self._turns.waiting, self._working)
             return time.monotonic()
 
-    def leave(self, started: float) -> None:
-        took = time.monotonic() - started
+    def leave(self, started: float, client: str = "", photos: int = 1) -> None:
+        """photos: how many photos the place held (a Label Studio predict holds its tasks):
+        the time a photo takes is learnt per photo, not per request."""
+        took = (time.monotonic() - started) / max(1, photos)
         with self._turns.changed:
             self._working -= 1
+            self._turns.finished(client, took)
             self._observe(self._turns.waiting, self._working)
             self._seconds_per_photo += SMOOTHING * (took - self._seconds_per_photo)
             self._turns.changed.notify_all()
+
+    def _fits(self, client: str) -> bool:
+        """A place is free; or, for a client with no photo at work while others hold
+        every place (two costly photos of other clients), one of the `active` extra
+        places: its photo takes the engine between their runs of tiles."""
+        if self._working < self.active:
+            return True
+        return self._turns.working(client) == 0 and self._working < 2 * self.active
 
     def _expected_wait(self, ahead: int) -> float:
         """Until a photo behind `ahead` others starts: rounds of `active` photos."""
         return math.ceil((ahead + 1) / self.active) * self._seconds_per_photo
 
 
-def init_app(app: Flask, queue: PhotoQueue, deadline_s: float) -> None:
+def init_app(app: Flask, queue: PhotoQueue, deadline_s: float, keyed: bool = False) -> None:
     app.extensions["photo_queue"] = queue
 
     @app.before_request
@@ -91,8 +109,9 @@ def init_app(app: Flask, queue: PhotoQueue, deadline_s: float) -> None:
         if request.method == "OPTIONS" or request.endpoint not in GUARDED_ENDPOINTS:
             return  # a CORS preflight carries no photo
         g.deadline = time.monotonic() + deadline_s
+        g.client = client_of(keyed)
         try:
-            g.queue_started = queue.enter(g.deadline)
+            g.queue_started = queue.enter(g.deadline, g.client)
         except QueueRefusal as refusal:
             if request.content_length is not None and request.content_length <= DRAIN_LIMIT_BYTES:
                 request.get_data(cache=False)
@@ -103,4 +122,20 @@ def init_app(app: Flask, queue: PhotoQueue, deadline_s: float) -> None:
     def _release(_error):
         started = g.pop("queue_started", None)  # request_log keeps its own g.started
         if started is not None:
-            queue.leave(started)
+            queue.leave(started, g.get("client", ""), g.pop("queue_photos", 1))
+
+
+def client_of(keyed: bool) -> str:
+    """Who sends this photo: its API key where keys are on (auth checked it already),
+    else the address nginx saw (its X-Forwarded-For, set on every request it passes over
+    the unix socket), else the peer's address (gunicorn alone: X-Forwarded-For could be
+    anyone's word)."""
+    if keyed:
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        key = credentials.strip() if scheme.lower() == "bearer" else request.headers.get("X-API-Key", "")
+        if key:
+            return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    peer = request.remote_addr or ""
+    if not peer or peer.startswith("unix:"):  # nginx, over its unix socket
+        return "address:" + request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+    return "address:" + peer

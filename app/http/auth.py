@@ -1,5 +1,6 @@
 """Who may call: with API keys configured, every route but /ping (health checks) and
-CORS preflights needs `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+CORS preflights needs `Authorization: Bearer <key>` or `X-API-Key: <key>` (or basic
+auth with the key as password, what Label Studio's ML backend form can send)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ def _presented_key() -> str | None:
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
+    if scheme.lower() == "basic" and request.authorization and request.authorization.password:
+        # Label Studio's ML backend form offers basic auth only: the key is the password.
+        return request.authorization.password
     return request.headers.get("X-API-Key") or None
 
 

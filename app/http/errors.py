@@ -10,7 +10,7 @@ from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from app.inference.detector import DeadlineExceeded, EngineBusy
-from app.vision.images import DamagedImage, ImageTooLarge, InvalidImage
+from app.vision.images import DamagedImage, DecompressionBomb, ImageTooLarge, InvalidImage
 
 from .pixel_budget import BudgetExhausted
 from .request_log import add_fields
@@ -60,21 +60,31 @@ class NotReady(ApiError):
 # Subclasses come before their base: the first match answers.
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     DamagedImage: (400, "damaged_image"),
+    DecompressionBomb: (400, "decompression_bomb"),
     InvalidImage: (400, "invalid_image"),
     ImageTooLarge: (413, "image_too_large"),
     EngineBusy: (503, "busy"),
     BudgetExhausted: (503, "busy"),
     DeadlineExceeded: (503, "deadline_exceeded"),
 }
+# An error names what was wrong, never echoes it whole: a 45 MB `classes` list once
+# came back as a 117 MB error body. Every message is cut to this, whatever made it.
+MAX_MESSAGE_CHARS = 1000
+
 # The domain errors that a retry can cure, and when (a busy worker's as Busy's own).
 RETRY_AFTER = {Busy.code: Busy.headers["Retry-After"], "deadline_exceeded": "5"}
 
 
 def error_response(status: int, code: str, message: str, **extra):
     add_fields(error=code)  # the request's log line says what went wrong, not only the status
-    response = jsonify({"error": {"code": code, "message": message, **extra}})
+    response = jsonify({"error": {"code": code, "message": bounded(message), **extra}})
     response.status_code = status
     return response
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text`, or its start and how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 def init_app(app: Flask) -> None:

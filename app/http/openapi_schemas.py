@@ -129,9 +129,12 @@ FIXED_SCHEMAS = {
             "engine",
             "device",
             "precision",
+            "selection",
             "files",
             "load_seconds",
             "version",
+            "default_threshold",
+            "default_threshold_source",
         ],
         "properties": {
             "classes": {"type": "array", "items": {"type": "string"}},
@@ -145,10 +148,30 @@ FIXED_SCHEMAS = {
             },
             "engine": {"type": "string"},
             "device": {"type": "string"},
-            "precision": {"type": "string", "enum": ["fp32", "int8"]},
+            "precision": {"type": "string", "enum": ["fp32", "bf16", "int8"]},
+            "selection": {
+                "type": "string",
+                "description": "Why this engine and precision serve (PRECISION=auto: what calibrate measured here)",
+            },
+            "engine_build": {
+                "type": ["string", "null"],
+                "description": "Which build of the engine's library serves, where it says: for darknet, "
+                "the source, its commit and the build flags",
+            },
             "files": {"type": "object", "additionalProperties": {"type": "string"}},
             "load_seconds": {"type": "number"},
             "version": {"type": "string", "description": "The service's version"},
+            "default_threshold": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "The threshold where a request names none",
+            },
+            "default_threshold_source": {
+                "type": "string",
+                "description": "Where it comes from: DEFAULT_THRESHOLD, the file evaluate --save-threshold wrote, "
+                "or darknet's default",
+            },
         },
     },
     "ExecutionParameters": {

@@ -24,8 +24,20 @@ TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
 
 
+SHOWN_CHARS = 60  # of a bad value in its error: enough to recognise it
+SHOWN_NAMES = 5  # unknown class names named in an error; the rest are counted
+
+
 def _invalid(message: str) -> BadRequest:
     return BadRequest(message, code="invalid_parameter")
+
+
+def _shown(value: Any) -> str:
+    """A client's value as an error names it: its repr, cut short (never echoed whole)."""
+    if isinstance(value, (list, dict)) and len(value) > SHOWN_NAMES:
+        return f"a {type(value).__name__} of {len(value)} items"
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
 
 
 class Kind(ABC):
@@ -53,9 +65,9 @@ class Fraction(Kind):
                 raise ValueError
             number = float(value)
         except (TypeError, ValueError, OverflowError):  # OverflowError: 10**400 as a JSON number
-            raise _invalid(f"'{name}' must be a number between 0 and 1, got {value!r}") from None
+            raise _invalid(f"'{name}' must be a number between 0 and 1, got {_shown(value)}") from None
         if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-            raise _invalid(f"'{name}' must be between 0 and 1, got {value!r}")
+            raise _invalid(f"'{name}' must be between 0 and 1, got {_shown(value)}")
         return number
 
     def schema(self) -> dict:
@@ -73,7 +85,7 @@ class Boolean(Kind):
             return True
         if word in FALSE_WORDS:
             return False
-        raise _invalid(f"'{name}' must be true or false, got {value!r}")
+        raise _invalid(f"'{name}' must be true or false, got {_shown(value)}")
 
     def schema(self) -> dict:
         return {"type": "boolean"}
@@ -93,7 +105,7 @@ class Choice(Kind):
 
     def read(self, name: str, value: Any, class_names: tuple[str, ...]) -> str:
         if not isinstance(value, str) or value.strip().lower() not in self.words:
-            raise _invalid(f"'{name}' must be one of {', '.join(self.words)}, got {value!r}")
+            raise _invalid(f"'{name}' must be one of {', '.join(self.words)}, got {_shown(value)}")
         return value.strip().lower()
 
     def schema(self) -> dict:
@@ -116,9 +128,9 @@ class ClassNames(Kind):
         index = {class_name: i for i, class_name in enumerate(class_names)}
         unknown = [word for word in wanted if word not in index]
         if unknown:
-            raise _invalid(
-                f"unknown class {', '.join(map(repr, unknown))} in '{name}'; the model knows {_preview(class_names)}"
-            )
+            named = ", ".join(map(_shown, unknown[:SHOWN_NAMES]))
+            more = f" and {len(unknown) - SHOWN_NAMES} more" if len(unknown) > SHOWN_NAMES else ""
+            raise _invalid(f"unknown class {named}{more} in '{name}'; the model knows {_preview(class_names)}")
         return frozenset(index[word] for word in wanted) or None
 
     def schema(self) -> dict:
@@ -166,7 +178,11 @@ class Parameter:
 
 PARAMETERS = (
     Parameter(
-        "threshold", Fraction(), DEFAULT_THRESHOLD, "Keep a box when objectness x class probability is above this"
+        "threshold",
+        Fraction(),
+        DEFAULT_THRESHOLD,
+        "Keep a box when objectness x class probability is above this; without it, the model's own "
+        "(DEFAULT_THRESHOLD, else the one evaluate --save-threshold saved; GET /model says which), else 0.25",
     ),
     Parameter("nms", Fraction(), DEFAULT_NMS, "IoU above which a box of the same class is suppressed"),
     Parameter(
@@ -201,10 +217,17 @@ PARAMETERS = (
 )
 
 
-def read_parameters(params: Mapping[str, Any], class_names: tuple[str, ...]) -> dict[str, Any]:
-    """Every parameter of the table by name, its default where not given; names not in
+def read_parameters(
+    params: Mapping[str, Any], class_names: tuple[str, ...], defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every parameter of the table by name, its default where not given (`defaults`:
+    the service's own, such as the model's threshold, over the table's); names not in
     the table are ignored, an invalid value is a 400 invalid_parameter naming it."""
-    return {parameter.name: parameter.read(params, class_names) for parameter in PARAMETERS}
+    values = {parameter.name: parameter.read(params, class_names) for parameter in PARAMETERS}
+    for name, value in (defaults or {}).items():
+        if params.get(name) in (None, ""):
+            values[name] = value
+    return values
 
 
 def _preview(names: tuple[str, ...], limit: int = 12) -> str:

@@ -10,7 +10,7 @@ from werkzeug.datastructures import MIMEAccept
 
 from app import __version__
 from app.inference.detector import Detector
-from app.pipeline import process_photo, render
+from app.pipeline import PhotoLimits, process_photo, render
 
 from . import metrics
 from .errors import NotAcceptable, NotReady
@@ -75,8 +75,11 @@ def model_info():
             "engine": detector.engine.name,
             "device": detector.engine.device,
             "precision": detector.engine.precision,
+            "selection": detector.engine.selection,
+            "engine_build": detector.engine.build,
             "files": detector.file_hashes,
             "load_seconds": round(detector.load_seconds, 3),
+            **current_app.extensions["default_threshold"].as_json(),
             "version": __version__,
         }
     )
@@ -110,20 +113,26 @@ def upload():
 def _answer(parse):
     detector = _detector()
     settings = current_app.extensions["settings"]
-    invocation = parse(request, detector.class_names)
+    # The model's threshold (DEFAULT_THRESHOLD, or evaluate --save-threshold's) where none is asked.
+    defaults = {"threshold": current_app.extensions["default_threshold"].value}
+    invocation = parse(request, detector.class_names, defaults)
     add_fields(filename=invocation.filename)  # in the log line of a photo refused from here on
     answer_format = invocation.format or _format_from_accept()
+    limits = PhotoLimits(
+        max_pixels=settings.max_image_pixels,
+        jpeg_quality=settings.jpeg_quality,
+        deadline=g.deadline,  # set where the photo entered the queue (app/http/admission.py)
+        # The budget keeps a share for a client with no photo of its own at work (admission.py).
+        hold_pixels=functools.partial(current_app.extensions["pixel_budget"].hold, client=g.get("client", "")),
+    )
     result = process_photo(
         invocation.image,
         detector,
         invocation.options,
-        max_pixels=settings.max_image_pixels,
+        limits,
         filename=invocation.filename,
         auto_crop=invocation.auto_crop,
         annotated=answer_format == "jpeg" or (answer_format == "json" and invocation.return_image),
-        jpeg_quality=settings.jpeg_quality,
-        deadline=g.deadline,  # set where the photo entered the queue (app/http/admission.py)
-        hold_pixels=current_app.extensions["pixel_budget"].hold,
     )
     metrics.observe_stages(result.stage_seconds)
     metrics.count_objects(result.counts)

@@ -130,8 +130,10 @@ class Supervisor:
             host=self.settings.host,
             directory=self.run_dir,
             max_body_mb=self.settings.max_upload_mb,
-            upstream_timeout_s=self.settings.request_deadline_s + 30,
+            # A Label Studio predict (all its tasks) may take longer than one photo.
+            upstream_timeout_s=max(self.settings.request_deadline_s, self.settings.label_studio.timeout_s) + 30,
             cors_any_origin=self.settings.cors_origins == ("*",),
+            api_keys=self.settings.api_keys,
         )
         command = nginx_command(front, binary)
         # nginx's own lines go through the service's log, in its one-line format.

@@ -5,8 +5,9 @@ time (this thread holds the detector's lock for it); each request keeps the boxe
 above its own threshold.
 
 A GPU runs a batch of 8 in little more than the time of one; a CPU's cores are busy
-with one photo already, so there it gains nothing (README, Measure) and MAX_BATCH=1,
-the default, leaves this out entirely.
+with one photo already, so there it gains nothing: README, Measure, found MAX_BATCH=4 at
+8 clients +2 to +6% requests/s on a 2-core CPU, inside the run-to-run noise, with the
+same median latency. So MAX_BATCH=1, the default, leaves this out entirely.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class _Pending:
 
 
 class Batcher:
-    def __init__(self, engine: Engine, lock: threading.Lock, max_batch: int, max_delay_s: float):
+    def __init__(self, engine: Engine, lock, max_batch: int, max_delay_s: float):
         self._engine = engine
         self._lock = lock
         self.max_batch = max_batch
@@ -52,13 +53,14 @@ class Batcher:
         self._starting = threading.Lock()
         self.batch_sizes: list[int] = []  # recent batch sizes, for tests and the benchmark
 
-    def predict(self, image: np.ndarray, min_score: float, timeout: float) -> Candidates:
+    def predict(self, image: np.ndarray, min_score: float, timeout: float | None) -> Candidates:
+        """timeout: what is left of the photo's deadline; None waits as long as it takes."""
         self._start()
         item = _Pending(image, min_score)
         self._pending.put(item)
         if not item.done.wait(timeout):
             item.abandoned = True
-            raise BatchTimeout(f"the model was busy for {timeout:.0f} s; try again")
+            raise BatchTimeout(f"the model was busy until the request's deadline ({timeout:.1f} s); try again")
         if item.error is not None:  # one exception, several threads: each raises its own
             raise BatchFailed(f"the engine failed on a batch of photos: {item.error}") from item.error
         return item.result

@@ -2,6 +2,10 @@
 own photos and measure, on photos held out of the calibration, how far its detections
 agree with fp32's. The int8 model and the report go next to the fp32 export; the
 service serves int8 only when the report passes (app/inference/int8/report.py).
+
+Beside onnxruntime's int8 schemes it measures OpenVINO's f32, bf16 and NNCF int8
+(openvino_calibration.py) the same way, and times every candidate in turns with
+onnxruntime fp32: the report's candidates are what PRECISION=auto chooses from.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from app.inference.detector import Detector
 from app.inference.engines.onnxruntime_engine import OnnxRuntimeEngine
 from app.inference.int8.agreement import matched_boxes
+from app.inference.int8.candidates import REFERENCE, CandidateResult
 from app.inference.int8.cpu_class import cpu_class
 from app.inference.int8.report import AgreementReport, PhotoAgreement, matched_share
-from app.inference.int8.schemes import SCHEMES, QuantScheme, SchemeResult, choose, median_ms, quantize
+from app.inference.int8.schemes import SCHEMES, QuantScheme, SchemeResult, choose, quantize
 from app.inference.onnx_export import INPUT_NAME
 from app.inference.onnx_export.cache import ExportPaths, ensure_export, export_paths, stamp, write_atomically
+from app.inference.openvino_calibration import alternating_ms, install_int8_model, openvino_candidates
 from app.model.files import ModelDescription
-from app.vision.detection import DEFAULT_THRESHOLD, Detection, DetectOptions
+from app.vision.detection import Detection, DetectOptions
 from app.vision.images import ImageTooLarge, InvalidImage, decode_image, photos_in
 from app.vision.postprocess import count_by_class
 from app.vision.preprocess import fit_to_network
@@ -70,31 +76,44 @@ def calibrate(
     fp32 = _detector(model, fp32_path, options)
     reference = {name: fp32.detect(image, DetectOptions()) for name, image in photos.items()}
     timed = [photos[name] for name in held_out[:MAX_TIMED_PHOTOS]]
-    fp32_ms = forward_ms(fp32, timed)
     with tempfile.TemporaryDirectory(dir=paths.int8.parent, prefix=".calibrate-") as workdir:
         prepared = Path(workdir) / "prepared.onnx"
         # onnxruntime's recommended preparation (shape inference, folding); the symbolic
         # pass is skipped: the batch dimension is the only symbolic one.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         inputs = [photos[name] for name in calibration]
-        measured = {}
+        detectors, int8_paths = {}, {}
         for scheme in options.schemes:
-            int8_path = Path(workdir) / f"{scheme.name}.onnx"
-            quantize(prepared, int8_path, _Reader(inputs, model, options), scheme, options.method, keep)
-            int8 = _detector(model, int8_path, options, "int8")
-            held = [_compare(name, photos[name], reference[name], int8) for name in held_out]
-            check = [_compare(name, photos[name], reference[name], int8) for name in calibration]
-            result = SchemeResult(
-                scheme=scheme.name,
-                matched_share=round(matched_share(held), 6),
-                calibration_matched_share=round(matched_share(check), 6),
-                photos_with_same_counts=sum(photo.same_counts for photo in held),
-                forward_ms=round(forward_ms(int8, timed), 3),
-                passed=sum(photo.fp32_boxes for photo in held) > 0 and matched_share(held) >= options.pass_mark,
+            int8_paths[scheme.name] = Path(workdir) / f"{scheme.name}.onnx"
+            quantize(prepared, int8_paths[scheme.name], _Reader(inputs, model, options), scheme, options.method, keep)
+            detectors[scheme.name] = _detector(model, int8_paths[scheme.name], options, "int8")
+        openvino = openvino_candidates(
+            model,
+            fp32_path,
+            _calibration_inputs(inputs, model, options.tile_overlap),
+            keep,
+            options.threads,
+            Path(workdir),
+            lambda engine: Detector(engine, model, tile_overlap=options.tile_overlap),
+        )
+        detectors |= openvino.detectors
+        compared = {
+            name: (
+                [_compare(photo, photos[photo], reference[photo], detector) for photo in held_out],
+                [_compare(photo, photos[photo], reference[photo], detector) for photo in calibration],
             )
-            measured[scheme.name] = (result, held, check, int8_path)
-        chosen, why = choose(result for result, *_ in measured.values())
-        _, held, check, int8_path = measured[chosen.scheme]
+            for name, detector in detectors.items()
+        }
+        # Every candidate and the reference timed in turns: the choice rests on their ratios.
+        timings = alternating_ms({REFERENCE_NAME: fp32, **detectors}, timed, TIMING_ROUNDS)
+        results = {name: _result(name, *compared[name], timings[name], options.pass_mark) for name in detectors}
+        chosen, why = choose(results[scheme.name] for scheme in options.schemes)
+        held, check = compared[chosen.scheme]
+        candidates = [
+            _reference_entry(reference, held_out, calibration, timings[REFERENCE_NAME]),
+            _candidate("onnxruntime", "int8", chosen.scheme, results[chosen.scheme], held),
+            *(_candidate(*name.split(), "", results[name], compared[name][0]) for name in openvino.detectors),
+        ]
         report = AgreementReport(
             model={"cfg": model.files.cfg.name, "weights": model.files.weights.name, "export": fp32_path.name},
             calibration_photos=calibration,
@@ -105,30 +124,58 @@ def calibrate(
             cpu_class=cpu_class(),
             scheme=chosen.scheme,
             scheme_reason=why,
-            schemes=[asdict(result) for result, *_ in measured.values()],
-            fp32_forward_ms=round(fp32_ms, 3),
+            schemes=[asdict(results[scheme.name]) for scheme in options.schemes],
+            fp32_forward_ms=round(timings[REFERENCE_NAME], 3),
+            candidates=[asdict(candidate) for candidate in candidates],
             settings={
                 "method": options.method,
                 "holdout": options.holdout,
                 "tile_overlap": options.tile_overlap,
                 "created": time.strftime("%FT%TZ", time.gmtime()),
+                "not_measured": openvino.notes,
             },
         )
-        write_atomically(paths.int8, stamp(onnx.load(str(int8_path)), model).SerializeToString())
+        write_atomically(paths.int8, stamp(onnx.load(str(int8_paths[chosen.scheme])), model).SerializeToString())
+        if openvino.int8_model is not None:
+            install_int8_model(openvino.int8_model, paths)
     write_atomically(paths.int8_report, report.to_json().encode())
     return report, paths
 
 
-def forward_ms(detector: Detector, images: list[np.ndarray]) -> float:
-    """Median of the whole-photo forward pass (with its pre- and post-processing)."""
-    detector.engine.predict(images[0], DEFAULT_THRESHOLD)  # first call allocates buffers
-    samples = []
-    for _ in range(TIMING_ROUNDS):
-        for image in images:
-            started = time.perf_counter()
-            detector.engine.predict(image, DEFAULT_THRESHOLD)
-            samples.append(time.perf_counter() - started)
-    return median_ms(samples)
+REFERENCE_NAME = "onnxruntime fp32"
+
+
+def _result(name: str, held: list, check: list, ms: float, pass_mark: float) -> SchemeResult:
+    return SchemeResult(
+        scheme=name,
+        matched_share=round(matched_share(held), 6),
+        calibration_matched_share=round(matched_share(check), 6),
+        photos_with_same_counts=sum(photo.same_counts for photo in held),
+        forward_ms=round(ms, 3),
+        passed=sum(photo.fp32_boxes for photo in held) > 0 and matched_share(held) >= pass_mark,
+    )
+
+
+def _candidate(engine: str, precision: str, detail: str, result: SchemeResult, held: list) -> CandidateResult:
+    return CandidateResult(
+        engine=engine,
+        precision=precision,
+        detail=detail,
+        matched_share=result.matched_share,
+        fp32_boxes=sum(photo.fp32_boxes for photo in held),
+        calibration_matched_share=result.calibration_matched_share,
+        photos_with_same_counts=result.photos_with_same_counts,
+        photos=len(held),
+        forward_ms=result.forward_ms,
+        passed=result.passed,
+    )
+
+
+def _reference_entry(reference: dict, held_out: list[str], calibration: list[str], ms: float) -> CandidateResult:
+    boxes = sum(len(reference[name]) for name in held_out)
+    return CandidateResult(
+        *REFERENCE, "", 1.0, boxes, 1.0 if calibration else 0.0, len(held_out), len(held_out), round(ms, 3), True
+    )
 
 
 def _detector(model: ModelDescription, path: Path, options: CalibrationOptions, precision: str = "fp32") -> Detector:

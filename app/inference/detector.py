@@ -4,9 +4,9 @@ counted detections."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -14,10 +14,11 @@ import numpy as np
 
 from app.model.files import ModelDescription, load_model_description, model_file_sha256
 from app.vision.detection import Detection, DetectOptions
-from app.vision.postprocess import select_detections
-from app.vision.tiling import DEFAULT_OVERLAP, MERGE_IOS, drop_cut_boxes, merge, should_tile, tile_grid, to_image
+from app.vision.postprocess import BestCandidates, select_detections
+from app.vision.tiling import DEFAULT_OVERLAP, MERGE_IOS, drop_cut_boxes, should_tile, tile_grid, to_image
 
 from .batching import Batcher, BatchTimeout
+from .engine_turns import EngineTurns
 from .engines import Engine, create_engine
 
 if TYPE_CHECKING:  # the settings are the layer above; build_detector only reads them
@@ -30,7 +31,7 @@ TILES_PER_CHECK = 8  # tiled photos look at their deadline between runs of this 
 
 
 class EngineBusy(RuntimeError):
-    """The engine stayed busy with other requests for longer than we wait."""
+    """The engine stayed busy with other requests until the photo's deadline."""
 
 
 class DeadlineExceeded(RuntimeError):
@@ -38,16 +39,14 @@ class DeadlineExceeded(RuntimeError):
 
 
 class Detector:
-    def __init__(
-        self, engine: Engine, model: ModelDescription, wait_s: float = 60.0, tile_overlap: float = DEFAULT_OVERLAP
-    ):
+    def __init__(self, engine: Engine, model: ModelDescription, tile_overlap: float = DEFAULT_OVERLAP):
         self.engine = engine
         self.model = model
-        self._wait_s = wait_s
         self._tile_overlap = tile_overlap
         self.load_seconds = 0.0
-        # Engines are not thread-safe (darknet, OpenCV's Net): one call at a time.
-        self._lock = threading.Lock()
+        # Engines are not thread-safe (darknet, OpenCV's Net): one call at a time, taken
+        # in arrival order, and given back between a tiled photo's runs of tiles.
+        self._lock = EngineTurns()
         self.batcher: Batcher | None = None  # whole photos of several requests together (batching.py)
 
     def batch_across_requests(self, max_batch: int, max_delay_s: float) -> None:
@@ -72,8 +71,10 @@ class Detector:
     def detect(
         self, image: np.ndarray, options: DetectOptions | None = None, deadline: float | None = None
     ) -> list[Detection]:
-        """deadline: a time.monotonic() value; past it a tiled photo stops with
-        DeadlineExceeded rather than hold the engine while every other photo waits."""
+        """deadline: a time.monotonic() value, the photo's one limit: a busy engine is
+        waited for until then (EngineBusy), and past it a tiled photo stops with
+        DeadlineExceeded rather than hold the engine while every other photo waits.
+        None (the count command, one photo at a time) waits as long as it takes."""
         options = options or DetectOptions()
         height, width = image.shape[:2]
         network = (self.model.network.width, self.model.network.height)
@@ -82,40 +83,51 @@ class Detector:
             if should_tile(options.tiling, (width, height), network)
             else []
         )
-        wait_s = self._wait_s if deadline is None else min(self._wait_s, max(0.0, deadline - time.monotonic()))
+        wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())  # for the batcher
+        # Passes' candidates kept as they come, bounded: threshold=0 keeps every box.
+        pool = BestCandidates(options)
         if self.batcher is not None and not tiles:
             try:
-                parts, found = [self.batcher.predict(image, options.threshold, timeout=wait_s)], []
+                pool.add(self.batcher.predict(image, options.threshold, timeout=wait_s), 0)
             except BatchTimeout as exc:
                 raise EngineBusy(str(exc)) from None
         else:
-            parts, found = self._forward(image, tiles, options.threshold, wait_s, deadline)
-        for tile, candidates in zip(tiles, found, strict=True):
-            parts.append(to_image(drop_cut_boxes(candidates, tile, (width, height)), tile))
+            self._forward(image, tiles, options.threshold, deadline, pool)
         ios = MERGE_IOS if tiles else None
-        return select_detections(merge(parts), options, self.class_names, (width, height), ios_threshold=ios)
+        return select_detections(pool.merged(), options, self.class_names, (width, height), ios_threshold=ios)
 
-    def _forward(self, image, tiles, threshold: float, wait_s: float, deadline: float | None):
-        """The whole-photo pass and the tiles' passes, holding the engine throughout."""
-        if not self._lock.acquire(timeout=wait_s):
-            raise EngineBusy(f"the model was busy for {wait_s:g} s; try again")
-        try:
-            # The whole-image pass finds the objects larger than a tile (as SAHI keeps it).
+    def _forward(self, image, tiles, threshold: float, deadline: float | None, pool) -> None:
+        """The whole-photo pass (pass 0) and the tiles' passes (1, 2, ...) into the pool,
+        taking the engine for each run of tiles: photos that arrive meanwhile take their
+        turn in between."""
+        size = (image.shape[1], image.shape[0])
+        # The whole-image pass finds the objects larger than a tile (as SAHI keeps it).
+        with self._engine(deadline, turns_had=0):
             whole = self.engine.predict(image, min_score=threshold)
-            found = []
-            for start in range(0, len(tiles), TILES_PER_CHECK):
-                if deadline is not None and time.monotonic() > deadline:
-                    raise DeadlineExceeded(
-                        f"the photo needs {len(tiles)} tiles, more than its request's time allows "
-                        f"({start} done); send it with tiling=off, or a smaller photo"
-                    )
-                crops = [
-                    image[t.y : t.y + t.height, t.x : t.x + t.width] for t in tiles[start : start + TILES_PER_CHECK]
-                ]
-                found += self.engine.predict_many(crops, min_score=threshold)
+        pool.add(whole, 0)
+        for start in range(0, len(tiles), TILES_PER_CHECK):
+            if deadline is not None and time.monotonic() > deadline:
+                raise DeadlineExceeded(
+                    f"the photo needs {len(tiles)} tiles, more than its request's time allows "
+                    f"({start} done); send it with tiling=off, or a smaller photo"
+                )
+            chunk = tiles[start : start + TILES_PER_CHECK]
+            crops = [image[t.y : t.y + t.height, t.x : t.x + t.width] for t in chunk]
+            with self._engine(deadline, turns_had=1 + start // TILES_PER_CHECK):
+                found = self.engine.predict_many(crops, min_score=threshold)
+            for index, (tile, candidates) in enumerate(zip(chunk, found, strict=True), start=start + 1):
+                pool.add(to_image(drop_cut_boxes(candidates, tile, size), tile), index)
+
+    @contextlib.contextmanager
+    def _engine(self, deadline: float | None, turns_had: int):
+        """The engine, waited for until the photo's deadline (None: as long as it takes)."""
+        wait_s = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._lock.acquire(timeout=wait_s, turns_had=turns_had):
+            raise EngineBusy("the model was busy until the request's deadline; try again")
+        try:
+            yield
         finally:
             self._lock.release()
-        return [whole], found
 
     def warm_up(self) -> None:
         """The first forward pass allocates buffers; pay for it before serving."""
@@ -134,12 +146,12 @@ def build_detector(settings: Settings) -> Detector:
         precision=settings.precision,
         min_agreement=settings.int8_min_agreement,
     )
-    detector = Detector(engine, model, wait_s=settings.inference_wait_s, tile_overlap=settings.tile_overlap)
+    detector = Detector(engine, model, tile_overlap=settings.tile_overlap)
     detector.batch_across_requests(settings.max_batch, settings.max_batch_delay_ms / 1000)
     detector.warm_up()
     detector.load_seconds = time.perf_counter() - started
     log.info(
-        "model loaded: %s (%d classes, %dx%d%s) on %s/%s with %d threads in %.2f s",
+        "model loaded: %s (%d classes, %dx%d%s) on %s/%s %s with %d threads in %.2f s; %s",
         model.files.weights,
         len(model.class_names),
         model.network.width,
@@ -147,7 +159,9 @@ def build_detector(settings: Settings) -> Detector:
         ", letterbox" if model.network.letter_box else "",
         engine.name,
         engine.device,
+        engine.precision,
         settings.engine_threads,
         detector.load_seconds,
+        engine.selection,
     )
     return detector

@@ -7,6 +7,7 @@ message is one line that says what to fix; the service refuses to start on it.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import logging
@@ -207,9 +208,11 @@ def read_class_names(path: Path) -> tuple[str, ...]:
     names = tuple(name for name in (line.strip() for line in lines) if name)
     if not names:
         raise ModelError(f"{path} holds no class names")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    # Counted once (names.count per name took 20 s for 40,000 names); a few named.
+    duplicates = sorted(name for name, times in collections.Counter(names).items() if times > 1)
     if duplicates:
-        raise ModelError(f"{path}: class names must be unique, repeated: {', '.join(duplicates)}")
+        more = f" and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
+        raise ModelError(f"{path}: class names must be unique, repeated: {', '.join(duplicates[:10])}{more}")
     return names
 
 

@@ -24,6 +24,19 @@ COUNTING_STAGES = ("decode", "inference")  # what `ms` of a result measures
 
 
 @dataclass(frozen=True)
+class PhotoLimits:
+    """What one photo may cost: the pixels it may decode to, the time it has, the memory
+    it holds while decoded, and the quality its picture is encoded at."""
+
+    max_pixels: int
+    jpeg_quality: int = 90
+    # time.monotonic() by which the answer is due (REQUEST_DEADLINE_S from the photo's
+    # arrival): every wait (memory, engine) ends there; None waits as long as it takes.
+    deadline: float | None = None
+    hold_pixels: PixelHold | None = None  # the HTTP layer's memory budget
+
+
+@dataclass(frozen=True)
 class PhotoResult:
     """What one photo gave: every output (JSON, CSV, COCO...) is rendered from this."""
 
@@ -62,20 +75,18 @@ def process_photo(
     data: bytes,
     detector: Detector,
     options: DetectOptions,
+    limits: PhotoLimits,
     *,
-    max_pixels: int,
     filename: str | None = None,
     auto_crop: bool = False,
     annotated: bool = False,
-    jpeg_quality: int = 90,
-    deadline: float | None = None,
-    hold_pixels: PixelHold | None = None,
 ) -> PhotoResult:
-    """Raises the photo's errors (InvalidImage, ImageTooLarge) and the detector's
-    (EngineBusy, DeadlineExceeded); deadline is a time.monotonic() value."""
+    """Raises the photo's errors (InvalidImage, ImageTooLarge), the detector's
+    (EngineBusy, DeadlineExceeded) and the pixel hold's."""
     stages = _StageClock()
-    photo = open_photo(data, max_pixels)  # the header only: the size is checked before decoding
-    hold = hold_pixels(photo.pixels, deadline) if hold_pixels else contextlib.nullcontext()
+    deadline = limits.deadline
+    photo = open_photo(data, limits.max_pixels)  # the header only: the size is checked before decoding
+    hold = limits.hold_pixels(photo.pixels, deadline) if limits.hold_pixels else contextlib.nullcontext()
     # The decoded photo and everything made from it exist only while its pixels are held.
     with hold:
         image = photo.decode()
@@ -86,7 +97,7 @@ def process_photo(
         counts = count_by_class(detections, detector.class_names)
         picture = None
         if annotated:
-            picture = annotated_jpeg(image, detections, counts, crop, jpeg_quality, stages)
+            picture = annotated_jpeg(image, detections, counts, crop, limits.jpeg_quality, stages)
         height, width = image.shape[:2]
         del image
     return PhotoResult(

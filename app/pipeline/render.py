@@ -242,7 +242,22 @@ def _number(value: float | None) -> str:
     return "" if value is None else str(value)
 
 
+# A cell a spreadsheet would read as a formula (a file named `=HYPERLINK(...)`, `+1-2`,
+# `@SUM`): written with a leading ' so it shows as the text it is (OWASP's CSV advice).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    if not isinstance(cell, str) or not cell.startswith(FORMULA_STARTS):
+        return cell
+    try:
+        float(cell)  # a plain number, such as -0.5, is read as the number it is
+        return cell
+    except ValueError:
+        return "'" + cell
+
+
 def _csv_line(cells: list) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(cells)
+    csv.writer(buffer).writerow([spreadsheet_safe(cell) for cell in cells])
     return buffer.getvalue()

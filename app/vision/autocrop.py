@@ -38,16 +38,19 @@ def find_sample(image: np.ndarray) -> Crop | None:
     saturated region or it fills the frame (count the whole photo)."""
     height, width = image.shape[:2]
     scale = min(1.0, MASK_SIDE / max(height, width))
-    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    # Each side at least one mask pixel: a photo of 2048:1 or thinner would shrink to none.
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
     saturation = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)[:, :, 1]
     mask = np.where(saturation >= SATURATION_FLOOR, 255, 0).astype(np.uint8)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return None
     x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
-    step = int(np.ceil(1 / scale))  # one pixel of the mask, in the photo's pixels
-    left, top = max(0, int(x / scale) - step), max(0, int(y / scale) - step)
-    right, bottom = min(width, int((x + w) / scale) + step), min(height, int((y + h) / scale) + step)
+    along_x, along_y = width / small.shape[1], height / small.shape[0]  # photo pixels per mask pixel
+    step_x, step_y = int(np.ceil(along_x)), int(np.ceil(along_y))
+    left, top = max(0, int(x * along_x) - step_x), max(0, int(y * along_y) - step_y)
+    right, bottom = min(width, int((x + w) * along_x) + step_x), min(height, int((y + h) * along_y) + step_y)
     share = (right - left) * (bottom - top) / (width * height)
     if not MIN_SHARE <= share <= MAX_SHARE:
         return None

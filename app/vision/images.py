@@ -21,6 +21,8 @@ import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
+from .structure import HostileStructure, check_exif, check_structure
+
 # Pillow's own bomb guard warns or raises from global state; the limit is a setting
 # here and is checked from the header, before any pixel is decoded.
 Image.MAX_IMAGE_PIXELS = None
@@ -64,6 +66,14 @@ FORMAT_NAMES = "JPEG, PNG, TIFF, WebP, BMP or GIF"
 JPEG_MAX_SCANS = 100
 JPEG_SCAN_MARKER = b"\xff\xda"  # 0xFF in entropy-coded data is always stuffed: no false hits
 FAST_JPEG_COLOURSPACES = ("YCbCr", "Gray")
+# Decompression bombs that stay under the pixel limit: pixels per byte of file. Real
+# camera and microscope photos hold 2-40 (data/: 2.7-4.6; the job's stained drop on a
+# white dish: 7.5 as its phone wrote it, 36 re-encoded as WebP q80); a flat 12 MP frame with
+# no sensor noise at all reaches 64 as JPEG, 284 as PNG, 560 as lossy WebP. A 35-byte
+# GIF that grows to 9001x9001 holds 2.3 million. Photos up to a megapixel cost little
+# whatever their bytes, and are never refused for it.
+MAX_PIXELS_PER_BYTE = 1000
+PIXELS_PER_BYTE_FROM = 1_000_000
 
 
 class InvalidImage(Exception):
@@ -72,6 +82,10 @@ class InvalidImage(Exception):
 
 class DamagedImage(InvalidImage):
     """The image is of a known format but its data is cut short or corrupt."""
+
+
+class DecompressionBomb(InvalidImage):
+    """The image promises far more pixels than its bytes could hold in a real photo."""
 
 
 class ImageTooLarge(Exception):
@@ -101,6 +115,8 @@ class OpenedPhoto:
         try:
             if self.format in ("JPEG", "MPO"):
                 return _decode_jpeg(self.data, _orientation(self.image))
+            self.image.load()
+            _check_exif(self.image)
             return _to_rgb(_upright(self.image))
         except InvalidImage:
             raise
@@ -114,9 +130,15 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
 
 
 def open_photo(data: bytes, max_pixels: int) -> OpenedPhoto:
-    """Read and check the header: format, pixel count, sides, JPEG scans."""
+    """Read and check the header: structure, format, pixel count, sides, pixels per
+    byte, JPEG scans, EXIF; the size checked is the one the decoder will make (a GIF's
+    canvas grown to hold its first frame, an animated WebP's canvas)."""
     if not data:
         raise InvalidImage("the image is empty (0 bytes)")
+    try:
+        check_structure(data)
+    except HostileStructure as exc:
+        raise DamagedImage(str(exc)) from None
     try:
         image = Image.open(io.BytesIO(data), formats=PHOTO_FORMATS)
     except UnidentifiedImageError:
@@ -134,7 +156,28 @@ def open_photo(data: bytes, max_pixels: int) -> OpenedPhoto:
         raise DamagedImage(f"the image header says {width}x{height} pixels")
     if image.format in ("JPEG", "MPO") and data.count(JPEG_SCAN_MARKER) > JPEG_MAX_SCANS:
         raise DamagedImage(f"the JPEG has more than {JPEG_MAX_SCANS} scans; a camera writes at most a few dozen")
+    _check_density(width * height, len(data))
+    _check_exif(image)
     return OpenedPhoto(data, image, image.format)
+
+
+def _check_density(pixels: int, size: int) -> None:
+    if pixels > PIXELS_PER_BYTE_FROM and pixels > MAX_PIXELS_PER_BYTE * size:
+        raise DecompressionBomb(
+            f"the image promises {pixels / 1e6:.3g} megapixels in {size} bytes ({pixels // size} pixels a byte); "
+            f"a real photo holds at most {MAX_PIXELS_PER_BYTE}: refused as a decompression bomb"
+        )
+
+
+def _check_exif(image: Image.Image) -> None:
+    """The EXIF block Pillow found, bounded before getexif() walks it. A PNG whose eXIf
+    follows its pixels shows it only once loaded: decode() checks it again."""
+    exif = image.info.get("exif")
+    if isinstance(exif, bytes):
+        try:
+            check_exif(exif)
+        except HostileStructure as exc:
+            raise DamagedImage(f"the EXIF block: {exc}") from None
 
 
 def _decode_jpeg(data: bytes, orientation: int) -> np.ndarray:
@@ -194,18 +237,30 @@ def _upright(image: Image.Image) -> Image.Image:
     return image.transpose(method) if method is not None else image
 
 
-def photos_in(paths: list[Path], skip: Iterable[Path] = ()) -> list[Path]:
+def photos_in(paths: list[Path], skip: Iterable[Path] = (), hidden: list[Path] | None = None) -> list[Path]:
     """The photos in folders (recursively, by suffix) and the files named. In folders,
     annotated pictures (*.annotated.jpg) and whatever lies in or under a `skip` path (the
-    count command's own outputs) are left out, so an output is never read as an input."""
+    count command's own outputs) are left out, so an output is never read as an input;
+    so are hidden files and folders (a name starting with "."): macOS leaves a `._x.jpg`
+    of resource data beside each photo copied to a USB stick, and `.thumbnails/` hold
+    copies. Those left out for being hidden are added to `hidden` when given."""
     skipped = [Path(os.path.realpath(path)) for path in skip]
     found = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if _is_photo(p) and not _under(p, skipped))
+            photos = sorted(p for p in path.rglob("*") if _is_photo(p) and not _under(p, skipped))
+            seen = [p for p in photos if not is_hidden(p.relative_to(path))]
+            if hidden is not None:
+                hidden += [p for p in photos if is_hidden(p.relative_to(path))]
+            found += seen
         else:
             found.append(path)  # named explicitly: tried even with an odd suffix
     return found
+
+
+def is_hidden(relative: Path) -> bool:
+    """A file or folder name starting with ".", on the way from the folder counted."""
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def _is_photo(path: Path) -> bool:

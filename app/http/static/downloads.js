@@ -9,19 +9,25 @@ function csvField(value) {
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-// The table's columns (file, counts per class, total, threshold, time in ms, error)
-// with when and how each photo was counted; every class of the model, not only those
-// found, so the columns do not move from one download to the next.
+// The columns of the API's CSV and of `python -m app count` (file, date, width, height,
+// crop, a column per class, total, threshold, model, ms, error), value for value: every
+// class of the model, not only those found, so the columns do not move between files.
+// `ms` is the service's own time for the photo, as theirs.
+export const CSV_HEAD = ["file", "date", "width", "height", "crop"];
+export const CSV_TAIL = ["total", "threshold", "model", "ms", "error"];
+
 function csvText() {
-  const header = ["file", "counted_at", "threshold", "tiling", "auto_crop", ...state.classes, "total", "ms", "error"];
-  const lines = [header];
+  const lines = [[...CSV_HEAD, ...state.classes, ...CSV_TAIL]];
   for (const row of state.rows) {
     const result = row.result;
     if (!result && !row.error) continue;
-    const asked = result || row.failedWith || {};
-    lines.push([row.name, result?.countedAt ?? row.countedAt ?? "", asked.threshold ?? "", asked.tiling ?? "",
-      asked.autoCrop ?? "", ...state.classes.map((name) => (result ? result.stat[name] ?? 0 : "")),
-      result ? total(result.stat) : "", result ? Math.round(result.ms) : "", row.error]);
+    if (!result) {
+      lines.push([row.name, "", "", "", "", ...state.classes.map(() => ""), "", "", "", "", row.error]);
+      continue;
+    }
+    lines.push([row.name, result.date ?? "", result.width ?? "", result.height ?? "", result.crop ? result.crop.join(" ") : "",
+      ...state.classes.map((name) => result.stat[name] ?? ""), total(result.stat), result.threshold,
+      result.model ?? "", result.serviceMs ?? "", ""]);
   }
   return lines.map((line) => line.map(csvField).join(",")).join("\r\n") + "\r\n";
 }
@@ -35,10 +41,12 @@ function save(blob, name) {
 }
 
 const stamp = () => new Date().toISOString().slice(0, 19).replaceAll(":", "-");
-const annotatedName = (row) => row.name.replace(/\.[^./]*$/, "") + "-counted.jpg";
+// Named as `count --annotate` names them: day1/x.jpg -> day1/x.annotated.jpg.
+const annotatedName = (row) => row.name.replace(/\.[^./]*$/, "") + ".annotated.jpg";
 
-// The photo with every class's boxes, and a band below it (not over it) naming the
-// file, the threshold and the counts: a picture that explains itself once saved.
+// The photo with every class's boxes and, in its top-left corner as the service draws
+// its legend, a box naming the file, the threshold and the counts: a picture of the
+// photo's own size (as the API's and the count command's) that explains itself once saved.
 async function annotatedJpeg(row) {
   const result = row.result;
   if (row.viewable === false) return result.picture; // the service drew it
@@ -55,19 +63,23 @@ async function annotatedJpeg(row) {
   const pad = Math.round(font * 0.6);
   const lineHeight = Math.round(font * 1.5);
   let x = pad, lines = 2;
+  let right = pad * 2 + measure.measureText(head).width; // the legend box covers no more than it needs
   for (const item of items) { // lay the legend out in rows that fit the width
     const w = font * 1.4 + measure.measureText(item.text).width + font;
     if (x + w > width - pad && x > pad) { x = pad; lines += 1; }
     Object.assign(item, { x, line: lines - 1 });
     x += w;
+    right = Math.max(right, x);
   }
   const band = pad * 2 + lineHeight * (items.length ? lines : 1);
-  const canvas = element("canvas", { width, height: height + band });
+  const canvas = element("canvas", { width, height });
   const context = canvas.getContext("2d");
   context.drawImage(bitmap, 0, 0);
   bitmap.close();
   context.lineWidth = line;
-  if (result.crop) {
+  if (result.crop) { // dark under white dashes: seen on a white dish and on a dark one
+    context.strokeStyle = "#1d2733";
+    context.strokeRect(...result.crop);
     context.strokeStyle = "#fff";
     context.setLineDash([line * 6, line * 4]);
     context.strokeRect(...result.crop);
@@ -77,14 +89,14 @@ async function annotatedJpeg(row) {
     context.strokeStyle = classColour(detection.class);
     context.strokeRect(...detection.box);
   }
-  context.fillStyle = "#fff";
-  context.fillRect(0, height, width, band);
+  context.fillStyle = "rgb(255 255 255 / 0.85)";
+  context.fillRect(0, 0, Math.min(right, width), Math.min(band, height));
   context.font = measure.font;
   context.textBaseline = "middle";
   context.fillStyle = "#1d2733";
-  context.fillText(head, pad, height + pad + lineHeight / 2, width - 2 * pad);
+  context.fillText(head, pad, pad + lineHeight / 2, width - 2 * pad);
   for (const item of items) {
-    const y = height + pad + lineHeight * item.line + lineHeight / 2;
+    const y = pad + lineHeight * item.line + lineHeight / 2;
     context.fillStyle = classColour(item.name);
     context.fillRect(item.x, y - font / 2, font, font);
     context.fillStyle = "#1d2733";

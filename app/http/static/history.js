@@ -43,10 +43,16 @@ export async function loadHistory() {
   const records = (await inStore("readonly", (store) => store.getAll()).catch(() => [])) || [];
   records.sort((a, b) => a.order - b.order);
   for (const record of records) {
-    state.rows.push({ ...record, status: record.result ? "done" : "failed" });
+    // A photo picked and not yet counted (the page was closed first) waits again.
+    const status = record.result ? "done" : record.error ? "failed" : "waiting";
+    state.rows.push({ ...record, status });
     if (record.result) learnClasses(Object.keys(record.result.stat));
   }
   if (records.length && state.selected === null) state.selected = records.at(-1).id;
+}
+
+export async function forgetRow(id) {
+  await inStore("readwrite", (store) => store.delete(id)).catch(() => {});
 }
 
 export async function forgetAll() {

@@ -2,6 +2,7 @@
 // listed as skipped, each photo becomes a row and joins the queue.
 
 import { $ } from "./dom.js";
+import { saveRow } from "./history.js";
 import { enqueue } from "./queue.js";
 import { newId, state } from "./state.js";
 
@@ -14,20 +15,44 @@ function isPhoto(file) {
 // A folder's photos keep their path inside it: two "1.jpg" of two folders stay apart.
 const displayName = (file) => file.webkitRelativePath || file.name;
 
-export function addFiles(files) {
-  const photos = files.filter(isPhoto);
+// As `python -m app count` leaves them out: macOS's `._x.jpg` beside each photo copied
+// to a USB stick, and hidden folders (.thumbnails/); a file picked by name is counted.
+const isHidden = (file) => (file.webkitRelativePath || "").split("/").slice(1).some((part) => part.startsWith("."));
+
+// The order `count` counts a folder in: path by path, each part compared as Python does.
+function byPath(a, b) {
+  const [x, y] = [displayName(a).split("/"), displayName(b).split("/")];
+  for (let i = 0; i < Math.min(x.length, y.length); i += 1) {
+    if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
+  }
+  return x.length - y.length;
+}
+
+export function addFiles(picked) {
+  const files = [...picked].sort(byPath);
+  const hidden = files.filter(isHidden);
+  const photos = files.filter((file) => isPhoto(file) && !isHidden(file));
   // Listed for the whole batch: photos added while others count join it.
-  if (!state.running) state.skipped = [];
+  if (!state.running) { state.skipped = []; state.hiddenSkipped = 0; }
   const skipped = state.skipped;
-  skipped.push(...files.filter((file) => !isPhoto(file)).map(displayName));
-  $("skipped").hidden = !skipped.length;
-  $("skipped").textContent = skipped.length
-    ? `Skipped ${skipped.length} ${skipped.length === 1 ? "file that is" : "files that are"} not a photo: ${skipped.join(", ")}.`
-    : "";
+  skipped.push(...files.filter((file) => !isPhoto(file) && !isHidden(file)).map(displayName));
+  state.hiddenSkipped = (state.hiddenSkipped || 0) + hidden.length;
+  const notes = [];
+  if (skipped.length) {
+    notes.push(`Skipped ${skipped.length} ${skipped.length === 1 ? "file that is" : "files that are"} not a photo: ` +
+      `${skipped.join(", ")}.`);
+  }
+  if (state.hiddenSkipped) {
+    notes.push(`Skipped ${state.hiddenSkipped} hidden ${state.hiddenSkipped === 1 ? "file" : "files"} ` +
+      "(._ files and hidden folders).");
+  }
+  $("skipped").hidden = !notes.length;
+  $("skipped").textContent = notes.join(" ");
   const rows = photos.map((file) => ({
     id: newId(), name: displayName(file), photo: file, status: "waiting", result: null, error: "",
   }));
   state.rows.push(...rows);
+  for (const row of rows) saveRow(row); // kept while it waits: a reload does not lose it
   state.follow = true; // a new batch: the viewer shows each photo as it is counted
   enqueue(rows.map((row) => row.id));
 }

@@ -12,8 +12,27 @@ import { addFiles, droppedFiles } from "./intake.js";
 import { enqueue, stop } from "./queue.js";
 import { loadModel, rememberKey, restoreKey } from "./service.js";
 import { setUpStage } from "./stage.js";
-import { rowById, state } from "./state.js";
-import { render, renderButtons } from "./table.js";
+import { countedOtherwise, currentSettings, rowById, state } from "./state.js";
+import { recountable, render, renderButtons } from "./table.js";
+
+const SETTINGS_STORE = "count-organisms.settings";
+
+// Threshold, tiling and crop as they were left: a lab counts with the same ones all day.
+function keptSettings() {
+  try { return JSON.parse(localStorage.getItem(SETTINGS_STORE) || "{}") || {}; } catch { return {}; }
+}
+
+function restoreSettings() {
+  const kept = keptSettings();
+  if (Number.isFinite(kept.threshold)) $("threshold").value = kept.threshold;
+  if (["auto", "on", "off"].includes(kept.tiling)) $("tiling").value = kept.tiling;
+  if (typeof kept.autoCrop === "boolean") $("auto-crop").checked = kept.autoCrop;
+  $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
+}
+
+function keepSettings() {
+  try { localStorage.setItem(SETTINGS_STORE, JSON.stringify(currentSettings())); } catch { /* private mode */ }
+}
 
 async function clearHistory() {
   stop();
@@ -35,28 +54,30 @@ function wire() {
   });
   $("photo").addEventListener("change", (event) => { addFiles([...event.target.files]); event.target.value = ""; });
   $("folder").addEventListener("change", (event) => { addFiles([...event.target.files]); event.target.value = ""; });
+  restoreSettings();
   $("threshold").addEventListener("input", () => {
     $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
     renderButtons();
   });
-  // Released: re-count the photo in the viewer at the new threshold (first in line).
-  $("threshold").addEventListener("change", () => {
-    const row = rowById(state.selected);
-    const threshold = Number($("threshold").value);
-    if (row && row.status !== "waiting" && row.status !== "counting" && row.result?.threshold !== threshold) {
-      state.follow = false;
-      enqueue([row.id], { first: true });
-    }
-  });
+  // Released, or another tiling or crop chosen: the settings are kept for the next visit,
+  // and the photo in the viewer is counted again with them (first in line).
+  for (const id of ["threshold", "tiling", "auto-crop"]) {
+    $(id).addEventListener("change", () => {
+      keepSettings();
+      const row = rowById(state.selected);
+      if (row && row.status !== "waiting" && row.status !== "counting" && countedOtherwise(row, currentSettings())) {
+        state.follow = false;
+        enqueue([row.id], { first: true });
+      } else {
+        renderButtons();
+      }
+    });
+  }
   $("count").addEventListener("click", () => {
     enqueue(state.rows.filter((row) => row.status === "waiting").map((row) => row.id));
   });
   $("stop").addEventListener("click", stop);
-  $("recount-all").addEventListener("click", () => {
-    const threshold = Number($("threshold").value);
-    enqueue(state.rows.filter((row) => row.status === "failed" || (row.result && row.result.threshold !== threshold))
-      .map((row) => row.id));
-  });
+  $("recount-all").addEventListener("click", () => enqueue(recountable()));
   $("download-csv").addEventListener("click", downloadCsv);
   $("download-zip").addEventListener("click", () => downloadZip().finally(renderButtons));
   $("download-one").addEventListener("click", () => { const row = rowById(state.selected); if (row) downloadPhoto(row); });
@@ -71,6 +92,17 @@ function wire() {
   });
   setUpStage();
 }
+
+// Until this browser keeps a threshold of its own, the slider starts at the model's
+// (DEFAULT_THRESHOLD, or the one evaluate --save-threshold saved), as the API and count do.
+window.addEventListener("model", (event) => {
+  const value = event.detail.default_threshold;
+  if (!Number.isFinite(keptSettings().threshold) && Number.isFinite(value)) {
+    $("threshold").value = value;
+    $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
+    renderButtons();
+  }
+});
 
 wire();
 loadModel();

@@ -3,8 +3,8 @@
 
 import { $, seconds, showError } from "./dom.js";
 import { saveRow } from "./history.js";
-import { explain, jpegBlob, keyHeaders, postPhoto } from "./service.js";
-import { learnClasses, rowById, state } from "./state.js";
+import { explain, keyHeaders, postPhoto } from "./service.js";
+import { currentSettings, learnClasses, rowById, state } from "./state.js";
 import { render } from "./table.js";
 
 export function enqueue(ids, { first = false } = {}) {
@@ -52,20 +52,44 @@ async function run() {
   }
 }
 
-function settings() {
-  return { threshold: Number($("threshold").value), tiling: $("tiling").value, autoCrop: $("auto-crop").checked };
-}
-
 // Whether this browser can draw the photo itself (not a TIFF, say): then the service
 // sends only the boxes and the page draws them; otherwise it sends its own picture.
 async function canShow(blob) {
   try { (await createImageBitmap(blob)).close(); return true; } catch { return false; }
 }
 
-// Returns "stop" when the rest of the queue would fail the same way (a key, the network).
+// The answers that mean the service, not the photo: it is stopping, starting or full.
+const PAUSE_FOR = new Set(["unavailable", "not_ready", "busy"]);
+const PAUSE_POLL_MS = 2000;
+
+// Waits until /ping answers again, saying so; false when Stop was pressed meanwhile.
+async function serviceBack(row) {
+  const signal = state.controller.signal;
+  $("progress").textContent = `Paused at ${state.batch.done} of ${state.batch.total} (${row.name}): ` +
+    "the service is not answering. Counting goes on by itself when it is back.";
+  state.paused = true;
+  render();
+  try {
+    while (!signal.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, PAUSE_POLL_MS));
+      if (signal.aborted) break;
+      try {
+        if ((await fetch("ping", { signal, cache: "no-store" })).ok) {
+          $("progress").textContent = `${state.batch.done} of ${state.batch.total}: ${row.name}`;
+          return true;
+        }
+      } catch { /* still down */ }
+    }
+    return false;
+  } finally {
+    state.paused = false;
+  }
+}
+
+// Returns "stop" when the rest of the queue would fail the same way (a key).
 async function countRow(row) {
   const previous = { status: row.status, result: row.result, error: row.error };
-  const asked = settings(); // each photo takes the settings of its turn
+  const asked = currentSettings(); // each photo takes the settings of its turn
   state.controller = new AbortController(); // before any wait: Stop must reach this photo
   row.status = "counting";
   row.result = null; // never shown as this count's result while it runs
@@ -78,17 +102,26 @@ async function countRow(row) {
   if (row.viewable === undefined) row.viewable = await canShow(row.photo);
   // (fetch refuses at once, as aborted, if Stop came during that check)
 
-  const started = performance.now();
-  let response, body;
-  try {
-    ({ response, body } = await postPhoto(row, asked, state.controller.signal));
-  } catch (error) {
-    Object.assign(row, previous);
-    state.batch.done -= 1;
-    if (error.name !== "AbortError") {
-      showError("The service could not be reached. Check the connection, then press “Count waiting photos”.");
+  let started, response, body;
+  for (;;) {
+    started = performance.now();
+    try {
+      ({ response, body } = await postPhoto(row, asked, state.controller.signal));
+    } catch (error) {
+      if (error.name === "AbortError") {
+        Object.assign(row, previous);
+        state.batch.done -= 1;
+        return "stop";
+      }
+      response = null; // no answer at all: the service is down, or the network
     }
-    return "stop";
+    if (response && !(response.status === 503 && PAUSE_FOR.has(body?.error?.code))) break;
+    // The service stopped (or is starting): pause, and send this photo again once it is back.
+    if (!(await serviceBack(row))) {
+      Object.assign(row, previous);
+      state.batch.done -= 1;
+      return "stop";
+    }
   }
   const ms = performance.now() - started;
   if (!state.rows.includes(row)) return "stop"; // the history was cleared meanwhile
@@ -100,7 +133,7 @@ async function countRow(row) {
       : "This service needs an API key. Enter it above, then press “Count waiting photos”.");
     return "stop";
   }
-  if (!response.ok || !body || !body.stat) {
+  if (!response.ok || !body || !body.counts) {
     row.status = "failed";
     row.error = explain(response.status, body);
     row.result = null;
@@ -109,11 +142,13 @@ async function countRow(row) {
     state.batch.failed += 1;
   } else {
     row.status = "done";
+    // What the API's CSV says of the photo (service.js), and how long the page waited.
     row.result = {
-      ...asked, ms, stat: body.stat, detections: body.detections || [], countedAt: new Date().toISOString(),
-      crop: body.crop, cropNote: body.crop_note, picture: body.img ? jpegBlob(body.img) : null,
+      ...asked, ms, stat: body.counts, detections: body.detections || [], countedAt: new Date().toISOString(),
+      crop: asked.autoCrop ? body.crop : undefined, picture: body.picture || null, date: body.date || "",
+      width: body.width, height: body.height, model: body.model, serviceMs: body.ms,
     };
-    learnClasses(Object.keys(body.stat));
+    learnClasses(Object.keys(body.counts));
   }
   await saveRow(row);
   render();

@@ -20,19 +20,29 @@ export function keyHeaders() {
   return key ? { "X-API-Key": key } : {};
 }
 
-// One photo, with the settings of its turn. Rejects when the service cannot be reached
-// or `signal` aborts; `body` is null when the answer is not JSON.
+// One photo, with the settings of its turn, answered as a JSON line: the same fields as
+// the API's CSV and the count command's (file, date, width, height, crop, counts, total,
+// threshold, model, ms, error) and the boxes. A photo this browser cannot draw (a TIFF)
+// also gets the service's own picture, in a second request. Rejects when the service
+// cannot be reached or `signal` aborts; `body` is null when the answer is not JSON.
 export async function postPhoto(row, asked, signal) {
-  const form = new FormData();
-  form.append("image", row.photo, row.name.split("/").pop());
-  form.append("filename", row.name);
-  form.append("threshold", asked.threshold);
-  form.append("tiling", asked.tiling);
-  form.append("auto_crop", asked.autoCrop);
-  form.append("detections", "true");
-  form.append("return_image", row.viewable ? "false" : "true");
-  const response = await fetch("invocations", { method: "POST", body: form, headers: keyHeaders(), signal });
+  const send = (format) => {
+    const form = new FormData();
+    form.append("image", row.photo, row.name.split("/").pop());
+    form.append("filename", row.name);
+    form.append("threshold", asked.threshold);
+    form.append("tiling", asked.tiling);
+    form.append("auto_crop", asked.autoCrop);
+    form.append("detections", "true");
+    form.append("format", format);
+    return fetch("invocations", { method: "POST", body: form, headers: keyHeaders(), signal });
+  };
+  const response = await send("jsonl");
   const body = await response.json().catch(() => null);
+  if (response.ok && body && !row.viewable) {
+    const picture = await send("jpeg");
+    if (picture.ok) body.picture = await picture.blob();
+  }
   return { response, body };
 }
 
@@ -45,17 +55,13 @@ export function explain(status, body) {
   return `The photo could not be counted: ${message}`;
 }
 
-export function jpegBlob(base64) {
-  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-  return new Blob([bytes], { type: "image/jpeg" });
-}
-
 export async function loadModel() {
   try {
     const response = await fetch("model", { headers: keyHeaders() });
     if (!response.ok) { $("model-summary").textContent = "Model details need an API key."; return; }
     const model = await response.json();
     learnClasses(model.classes);
+    window.dispatchEvent(new CustomEvent("model", { detail: model })); // page.js: the model's threshold
     $("model-summary").textContent =
       `${model.classes.length} classes, network ${model.network.width}×${model.network.height}, ` +
       `engine ${model.engine} (${model.precision}) on ${model.device}.`;

@@ -8,6 +8,10 @@ export const view = { scale: 1, x: 0, y: 0, width: 0, height: 0, fitted: true, r
 function applyView() {
   $("canvas").style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.scale})`;
   $("zoom-level").textContent = `${Math.round(view.scale * 100)}%`;
+  // Box lines in photo pixels, as thick as the service draws them (longest side / 700), so
+  // they grow and shrink with the photo on screen; never under one screen pixel.
+  const line = Math.max(1, Math.round(Math.max(view.width, view.height) / 700), 1 / view.scale);
+  $("boxes").style.setProperty("--line", `${line}px`);
 }
 
 function fitScale() {

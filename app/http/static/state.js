@@ -1,12 +1,15 @@
 // What the page knows: the rows (the history), the queue, the selection, the classes.
 // One object that every module reads and changes; the modules render from it.
 
+import { $ } from "./dom.js";
+
 export const state = {
   rows: [], // every photo in the table, oldest first: the history
   queue: [], // ids of rows waiting for their turn
   selected: null, // id of the row in the viewer
   follow: true, // the viewer follows the photo being counted until someone picks a row
   running: false,
+  paused: false, // the service stopped answering mid-batch: waiting for it to come back
   controller: null, // aborts the request in flight (Stop)
   batch: { done: 0, total: 0, failed: 0 },
   classes: [], // class names in .names order (the order of `stat`)
@@ -20,6 +23,24 @@ export const newId = () => `${Date.now().toString(36)}-${(nextId++).toString(36)
 export const rowById = (id) => state.rows.find((row) => row.id === id);
 
 export const total = (stat) => Object.values(stat).reduce((sum, n) => sum + n, 0);
+
+// The settings a photo is counted with, as the controls show them now.
+export function currentSettings() {
+  return {
+    threshold: Number($("threshold").value),
+    tiling: $("tiling").value,
+    autoCrop: $("auto-crop").checked,
+  };
+}
+
+// Whether a row's result was counted with other settings than `now` (a failed row always is).
+export function countedOtherwise(row, now) {
+  if (row.status === "failed") return true;
+  const result = row.result;
+  if (!result) return false;
+  return result.threshold !== now.threshold || (result.tiling ?? "auto") !== now.tiling ||
+    Boolean(result.autoCrop) !== now.autoCrop;
+}
 
 export function learnClasses(names) {
   for (const name of names) if (!state.classes.includes(name)) state.classes.push(name);

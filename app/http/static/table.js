@@ -3,7 +3,8 @@
 
 import { $, element, seconds } from "./dom.js";
 import { downloadPhoto } from "./downloads.js";
-import { classColour, state, total } from "./state.js";
+import { forgetRow } from "./history.js";
+import { classColour, countedOtherwise, currentSettings, state, total } from "./state.js";
 import { renderViewer } from "./viewer.js";
 
 export function render() {
@@ -24,7 +25,8 @@ function renderTable() {
       element("span", { className: "swatch", style: `background:${classColour(name)}` }), ` ${name}`)),
     ...["Total", "Threshold", "Time"].map((text) => element("th", { scope: "col", className: "n", textContent: text })),
     element("th", { scope: "col", textContent: "Error" }),
-    element("th", { scope: "col", textContent: "Photo" }));
+    element("th", { scope: "col", textContent: "Photo" }),
+    element("th", { scope: "col", ariaLabel: "Remove" }));
   $("results").tHead.replaceChildren(head);
   $("results").tBodies[0].replaceChildren(...state.rows.map((row) => {
     const result = row.result;
@@ -36,6 +38,10 @@ function renderTable() {
       disabled: !result });
     save.setAttribute("aria-label", `Download ${row.name} with its boxes`);
     save.addEventListener("click", () => downloadPhoto(row));
+    const remove = element("button", { type: "button", className: "remove secondary", textContent: "✕",
+      disabled: row.status === "counting" });
+    remove.setAttribute("aria-label", `Remove ${row.name} from the table and the history`);
+    remove.addEventListener("click", () => removeRow(row));
     const threshold = result?.threshold ?? (row.status === "counting" ? row.asked?.threshold : row.failedWith?.threshold);
     const time = { waiting: "waiting", counting: "counting…" }[row.status] ??
       (state.queue.includes(row.id) ? "queued again" : result ? seconds(result.ms) : "");
@@ -44,7 +50,7 @@ function renderTable() {
         dataset: { class: name } })),
       cell("n total", result ? total(result.stat) : ""),
       cell("n threshold", threshold === undefined ? "" : threshold.toFixed(2)),
-      cell("n time", time), cell("error", row.error), element("td", {}, save));
+      cell("n time", time), cell("error", row.error), element("td", {}, save), element("td", {}, remove));
     Object.assign(tr.dataset, { id: row.id, file: row.name, status: row.status });
     if (row.id === state.selected) { tr.className = "selected"; tr.setAttribute("aria-current", "true"); }
     return tr;
@@ -54,18 +60,32 @@ function renderTable() {
     : "No photos counted yet. Results stay in this browser until you clear them.";
 }
 
+async function removeRow(row) {
+  state.rows = state.rows.filter((other) => other !== row);
+  state.queue = state.queue.filter((id) => id !== row.id);
+  if (state.selected === row.id) state.selected = state.rows.at(-1)?.id ?? null;
+  await forgetRow(row.id);
+  render();
+}
+
 export function renderButtons() {
   const waiting = state.rows.filter((row) => row.status === "waiting" && !state.queue.includes(row.id)).length;
   $("count").hidden = state.running || !waiting;
   $("count").textContent = `Count ${waiting} waiting ${waiting === 1 ? "photo" : "photos"}`;
   $("stop").hidden = !state.running;
-  const threshold = Number($("threshold").value);
-  const other = state.rows.filter((row) => row.status !== "counting" && !state.queue.includes(row.id) &&
-    (row.status === "failed" || (row.result && row.result.threshold !== threshold))).length;
+  const now = currentSettings();
+  const other = recountable(now).length;
   $("recount-all").hidden = !other;
-  $("recount-all").textContent = `Re-count ${other === 1 ? "1 photo" : `all ${other}`} at ${threshold.toFixed(2)}`;
+  $("recount-all").textContent = `Re-count ${other === 1 ? "1 photo" : `all ${other}`} at threshold ` +
+    `${now.threshold.toFixed(2)}, tiling ${now.tiling}${now.autoCrop ? ", cropped" : ""}`;
   const counted = state.rows.some((row) => row.result || row.error);
   $("download-csv").disabled = !counted;
   $("download-zip").disabled = state.zipping || !state.rows.some((row) => row.result);
   $("clear-history").disabled = !state.rows.length;
+}
+
+// The rows counted with other settings than the controls show now, or failed.
+export function recountable(now = currentSettings()) {
+  return state.rows.filter((row) => row.status !== "counting" && !state.queue.includes(row.id) &&
+    countedOtherwise(row, now)).map((row) => row.id);
 }

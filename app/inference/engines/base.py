@@ -13,6 +13,11 @@ class EngineUnavailable(RuntimeError):
     """The engine's library, device or model support is missing on this machine."""
 
 
+class DeviceUnavailable(EngineUnavailable):
+    """The engine's build is for a GPU this machine does not have (no driver, no device):
+    worth a warning where BACKEND=auto then serves with another engine."""
+
+
 class Engine(ABC):
     """Runs the network on one RGB photo. Engines need not be thread-safe: the
     Detector serialises calls."""
@@ -20,6 +25,10 @@ class Engine(ABC):
     name: str
     device: str
     precision: str = "fp32"
+    build: str | None = None  # which build of the engine's library, where it says (GET /model)
+    # Why this engine and precision serve, in one line (PRECISION=auto's choice): /model
+    # and the startup line say it.
+    selection: str = ""
 
     @abstractmethod
     def predict(self, image: np.ndarray, min_score: float) -> Candidates:

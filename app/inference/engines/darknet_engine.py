@@ -3,6 +3,7 @@ GPU (a CUDA build in the Docker image), and a reference on the CPU (Debian's bui
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -11,7 +12,9 @@ from app.model.files import ModelDescription
 from app.vision.detection import Candidates
 from app.vision.preprocess import relative_to_pixels
 
-from .base import Engine, EngineUnavailable
+from .base import DeviceUnavailable, Engine, EngineUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def load_darknet_engine(
@@ -34,6 +37,11 @@ class DarknetEngine(Engine):
             use_gpu = library.has_gpu and device != "cpu"
             if device == "cuda" and not use_gpu:
                 raise EngineUnavailable(f"{library.path} is a CPU-only build (DEVICE=cuda asked)")
+            if use_gpu and (missing := library.gpu_missing()):
+                if device == "cuda":
+                    raise DeviceUnavailable(f"{library.path} is a CUDA build but {missing}")
+                log.warning("darknet runs on the CPU: %s is a CUDA build but %s", library.path, missing)
+                use_gpu = False
             self._network = Network(
                 library,
                 model.files.cfg,
@@ -46,6 +54,7 @@ class DarknetEngine(Engine):
             raise EngineUnavailable(str(exc)) from None
         self.device = "cuda" if use_gpu else "cpu"
         self.library = library
+        self.build = library.build or f"{library.path} ({library.flavour})"
 
     def predict(self, image: np.ndarray, min_score: float) -> Candidates:
         raw = self._network.predict(image, min_score)

@@ -26,9 +26,10 @@ class EngineEntry:
     prepare: str | None = None
 
 
-# In BACKEND=auto's order, fastest first. darknet wins only on a GPU; onnxruntime on our
-# ONNX export is the fastest on a CPU (README, Measure) and takes a GPU's providers when
-# it has them; OpenCV's DNN is the fallback for models the exporter does not cover.
+# In BACKEND=auto's order for a fixed PRECISION. darknet wins only on a GPU; onnxruntime on
+# our ONNX export is the reference on a CPU and takes a GPU's providers when it has them;
+# OpenCV's DNN is the fallback for models the exporter does not cover. PRECISION=auto
+# reorders them by what calibrate measured on this machine (int8/candidates.py).
 ENGINES = {
     entry.name: entry
     for entry in (
@@ -38,6 +39,15 @@ ENGINES = {
             "onnxruntime_engine:load_onnxruntime_engine",
             precisions=("fp32", "int8"),
             prepare="onnx_files:prepare_onnx_model",
+        ),
+        # OpenVINO on the same export, CPU only: after onnxruntime in a fixed precision (the
+        # reference); PRECISION=auto takes it first where calibrate measured it faster.
+        EngineEntry(
+            "openvino",
+            "openvino_engine:load_openvino_engine",
+            precisions=("fp32", "bf16", "int8"),
+            auto_device="cpu",
+            prepare="onnx_files:prepare_openvino_model",
         ),
         EngineEntry("opencv", "opencv_engine:load_opencv_engine", auto_device="cpu"),
     )

@@ -35,6 +35,13 @@ def cpu_class(cpuinfo: str | None = None) -> str:
     return "x86_64"
 
 
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """bf16 arithmetic in hardware: AMX's bf16 tiles or AVX512_BF16's dot products.
+    Told by the flags, as the classes are: a Zen 4 has AVX512_BF16 without AMX."""
+    flags = _flags(cpuinfo if cpuinfo is not None else _read_cpuinfo())
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
 def _read_cpuinfo() -> str:
     try:
         return Path("/proc/cpuinfo").read_text()

@@ -15,7 +15,11 @@ if TYPE_CHECKING:
     from app.inference.onnx_export.cache import ExportPaths
 
 
-class Int8NotCalibrated(ModelError):
+class NotCalibrated(ModelError):
+    """A precision change (int8, bf16) asked, but no passing calibration on this CPU class."""
+
+
+class Int8NotCalibrated(NotCalibrated):
     """PRECISION=int8 asked, but no calibrated model with a passing report exists."""
 
 
@@ -49,6 +53,10 @@ class AgreementReport:
     scheme_reason: str = ""
     schemes: list[dict] = field(default_factory=list)  # every candidate as measured
     fp32_forward_ms: float = 0.0
+    # Every engine and precision measured against onnxruntime fp32 on this machine
+    # (candidates.py's CandidateResult), the reference itself first: what PRECISION=auto
+    # chooses from, and what gates openvino's bf16 and int8.
+    candidates: list[dict] = field(default_factory=list)
 
     @property
     def fp32_boxes(self) -> int:
@@ -95,15 +103,30 @@ def matched_share(photos: list[PhotoAgreement]) -> float:
     return sum(photo.matched_boxes for photo in photos) / boxes if boxes else 0.0
 
 
+HOW_TO_CALIBRATE = "run `python -m app calibrate [PHOTO_DIR]` with MODEL_DIR set to this model"
+
+
+def read_report(paths: ExportPaths) -> AgreementReport | None:
+    """The calibration report of these model files; None when there is none. An
+    unreadable one is an error: it was meant to say something."""
+    if not paths.int8_report.is_file():
+        return None
+    try:
+        return AgreementReport.from_json(paths.int8_report.read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NotCalibrated(
+            f"{paths.int8_report} is not a readable agreement report ({exc}); {HOW_TO_CALIBRATE}"
+        ) from None
+
+
 def calibrated_int8_model(paths: ExportPaths, min_agreement: float) -> Path:
     """The int8 model to serve, or Int8NotCalibrated saying what to run."""
-    how = "run `python -m app calibrate [PHOTO_DIR]` with MODEL_DIR set to this model"
     if not paths.int8.is_file() or not paths.int8_report.is_file():
-        raise Int8NotCalibrated(f"PRECISION=int8 but this model has no calibrated int8 version ({how})")
+        raise Int8NotCalibrated(f"PRECISION=int8 but this model has no calibrated int8 version ({HOW_TO_CALIBRATE})")
     try:
-        report = AgreementReport.from_json(paths.int8_report.read_text())
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise Int8NotCalibrated(f"{paths.int8_report} is not a readable agreement report ({exc}); {how}") from None
+        report = read_report(paths)
+    except NotCalibrated as exc:
+        raise Int8NotCalibrated(str(exc)) from None
     here = cpu_class()
     if report.cpu_class != here:
         measured = f"on a {report.cpu_class} CPU" if report.cpu_class else "on a CPU it does not name"
@@ -118,3 +141,28 @@ def calibrated_int8_model(paths: ExportPaths, min_agreement: float) -> Path:
             "calibrate on more of your own photos or serve fp32"
         )
     return paths.int8
+
+
+def calibrated_candidate(paths: ExportPaths, engine: str, precision: str, min_agreement: float) -> dict:
+    """The report's entry for a precision change other than onnxruntime's int8 (openvino's
+    bf16 and int8), or NotCalibrated saying why it may not serve: the same gate, on
+    the same CPU class, against the same onnxruntime fp32 boxes."""
+    asked = f"BACKEND={engine} PRECISION={precision}"
+    report = read_report(paths)
+    if report is None:
+        raise NotCalibrated(f"{asked} but this model has no calibration report ({HOW_TO_CALIBRATE})")
+    here = cpu_class()
+    if report.cpu_class != here:
+        raise NotCalibrated(
+            f"{asked} refused: its agreement was measured on a {report.cpu_class or 'unnamed'} CPU, this CPU is "
+            f"{here}; run `python -m app calibrate [PHOTO_DIR]` on this machine"
+        )
+    entry = next((c for c in report.candidates if (c["engine"], c["precision"]) == (engine, precision)), None)
+    if entry is None:
+        raise NotCalibrated(f"{asked} refused: the calibration did not measure it on this machine ({HOW_TO_CALIBRATE})")
+    if not (entry["fp32_boxes"] > 0 and entry["matched_share"] >= min_agreement):
+        raise NotCalibrated(
+            f"{asked} refused: it matched {entry['matched_share']:.1%} of {entry['fp32_boxes']} onnxruntime fp32 "
+            f"boxes on the held-out photos, INT8_MIN_AGREEMENT is {min_agreement:.1%} (report: {paths.int8_report})"
+        )
+    return entry

@@ -13,8 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 # Timings within this share of each other are a tie on a shared machine: the tie goes
 # to the scheme listed first (full-range s8 weights, the most precise).
 SPEED_TIE = 0.05
@@ -87,7 +85,3 @@ def quantize(source: Path, target: Path, reader, scheme: QuantScheme, method: st
             "entropy": CalibrationMethod.Entropy,
         }[method],
     )
-
-
-def median_ms(samples: list[float]) -> float:
-    return float(np.median(samples)) * 1000

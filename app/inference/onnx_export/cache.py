@@ -6,8 +6,10 @@ machine: the first worker to start exports under a file lock, the others wait fo
 and load the file.
 
 A file name proves nothing: each export carries the sha256 of the cfg and weights it
-was made from (its stamp), checked before it is served, so MODEL_SHA256 covers what
-runs. Where the model directory is read-only the cache is a directory of the
+was made from (its stamp) and of its own graph as written (the weights inside it
+included), both checked before it is served: an export edited in place, its stamp
+kept, is exported again, so MODEL_SHA256 covers what runs. The int8 model that
+calibration writes carries the same. Where the model directory is read-only the cache is a directory of the
 service's own user, mode 0700; one that another user could write is not used.
 """
 
@@ -19,6 +21,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import stat
 import tempfile
 import time
@@ -34,9 +37,15 @@ from app.model.files import ModelDescription, model_file_sha256
 from . import EXPORTER_VERSION, export_darknet
 
 KEY_LENGTH = 16  # hex digits of the sha256 in the file names
-# <weights stem>.<key>.onnx, and the int8 model and report `python -m app calibrate` adds.
-EXPORT_NAME = re.compile(rf"(?P<stem>.+)\.(?P<key>[0-9a-f]{{{KEY_LENGTH}}})\.(?:onnx|int8\.onnx|int8-report\.json)")
+# <weights stem>.<key>.onnx, the int8 models and report `python -m app calibrate` adds,
+# and OpenVINO's cache of compiled models (a directory).
+EXPORT_NAME = re.compile(
+    rf"(?P<stem>.+)\.(?P<key>[0-9a-f]{{{KEY_LENGTH}}})\."
+    r"(?:onnx|int8\.onnx|int8-report\.json|openvino-int8\.(?:xml|bin)|(?P<cache>openvino-cache))"
+)
 STAMP_KEYS = ("source_cfg_sha256", "source_weights_sha256")
+CONTENT_KEY = "graph_sha256"  # the graph as written: its nodes and every weight in it
+FOUND_CONTENT = "graph_sha256 (found)"  # what read_stamp computed from the file, beside the metadata
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,8 @@ class ExportPaths:
     fp32: Path
     int8: Path
     int8_report: Path
+    openvino_int8: Path  # NNCF's int8 model in OpenVINO's format (.xml, its weights in .bin beside)
+    openvino_cache: Path  # OpenVINO's compiled models of this export, a directory
 
 
 def export_paths(model: ModelDescription) -> ExportPaths:
@@ -64,6 +75,8 @@ def export_paths(model: ModelDescription) -> ExportPaths:
         fp32=directory / f"{stem}.onnx",
         int8=directory / f"{stem}.int8.onnx",
         int8_report=directory / f"{stem}.int8-report.json",
+        openvino_int8=directory / f"{stem}.openvino-int8.xml",
+        openvino_cache=directory / f"{stem}.openvino-cache",
     )
 
 
@@ -81,18 +94,31 @@ def export_stamp(model: ModelDescription) -> dict[str, str]:
 
 def stamp(exported: onnx.ModelProto, model: ModelDescription) -> onnx.ModelProto:
     properties = {prop.key: prop.value for prop in exported.metadata_props} | export_stamp(model)
+    properties[CONTENT_KEY] = graph_sha256(exported)
     helper.set_model_props(exported, properties)
     return exported
 
 
+def graph_sha256(model: onnx.ModelProto) -> str:
+    # protobuf writes a message without maps the same way each time: the digest is stable.
+    return hashlib.sha256(model.graph.SerializeToString()).hexdigest()
+
+
 def check_stamp(path: Path, found: dict[str, str], model: ModelDescription) -> None:
-    """found: the file's metadata (from onnx, or an onnxruntime session's)."""
+    """found: the file's metadata (from onnx, or an onnxruntime session's); from
+    read_stamp, also its graph's digest, checked against the one recorded at writing."""
     expected = export_stamp(model)
     if {key: found.get(key) for key in STAMP_KEYS} != expected:
         raise ExportMismatch(
             f"{path} was not made from {model.files.cfg.name} and {model.files.weights.name} "
             f"(its weights sha256 {found.get('source_weights_sha256') or 'is not recorded'}, "
             f"the weights' is {expected['source_weights_sha256']})"
+        )
+    if FOUND_CONTENT in found and found[FOUND_CONTENT] != found.get(CONTENT_KEY):
+        recorded = found.get(CONTENT_KEY) or "none recorded"
+        raise ExportMismatch(
+            f"{path} was changed after it was written (its graph's sha256 is {found[FOUND_CONTENT]}, "
+            f"recorded at writing: {recorded})"
         )
 
 
@@ -103,9 +129,12 @@ def read_stamp(path: Path) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=8)
 def _stamp_of(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
-    """Once per file version: onnx.load reads the whole file (240 MB for a YOLOv3)."""
+    """Once per file version: onnx.load reads the whole file (240 MB for a YOLOv3); its
+    graph's digest costs a tenth of the load."""
     del mtime_ns, size  # part of the cache key only
-    return tuple((prop.key, prop.value) for prop in onnx.load(str(path), load_external_data=False).metadata_props)
+    loaded = onnx.load(str(path), load_external_data=False)
+    properties = tuple((prop.key, prop.value) for prop in loaded.metadata_props)
+    return (*properties, (FOUND_CONTENT, graph_sha256(loaded)))
 
 
 def ensure_export(model: ModelDescription) -> Path:
@@ -139,16 +168,19 @@ def _is_stamped(path: Path, model: ModelDescription) -> bool:
 def _remove_outdated(paths: ExportPaths) -> None:
     """In the model directory, the exports (and int8 versions) of earlier files under the
     same weights name, and those of weights no longer there: a new model replaced them,
-    and each is as big as its weights. Only names this cache writes, only files."""
+    and each is as big as its weights. Only names this cache writes: files, and OpenVINO's
+    compiled-model directories."""
     directory = paths.fp32.parent
     weights_stems = {path.stem for path in directory.iterdir() if path.suffix.lower() == ".weights"}
     for path in directory.iterdir():
         match = EXPORT_NAME.fullmatch(path.name)
-        if not match or path.is_dir() or (match["stem"], match["key"]) == (paths.weights_stem, paths.key):
+        if not match or (match["stem"], match["key"]) == (paths.weights_stem, paths.key):
+            continue
+        if bool(match["cache"]) != (path.is_dir() and not path.is_symlink()):  # a cache is a directory, the rest files
             continue
         if match["stem"] == paths.weights_stem or match["stem"] not in weights_stems:
             try:
-                path.unlink()
+                shutil.rmtree(path) if match["cache"] else path.unlink()
             except FileNotFoundError:  # another worker's cleanup came first
                 continue
             except OSError as exc:  # not ours to remove after all: the new export serves regardless

@@ -1,0 +1,367 @@
+"""The service as a Label Studio ML backend, in process: the labelling config read, the
+boxes as regions in percent, and the photos fetched from a Label Studio host with its
+token (a small file server on 127.0.0.1 that answers as Label Studio's /data/upload and
+/api/token/refresh/ do). test_label_studio_e2e.py runs the real Label Studio."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from support import photo_bytes, photo_path
+
+from app.http.factory import create_app
+from app.pipeline.label_studio import LabelConfigError, match_labels, parse_label_config, prediction
+from app.pipeline.photo import PhotoResult
+from app.settings import ConfigError, LabelStudioSettings, Settings
+from app.vision.detection import Detection
+
+CONFIG = (
+    '<View><Image name="photo" value="$picture"/>'
+    '<RectangleLabels name="boxes" toName="photo"><Label value="person"/><Label value="Dog"/>'
+    '<Label value="bicycle"/><Label value="Unicorn"/></RectangleLabels></View>'
+)
+LEGACY_TOKEN = "0123456789abcdef0123456789abcdef01234567"  # noqa: S105 - the fake server's own
+
+
+def jwt(claims: dict) -> str:
+    """A token shaped as Label Studio's JWTs (the signature is not checked by the service)."""
+
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+PERSONAL_TOKEN = jwt({"token_type": "refresh", "exp": 8103658146, "user_id": "1"})
+
+
+class FakeLabelStudio:
+    """Label Studio's file serving and token refresh, as far as the backend uses them:
+    /data/upload/1/<photo in data/> needs `Token <legacy>` or `Bearer <an access token it
+    issued>`; /api/token/refresh/ issues one for the personal access token."""
+
+    def __init__(self):
+        self.requests: list[tuple[str, str]] = []  # (path, Authorization)
+        self.issued: list[str] = []  # the access tokens still good
+        self.refreshes = 0
+        self.expire_next_access = False  # the next photo request with a Bearer gets a 401
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append((self.path, ""))
+                if self.path != "/api/token/refresh/" or body.get("refresh") != PERSONAL_TOKEN:
+                    return self._answer(401, b'{"detail": "Token is invalid"}')
+                fake.refreshes += 1
+                access = jwt({"token_type": "access", "exp": time.time() + 300, "n": fake.refreshes})
+                fake.issued.append(access)
+                self._answer(200, json.dumps({"access": access}).encode())
+
+            def do_GET(self):
+                authorization = self.headers.get("Authorization", "")
+                fake.requests.append((self.path, authorization))
+                bearer = authorization.removeprefix("Bearer ")
+                if bearer in fake.issued and fake.expire_next_access:
+                    fake.expire_next_access = False
+                    fake.issued.remove(bearer)
+                if authorization != f"Token {LEGACY_TOKEN}" and bearer not in fake.issued:
+                    return self._answer(401, b'{"detail": "Authentication credentials were not provided."}')
+                name = self.path.removeprefix("/data/upload/1/")
+                if "/" in name or not photo_path(name).is_file():
+                    return self._answer(404, b"{}")
+                self._answer(200, photo_bytes(name), "image/jpeg")
+
+            def _answer(self, status: int, body: bytes, content_type: str = "application/json"):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def photo_requests(self) -> list[tuple[str, str]]:
+        return [(path, auth) for path, auth in self.requests if path.startswith("/data/")]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def label_studio():
+    fake = FakeLabelStudio()
+    yield fake
+    fake.close()
+
+
+def backend(model_dir, label_studio: FakeLabelStudio, api_key: str, **studio):
+    host = label_studio.url.removeprefix("http://")
+    settings = Settings(
+        model_dir=model_dir,
+        engine_threads=2,
+        label_studio=LabelStudioSettings(url=label_studio.url, api_key=api_key, hosts=frozenset({host}), **studio),
+    )
+    return create_app(settings).test_client()
+
+
+@pytest.fixture(scope="module")
+def client(model_dir, label_studio):
+    return backend(model_dir, label_studio, PERSONAL_TOKEN)
+
+
+def predict(client, *photo_urls: str, config: str = CONFIG):
+    tasks = [{"id": number, "data": {"picture": url}} for number, url in enumerate(photo_urls, 1)]
+    return client.post(
+        "/label-studio/predict", json={"tasks": tasks, "project": "1.1700000000", "label_config": config}
+    )
+
+
+# The labelling config and the regions: pure functions.
+
+
+def test_a_label_config_names_the_photo_field_the_rectangle_tool_and_its_labels():
+    config = parse_label_config(CONFIG)
+    assert (config.from_name, config.to_name, config.data_key) == ("boxes", "photo", "picture")
+    assert config.labels == ("person", "Dog", "bicycle", "Unicorn")
+
+
+@pytest.mark.parametrize(
+    ("xml", "says"),
+    [
+        ('<View><Image name="i" value="$image"/><Choices name="c" toName="i"/></View>', "no <RectangleLabels>"),
+        ('<View><RectangleLabels name="b" toName="i"><Label value="dog"/></RectangleLabels></View>', "names no <Image"),
+        ('<View><Image name="i" value="$image"/><RectangleLabels name="b" toName="i"/></View>', "no <Label"),
+        ("<View><Image", "not XML"),
+        ('<!DOCTYPE v [<!ENTITY a "aaaa">]><View>&a;</View>', "not XML"),
+    ],
+)
+def test_a_label_config_the_model_cannot_draw_into_is_refused_with_the_reason(xml, says):
+    with pytest.raises(LabelConfigError, match=says):
+        parse_label_config(xml)
+
+
+def test_model_classes_meet_project_labels_by_name_never_by_position():
+    match = match_labels(("dog", "person", "car"), ("Person", "Unicorn", " DOG "))
+    assert match.labels == {"dog": " DOG ", "person": "Person"}
+    assert match.not_in_model == ("Unicorn",)
+    assert match.not_in_project == ("car",)
+    assert "Unicorn" in match.note()
+
+
+def test_a_box_becomes_a_region_in_percent_of_the_photo_cut_at_its_edges():
+    result = PhotoResult(
+        filename="x.jpg",
+        width=200,
+        height=100,
+        detections=(
+            Detection(1, "Dog", 0.9, (20.0, 10.0, 50.0, 40.0)),
+            Detection(1, "Dog", 0.5, (-10.0, 80.0, 40.0, 40.0)),  # over the left and bottom edges
+            Detection(0, "car", 0.7, (0.0, 0.0, 5.0, 5.0)),  # no label for it in the project
+        ),
+        counts={"car": 1, "Dog": 2},
+    )
+    config = parse_label_config(CONFIG)
+    answer = prediction(result, config, match_labels(("car", "Dog"), config.labels), "abc")
+    first, second = answer["result"]
+    assert first["value"] == {
+        "x": 10.0,
+        "y": 10.0,
+        "width": 25.0,
+        "height": 40.0,
+        "rotation": 0,
+        "rectanglelabels": ["Dog"],
+    }
+    assert (first["from_name"], first["to_name"], first["type"]) == ("boxes", "photo", "rectanglelabels")
+    assert (first["original_width"], first["original_height"], first["image_rotation"]) == (200, 100, 0)
+    assert second["value"]["x"] == 0.0 and second["value"]["width"] == 15.0 and second["value"]["height"] == 20.0
+    assert answer["model_version"] == "abc" and answer["score"] == 0.7
+
+
+# The HTTP contract, on the real model.
+
+
+def test_health_is_up_and_names_the_model(client):
+    answer = client.get("/label-studio/health")
+    assert answer.status_code == 200
+    assert answer.json["status"] == "UP"
+    assert "yolov3-tiny" in answer.json["model_class"]
+
+
+def test_setup_answers_the_weights_sha256_first_12_hex_as_the_model_version(client):
+    answer = client.post(
+        "/label-studio/setup",
+        json={"project": "1.1700000000", "schema": CONFIG, "hostname": "", "access_token": "", "extra_params": None},
+    )
+    assert answer.status_code == 200
+    files = client.get("/model").json["files"]
+    assert answer.json == {"model_version": files["yolov3-tiny.weights"][:12]}
+
+
+def test_predict_answers_each_task_in_order_with_the_boxes_the_api_finds(client):
+    answer = predict(client, "/data/upload/1/dog.jpg", "/data/upload/1/person.jpg")
+    assert answer.status_code == 200
+    dog_task, person_task = answer.json["results"]
+    api = client.post(
+        "/invocations",
+        data=photo_bytes("dog.jpg"),
+        headers={"Content-Type": "image/jpeg"},
+        query_string={"detections": 1},
+    ).json["detections"]
+    wanted = [d for d in api if d["class"] in ("person", "dog", "bicycle")]
+    regions = dog_task["result"]
+    assert [r["value"]["rectanglelabels"] for r in regions] == [
+        [{"dog": "Dog"}.get(d["class"], d["class"])] for d in wanted
+    ]
+    for region, detection in zip(regions, wanted, strict=True):
+        x, y, w, h = detection["box"]
+        value = region["value"]
+        assert (region["original_width"], region["original_height"]) == (768, 576)
+        assert value["x"] == pytest.approx(100 * x / 768, abs=0.02)
+        assert value["y"] == pytest.approx(100 * y / 576, abs=0.02)
+        assert value["width"] == pytest.approx(100 * w / 768, abs=0.02)
+        assert value["height"] == pytest.approx(100 * h / 576, abs=0.02)
+    assert [r["value"]["rectanglelabels"] for r in person_task["result"]].count(["person"]) >= 1
+    assert dog_task["model_version"] == person_task["model_version"] == answer.json["model_version"]
+
+
+def test_classes_the_project_has_no_label_for_are_left_out(client):
+    truck_free = CONFIG.replace('<Label value="bicycle"/>', "")
+    regions = predict(client, "/data/upload/1/dog.jpg", config=truck_free).json["results"][0]["result"]
+    assert {r["value"]["rectanglelabels"][0] for r in regions} == {"Dog"}  # the bicycle and truck are gone
+
+
+def test_a_personal_access_token_is_refreshed_to_a_bearer_token_and_again_when_refused(client, label_studio):
+    label_studio.requests.clear()
+    assert predict(client, "/data/upload/1/dog.jpg").status_code == 200
+    (path, authorization) = label_studio.photo_requests()[-1]
+    assert path == "/data/upload/1/dog.jpg"
+    assert authorization == f"Bearer {label_studio.issued[-1]}"
+    label_studio.expire_next_access = True  # Label Studio turned the access token down: refresh and retry
+    refreshed_before = label_studio.refreshes
+    answer = predict(client, "/data/upload/1/eagle.jpg")
+    assert "result" in answer.json["results"][0]
+    assert label_studio.refreshes == refreshed_before + 1
+
+
+def test_a_legacy_token_is_sent_as_token(model_dir, label_studio):
+    legacy = backend(model_dir, label_studio, LEGACY_TOKEN)
+    label_studio.requests.clear()
+    assert "result" in predict(legacy, "/data/upload/1/kite.jpg").json["results"][0]
+    assert label_studio.photo_requests() == [("/data/upload/1/kite.jpg", f"Token {LEGACY_TOKEN}")]
+
+
+def test_a_photo_that_cannot_be_had_leaves_its_task_without_a_prediction_and_says_why(client, label_studio):
+    label_studio.requests.clear()
+    answer = predict(
+        client,
+        "http://169.254.169.254/latest/meta-data/x.jpg",  # a host the operator did not allow
+        "/data/upload/1/missing.jpg",
+        "s3://bucket/x.jpg",
+        "/data/upload/1/dog.jpg",
+    )
+    assert answer.status_code == 200
+    metadata, missing, s3, dog = answer.json["results"]
+    for entry in (metadata, missing, s3):  # no "result": Label Studio stores no prediction for them
+        assert "result" not in entry and entry["error"].startswith("task ")
+    assert "LABEL_STUDIO_HOSTS" in metadata["error"]
+    assert "404" in missing["error"]
+    assert "http(s)" in s3["error"]
+    assert dog["result"]
+    assert [path for path, _ in label_studio.photo_requests()] == [
+        "/data/upload/1/missing.jpg",
+        "/data/upload/1/dog.jpg",
+    ]
+
+
+def test_the_token_goes_to_label_studio_only(model_dir, label_studio):
+    """A photo URL on another allowed host is fetched without the token (here: refused)."""
+    other = backend(model_dir, label_studio, LEGACY_TOKEN)
+    other.application.extensions["label_studio"].url = "http://label-studio.invalid:8080"
+    label_studio.requests.clear()
+    entry = predict(other, f"{label_studio.url}/data/upload/1/dog.jpg").json["results"][0]
+    assert "result" not in entry and "HTTP 401" in entry["error"]
+    assert label_studio.photo_requests() == [("/data/upload/1/dog.jpg", "")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"tasks": "dog.jpg", "label_config": CONFIG},
+        {"tasks": [], "label_config": '<View><Image name="i" value="$image"/></View>'},
+        {
+            "tasks": [],
+            "label_config": CONFIG.replace("person", "Rotifer").replace("Dog", "Dead").replace("bicycle", "x"),
+        },
+    ],
+    ids=["tasks not a list", "no rectangles", "no label the model knows"],
+)
+def test_a_predict_the_model_cannot_answer_is_a_400_that_says_why(client, body):
+    answer = client.post("/label-studio/predict", json=body)
+    assert answer.status_code == 400
+    assert answer.json["error"]["message"]
+
+
+def test_the_webhook_answers_200_at_once(client):
+    assert client.post("/label-studio/webhook", json={"action": "ANNOTATION_CREATED", "project": {}}).status_code == 200
+
+
+def test_with_api_keys_label_studio_gets_in_with_basic_auth_and_the_key_as_password(model_dir, label_studio):
+    settings = Settings(model_dir=model_dir, engine_threads=2, api_keys=("s3cret",))
+    guarded = create_app(settings).test_client()
+    assert guarded.get("/label-studio/health").status_code == 401
+    good = base64.b64encode(b"labelstudio:s3cret").decode()
+    bad = base64.b64encode(b"labelstudio:guess").decode()
+    assert guarded.get("/label-studio/health", headers={"Authorization": f"Basic {good}"}).status_code == 200
+    assert guarded.get("/label-studio/health", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"LABEL_STUDIO_URL": "labelstudio:8080"}, "LABEL_STUDIO_URL"),
+        ({"LABEL_STUDIO_URL": "http://ls:8080/?x=1"}, "LABEL_STUDIO_URL"),
+        ({"LABEL_STUDIO_HOSTS": "http://files.lab"}, "LABEL_STUDIO_HOSTS"),
+        ({"LABEL_STUDIO_TIMEOUT_S": "0"}, "LABEL_STUDIO_TIMEOUT_S"),
+    ],
+)
+def test_a_label_studio_setting_that_cannot_be_used_stops_the_start_in_one_line(model_dir, env, says):
+    with pytest.raises(ConfigError, match=says):
+        Settings.from_env({"MODEL_DIR": str(model_dir), **env})
+
+
+def test_label_studio_s_host_is_allowed_by_default_and_others_only_when_named(model_dir):
+    studio = Settings.from_env(
+        {"MODEL_DIR": str(model_dir), "LABEL_STUDIO_URL": "http://LS.lab:8080/", "LABEL_STUDIO_HOSTS": "files.lab"}
+    ).label_studio
+    assert studio.url == "http://LS.lab:8080"
+    assert studio.hosts == {"ls.lab:8080", "files.lab"}
+
+
+def test_a_batch_that_cannot_be_done_in_time_is_a_503_never_a_shorter_list(model_dir, label_studio):
+    hurried = backend(model_dir, label_studio, LEGACY_TOKEN, timeout_s=0.001)
+    answer = predict(hurried, "/data/upload/1/dog.jpg", "/data/upload/1/kite.jpg")
+    assert answer.status_code == 503
+    assert answer.json["error"]["code"] == "deadline_exceeded"
+    assert "0 of 2 tasks" in answer.json["error"]["message"]
+    assert "ML_TIMEOUT_PREDICT" in answer.json["error"]["message"]
+
+
+def test_a_predict_teaches_the_queue_the_time_of_a_photo_not_of_its_batch():
+    from app.http.admission import SMOOTHING, PhotoQueue
+
+    queue = PhotoQueue(active=1, depth=4)
+    queue.enter(time.monotonic() + 5)
+    queue.leave(time.monotonic() - 8.0, photos=4)  # a batch of 4 tasks that took 8 s
+    assert queue._seconds_per_photo == pytest.approx(SMOOTHING * 2.0, abs=0.01)

@@ -1,0 +1,163 @@
+"""The structure of a photo's container bounded from its first bytes (app/vision/structure.py)
+and the pixels-per-byte bound: in-process, no model, no server. The hostile files are
+made here (bench/hostile.py); over HTTP they are test_hostile_photos.py's."""
+
+import io
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+from support import photo_bytes
+
+from app.vision.images import (
+    MAX_PIXELS_PER_BYTE,
+    DamagedImage,
+    DecompressionBomb,
+    decode_image,
+    open_photo,
+)
+from app.vision.structure import (
+    JPEG_MAX_SEGMENTS,
+    PNG_MAX_CHUNKS,
+    TIFF_MAX_DIRECTORIES,
+    TIFF_MAX_TAGS,
+    TIFF_MAX_VALUES,
+    HostileStructure,
+    check_exif,
+    check_structure,
+)
+from bench.hostile import (
+    exif_with_values,
+    gif_growing_canvas,
+    jpeg_with_app_segments,
+    padded_png,
+    png,
+    png_with_empty_chunks,
+    png_with_exif,
+    tiff_with_strips,
+    webp_lossless,
+)
+
+DOG = photo_bytes("dog.jpg")
+LIMIT = 100_000_000
+
+
+def encoded(image: Image.Image, fmt: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+DOG_IMAGE = Image.open(io.BytesIO(DOG))
+REAL_PHOTOS = {
+    "JPEG": DOG,
+    "progressive JPEG": encoded(DOG_IMAGE, "JPEG", progressive=True),
+    "JPEG with EXIF": encoded(DOG_IMAGE, "JPEG", exif=DOG_IMAGE.getexif()),
+    "PNG": encoded(DOG_IMAGE, "PNG"),
+    "16-bit PNG": encoded(DOG_IMAGE.convert("L").convert("I;16"), "PNG"),
+    "TIFF": encoded(DOG_IMAGE, "TIFF"),
+    "deflated TIFF": encoded(DOG_IMAGE, "TIFF", compression="tiff_deflate"),
+    "multi-page TIFF": encoded(DOG_IMAGE, "TIFF", save_all=True, append_images=[Image.new("RGB", (64, 64))]),
+    "GIF": encoded(DOG_IMAGE, "GIF", comment=b"x" * 2000),
+    "animated GIF": encoded(DOG_IMAGE, "GIF", save_all=True, append_images=[DOG_IMAGE.rotate(90)]),
+    "WebP": encoded(DOG_IMAGE, "WEBP"),
+    "BMP": encoded(DOG_IMAGE, "BMP"),
+}
+
+
+@pytest.mark.parametrize("name", REAL_PHOTOS)
+def test_what_cameras_write_passes_every_structural_bound(name):
+    check_structure(REAL_PHOTOS[name])
+    assert decode_image(REAL_PHOTOS[name], LIMIT).shape == (576, 768, 3)
+
+
+def test_a_gif_whose_frame_grows_the_canvas_is_checked_at_the_grown_size():
+    opened = None
+    with pytest.raises(DecompressionBomb, match=r"81 megapixels in 35 bytes"):
+        opened = open_photo(gif_growing_canvas(), LIMIT)
+    assert opened is None
+    with pytest.raises(Exception, match="9001x9001"):  # under a smaller limit: the grown size is what is checked
+        open_photo(gif_growing_canvas(), 50_000_000)
+
+
+def test_a_photo_with_absurd_pixels_per_byte_is_a_bomb_and_a_plausible_one_is_not():
+    with pytest.raises(DecompressionBomb):
+        open_photo(webp_lossless(4000, 3000), LIMIT)
+    bomb = padded_png(4000, 3000, 12_000_000 // MAX_PIXELS_PER_BYTE)  # pays its bytes: the budget's to hold
+    assert open_photo(bomb, LIMIT).pixels == 12_000_000
+    assert open_photo(webp_lossless(1000, 1000), LIMIT).pixels == 1_000_000  # a megapixel costs little
+
+
+def test_jpeg_segments_before_the_picture_are_bounded():
+    check_structure(jpeg_with_app_segments(JPEG_MAX_SEGMENTS - 20))
+    with pytest.raises(HostileStructure, match="segments"):
+        check_structure(jpeg_with_app_segments(JPEG_MAX_SEGMENTS))
+
+
+def test_jpeg_garbage_between_segments_is_bounded():
+    with pytest.raises(HostileStructure, match="garbage"):
+        check_structure(DOG[:2] + bytes(1_000_000) + DOG[2:])
+
+
+def test_png_chunks_are_bounded_over_the_whole_file():
+    check_structure(png_with_empty_chunks(1000))
+    with pytest.raises(HostileStructure, match="chunks"):
+        check_structure(png_with_empty_chunks(PNG_MAX_CHUNKS))
+
+
+def test_gif_extension_blocks_before_the_picture_are_bounded():
+    gif = encoded(Image.new("P", (8, 8)), "GIF")
+    comment = b"!\xfe" + b"\x01x" * 5000 + b"\x00"
+    at = gif.index(b",")
+    with pytest.raises(HostileStructure, match="extension blocks"):
+        check_structure(gif[:at] + comment + gif[at:])
+
+
+def test_tiff_strips_are_bounded_from_the_directory():
+    check_structure(tiff_with_strips(1000))
+    with pytest.raises(HostileStructure, match="strips"):
+        check_structure(tiff_with_strips(TIFF_MAX_VALUES + 1))
+    with pytest.raises(DamagedImage, match="strips"):
+        decode_image(tiff_with_strips(TIFF_MAX_VALUES + 1), LIMIT)
+
+
+def tiff_directory(tags: list[tuple[int, int, int, int]], next_offset: int = 0, at: int = 8) -> bytes:
+    return (
+        struct.pack("<H", len(tags))
+        + b"".join(struct.pack("<HHII", *tag) for tag in tags)
+        + struct.pack("<I", next_offset)
+    )
+
+
+def test_tiff_tags_per_directory_and_linked_directories_are_bounded():
+    many = b"II*\0" + struct.pack("<I", 8) + tiff_directory([(300 + i, 3, 1, 0) for i in range(TIFF_MAX_TAGS + 1)])
+    with pytest.raises(HostileStructure, match="tags"):
+        check_structure(many)
+    # A chain of directories, each pointing to the next through its Exif tag.
+    chain = b"II*\0" + struct.pack("<I", 8)
+    size = 2 + 12 + 4
+    for index in range(TIFF_MAX_DIRECTORIES + 2):
+        chain += tiff_directory([(0x8769, 4, 1, 8 + (index + 1) * size)])
+    with pytest.raises(HostileStructure, match="directories"):
+        check_structure(chain)
+    loop = b"II*\0" + struct.pack("<I", 8) + tiff_directory([(0x8769, 4, 1, 8)], next_offset=8)
+    check_structure(loop)  # a directory pointing to itself is walked once
+
+
+def test_an_exif_block_claiming_millions_of_values_is_damage():
+    with pytest.raises(HostileStructure, match="values"):
+        check_exif(exif_with_values())
+    with pytest.raises(DamagedImage, match="EXIF"):
+        decode_image(png_with_exif(exif_with_values()), LIMIT)
+    check_exif(DOG_IMAGE.getexif().tobytes())
+
+
+def test_a_png_whose_exif_follows_its_pixels_is_checked_when_decoded():
+    photo = png(64, 48)
+    end = photo.rindex(b"IEND") - 4
+    exif = exif_with_values()[6:]
+    chunk = struct.pack(">I", len(exif)) + b"eXIf" + exif + struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    late = photo[:end] + chunk + photo[end:]
+    with pytest.raises(DamagedImage, match="EXIF"):
+        decode_image(late, LIMIT)

@@ -1,0 +1,204 @@
+"""The service as a Label Studio ML backend, under /label-studio (the URL a lab
+registers: http://HOST:8080/label-studio): health, setup, predict, webhook.
+
+Label Studio sends every selected task in one /predict and waits ML_TIMEOUT_PREDICT
+(100 s) for all of them; the answer has one entry per task, in order. A task whose photo
+cannot be fetched or read gets an entry without `result` and with an `error`: Label
+Studio stores no prediction for it (it logs the entry), so retrieving predictions again
+retries it. A batch that cannot be done within LABEL_STUDIO_TIMEOUT_S is a 503, never a
+shorter list (README: how many photos fit).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from app.inference.detector import DeadlineExceeded, Detector
+from app.pipeline import PhotoLimits, PhotoResult, process_photo
+from app.pipeline.label_studio import LabelConfig, LabelConfigError, match_labels, parse_label_config, prediction
+from app.settings import Settings
+from app.vision.detection import DetectOptions
+from app.vision.images import ImageTooLarge, InvalidImage
+
+from .errors import BadRequest, NotReady
+from .label_studio_photos import FetchPastDeadline, LabelStudioLink, LabelStudioToken, PhotoFetchError, host_of
+from .request_log import add_fields
+
+log = logging.getLogger(__name__)
+bp = Blueprint("label_studio", __name__, url_prefix="/label-studio")
+# What a task's photo can fail with and leave the other tasks counted (DamagedImage is an InvalidImage).
+TASK_ERRORS = (PhotoFetchError, InvalidImage, ImageTooLarge)
+
+
+def _detector() -> Detector:
+    detector = current_app.extensions.get("detector")
+    if detector is None:
+        raise NotReady("the model is still loading; retry shortly")
+    return detector
+
+
+def link_for(settings: Settings) -> LabelStudioLink:
+    """The worker's way to Label Studio's photos, from the settings (init_app)."""
+    studio = settings.label_studio
+    return LabelStudioLink(
+        url=studio.url,
+        token=LabelStudioToken(studio.api_key) if studio.api_key else None,
+        allowed_hosts=studio.hosts,
+        max_bytes=settings.max_upload_bytes,
+    )
+
+
+def init_app(app, settings: Settings) -> None:
+    app.extensions["label_studio"] = link_for(settings)
+    app.register_blueprint(bp)
+
+
+@bp.get("/")
+@bp.get("/health")
+def health():
+    """Label Studio allows 1 s for this: it never waits behind photos (not queued)."""
+    detector = _detector()
+    engine = detector.engine
+    return jsonify(
+        {
+            "status": "UP",
+            "model_class": f"darknet YOLO {detector.model.files.weights.name} ({engine.name}, {engine.device})",
+            "model_version": detector.model_id,
+        }
+    )
+
+
+@bp.post("/setup")
+def setup():
+    body = _json_body()
+    detector = _detector()
+    config = _label_config(body.get("schema"))
+    _remember_label_studio(body.get("hostname"), body.get("access_token"))
+    _note_labels(config, detector.class_names, str(body.get("project", "")))
+    return jsonify({"model_version": detector.model_id})
+
+
+@bp.get("/versions")
+def versions():
+    return jsonify({"versions": [_detector().model_id]})
+
+
+@bp.post("/webhook")
+def webhook():
+    """Label Studio posts every project event here once the model is connected; there is
+    nothing to train, so it is answered at once."""
+    return jsonify({"status": "ok"})
+
+
+@bp.post("/predict")
+def predict():
+    body = _json_body()
+    detector = _detector()
+    settings: Settings = current_app.extensions["settings"]
+    tasks = body.get("tasks")
+    if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
+        raise BadRequest("'tasks' must be a list of Label Studio tasks", code="invalid_parameter")
+    config = _label_config(body.get("label_config"))
+    match = _note_labels(config, detector.class_names, str(body.get("project", "")))
+    # From the request's arrival (admission.py set g.deadline that far ahead of it).
+    deadline = g.deadline - settings.request_deadline_s + settings.label_studio.timeout_s
+    link: LabelStudioLink = current_app.extensions["label_studio"]
+    g.queue_photos = len(tasks)  # admission.py learns the time of a photo, not of this batch
+    results, failed = [], 0
+    for done, task in enumerate(tasks):
+        url = (task.get("data") or {}).get(config.data_key)
+        try:
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded("no time left")
+            photo = link.fetch(url, deadline)
+            result = count_photo(photo, detector, settings, _filename(url), deadline)
+        except (DeadlineExceeded, FetchPastDeadline):
+            raise DeadlineExceeded(
+                f"{done} of {len(tasks)} tasks were done within LABEL_STUDIO_TIMEOUT_S="
+                f"{settings.label_studio.timeout_s:g} s: select fewer tasks at a time, or raise"
+                " ML_TIMEOUT_PREDICT in Label Studio and LABEL_STUDIO_TIMEOUT_S here together"
+            ) from None
+        except TASK_ERRORS as exc:
+            failed += 1
+            log.warning("label studio task %s: not pre-labelled: %s", task.get("id"), exc)
+            results.append({"model_version": detector.model_id, "error": f"task {task.get('id')}: {exc}"})
+            continue
+        results.append(prediction(result, config, match, detector.model_id))
+    add_fields(tasks=len(tasks), failed_tasks=failed)
+    return jsonify({"results": results, "model_version": detector.model_id})
+
+
+def count_photo(photo: bytes, detector: Detector, settings: Settings, filename: str, deadline: float) -> PhotoResult:
+    """The one call into the photo pipeline: the service's defaults (the model's threshold), no picture."""
+    limits = PhotoLimits(
+        max_pixels=settings.max_image_pixels,
+        deadline=deadline,
+        hold_pixels=functools.partial(current_app.extensions["pixel_budget"].hold, client=g.get("client", "")),
+    )
+    options = DetectOptions(threshold=current_app.extensions["default_threshold"].value)
+    return process_photo(photo, detector, options, limits, filename=filename)
+
+
+def _filename(url) -> str:
+    return str(url).rsplit("/", 1)[-1].split("?", 1)[0][:200] if url else ""
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object, as Label Studio sends", code="invalid_json")
+    return body
+
+
+def _label_config(xml) -> LabelConfig:
+    if not isinstance(xml, str) or not xml.strip():
+        raise BadRequest("the request carries no labelling config (label_config or schema)", code="invalid_parameter")
+    try:
+        return _parsed(xml)
+    except LabelConfigError as exc:
+        raise BadRequest(str(exc), code="invalid_label_config") from None
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(xml: str) -> LabelConfig:
+    return parse_label_config(xml)
+
+
+def _note_labels(config: LabelConfig, class_names: tuple[str, ...], project: str):
+    """The labels matched by name; the difference is logged once per config and worker."""
+    return _matched(config, class_names, project.split(".")[0])
+
+
+@functools.lru_cache(maxsize=32)
+def _matched(config: LabelConfig, class_names: tuple[str, ...], project: str):
+    match = match_labels(class_names, config.labels)
+    if not match.labels:
+        raise BadRequest(
+            f"none of the project's labels ({', '.join(config.labels)}) is a class of this model "
+            f"({', '.join(class_names[:10])}{'...' if len(class_names) > 10 else ''}): name them as in the .names file",
+            code="invalid_label_config",
+        )
+    if match.note():
+        log.warning("label studio project %s: %s", project or "?", match.note())
+    return match
+
+
+def _remember_label_studio(hostname, access_token) -> None:
+    """What /setup says about Label Studio, used where the settings say nothing: its host
+    only when the operator allows it (LABEL_STUDIO_HOSTS), else anyone could point this
+    service's fetches somewhere. Kept by this worker only: with several workers, set
+    LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY."""
+    link: LabelStudioLink = current_app.extensions["label_studio"]
+    if not link.url and isinstance(hostname, str) and hostname:
+        try:
+            host = host_of(hostname)
+        except ValueError:
+            host = ""
+        if host in link.allowed_hosts:
+            link.url = hostname.rstrip("/")
+    if link.token is None and isinstance(access_token, str) and access_token.strip():
+        link.token = LabelStudioToken(access_token)

@@ -1,0 +1,129 @@
+"""OpenVINO on the project's own ONNX export: f32, bf16 where the CPU has the
+instructions for it (AMX or AVX512_BF16), and int8 from NNCF's post-training
+quantization. Precision changes (bf16, int8) serve only behind the agreement gate of
+`python -m app calibrate` (int8/report.py), as onnxruntime's int8 does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openvino
+
+from app.inference.int8.cpu_class import cpu_has_bf16
+from app.inference.onnx_export.cache import STAMP_KEYS, ExportMismatch, check_stamp, directory_lock
+from app.model.files import ModelDescription, ModelError
+from app.vision.detection import Candidates
+from app.vision.preprocess import fit_to_network
+
+from .base import Engine, EngineUnavailable
+from .onnx_files import prepare_openvino_model
+
+BOX_AND_OBJECTNESS = 5
+MAX_BATCH = 8  # tiles per run, as onnxruntime: bounds the activations' memory on big photos
+# OpenVINO's own names. Its default on a CPU with bf16 instructions is bf16: f32 must be
+# asked for, or "fp32" would quietly be a precision change.
+INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+def load_openvino_engine(
+    model: ModelDescription, threads: int, device: str, precision: str, min_agreement: float
+) -> OpenVinoEngine:
+    if device == "cuda":
+        raise EngineUnavailable("the openvino engine runs on the CPU here (DEVICE=cuda asked)")
+    files = prepare_openvino_model(model, precision, min_agreement)
+    try:
+        files.compiled_cache.mkdir(exist_ok=True)
+    except OSError:  # no cache then: each worker compiles, as without one
+        return OpenVinoEngine(model, files.model, threads, precision)
+    # Workers start together: the first compiles and writes the blob, the others wait and read it.
+    with directory_lock(files.compiled_cache):
+        return OpenVinoEngine(model, files.model, threads, precision, files.compiled_cache)
+
+
+class OpenVinoEngine(Engine):
+    name = "openvino"
+    device = "cpu"
+
+    def __init__(
+        self,
+        model: ModelDescription,
+        path: Path,
+        threads: int,
+        precision: str = "fp32",
+        compiled_cache: Path | None = None,
+        core: openvino.Core | None = None,
+    ):
+        core = core or openvino.Core()
+        if precision == "bf16":
+            check_bf16(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"), cpu_has_bf16())
+        self.precision = precision
+        self.model_path = path
+        self._network = model.network
+        config = {
+            "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision],
+            # Workers share the cores: each compiled model gets its share, one stream.
+            "INFERENCE_NUM_THREADS": threads,
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            # Each worker is a process of its own: pinned, every one would take the same
+            # first cores. Unpinned, as onnxruntime's threads, the kernel spreads them.
+            "ENABLE_CPU_PINNING": False,
+        }
+        if compiled_cache is not None:
+            # OpenVINO's own cache: the compiled blob, keyed inside by the model's content,
+            # this config and the OpenVINO version; the directory's name carries the export's key.
+            config["CACHE_DIR"] = str(compiled_cache)
+        try:
+            if path.suffix == ".xml":  # NNCF's int8: its stamp is checked on what is loaded
+                network = core.read_model(str(path))
+                _check_ir_stamp(path, network, model)
+                self._compiled = core.compile_model(network, "CPU", config)
+            else:  # the export, stamp checked by prepare; with a cached blob it is not even parsed
+                self._compiled = core.compile_model(str(path), "CPU", config)
+        except RuntimeError as exc:  # OpenVINO's errors; a corrupt cached file lands here
+            raise EngineUnavailable(f"openvino cannot load {path}: {str(exc).strip().splitlines()[0]}") from None
+        self._request = self._compiled.create_infer_request()
+
+    def predict(self, image: np.ndarray, min_score: float) -> Candidates:
+        return self.predict_many([image], min_score)[0]
+
+    def predict_many(self, images: list[np.ndarray], min_score: float) -> list[Candidates]:
+        results = []
+        for start in range(0, len(images), MAX_BATCH):
+            fitted = [fit_to_network(image, self._network) for image in images[start : start + MAX_BATCH]]
+            batch = np.concatenate([blob for blob, _ in fitted])
+            self._request.infer({0: batch})
+            outputs = [self._request.get_output_tensor(index).data for index in range(len(self._compiled.outputs))]
+            for number, (_, placement) in enumerate(fitted):
+                rows = np.concatenate([output[number] for output in outputs])
+                rows = rows[rows[:, BOX_AND_OBJECTNESS:].max(axis=1) > min_score]
+                results.append(
+                    Candidates(boxes=placement.to_image_boxes(rows[:, :4]), scores=rows[:, BOX_AND_OBJECTNESS:])
+                )
+        return results
+
+
+def check_bf16(capabilities: list[str], cpu_has_instructions: bool) -> None:
+    """bf16 only where the CPU computes it (AMX, AVX512_BF16): elsewhere OpenVINO would
+    emulate it or quietly run f32, and the gate would have measured something else."""
+    if not cpu_has_instructions or "BF16" not in capabilities:
+        raise EngineUnavailable(
+            "PRECISION=bf16 needs a CPU with AMX or AVX512_BF16 "
+            f"(this one's OpenVINO offers {', '.join(capabilities) or 'nothing'})"
+        )
+
+
+def _check_ir_stamp(path: Path, network: openvino.Model, model: ModelDescription) -> None:
+    found = {key: network.get_rt_info(key).astype(str) for key in STAMP_KEYS if network.has_rt_info(key)}
+    try:
+        check_stamp(path, found, model)
+    except ExportMismatch as exc:
+        raise ModelError(f"{exc}; run `python -m app calibrate` again") from None
+
+
+def stamp_ir(network: openvino.Model, stamp: dict[str, str]) -> openvino.Model:
+    """What calibrate writes into NNCF's model: the sha256 of the files it came from."""
+    for key, value in stamp.items():
+        network.set_rt_info(value, key)
+    return network

@@ -1,0 +1,186 @@
+"""A photo's container structure, bounded from its first bytes, before any decoder walks it.
+
+Pillow reads a photo's header in Python, one marker, chunk, block or tag value at a
+time: a 36 MB JPEG of 6 million APP segments, a 43 MB PNG of 3.5 million empty chunks
+or a TIFF whose strip list has millions of entries took 9-76 s and up to 4.8 GB before
+any size check could run. These walks read only lengths and counts (C-speed jumps, no
+values), stop at the first bound passed, and say why: a hostile file is a 400 within
+milliseconds. The bounds are far above what cameras, phones and microscopes write.
+"""
+
+from __future__ import annotations
+
+import struct
+
+# JPEG: segments before the first scan. A camera writes about a dozen (APP0/APP1 EXIF/
+# APP2 ICC and MPF, DQT, DHT, SOF); an ICC profile may be split over at most 255 APP2s.
+JPEG_MAX_SEGMENTS = 1024
+# Bytes between segments that are not a marker: a few padding bytes at most in real
+# files; Pillow steps over them one Python call per byte.
+JPEG_MAX_GARBAGE = 64 * 1024
+# PNG: chunks in the whole file. libpng writes 8 KB IDATs: a 50 MB PNG has ~6,400.
+PNG_MAX_CHUNKS = 65_536
+# GIF: extension sub-blocks (255 bytes each) before the first frame: comments, XMP,
+# the NETSCAPE loop block; Pillow reads each in Python.
+GIF_MAX_BLOCKS = 4096
+# TIFF and EXIF (a TIFF structure inside JPEG, PNG and WebP): tags in one directory
+# (cameras write 20-60, raw-like DNGs a few hundred), directories walked, and values
+# in one numeric tag. Strips and tiles are one value each: 65,536 covers one-row
+# strips of the tallest photo a JPEG can hold (65,500 rows).
+TIFF_MAX_TAGS = 4096
+TIFF_MAX_DIRECTORIES = 16
+TIFF_MAX_VALUES = 65_536
+TIFF_STRIP_TAGS = (273, 279, 324, 325)  # StripOffsets, StripByteCounts, TileOffsets, TileByteCounts
+TIFF_SUB_DIRECTORIES = (0x8769, 0x8825, 0xA005)  # Exif, GPS, Interoperability
+# Bytes per value of each TIFF field type; those not here (bytes, text) cost no Python per value.
+TIFF_NUMERIC_SIZES = {3: 2, 4: 4, 5: 8, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+TIFF_SIZES = {1: 1, 2: 1, 6: 1, 7: 1, **TIFF_NUMERIC_SIZES}
+
+
+class HostileStructure(ValueError):
+    """The container holds far more structure than any camera writes."""
+
+
+def check_structure(data: bytes) -> None:
+    """Raise HostileStructure if the container's structure passes a bound; files cut
+    short or malformed otherwise are left to the decoder, which says how."""
+    if data.startswith(b"\xff\xd8"):
+        _check_jpeg(data)
+    elif data.startswith(b"\x89PNG\r\n\x1a\n"):
+        _check_png(data)
+    elif data[:6] in (b"GIF87a", b"GIF89a"):
+        _check_gif(data)
+    elif data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        check_tiff(data)
+
+
+def check_exif(exif: bytes) -> None:
+    """An EXIF block (a TIFF structure, after an optional `Exif\\0\\0`), as a JPEG's APP1,
+    a PNG's eXIf or a WebP's EXIF chunk holds it."""
+    check_tiff(exif[6:] if exif.startswith(b"Exif\0\0") else exif)
+
+
+def _check_jpeg(data: bytes) -> None:
+    position, segments, garbage = 2, 0, 0
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            following = data.find(b"\xff", position)
+            if following < 0:
+                return
+            garbage += following - position
+            if garbage > JPEG_MAX_GARBAGE:
+                raise HostileStructure(f"the JPEG has more than {JPEG_MAX_GARBAGE} bytes of garbage between segments")
+            position = following
+            continue
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        segments += 1
+        if segments > JPEG_MAX_SEGMENTS:
+            raise HostileStructure(
+                f"the JPEG has more than {JPEG_MAX_SEGMENTS} segments before its picture; a camera writes a few dozen"
+            )
+        if marker in (0xDA, 0xD9):  # the first scan (or an end with none): the header is over
+            return
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, position + 2)
+        position += 2 + max(length, 2)
+
+
+def _check_png(data: bytes) -> None:
+    position, chunks = 8, 0
+    while position + 8 <= len(data):
+        chunks += 1
+        if chunks > PNG_MAX_CHUNKS:
+            raise HostileStructure(f"the PNG has more than {PNG_MAX_CHUNKS} chunks; a 50 MB photo has a few thousand")
+        length, kind = struct.unpack_from(">I4s", data, position)
+        if kind == b"IEND":
+            return
+        position += 12 + length
+
+
+def _check_gif(data: bytes) -> None:
+    if len(data) < 13:
+        return
+    flags = data[10]
+    position = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    blocks = 0
+    while position < len(data):
+        introducer = data[position]
+        if introducer != 0x21:  # an image descriptor (0x2C), the trailer, or damage: the decoder's part
+            return
+        position += 2  # introducer, label
+        while position < len(data):
+            blocks += 1
+            if blocks > GIF_MAX_BLOCKS:
+                raise HostileStructure(f"the GIF has more than {GIF_MAX_BLOCKS} extension blocks before its picture")
+            size = data[position]
+            position += 1 + size
+            if size == 0:
+                break
+
+
+def check_tiff(data: bytes) -> None:
+    """The first directory (the page decoded), the directories it points to (Exif, GPS,
+    Interoperability) and the next one (a second page, or an EXIF thumbnail)."""
+    if len(data) < 8 or data[:2] not in (b"II", b"MM"):
+        return
+    endian = "<" if data[:2] == b"II" else ">"
+    big = struct.unpack_from(endian + "H", data, 2)[0] == 43
+    if big:
+        if len(data) < 16:
+            return
+        first = struct.unpack_from(endian + "Q", data, 8)[0]
+    else:
+        first = struct.unpack_from(endian + "I", data, 4)[0]
+    layout = _BigTiff(endian) if big else _Tiff(endian)
+    pending, seen = [first], set()
+    while pending:
+        offset = pending.pop()
+        if offset in seen or not 0 < offset < len(data):
+            continue
+        seen.add(offset)
+        if len(seen) > TIFF_MAX_DIRECTORIES:
+            raise HostileStructure(f"the TIFF structure has more than {TIFF_MAX_DIRECTORIES} linked directories")
+        pending += layout.directory(data, offset, following=len(seen) == 1)
+
+
+class _Tiff:
+    count_format, entry_format, next_format = "H", "HHI4s", "I"
+
+    def __init__(self, endian: str):
+        self.count = struct.Struct(endian + self.count_format)
+        self.entry = struct.Struct(endian + self.entry_format)
+        self.next = struct.Struct(endian + self.next_format)
+        self.offset = struct.Struct(endian + self.next_format)
+
+    def directory(self, data: bytes, offset: int, following: bool) -> list[int]:
+        """The directories this one points to, once its tags are checked."""
+        if offset + self.count.size > len(data):
+            return []
+        (tags,) = self.count.unpack_from(data, offset)
+        if tags > TIFF_MAX_TAGS:
+            raise HostileStructure(f"a TIFF directory has {tags} tags; cameras write a few dozen")
+        pointed = []
+        start = offset + self.count.size
+        for index in range(tags):
+            position = start + index * self.entry.size
+            if position + self.entry.size > len(data):
+                return pointed
+            tag, kind, count, value = self.entry.unpack_from(data, position)
+            if kind in TIFF_NUMERIC_SIZES and count > TIFF_MAX_VALUES:
+                what = "strips or tiles" if tag in TIFF_STRIP_TAGS else "values in one tag"
+                raise HostileStructure(f"the TIFF has {count} {what}; the limit is {TIFF_MAX_VALUES}")
+            if tag in TIFF_SUB_DIRECTORIES and kind in (4, 13, 16, 18) and count == 1:
+                pointed.append(self.offset.unpack_from(value)[0])
+        end = start + tags * self.entry.size
+        if following and end + self.next.size <= len(data):
+            pointed.append(self.next.unpack_from(data, end)[0])
+        return pointed
+
+
+class _BigTiff(_Tiff):
+    count_format, entry_format, next_format = "Q", "HHQ8s", "Q"
