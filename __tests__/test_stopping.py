@@ -234,6 +234,7 @@ def test_a_half_that_is_killed_takes_the_service_down_and_a_restart_starts(tmp_p
     service = RunningService(env, tmp_path / "service.log")
     try:
         service.wait_ready()
+        wait_until(lambda: "listens on" in service.output(), timeout=30)  # past nginx's start check
         processes = descendants(service.process.pid)
         pid = half(service, victim)
         os.kill(pid, signal.SIGKILL)
