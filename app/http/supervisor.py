@@ -141,7 +141,7 @@ class Supervisor:
         threading.Thread(target=self._relay, args=(self.nginx.process.stderr,), name="nginx-log", daemon=True).start()
 
     def _relay(self, stream) -> None:
-        socket_path = self.run_dir / "gunicorn.sock"
+        socket_path = self.run_dir / "g.sock"  # short: a unix socket path has 107 bytes, TMPDIR included
         for line in stream:
             # gunicorn removes its socket as it stops, whoever asked it (kill -TERM on its pid too).
             stopping = self.stop_asked_by is not None or not self.gunicorn.running or not socket_path.exists()
@@ -191,7 +191,7 @@ class Supervisor:
             )
             self.start_gunicorn(listen_address(settings.host, settings.port))
             return self.supervise()
-        socket_path = self.run_dir / "gunicorn.sock"
+        socket_path = self.run_dir / "g.sock"  # short: a unix socket path has 107 bytes, TMPDIR included
         self.start_gunicorn(f"unix:{socket_path}")
         # It listens once its settings and model were checked (gunicorn.conf.py, on_starting).
         if not self.wait_for(lambda: socket_path.exists() or not self.gunicorn.running or self.stop_asked_by):
