@@ -3,6 +3,7 @@
 scripts/ensure_venv.sh, on an empty requirements file (nothing to download)."""
 
 import fcntl
+import getpass
 import os
 import shutil
 import subprocess
@@ -64,7 +65,8 @@ def test_a_venv_the_user_may_not_use_is_kept_and_the_reason_said(tmp_path):
     folder.chmod(0o777)
     result = ensure_venv(folder, as_nobody=True)
     assert result.returncode == 1
-    assert result.stderr.startswith(f"cannot use .venv in {folder}: not usable by nobody (owned by root, mode 700;")
+    assert result.stderr.startswith(f"cannot use .venv in {folder}: its interpreter cannot be run by nobody (")
+    assert "owned by root, mode 700: chown -R nobody" in result.stderr
     assert (folder / ".venv" / "bin" / "python").exists()  # never deleted for a permission
 
 
@@ -96,7 +98,7 @@ def test_apt_waits_for_another_apt_a_bounded_time(tmp_path):
         result = subprocess.run(
             ["bash", "-c", "source scripts/ensure_venv.sh && apt_install nginx"],
             cwd=ROOT,
-            env={**os.environ, "APT_LOCK_WAIT_S": "2"},
+            env={**os.environ, "APT_LOCK_WAIT_S": "3"},
             capture_output=True,
             text=True,
             timeout=60,
@@ -108,4 +110,22 @@ def test_apt_waits_for_another_apt_a_bounded_time(tmp_path):
             os.close(lock)
     assert result.returncode != 0
     assert "lock" in result.stderr
-    assert waited >= 2
+    assert 2 <= waited < 30  # SECONDS counts whole seconds
+
+
+def test_a_venv_whose_python_fails_for_another_reason_is_kept(tmp_path):
+    """Only a venv whose interpreter is gone is rebuilt: one that fails otherwise (a
+    broken install, a venv shared with others and being updated) is said and kept."""
+    folder = checkout(tmp_path)
+    subprocess.run(["python3", "-m", "venv", "--without-pip", str(folder / ".venv")], check=True, timeout=120)
+    python = folder / ".venv" / "bin" / "python"
+    python.unlink()
+    python.write_text("#!/bin/sh\necho 'Fatal Python error: init_fs_encoding' >&2\nexit 1\n")
+    python.chmod(0o755)
+    result = ensure_venv(folder)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"cannot use .venv in {folder}: its interpreter cannot be run by {getpass.getuser()} "
+        "(Fatal Python error: init_fs_encoding)"
+    )
+    assert python.exists()

@@ -5,6 +5,7 @@ stopped under load the ways people stop it, every answer counted."""
 import configparser
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -178,6 +179,25 @@ def test_every_way_of_stopping_answers_the_photos_in_flight_and_refuses_arrivals
     assert "[crit]" not in output and "Traceback" not in output, output
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="a PID namespace needs root and unshare")
+def test_as_pid_1_of_a_container_docker_stop_drains(tmp_path, photo):
+    """In a PID namespace of its own, as in a container: the supervisor is PID 1 (which
+    the kernel spares any signal it has no handler for) and reaps every orphan."""
+    command = ["unshare", "--pid", "--fork", "--mount-proc", str(ROOT / "run.sh")]
+    service = RunningService(ENV, tmp_path / "service.log", command=command)
+    try:
+        service.wait_ready()
+        pid_1 = descendants(service.process.pid)[0]  # unshare's one child, then its own
+        (ids,) = [line for line in Path(f"/proc/{pid_1}/status").read_text().splitlines() if line.startswith("NSpid:")]
+        assert ids.split()[-1] == "1"  # its pid in its own namespace
+        answers, arrivals, _ = stop_under_load(service, photo, lambda service: os.kill(pid_1, signal.SIGTERM))
+    finally:
+        service.stop()
+    assert [getattr(a, "status_code", a) for a in answers] == [200] * IN_FLIGHT, service.output()
+    assert [getattr(a, "status_code", a) for a in arrivals] == [503, 503]
+    assert service.process.returncode == ExitStatus.STOPPED
+
+
 def test_a_second_ctrl_c_stops_at_once(tmp_path, photo):
     service = RunningService(ENV, tmp_path / "service.log")
     try:
@@ -214,6 +234,7 @@ def test_a_half_that_is_killed_takes_the_service_down_and_a_restart_starts(tmp_p
     service = RunningService(env, tmp_path / "service.log")
     try:
         service.wait_ready()
+        wait_until(lambda: "listens on" in service.output(), timeout=30)  # past nginx's start check
         processes = descendants(service.process.pid)
         pid = half(service, victim)
         os.kill(pid, signal.SIGKILL)

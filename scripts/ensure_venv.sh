@@ -4,13 +4,20 @@
 # changed. What it cannot do (a folder the user cannot write) it says in one line, and
 # it never deletes a .venv it merely may not use. `apt_install PACKAGE...` as root.
 
-# On a fresh VM unattended-upgrades holds apt's lock for minutes: wait for it, at most
-# APT_LOCK_WAIT_S seconds (300), rather than fail at once.
+# On a fresh VM unattended-upgrades holds apt's locks for minutes: wait for them, at most
+# APT_LOCK_WAIT_S seconds (300) in all, rather than fail at once.
 apt_install() {
-  local wait=${APT_LOCK_WAIT_S:-300}
-  apt-get -o DPkg::Lock::Timeout="$wait" update -qq &&
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout="$wait" install -y -qq \
-      --no-install-recommends "$@" >/dev/null
+  local deadline=$((SECONDS + ${APT_LOCK_WAIT_S:-300})) out
+  # `apt-get update` has no lock timeout of its own (DPkg::Lock::Timeout is install's).
+  until out=$(apt-get update -qq 2>&1); do
+    if [[ $out != *"lock"* ]] || ((SECONDS >= deadline)); then
+      echo "$out" >&2
+      return 1
+    fi
+    sleep 2
+  done
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=$((deadline > SECONDS ? deadline - SECONDS : 0)) \
+    install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 ensure_venv() {
@@ -20,15 +27,14 @@ ensure_venv() {
   user=$(id -un)
   dir=$(cd "$(dirname "$VENV")" && pwd)
   if [ -e "$VENV" ] && ! why=$("$VENV/bin/python" -c '' 2>&1); then
-    if [ ! -w "$VENV" ] || [ ! -w "$VENV/bin" ] || [[ $why == *"Permission denied"* ]]; then
-      echo "cannot use $VENV in $dir: not usable by $user (owned by $(stat -c '%U, mode %a' "$VENV"); chown -R $user $dir/$VENV, or run as its owner)" >&2
+    # Only a venv whose interpreter is gone (a Python upgrade removes the one it links
+    # to) is rebuilt, and said so; anything else (permissions, a broken install) is
+    # said and the venv kept: it may be shared, or in use.
+    if [ ! -L "$VENV/bin/python" ] || [ -e "$VENV/bin/python" ]; then
+      echo "cannot use $VENV in $dir: its interpreter cannot be run by $user (${why%%$'\n'*}); owned by $(stat -c '%U, mode %a' "$VENV"): chown -R $user $dir/$VENV, run as its owner, or remove it to rebuild it" >&2
       return 1
     fi
-    # A Python upgrade removes the interpreter a venv links to: rebuilt, and said so.
-    if [ -L "$VENV/bin/python" ] && [ ! -e "$VENV/bin/python" ]; then
-      why="it links to $(readlink "$VENV/bin/python"), which is gone"
-    fi
-    echo "rebuilding $VENV in $dir: its interpreter cannot be run (${why%%$'\n'*})" >&2
+    echo "rebuilding $VENV in $dir: its interpreter cannot be run (it links to $(readlink "$VENV/bin/python"), which is gone)" >&2
     rm -rf "$VENV"
   fi
   if [ ! -e "$VENV" ]; then

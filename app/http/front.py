@@ -61,7 +61,7 @@ class FrontSettings:
 
     @property
     def socket(self) -> Path:
-        return self.directory / "gunicorn.sock"
+        return self.directory / "g.sock"  # short: a unix socket path has 107 bytes, TMPDIR included
 
 
 def nginx_binary() -> str | None:

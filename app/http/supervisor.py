@@ -25,8 +25,6 @@ outright are removed at the next start.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import enum
 import logging
 import os
@@ -42,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.http.front import FrontError, FrontSettings, check_port, listen_address, nginx_binary, nginx_command
+from app.http.process_group import ProcessGroup, become_subreaper, spawn
 from app.log_lines import formatter
 from app.settings import STARTUP_ERRORS, Settings
 
@@ -57,8 +56,6 @@ KILL_WAIT_S = 5
 # Signals for gunicorn's master, passed on: reload the workers (HUP), one more or one
 # fewer (TTIN, TTOU), reopen its log files (USR1).
 PASSED_TO_GUNICORN = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1)
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 
 
 class ExitStatus(enum.IntEnum):
@@ -83,60 +80,14 @@ def stop_within_s(settings: Settings) -> float:
     return drain_s(settings) + KILL_WAIT_S + FRONT_QUIT_S + KILL_WAIT_S
 
 
-class Half:
-    """gunicorn or nginx: a process leading a session (and process group) of its own."""
-
-    def __init__(self, name: str, process: subprocess.Popen):
-        self.name = name
-        self.process = process
-        self.pid = process.pid
-        self.status: int | None = None  # the exit code once reaped; -N: killed by signal N
-
-    @property
-    def running(self) -> bool:
-        return self.status is None
-
-    def group_alive(self) -> bool:
-        """The leader or any of its children (workers) is still there."""
-        try:
-            os.killpg(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # nginx's workers under another user: still there
-            return True
-        return True
-
-    def signal(self, signum: int) -> None:
-        if self.running:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
-
-    def signal_group(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signum)
-
-    def ended(self, status: int) -> None:
-        self.status = os.waitstatus_to_exitcode(status)
-        self.process.returncode = self.status  # reaped here: Popen must not wait for it again
-
-    def how_it_ended(self) -> str:
-        if self.status is not None and self.status < 0:
-            return f"was killed by {signal.Signals(-self.status).name}"
-        return f"exited with status {self.status}"
-
-    def exit_status(self) -> int:
-        return 128 - self.status if self.status < 0 else self.status
-
-
 class Supervisor:
     def __init__(self, settings: Settings, run_dir: Path):
         self.settings = settings
         self.run_dir = run_dir
-        self.gunicorn: Half | None = None
-        self.nginx: Half | None = None
+        self.gunicorn: ProcessGroup | None = None
+        self.nginx: ProcessGroup | None = None
         self.stop_asked_by: int | None = None  # the signal that asked for the stop
         self.at_once_by: int | None = None  # a second Ctrl-C, or SIGQUIT
-        self._libc = ctypes.CDLL(None, use_errno=True)
 
     # -- signals ------------------------------------------------------------------------
 
@@ -147,7 +98,7 @@ class Supervisor:
             signal.signal(signum, self._pass_to_gunicorn)
         # Orphans (a killed master's workers) come to this process, which reaps them and
         # knows when a half is gone to its last process; PID 1 gets them anyway.
-        self._libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        become_subreaper()
 
     def _on_stop_signal(self, signum: int, frame) -> None:
         if signum == signal.SIGQUIT or (signum == signal.SIGINT and self.stop_asked_by is not None):
@@ -162,21 +113,6 @@ class Supervisor:
 
     # -- starting -----------------------------------------------------------------------
 
-    def _spawn(self, name: str, command: list[str], parent_death: int, **options) -> Half:
-        """In a session of its own (no terminal, no group signal reaches it); if this
-        process dies outright, the child gets `parent_death` (a graceful stop)."""
-        prctl, parent = self._libc.prctl, os.getpid()
-
-        def stop_with_parent() -> None:
-            prctl(PR_SET_PDEATHSIG, parent_death, 0, 0, 0)
-            if os.getppid() != parent:  # died before the line above
-                os.kill(os.getpid(), parent_death)
-
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=stop_with_parent, **options
-        )
-        return Half(name, process)
-
     def start_gunicorn(self, bind: str) -> None:
         env = dict(os.environ)
         # The workers' metrics files, in the run's directory: gone with it however gunicorn ends.
@@ -186,7 +122,7 @@ class Supervisor:
         script = Path(sys.executable).with_name("gunicorn")
         program = [str(script)] if script.exists() else [sys.executable, "-m", "gunicorn"]
         command = [*program, "--config", str(ROOT / "gunicorn.conf.py"), "--bind", bind]
-        self.gunicorn = self._spawn("gunicorn", command, signal.SIGTERM, env=env, cwd=ROOT)
+        self.gunicorn = spawn("gunicorn", command, signal.SIGTERM, env=env, cwd=ROOT)
 
     def start_nginx(self, binary: str) -> None:
         front = FrontSettings(
@@ -201,11 +137,11 @@ class Supervisor:
         )
         command = nginx_command(front, binary)
         # nginx's own lines go through the service's log, in its one-line format.
-        self.nginx = self._spawn("nginx", command, signal.SIGQUIT, stderr=subprocess.PIPE, text=True)
+        self.nginx = spawn("nginx", command, signal.SIGQUIT, stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._relay, args=(self.nginx.process.stderr,), name="nginx-log", daemon=True).start()
 
     def _relay(self, stream) -> None:
-        socket_path = self.run_dir / "gunicorn.sock"
+        socket_path = self.run_dir / "g.sock"  # short: a unix socket path has 107 bytes, TMPDIR included
         for line in stream:
             # gunicorn removes its socket as it stops, whoever asked it (kill -TERM on its pid too).
             stopping = self.stop_asked_by is not None or not self.gunicorn.running or not socket_path.exists()
@@ -255,7 +191,7 @@ class Supervisor:
             )
             self.start_gunicorn(listen_address(settings.host, settings.port))
             return self.supervise()
-        socket_path = self.run_dir / "gunicorn.sock"
+        socket_path = self.run_dir / "g.sock"  # short: a unix socket path has 107 bytes, TMPDIR included
         self.start_gunicorn(f"unix:{socket_path}")
         # It listens once its settings and model were checked (gunicorn.conf.py, on_starting).
         if not self.wait_for(lambda: socket_path.exists() or not self.gunicorn.running or self.stop_asked_by):
