@@ -95,6 +95,22 @@ def wait_until(condition, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+def photos_held(url: str) -> float:
+    """Photos the workers hold, queued or at work (/metrics' gauges): what a test waits
+    for before it stops or kills something under load."""
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    gauges = ("detector_photos_queued", "detector_photos_at_work")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(gauges))
+
+
+def told_to_stop(url: str) -> bool:
+    """The stop has arrived: /ping answers 503, or nothing listens any more."""
+    try:
+        return requests.get(f"{url}/ping", timeout=2).status_code != 200
+    except (requests.ConnectionError, requests.Timeout):
+        return True
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

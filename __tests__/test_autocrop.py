@@ -13,7 +13,7 @@ from support import photo_rgb
 
 from app.vision.autocrop import find_sample
 from app.vision.tiling import should_tile, tile_grid
-from bench.autocrop import AMBER, DOGS, DROP, framed_photo, jpeg
+from synthetic.framed_photos import AMBER, DOGS, DROP, framed_photo, jpeg
 
 
 def edges(box) -> tuple[int, int, int, int]:

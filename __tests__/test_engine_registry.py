@@ -87,6 +87,18 @@ def test_auto_on_a_gpu_less_machine_is_onnxruntime_on_the_cpu(demo_model):
     assert (engine.name, engine.device, engine.providers) == ("onnxruntime", "cpu", (CPU,))
 
 
+@pytest.mark.skipif(
+    bool(set(ort.GPU_PROVIDERS) & set(ort.onnxruntime.get_available_providers())), reason="onnxruntime-gpu: a GPU here"
+)
+def test_auto_under_device_cuda_without_a_gpu_names_each_engines_reason(demo_model):
+    """The one refusal line says what each engine lacked, not only that none started."""
+    with pytest.raises(EngineUnavailable) as refused:
+        create_engine("auto", demo_model, threads=1, device="cuda", precision="auto")
+    assert "no engine of BACKEND=auto could start on a GPU" in str(refused.value)
+    assert "onnxruntime: DEVICE=cuda but this onnxruntime has only" in str(refused.value)
+    assert "darknet: " in str(refused.value)
+
+
 def test_an_engine_is_refused_a_precision_the_table_does_not_list(demo_model):
     with pytest.raises(EngineUnavailable, match="the opencv engine has no int8 precision"):
         create_engine("opencv", demo_model, threads=1, precision="int8")

@@ -14,7 +14,7 @@ from support import DEMO_MODEL, ROOT, starts_processes
 from app.evaluation.dataset import read_dataset
 from app.evaluation.metrics import LabelledBox, PhotoComparison, average_precision, evaluate
 from app.vision.detection import Detection
-from bench.labelled_photos import DOG_CLASS, write_labelled_folder
+from synthetic.labelled_photos import DOG_CLASS, write_labelled_folder
 
 COCO = tuple((DEMO_MODEL / "coco.names").read_text().splitlines())
 

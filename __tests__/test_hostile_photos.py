@@ -14,7 +14,8 @@ from support import RunningService, photo_bytes, wait_until, worker_pids
 
 from app.http.pixel_budget import BudgetExhausted, PixelBudget
 from app.vision.images import DamagedImage, InvalidImage, decode_image
-from bench.hostile import (
+from bench.hostile import send_at_once, worker_memory_mb
+from synthetic.hostile_photos import (
     dds_with_unknown_flags,
     exif_with_values,
     gif_growing_canvas,
@@ -28,10 +29,8 @@ from bench.hostile import (
     png,
     png_with_empty_chunks,
     png_with_exif,
-    send_at_once,
     tiff_with_strips,
     webp_lossless,
-    worker_memory_mb,
 )
 
 # name -> (maker, status, code); made when sent: some are tens of MB.

@@ -13,7 +13,7 @@ from app.inference.onnx_export.weights import WeightsHeader, read_weights, write
 from app.model.darknet_cfg import parse_cfg
 from app.model.files import load_model_description
 from app.vision.preprocess import fit_to_network
-from bench.architectures import ARCHITECTURES, write_random_model, yolov3_tiny
+from synthetic.architectures import ARCHITECTURES, write_random_model, yolov3_tiny
 
 SAMPLE_PHOTOS = sorted(path.name for path in DATA.glob("*.jpg"))
 
@@ -71,8 +71,10 @@ ARCHITECTURE_CASES = {
 @pytest.mark.parametrize("name", ARCHITECTURE_CASES)
 def test_each_architecture_with_random_weights_matches_opencv(name, tmp_path):
     build, options = ARCHITECTURE_CASES[name]
-    # A small input keeps every layer and the test fast; 3 classes, 8 values per row.
-    model = load_model_description(write_random_model(tmp_path, build(size=256, classes=3, **options)))
+    # A small input and a quarter of the filters keep every layer and the test fast;
+    # 3 classes, 8 values per row.
+    cfg = build(size=256, classes=3, width=0.25, **options)
+    model = load_model_description(write_random_model(tmp_path, cfg))
     exported = export_darknet(model.cfg_sections, model.files.weights)
     ours, theirs = raw_outputs(model, exported, photo_rgb("dog.jpg"))
     assert_same_rows(ours, theirs)

@@ -15,7 +15,7 @@ from app.inference.engines.darknet_engine import DarknetEngine
 from app.inference.onnx_export.cache import ensure_export
 from app.model.files import load_model_description
 from app.vision.postprocess import count_by_class, iou_one_to_many
-from bench.architectures import CfgWriter, write_random_model
+from synthetic.architectures import CfgWriter, write_random_model
 
 DEBIAN_LIB = "/usr/lib/darknet/libdarknet.so"
 SAMPLE_PHOTOS = sorted(path.name for path in DATA.glob("*.jpg"))

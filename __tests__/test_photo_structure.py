@@ -27,7 +27,7 @@ from app.vision.structure import (
     check_exif,
     check_structure,
 )
-from bench.hostile import (
+from synthetic.hostile_photos import (
     exif_with_values,
     gif_growing_canvas,
     jpeg_with_app_segments,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import ROOT, RunningService, big_photo, wait_until
+from support import ROOT, RunningService, big_photo, photos_held, told_to_stop, wait_until
 
 from app.http.front import FrontSettings, listen_address, nginx_binary, render_config
 from app.http.supervisor import ExitStatus, stop_within_s
@@ -114,10 +114,10 @@ def stop_under_load(service: RunningService, photo: bytes, stop) -> tuple[list, 
     drain: (their answers, the arrivals' answers, the seconds the stop took)."""
     with ThreadPoolExecutor(max_workers=IN_FLIGHT + 2) as pool:
         in_flight = [pool.submit(send, service.url, photo) for _ in range(IN_FLIGHT)]
-        time.sleep(1.5)  # sent whole, and in the worker's queue
+        wait_until(lambda: photos_held(service.url) >= IN_FLIGHT, timeout=60)  # sent whole, in the worker
         started = time.monotonic()
         stop(service)
-        time.sleep(1)
+        wait_until(lambda: told_to_stop(service.url), timeout=30)
         arrivals = [pool.submit(send, service.url, photo) for _ in range(2)]
         service.process.wait(STOP_WITHIN_S + 10)
         took = time.monotonic() - started

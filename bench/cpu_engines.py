@@ -38,10 +38,10 @@ from app.settings import available_cores  # noqa: E402
 from app.vision.images import decode_image  # noqa: E402
 from app.vision.postprocess import count_by_class  # noqa: E402
 from app.vision.tiling import DEFAULT_OVERLAP, tile_grid  # noqa: E402
-from bench.architectures import write_random_model, yolov3  # noqa: E402
 from bench.image_work import MAX_PIXELS, resized_jpeg  # noqa: E402
 from bench.machine import cpu_model  # noqa: E402
 from bench.report import progress, table  # noqa: E402
+from synthetic.architectures import write_random_model, yolov3  # noqa: E402
 
 REFERENCE = "onnxruntime fp32"
 CALIBRATION_TILES = 4  # int8 scales from a few tiles of the photo: enough to time, not to judge

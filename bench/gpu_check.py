@@ -30,12 +30,12 @@ from app.inference.engines import create_engine  # noqa: E402
 from app.model.files import load_model_description  # noqa: E402
 from app.vision.images import decode_image  # noqa: E402
 from app.vision.postprocess import count_by_class  # noqa: E402
-from bench.architectures import write_random_model, yolov3  # noqa: E402
 from bench.image_work import MAX_PIXELS, resized_jpeg  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
 from bench.report import progress, table  # noqa: E402
 from bench.run import service_throughput  # noqa: E402
 from bench.server import ServerError, gunicorn  # noqa: E402
+from synthetic.architectures import write_random_model, yolov3  # noqa: E402
 
 PHOTOS = sorted((ROOT / "data").glob("*.jpg"))
 PRODUCTION_PHOTO = (2000, 2000)

@@ -6,170 +6,41 @@ Starts gunicorn with the service's default settings on 127.0.0.1 (one fresh serv
 case, so each peak is that case's own), sends each photo (several copies at once where
 memory is the point, with tiling=off so the figure is the photo's memory, not minutes
 of tiles), and prints per case the statuses, the seconds to the last answer, the
-worker's peak RSS (VmHWM from /proc) and its RSS a second after. The tests
-(__tests__/test_hostile_photos.py) send the same photos.
+worker's peak RSS (VmHWM from /proc) and its RSS a second after. The photos are
+synthetic/hostile_photos.py's, the ones the tests send.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import os
-import struct
 import time
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from PIL import Image
+
+from synthetic.hostile_photos import (
+    ROOT,
+    dds_with_unknown_flags,
+    exif_with_values,
+    gif_growing_canvas,
+    icns_holding_png,
+    ico_holding_png,
+    jpeg_claiming,
+    jpeg_cut_with_end_marker,
+    jpeg_with_app_segments,
+    jpeg_with_repeated_scans,
+    padded_png,
+    png,
+    png_with_empty_chunks,
+    png_with_exif,
+    tiff_with_strips,
+    webp_lossless,
+)
 
 from .server import gunicorn, gunicorn_workers
-
-ROOT = Path(__file__).resolve().parents[1]
-DOG = (ROOT / "data" / "dog.jpg").read_bytes()
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png(width: int, height: int, bit_depth: int = 8, colour_type: int = 2, pixels: bool = True) -> bytes:
-    """A PNG of blank pixels, compressed row by row (a 100 MP one is ~100 KB);
-    pixels=False gives the header alone: a decompression bomb's promise."""
-    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0))
-    body = b""
-    if pixels:
-        channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
-        row = b"\0" + bytes((width * channels * bit_depth + 7) // 8)
-        compressor = zlib.compressobj(9)
-        data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-        body = _png_chunk(b"IDAT", data)
-        if colour_type == 3:
-            header += _png_chunk(b"PLTE", bytes(3 * 256))
-    return b"\x89PNG\r\n\x1a\n" + header + body + _png_chunk(b"IEND", b"")
-
-
-def webp_lossless(width: int, height: int) -> bytes:
-    """A few KB that decode to width x height: lossless WebP of one colour."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (90, 60, 30)).save(buffer, "WEBP", lossless=True, quality=0, method=0)
-    return buffer.getvalue()
-
-
-def jpeg_claiming(width: int, height: int, jpeg: bytes = DOG) -> bytes:
-    """dog.jpg with its frame header patched to a bigger size: libjpeg would decode
-    the rest of the promised pixels as grey, and tiled inference would run on them."""
-    start = next(jpeg.find(marker) for marker in (b"\xff\xc0", b"\xff\xc2") if jpeg.find(marker) > 0)
-    patched = bytearray(jpeg)
-    patched[start + 5 : start + 9] = struct.pack(">HH", height, width)
-    return bytes(patched)
-
-
-def jpeg_cut_with_end_marker(jpeg: bytes = DOG) -> bytes:
-    """The first third of a photo plus an end marker: looks complete, is not."""
-    return jpeg[: len(jpeg) // 3] + b"\xff\xd9"
-
-
-def jpeg_with_repeated_scans(repeats: int = 10_000, size: int = 2000) -> bytes:
-    """A progressive JPEG whose last refinement scan is repeated: every scan is a full
-    pass over the photo for the decoder, the file grows by a few bytes each."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), (200, 150, 80)).save(buffer, "JPEG", progressive=True, quality=50)
-    data = buffer.getvalue()
-    last_scan = data.rfind(b"\xff\xda")
-    scan = data[last_scan:-2]  # through the end of its entropy-coded data, without EOI
-    return data[:-2] + scan * repeats + b"\xff\xd9"
-
-
-def ico_holding_png(width: int, height: int) -> bytes:
-    """An icon whose one entry is a PNG: Pillow's ICO reader decodes it to learn its size."""
-    payload = png(width, height, pixels=False)
-    entry = struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(payload), 6 + 16)
-    return struct.pack("<HHH", 0, 1, 1) + entry + payload
-
-
-def icns_holding_png(width: int, height: int) -> bytes:
-    payload = png(width, height, pixels=False)
-    entry = b"ic10" + struct.pack(">I", 8 + len(payload)) + payload
-    return b"icns" + struct.pack(">I", 8 + len(entry)) + entry
-
-
-def dds_with_unknown_flags() -> bytes:
-    """A 400-byte DDS header whose pixel format flags no reader knows."""
-    header = bytearray(128)
-    header[0:4] = b"DDS "
-    struct.pack_into("<IIII", header, 4, 124, 0x1007, 64, 64)
-    struct.pack_into("<II", header, 76, 32, 0x80000)  # pixel format size, unknown flags
-    return bytes(header) + bytes(272)
-
-
-def gif_growing_canvas(screen: int = 10, at: int = 9000) -> bytes:
-    """35 bytes: a 10x10 screen whose one 1x1 frame sits at (9000, 9000); Pillow grows
-    the canvas to hold it, to 9001x9001 (81 MP)."""
-    header = b"GIF89a" + struct.pack("<HHBBB", screen, screen, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
-    frame = b"," + struct.pack("<HHHHB", at, at, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
-    return header + frame + b";"
-
-
-def jpeg_with_app_segments(count: int = 6_000_000, jpeg: bytes = DOG) -> bytes:
-    """dog.jpg after `count` empty APP5 segments: Pillow reads each in Python."""
-    return jpeg[:2] + b"\xff\xe5\x00\x02" * count + jpeg[2:]
-
-
-def png_with_empty_chunks(count: int = 3_500_000) -> bytes:
-    """A small real PNG with `count` empty private chunks before its pixels."""
-    photo = png(64, 48)
-    header_end = 8 + 25  # signature, IHDR
-    return photo[:header_end] + _png_chunk(b"prVt", b"") * count + photo[header_end:]
-
-
-def tiff_with_strips(strips: int = 3_000_000) -> bytes:
-    """A 1-pixel-wide grey TIFF of one row per strip: a strip list of millions of entries
-    that Pillow unpacks into Python tuples before any size check."""
-    tags = [(256, 4, 1, 1), (257, 4, 1, strips), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1), (278, 4, 1, 1)]
-    directory_size = 2 + 12 * (len(tags) + 2) + 4
-    offsets_at = 8 + directory_size
-    counts_at = offsets_at + 4 * strips
-    pixels_at = counts_at + 4 * strips
-    tags += [(273, 4, strips, offsets_at), (279, 4, strips, counts_at)]
-    directory = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", *tag) for tag in sorted(tags))
-    offsets = struct.pack(f"<{strips}I", *range(pixels_at, pixels_at + strips))
-    return (
-        b"II*\0"
-        + struct.pack("<I", 8)
-        + directory
-        + struct.pack("<I", 0)
-        + offsets
-        + struct.pack(f"<{strips}I", *([1] * strips))
-        + bytes(strips)
-    )
-
-
-def exif_with_values(count: int = 10_000_000) -> bytes:
-    """An EXIF block (TIFF structure) whose one tag claims `count` LONG values."""
-    directory = struct.pack("<H", 1) + struct.pack("<HHII", 0x013B, 4, count, 26) + struct.pack("<I", 0)
-    return b"Exif\0\0II*\0" + struct.pack("<I", 8) + directory + bytes(min(count, 1_000_000) * 4)
-
-
-def png_with_exif(exif: bytes) -> bytes:
-    """A small real PNG carrying `exif` as its eXIf chunk (without the Exif\\0\\0 prefix)."""
-    photo = png(64, 48)
-    header_end = 8 + 25
-    raw = exif[6:] if exif.startswith(b"Exif\0\0") else exif
-    return photo[:header_end] + _png_chunk(b"eXIf", raw) + photo[header_end:]
-
-
-def padded_png(width: int, height: int, padding: int) -> bytes:
-    """A blank PNG with `padding` bytes of noise in a private chunk: a bomb that pays
-    enough bytes to pass the pixels-per-byte bound, so only the pixel budget stands."""
-    photo = png(width, height)
-    header_end = 8 + 25
-    noise = os.urandom(padding)
-    return photo[:header_end] + _png_chunk(b"prVt", noise) + photo[header_end:]
-
 
 # name -> (photo, content type, copies sent at once[, query parameters]); several copies
 # go with tiling=off unless the case says otherwise.

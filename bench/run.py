@@ -30,7 +30,6 @@ from app.settings import available_cores  # noqa: E402
 from app.vision.detection import Detection  # noqa: E402
 from app.vision.images import decode_image  # noqa: E402
 from app.vision.postprocess import count_by_class  # noqa: E402
-from bench.architectures import write_random_model, yolov3  # noqa: E402
 from bench.engines import (  # noqa: E402
     HTTP,
     LatencyRow,
@@ -47,6 +46,7 @@ from bench.machine import describe_machine, matmul_gflops, model_flops  # noqa: 
 from bench.report import ms, progress, table, target, times  # noqa: E402
 from bench.server import ServerError, gunicorn  # noqa: E402
 from bench.timing import Timing, median, p90, time_calls  # noqa: E402
+from synthetic.architectures import write_random_model, yolov3  # noqa: E402
 
 WARMUP = 5
 QUICK_RUNS, QUICK_DURATION = 5, 3.0

@@ -1,6 +1,6 @@
 """Labelled photos whose truth is known by construction, in darknet's layout.
 
-    python -m bench.labelled_photos DIR
+    python -m synthetic.labelled_photos DIR
 
 Dogs cut from dog.jpg (the demo model's class `dog`) are pasted at known places and
 sizes the model sees onto the sample photos and onto plain and stained dishes; each

@@ -23,8 +23,9 @@ class CfgWriter:
     """Appends layers and returns their darknet index; references come out relative
     (-3) or absolute (36) as in the published cfgs."""
 
-    def __init__(self, size: int, classes: int):
+    def __init__(self, size: int, classes: int, width: float = 1.0):
         self.classes = classes
+        self.width = width  # scales every convolution's filters: the same layers, fewer weights
         self.blocks = [f"[net]\nbatch=1\nsubdivisions=1\nwidth={size}\nheight={size}\nchannels=3"]
 
     @property
@@ -40,7 +41,7 @@ class CfgWriter:
         return self.add(
             "convolutional",
             batch_normalize=1,
-            filters=filters,
+            filters=max(1, round(filters * self.width)),
             size=size,
             stride=stride,
             pad=1,
@@ -67,8 +68,8 @@ class CfgWriter:
         return "\n\n".join(self.blocks) + "\n"
 
 
-def yolov3(size=416, classes=80) -> str:
-    cfg = CfgWriter(size, classes)
+def yolov3(size=416, classes=80, width=1.0) -> str:
+    cfg = CfgWriter(size, classes, width)
     cfg.conv(32, 3)
     routes = []
     for filters, blocks in ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4)):
@@ -92,8 +93,8 @@ def yolov3(size=416, classes=80) -> str:
     return cfg.text()
 
 
-def yolov3_tiny(size=416, classes=80, activation="leaky") -> str:
-    cfg = CfgWriter(size, classes)
+def yolov3_tiny(size=416, classes=80, activation="leaky", width=1.0) -> str:
+    cfg = CfgWriter(size, classes, width)
     for filters in (16, 32, 64, 128, 256):
         cfg.conv(filters, 3, activation=activation)
         cfg.add("maxpool", size=2, stride=2)
@@ -139,8 +140,8 @@ def _spp(cfg: CfgWriter) -> None:
     cfg.route(pools[2], pools[1], pools[0], source)
 
 
-def yolov4(size=416, classes=80) -> str:
-    cfg = CfgWriter(size, classes)
+def yolov4(size=416, classes=80, width=1.0) -> str:
+    cfg = CfgWriter(size, classes, width)
     cfg.conv(32, 3, activation="mish")
     stages = [
         _csp_stage(cfg, filters, blocks, "mish", first=index == 0)
@@ -178,8 +179,8 @@ def yolov4(size=416, classes=80) -> str:
     return cfg.text()
 
 
-def yolov4_tiny(size=416, classes=80) -> str:
-    cfg = CfgWriter(size, classes)
+def yolov4_tiny(size=416, classes=80, width=1.0) -> str:
+    cfg = CfgWriter(size, classes, width)
     cfg.conv(32, 3, 2)
     cfg.conv(64, 3, 2)
     laterals = []
@@ -205,9 +206,9 @@ def yolov4_tiny(size=416, classes=80) -> str:
     return cfg.text()
 
 
-def yolov4_csp(size=416, classes=80, activation="mish") -> str:
+def yolov4_csp(size=416, classes=80, activation="mish", width=1.0) -> str:
     """Scaled-YOLOv4 (csp): new_coords, scale_x_y 2, logistic output convolutions."""
-    cfg = CfgWriter(size, classes)
+    cfg = CfgWriter(size, classes, width)
     cfg.conv(32, 3, activation=activation)
     stages = [
         _csp_stage(cfg, filters, blocks, activation, first=False)
