@@ -103,16 +103,19 @@ def cpu_plan(model: ModelDescription, backend: str, min_agreement: float) -> lis
 
 
 def _gpu_engine(backend: str, model: ModelDescription, threads: int, device: str, min_agreement: float):
+    why_not = []  # each engine's own reason, so the one refusal line names what is missing
     for entry, _ in auto_candidates("cuda", "fp32"):
         if backend not in ("auto", entry.name):
             continue
         try:
             return _function(entry, entry.load)(model, threads, "cuda", "fp32", min_agreement)
-        except EngineUnavailable:
+        except EngineUnavailable as exc:
             if device == "cuda" and backend != "auto":
                 raise
+            why_not.append(f"{entry.name}: {exc}")
     if device == "cuda":
-        raise EngineUnavailable(f"DEVICE=cuda but no engine of BACKEND={backend} could start on a GPU")
+        reasons = f" ({'; '.join(why_not)})" if why_not else ""
+        raise EngineUnavailable(f"DEVICE=cuda but no engine of BACKEND={backend} could start on a GPU{reasons}")
     return None
 
 
