@@ -1,5 +1,6 @@
 """python -m bench.run: the benchmark runs end to end (a smoke test, not a measurement)."""
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,18 @@ def test_the_cpu_engines_benchmark_times_every_engine_in_turns_against_onnxrunti
     # Alternating: the second round runs the engines in reverse order.
     rounds = [line for line in result.stderr.splitlines() if line.startswith("  round ")]
     assert rounds[0].split(":")[1].split()[:2] == rounds[-1].split(":")[1].split()[:2]
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(
+        f"{path.parent.name}.{path.stem}"
+        for folder in ("bench", "synthetic")
+        for path in (ROOT / folder).glob("*.py")
+        if path.stem != "__init__"
+    ),
+)
+def test_every_benchmark_and_maker_imports(module):
+    """Each benchmark is run by hand, rarely: a name moved elsewhere must fail here, not
+    on the day someone measures."""
+    importlib.import_module(module)

@@ -5,7 +5,7 @@
 Starts the service with its default settings (one worker, the nginx front where
 installed) on 127.0.0.1. Each hostile client connects from an address of its own
 (127.0.0.2, 127.0.0.3, ...: the front's limits are per address) and sends, one after
-another without pause, the worst files of bench/hostile.py round 3: a 35-byte GIF that
+another without pause, the worst files of round 3 (synthetic/hostile_photos.py): a 35-byte GIF that
 grows to 9001x9001, a TIFF of 3 million strips, a JPEG of 6 million APP segments, a
 PNG of 3.5 million chunks, a PNG whose EXIF claims 10 million values, a 45 MB JSON
 `classes` list, and a blank 100 MP PNG padded past the pixels-per-byte bound (the one
@@ -26,7 +26,7 @@ from pathlib import Path
 import requests
 from requests.adapters import HTTPAdapter
 
-from .hostile import (
+from synthetic.hostile_photos import (
     DOG,
     exif_with_values,
     gif_growing_canvas,
@@ -35,8 +35,9 @@ from .hostile import (
     png_with_empty_chunks,
     png_with_exif,
     tiff_with_strips,
-    worker_memory_mb,
 )
+
+from .hostile import worker_memory_mb
 from .machine import describe_machine
 from .server import gunicorn
 
