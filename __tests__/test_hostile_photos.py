@@ -1,6 +1,6 @@
 """Hostile photos over real HTTP to a real gunicorn: only camera formats are decoded,
 damage is an error and not a count, work and memory per worker are bounded, and the
-worker stays up. The photos are made here (bench/hostile.py), none is committed."""
+worker stays up. The photos are made on the fly (synthetic/hostile_photos.py), none is committed."""
 
 import contextlib
 import threading

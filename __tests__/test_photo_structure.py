@@ -1,6 +1,6 @@
 """The structure of a photo's container bounded from its first bytes (app/vision/structure.py)
 and the pixels-per-byte bound: in-process, no model, no server. The hostile files are
-made here (bench/hostile.py); over HTTP they are test_hostile_photos.py's."""
+made on the fly (synthetic/hostile_photos.py); over HTTP they are test_hostile_photos.py's."""
 
 import io
 import struct

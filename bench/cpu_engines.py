@@ -4,7 +4,7 @@
       [--skip-int8] [--network 832]
 
 YOLOv3 at 832 with 6 classes (the production architecture, random weights from
-bench/architectures.py, exported by the project's exporter), on a photo scaled to
+synthetic/architectures.py, exported by the project's exporter), on a photo scaled to
 3400x2600 and counted the way the service counts it (whole-photo pass plus tiles,
 8 a batch). Runs alternate (A, B, C, then C, B, A, ...) so a shared machine's slow
 minute slows every engine alike; the table gives each one's median and the median of
