@@ -26,6 +26,7 @@ outright are removed at the next start.
 from __future__ import annotations
 
 import enum
+import fcntl
 import logging
 import os
 import re
@@ -47,7 +48,12 @@ from app.settings import STARTUP_ERRORS, Settings
 log = logging.getLogger("app.http.supervisor")
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN_DIR_PREFIX = "detector-run-"  # then the supervisor's pid: a run killed outright is found by it
+RUN_DIR_PREFIX = "detector-run-"  # then the supervisor's pid, for the operator's eyes
+# Locked (flock) by the run's supervisor for its whole life; the kernel releases it however
+# the supervisor ends. A pid cannot say whether a run is alive: in a PID namespace of its
+# own (a container sharing /tmp, unshare) every other run's pid looks dead.
+RUN_LOCK = "run.lock"
+UNLOCKED_RUN_GRACE_S = 60  # a directory made a moment ago, its lock not yet taken
 POLL_S = 0.1
 START_CHECK_S = 0.5  # nginx that cannot start (a port in use, a bad config) exits within this
 DRAIN_MARGIN_S = 5  # beyond the request deadline, for the last answer to go out
@@ -302,23 +308,40 @@ def remove_stale_run_dirs() -> None:
     their nginx temp files can hold whole uploads."""
     for path in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*"):
         try:
-            pid = int(path.name[len(RUN_DIR_PREFIX) :].split("-")[0])
             if path.stat().st_uid != os.getuid():
                 continue
-        except (ValueError, OSError):
+        except OSError:
             continue
-        if pid != os.getpid() and not _alive(pid):
+        if _abandoned(path):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def _abandoned(run_dir: Path) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        lock = os.open(run_dir / RUN_LOCK, os.O_RDWR)
+    except FileNotFoundError:  # being made now, or a run older than the lock: by its age
+        try:
+            return time.time() - run_dir.stat().st_mtime > UNLOCKED_RUN_GRACE_S
+        except OSError:
+            return False
+    except OSError:
         return False
-    except PermissionError:
-        return True
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # its supervisor holds it: alive, wherever its pid lives
+        return False
+    finally:
+        os.close(lock)
     return True
+
+
+def claim_run_dir() -> tuple[Path, int]:
+    """A private directory (mode 0700) and the descriptor whose lock says it is in use;
+    the descriptor is not inherited by nginx or gunicorn (Python's default)."""
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-"))
+    lock = os.open(run_dir / RUN_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return run_dir, lock
 
 
 def setup_logging(settings: Settings) -> None:
@@ -336,7 +359,7 @@ def main() -> int:
         return cannot_start(str(exc))
     setup_logging(settings)
     remove_stale_run_dirs()
-    run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-"))  # mode 0700
+    run_dir, _lock = claim_run_dir()  # held until this process ends
     supervisor = Supervisor(settings, run_dir)
     supervisor.install_signal_handlers()
     try:

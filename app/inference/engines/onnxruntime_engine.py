@@ -12,13 +12,11 @@ from app.inference.onnx_export import INPUT_NAME
 from app.inference.onnx_export.cache import ExportMismatch, check_stamp
 from app.model.files import ModelDescription, ModelError
 from app.vision.detection import Candidates
-from app.vision.preprocess import fit_to_network
 
 from .base import Engine, EngineUnavailable
 from .onnx_files import prepare_onnx_model
+from .yolo_rows import predict_in_batches
 
-BOX_AND_OBJECTNESS = 5
-MAX_BATCH = 8  # tiles per run: bounds the activations' memory on big photos
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
@@ -76,18 +74,10 @@ class OnnxRuntimeEngine(Engine):
         return self.predict_many([image], min_score)[0]
 
     def predict_many(self, images: list[np.ndarray], min_score: float) -> list[Candidates]:
-        results = []
-        for start in range(0, len(images), MAX_BATCH):
-            fitted = [fit_to_network(image, self._network) for image in images[start : start + MAX_BATCH]]
-            batch = np.concatenate([blob for blob, _ in fitted])
-            outputs = self._session.run(None, {INPUT_NAME: batch})
-            for number, (_, placement) in enumerate(fitted):
-                rows = np.concatenate([output[number] for output in outputs])
-                rows = rows[rows[:, BOX_AND_OBJECTNESS:].max(axis=1) > min_score]
-                results.append(
-                    Candidates(boxes=placement.to_image_boxes(rows[:, :4]), scores=rows[:, BOX_AND_OBJECTNESS:])
-                )
-        return results
+        return predict_in_batches(images, self._network, min_score, self._run)
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(None, {INPUT_NAME: batch})
 
 
 def choose_providers(device: str, available: list[str]) -> tuple[str, ...]:

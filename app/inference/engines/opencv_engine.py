@@ -11,8 +11,7 @@ from app.vision.detection import Candidates
 from app.vision.preprocess import fit_to_network
 
 from .base import Engine, EngineUnavailable
-
-BOX_AND_OBJECTNESS = 5  # each output row: cx, cy, w, h, objectness, then class scores
+from .yolo_rows import candidates
 
 
 def load_opencv_engine(
@@ -50,12 +49,7 @@ class OpenCVEngine(Engine):
     def predict(self, image: np.ndarray, min_score: float) -> Candidates:
         blob, placement = fit_to_network(image, self._network)
         self._net.setInput(blob)
-        rows = np.concatenate(self._net.forward(self._outputs))
-        rows = rows[rows[:, BOX_AND_OBJECTNESS:].max(axis=1) > min_score]
-        return Candidates(
-            boxes=placement.to_image_boxes(rows[:, :4]),
-            scores=rows[:, BOX_AND_OBJECTNESS:],
-        )
+        return candidates(np.concatenate(self._net.forward(self._outputs)), placement, min_score)
 
 
 def _without_score_floor(sections: tuple[Section, ...]) -> list[Section]:

@@ -14,13 +14,11 @@ from app.inference.int8.cpu_class import cpu_has_bf16
 from app.inference.onnx_export.cache import STAMP_KEYS, ExportMismatch, check_stamp, directory_lock
 from app.model.files import ModelDescription, ModelError
 from app.vision.detection import Candidates
-from app.vision.preprocess import fit_to_network
 
 from .base import Engine, EngineUnavailable
 from .onnx_files import prepare_openvino_model
+from .yolo_rows import predict_in_batches
 
-BOX_AND_OBJECTNESS = 5
-MAX_BATCH = 8  # tiles per run, as onnxruntime: bounds the activations' memory on big photos
 # OpenVINO's own names. Its default on a CPU with bf16 instructions is bf16: f32 must be
 # asked for, or "fp32" would quietly be a precision change.
 INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
@@ -89,19 +87,11 @@ class OpenVinoEngine(Engine):
         return self.predict_many([image], min_score)[0]
 
     def predict_many(self, images: list[np.ndarray], min_score: float) -> list[Candidates]:
-        results = []
-        for start in range(0, len(images), MAX_BATCH):
-            fitted = [fit_to_network(image, self._network) for image in images[start : start + MAX_BATCH]]
-            batch = np.concatenate([blob for blob, _ in fitted])
-            self._request.infer({0: batch})
-            outputs = [self._request.get_output_tensor(index).data for index in range(len(self._compiled.outputs))]
-            for number, (_, placement) in enumerate(fitted):
-                rows = np.concatenate([output[number] for output in outputs])
-                rows = rows[rows[:, BOX_AND_OBJECTNESS:].max(axis=1) > min_score]
-                results.append(
-                    Candidates(boxes=placement.to_image_boxes(rows[:, :4]), scores=rows[:, BOX_AND_OBJECTNESS:])
-                )
-        return results
+        return predict_in_batches(images, self._network, min_score, self._infer)
+
+    def _infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        self._request.infer({0: batch})
+        return [self._request.get_output_tensor(index).data for index in range(len(self._compiled.outputs))]
 
 
 def check_bf16(capabilities: list[str], cpu_has_instructions: bool) -> None:
