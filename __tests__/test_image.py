@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
-from support import DATA, ROOT, free_port, wait_until
+from support import DATA, ROOT, free_port, told_to_stop, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -179,11 +179,7 @@ class Container:
         )
 
     def stopping(self) -> bool:
-        """Told to stop: /ping answers 503, or nothing listens any more."""
-        try:
-            return requests.get(f"{self.url}/ping", timeout=2).status_code != 200
-        except (requests.ConnectionError, requests.Timeout):
-            return True
+        return told_to_stop(self.url)
 
     def exec(self, *command: str) -> subprocess.CompletedProcess:
         return subprocess.run([*self.engine, "exec", self.name, *command], capture_output=True, text=True)
