@@ -25,18 +25,22 @@ async function inStore(mode, work) {
   });
 }
 
-export async function saveRow(row) {
-  const { id, name, photo, status, result, error, viewable, countedAt, failedWith } = row;
-  const order = state.rows.indexOf(row);
+// One transaction for all: once it commits, a reload or a closed page keeps every row.
+export async function saveRows(rows) {
+  if (!rows.length) return;
+  const records = rows.map((row) => {
+    const { id, name, photo, status, result, error, viewable, countedAt, failedWith } = row;
+    return { id, order: state.rows.indexOf(row), name, photo, status, result, error, viewable, countedAt, failedWith };
+  });
   try {
-    await inStore("readwrite", (store) => store.put({
-      id, order, name, photo, status, result, error, viewable, countedAt, failedWith,
-    }));
+    await inStore("readwrite", (store) => records.map((record) => store.put(record)).at(-1));
   } catch (error) {
     showError(`This result could not be kept in the history (${error?.name || "storage error"}): ` +
       "the browser's storage may be full. Download what you need, then clear the history.");
   }
 }
+
+export const saveRow = (row) => saveRows([row]);
 
 // The kept rows join the table (after any added meanwhile); the last one is selected.
 export async function loadHistory() {

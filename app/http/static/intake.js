@@ -2,9 +2,10 @@
 // listed as skipped, each photo becomes a row and joins the queue.
 
 import { $ } from "./dom.js";
-import { saveRow } from "./history.js";
+import { saveRows } from "./history.js";
 import { enqueue } from "./queue.js";
 import { newId, state } from "./state.js";
+import { render } from "./table.js";
 
 const PHOTO_NAMES = /\.(jpe?g|jfif|png|tiff?|webp|bmp|gif|mpo)$/i;
 
@@ -28,7 +29,7 @@ function byPath(a, b) {
   return x.length - y.length;
 }
 
-export function addFiles(picked) {
+export async function addFiles(picked) {
   const files = [...picked].sort(byPath);
   const hidden = files.filter(isHidden);
   const photos = files.filter((file) => isPhoto(file) && !isHidden(file));
@@ -52,7 +53,8 @@ export function addFiles(picked) {
     id: newId(), name: displayName(file), photo: file, status: "waiting", result: null, error: "",
   }));
   state.rows.push(...rows);
-  for (const row of rows) saveRow(row); // kept while it waits: a reload does not lose it
+  render(); // shown at once, counted once kept
+  await saveRows(rows); // kept before its turn: a reload or a closed page does not lose it
   state.follow = true; // a new batch: the viewer shows each photo as it is counted
   enqueue(rows.map((row) => row.id));
 }
