@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Run the whole test suite: installs what the tests need into .venv, fetches the demo
-# model, lints, then runs pytest. Extra arguments go to pytest (./test.sh -k api).
+# model, lints, then runs pytest: the unit and integration tiers on every core, then the
+# e2e tier one test at a time (its tests time and weigh real services, which a neighbour
+# on the same cores would disturb). Extra arguments make it one pytest run of its own
+# (./test.sh -k api).
 #   ./test.sh fast   the unit and integration tiers (no service, browser or container
 #                    started; __tests__/conftest.py), on every core: about a minute
 #   ./test.sh unit   only the tests that need no model file
@@ -15,11 +18,16 @@ esac
 
 # Debian packages the tests use where they can be installed (as root): darknet for a
 # real libdarknet.so (pjreddie API), chromium for the web page in a real browser,
-# nginx for the buffering front ./run.sh puts before gunicorn.
+# nginx for the buffering front ./run.sh puts before gunicorn, podman and runc to build
+# and run the images (where no docker daemon answers).
 missing=()
 [ -f /usr/lib/darknet/libdarknet.so ] || missing+=(darknet)
 command -v chromium >/dev/null || missing+=(chromium)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
+if ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
+  command -v podman >/dev/null || missing+=(podman)
+  command -v runc >/dev/null || missing+=(runc)
+fi
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -38,4 +46,8 @@ ensure_venv requirements-test.txt
 # one is marked `# nosec` with its reason where it stands).
 "$VENV/bin/bandit" --quiet --recursive --severity-level medium app darknet scripts gunicorn.conf.py
 # pytest exits non-zero on any failure, and with 5 when no test ran: both fail here.
+if [ ${#tier[@]} -eq 0 ] && [ $# -eq 0 ]; then
+  "$VENV/bin/python" -m pytest -m "not e2e" --numprocesses auto
+  exec "$VENV/bin/python" -m pytest -m e2e
+fi
 exec "$VENV/bin/python" -m pytest "${tier[@]}" "$@"
