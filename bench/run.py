@@ -49,7 +49,7 @@ from bench.timing import Timing, median, p90, time_calls  # noqa: E402
 from synthetic.architectures import write_random_model, yolov3  # noqa: E402
 
 WARMUP = 5
-QUICK_RUNS, QUICK_DURATION = 5, 3.0
+QUICK_RUNS, QUICK_DURATION = 5, 1.0
 CLIENTS = (1, 8, 32, 64)  # 64: the default queue's depth, served without a refusal
 PRODUCTION_CLIENTS = (1, 4, 8)  # seconds a photo: 64 clients would wait minutes for a first answer
 BIG_PHOTO = (4000, 3000)
@@ -90,7 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per client count")
     parser.add_argument("--darknet-lib", action="append", default=[], help="a libdarknet.so to time (repeatable)")
     parser.add_argument("--skip-production", action="store_true", help="leave out the YOLOv3 832 section")
-    parser.add_argument("--quick", action="store_true", help=f"a smoke test: --runs {QUICK_RUNS} --duration 3")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"a smoke test: --runs {QUICK_RUNS} --duration {QUICK_DURATION:g}"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.runs, args.duration = QUICK_RUNS, QUICK_DURATION
