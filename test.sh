@@ -10,9 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+fast_tiers=(-m "not e2e" --numprocesses auto)
 tier=()
 case "${1:-}" in
-  fast) shift; tier=(-m "not e2e" --numprocesses auto) ;;
+  fast) shift; tier=("${fast_tiers[@]}") ;;
   unit) shift; tier=(-m unit) ;;
 esac
 
@@ -47,7 +48,7 @@ ensure_venv requirements-test.txt
 "$VENV/bin/bandit" --quiet --recursive --severity-level medium app darknet scripts gunicorn.conf.py
 # pytest exits non-zero on any failure, and with 5 when no test ran: both fail here.
 if [ ${#tier[@]} -eq 0 ] && [ $# -eq 0 ]; then
-  "$VENV/bin/python" -m pytest -m "not e2e" --numprocesses auto
+  "$VENV/bin/python" -m pytest "${fast_tiers[@]}"
   exec "$VENV/bin/python" -m pytest -m e2e
 fi
 exec "$VENV/bin/python" -m pytest "${tier[@]}" "$@"
