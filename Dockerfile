@@ -55,15 +55,15 @@ RUN /tmp/darknet/install_deps.sh runtime "${VARIANT}" \
  && chown service /var/log/nginx
 WORKDIR /srv/app
 
-# Dependencies first: this layer is reused until requirements.txt changes. The same
+# Dependencies first, from the lock: this layer is reused until the lock changes. The same
 # helper as run.sh, so run.sh finds the venv up to date and installs nothing at start.
 # Behind a proxy that inspects TLS the build machine trusts it in its CA bundle:
 # scripts/build_image.sh lends pip that bundle as a build secret, never kept in the image.
-COPY requirements.txt ./
+COPY locks/requirements.txt locks/
 COPY scripts/ensure_venv.sh scripts/
 RUN --mount=type=secret,id=ca-bundle \
     bash -ec '[ ! -f /run/secrets/ca-bundle ] || export PIP_CERT=/run/secrets/ca-bundle; \
-              source scripts/ensure_venv.sh; ensure_venv requirements.txt' \
+              source scripts/ensure_venv.sh; ensure_venv locks/requirements.txt' \
  && rm -rf /root/.cache \
  && find .venv -name __pycache__ -prune -exec rm -rf {} +
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start the detection service on ${HOST:-0.0.0.0}:${PORT:-8080}.
-# Prepares .venv from requirements.txt, the model (app/model/sources.py: fetched from
+# Prepares .venv from locks/requirements.txt, the model (app/model/sources.py: fetched from
 # MODEL_S3_URI, or the demo model when none is configured), then hands over to the
 # supervisor (app/http/supervisor.py), which runs gunicorn (gunicorn.conf.py) and the
 # nginx front side by side, and drains both on Ctrl-C, SIGTERM or `docker stop`.
@@ -22,7 +22,7 @@ if [ "${FRONT:-auto}" != none ] && ! command -v nginx >/dev/null && [ ! -x /usr/
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt_install nginx || echo "could not install nginx (apt failed, or another apt held its lock for ${APT_LOCK_WAIT_S:-300} s)" >&2
 fi
-ensure_venv requirements.txt
+ensure_venv locks/requirements.txt
 
 # Where the model comes from is decided there (MODEL_S3_URI, MODEL_DIR, aimodel/,
 # /opt/ml/model, else the demo), fetched, and printed; a failure stops here (set -e:

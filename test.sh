@@ -36,7 +36,7 @@ fi
 
 # shellcheck source=scripts/ensure_venv.sh
 source scripts/ensure_venv.sh
-ensure_venv requirements-test.txt
+ensure_venv locks/requirements-test.txt
 "$VENV/bin/python" scripts/fetch_demo_model.py aimodel
 
 "$VENV/bin/ruff" check .

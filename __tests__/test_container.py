@@ -43,7 +43,7 @@ def test_shell_scripts_lint_clean():
 
 def test_image_carries_what_the_service_imports():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for needed in ("app/", "darknet/", "gunicorn.conf.py", "run.sh", "scripts/", "aimodel/", "requirements.txt"):
+    for needed in ("app/", "darknet/", "gunicorn.conf.py", "run.sh", "scripts/", "aimodel/", "locks/requirements.txt"):
         assert re.search(rf"^COPY .*{re.escape(needed)}", dockerfile, re.M), needed
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert not {"app", "darknet", "scripts", "aimodel"} & set(ignored)

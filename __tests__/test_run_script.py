@@ -1,6 +1,6 @@
 """run.sh's set-up as operators meet it: a checkout the service's user cannot write, a
 .venv it may not use or whose Python is gone, apt's lock held by another apt. The real
-scripts/ensure_venv.sh, on an empty requirements file (nothing to download)."""
+scripts/ensure_venv.sh, on an empty lock (nothing to download)."""
 
 import fcntl
 import getpass
@@ -22,12 +22,13 @@ def checkout(tmp_path: Path) -> Path:
     folder = tmp_path / "checkout"
     (folder / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / "scripts" / "ensure_venv.sh", folder / "scripts")
-    (folder / "requirements.txt").write_text("")
+    (folder / "locks").mkdir()
+    (folder / "locks" / "requirements.txt").write_text("")
     return folder
 
 
 def ensure_venv(folder: Path, as_nobody: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = ["bash", "-c", "source scripts/ensure_venv.sh && ensure_venv requirements.txt"]
+    command = ["bash", "-c", "source scripts/ensure_venv.sh && ensure_venv locks/requirements.txt"]
     if as_nobody:  # the service's own user, not the one who made the checkout
         command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
     return subprocess.run(

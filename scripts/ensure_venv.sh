@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# Sourced by run.sh, test.sh and the Dockerfile: `ensure_venv REQUIREMENTS_FILE` makes
-# $VENV (default .venv) and installs the file into it, again only when the file has
-# changed. What it cannot do (a folder the user cannot write) it says in one line, and
+# Sourced by run.sh, test.sh and the Dockerfile: `ensure_venv LOCK` makes $VENV (default
+# .venv) and installs a lock from locks/ into it (exact versions, every file's hash
+# checked: scripts/refresh_locks.sh writes them), again only when the lock has changed. What it cannot do (a folder the user cannot write) it says in one line, and
 # it never deletes a .venv it merely may not use. `apt_install PACKAGE...` as root.
 
 # On a fresh VM unattended-upgrades holds apt's locks for minutes: wait for them, at most
@@ -21,7 +21,7 @@ apt_install() {
 }
 
 ensure_venv() {
-  local requirements=$1
+  local lock=$1
   VENV=${VENV:-.venv}
   local user dir why
   user=$(id -un)
@@ -54,18 +54,17 @@ ensure_venv() {
       fi
     fi
   fi
-  local stamp="$VENV/.${requirements##*/}.sha256"
+  local stamp="$VENV/.${lock##*/}.sha256"
   local wanted
-  # The files it reads with -r count too (requirements-calibrate.txt is not in every image).
-  local read=("$requirements" requirements.txt)
-  if [ -f requirements-calibrate.txt ]; then read+=(requirements-calibrate.txt); fi
-  wanted=$(cat "${read[@]}" | sha256sum | cut -d' ' -f1)
+  wanted=$(sha256sum "$lock" | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     if [ ! -w "$VENV" ]; then
-      echo "cannot install $requirements into $VENV in $dir: not writable by $user (chown -R $user $dir/$VENV, or run as its owner)" >&2
+      echo "cannot install $lock into $VENV in $dir: not writable by $user (chown -R $user $dir/$VENV, or run as its owner)" >&2
       return 1
     fi
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    # Said before the wait: on a new machine this is the long step of a first start.
+    echo "installing $lock into $VENV ($(grep -o '^[A-Za-z0-9][A-Za-z0-9._-]*==' "$lock" | sort -u | wc -l) packages, a few hundred MB on a first install)" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$lock"
     echo "$wanted" > "$stamp"
   fi
 }

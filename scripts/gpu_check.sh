@@ -72,7 +72,7 @@ distribution_darknet_source() {
 # 1. the machine
 # shellcheck source=scripts/ensure_venv.sh
 source scripts/ensure_venv.sh
-ensure_venv requirements.txt
+ensure_venv locks/requirements.txt
 [ -n "$(ls aimodel/*.weights 2>/dev/null)" ] || "$VENV/bin/python" scripts/fetch_demo_model.py aimodel
 if [ "$dry_run" = 1 ]; then
   variant=cpu device=cpu duration=1
@@ -92,9 +92,9 @@ engines=()
 gpu_venv_job=""
 if [ "$variant" = gpu ]; then
   say "installing onnxruntime-gpu in .venv-gpu, in the background"
-  (VENV=.venv-gpu ensure_venv requirements.txt &&
+  (VENV=.venv-gpu ensure_venv locks/requirements.txt &&
     .venv-gpu/bin/pip uninstall --quiet --yes onnxruntime &&
-    .venv-gpu/bin/pip install --quiet 'onnxruntime-gpu[cuda,cudnn]>=1.20,<2') >"$WORK/venv-gpu.log" 2>&1 &
+    .venv-gpu/bin/pip install --quiet --require-hashes -r locks/requirements-gpu.txt) >"$WORK/venv-gpu.log" 2>&1 &
   gpu_venv_job=$!
 fi
 

@@ -60,7 +60,7 @@ def openvino_candidates(
     except ImportError as exc:
         found.notes.append(
             f"openvino int8: not measured, the {exc.name} package is not installed "
-            "(pip install -r requirements-calibrate.txt)"
+            "(.venv/bin/pip install --require-hashes -r locks/requirements-calibrate.txt)"
         )
     return found
 
