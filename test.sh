@@ -49,6 +49,7 @@ ensure_venv locks/requirements-test.txt
 # pytest exits non-zero on any failure, and with 5 when no test ran: both fail here.
 if [ ${#tier[@]} -eq 0 ] && [ $# -eq 0 ]; then
   "$VENV/bin/python" -m pytest "${fast_tiers[@]}"
-  exec "$VENV/bin/python" -m pytest -m e2e
+  # What each minute of the e2e tier buys, in CI's output.
+  exec "$VENV/bin/python" -m pytest -m e2e --durations=25
 fi
 exec "$VENV/bin/python" -m pytest "${tier[@]}" "$@"

@@ -10,7 +10,7 @@ import pytest
 from support import DEMO_MODEL, HEAVY_MODULES, ROOT, starts_processes
 
 from app.model import sources
-from app.model.files import ModelError, file_digest
+from app.model.files import ModelError, file_digest, load_model_description
 from app.model.sources import choose_source, model_dir, prepare_model
 from app.settings import Settings
 
@@ -120,3 +120,21 @@ def test_the_command_fails_with_one_line_and_prints_no_directory():
     assert done.returncode == 1 and done.stdout == ""
     said = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
     assert len(said) == 1 and said[0].startswith("cannot start: MODEL_S3_URI=https://models.example/rotifers/: ")
+
+
+def test_a_model_of_the_users_without_weights_in_aimodel_is_its_source_not_the_demo(places):
+    # The README's way: the user's .cfg and .names copied in, the .weights forgotten.
+    local, sagemaker = places
+    (local / "yolo-obj.cfg").write_text("[net]\n")
+    (local / "obj.names").write_text("Rotifer\n")
+    assert choose_source({}, local, sagemaker) == sources.ModelSource(local.absolute().as_uri(), local)
+    assert prepare_model({}, local, sagemaker) == local
+    assert sorted(p.name for p in local.iterdir()) == ["obj.names", "yolo-obj.cfg"]  # nothing fetched into it
+    with pytest.raises(ModelError, match=r"^no \.weights file in model directory "):
+        load_model_description(local)
+
+
+def test_the_demos_own_files_left_in_aimodel_are_completed_by_the_demo(places):
+    local, sagemaker = places
+    shutil.copy(DEMO_MODEL / "yolov3-tiny.cfg", local / "yolov3-tiny.cfg")
+    assert choose_source({}, local, sagemaker) == sources.ModelSource("demo:yolov3-tiny", local)

@@ -80,8 +80,8 @@ def send(url: str, photo: bytes) -> requests.Response | Exception:
 
 
 def readme_unit() -> configparser.ConfigParser:
-    """The systemd unit exactly as the README gives it."""
-    readme = (ROOT / "README.md").read_text()
+    """The systemd unit exactly as the operations manual gives it."""
+    readme = (ROOT / "docs" / "operations.md").read_text()
     (block,) = [b for b in re.findall(r"```ini\n(.*?)```", readme, re.DOTALL) if "[Service]" in b]
     unit = configparser.ConfigParser(interpolation=None, comment_prefixes=("#",), strict=True)
     unit.optionxform = str  # systemd's keys are case-sensitive
@@ -290,7 +290,7 @@ def test_the_readme_unit_drains_on_stop_and_systemd_accepts_it(tmp_path):
     if not os.access(verify, os.X_OK):
         pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
     # This checkout stands for /srv/detector, the one change made to the unit.
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "operations.md").read_text()
     (block,) = [b for b in re.findall(r"```ini\n(.*?)```", readme, re.DOTALL) if "[Service]" in b]
     path = tmp_path / "detector.service"
     path.write_text("\n".join(line.strip() for line in block.replace("/srv/detector", str(ROOT)).splitlines()))

@@ -176,3 +176,8 @@ started=$(date +%s)
 size=$("${engine[@]}" image inspect --format '{{.Size}}' "$tag")
 built=$("${engine[@]}" run --rm "$tag" cat /opt/darknet/darknet-build.txt)
 say "$tag built in $(($(date +%s) - started)) s, $((size / 1000000)) MB; darknet: $built"
+# The line to run it with what built it: a podman build is not in docker's store.
+run_line=("${engine[@]}" run --rm -p 8080:8080)
+[ "$variant" = gpu ] && run_line+=(--gpus=all)
+[ "${engine[0]}" = podman ] && [ "$variant" = gpu ] && run_line=("${engine[@]}" run --rm -p 8080:8080 --device nvidia.com/gpu=all)
+say "run it: ${run_line[*]} $tag   (your model: add -v /path/to/model:/opt/ml/model:ro)"

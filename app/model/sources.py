@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from app.log_lines import formatter
 
-from .demo import DEMO_URI
+from .demo import DEMO_URI, FILES as DEMO_FILES
 from .files import ModelError, verify_weights_sha256
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ class ModelSource:
 def choose_source(
     env: Mapping[str, str] = os.environ, local: Path = LOCAL_MODEL_DIR, sagemaker: Path = SAGEMAKER_MODEL_DIR
 ) -> ModelSource:
-    """MODEL_S3_URI, else MODEL_DIR, else ./aimodel with weights, else SageMaker's, else the demo."""
+    """MODEL_S3_URI, else MODEL_DIR, else ./aimodel with a model of the user's, else SageMaker's,
+    else the demo."""
     if uri := env.get("MODEL_S3_URI", "").strip():
         # Its own folder: a fetched model never mixes with the files a user put in aimodel/.
         source = ModelSource(uri, Path(env.get("MODEL_DIR") or local / "s3"))
@@ -63,11 +64,19 @@ def choose_source(
         return source
     if env.get("MODEL_DIR"):
         return _local(Path(env["MODEL_DIR"]))
-    if any(local.glob("*.weights")):
+    if holds_users_model(local):
         return _local(local)
     if sagemaker.is_dir():
         return _local(sagemaker)
     return ModelSource(DEMO_URI, local)
+
+
+def holds_users_model(directory: Path) -> bool:
+    """Any model file that is not the demo's: a folder the user filled, even half (a .cfg and
+    .names whose .weights are still copying). It is served, or refused in one line naming
+    what is missing; the demo is never fetched into it."""
+    model_files = (p for p in directory.glob("*") if p.suffix in (".weights", ".cfg", ".names", ".data"))
+    return any(p.name not in DEMO_FILES for p in model_files)
 
 
 def model_dir(
