@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from app.log_lines import formatter
 
-from .demo import DEMO_URI, FILES as DEMO_FILES
+from .demo import DEMO_URI
+from .demo import FILES as DEMO_FILES
 from .files import ModelError, verify_weights_sha256
 
 log = logging.getLogger(__name__)
