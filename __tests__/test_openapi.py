@@ -117,3 +117,24 @@ def test_schemathesis_finds_no_500_and_no_answer_outside_the_document(live_serve
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+# Routes that are no API: the page and its files, and /ping's documented alias.
+NOT_API = {
+    "/": "the web page (HTML)",
+    "/favicon.ico": "the page's icon",
+    "/static/<path:filename>": "the page's scripts and styles",
+    "/ping/": "/ping with a slash, as the original documented it; the same answer",
+}
+
+
+def test_every_route_is_in_the_document_or_excluded_with_a_reason(fake_app):
+    documented = openapi_document()["paths"]
+    for rule in fake_app.url_map.iter_rules():
+        if rule.rule in NOT_API:
+            continue
+        assert rule.rule in documented, f"{rule.rule} is served but not in /openapi.json"
+        methods = {method.lower() for method in rule.methods - {"HEAD", "OPTIONS"}}
+        assert methods <= set(documented[rule.rule]), f"{rule.rule}: {methods} not all documented"
+    served = {rule.rule for rule in fake_app.url_map.iter_rules()}
+    assert set(documented) <= served, "documented but not served"

@@ -89,6 +89,74 @@ def _invocation_answer() -> dict:
     }
 
 
+def _json_answer(description: str, schema: dict) -> dict:
+    return {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def _label_studio_paths() -> dict:
+    """Label Studio's ML backend contract (app/http/label_studio.py): what Label Studio sends
+    and reads; bodies are open objects, as Label Studio adds fields between releases."""
+    health = {
+        "get": {
+            "summary": "Label Studio's health check: the model is loaded (never waits behind photos)",
+            "responses": {**_json_answer("Up", {"$ref": "#/components/schemas/LabelStudioHealth"}), **_errors("503")},
+        }
+    }
+
+    def post(summary: str, body: str, answer: dict, required: bool = True) -> dict:
+        return {
+            "post": {
+                "summary": summary,
+                "requestBody": {
+                    "required": required,
+                    "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+                },
+                "responses": {
+                    **_json_answer("Done", answer),
+                    **_errors("400", "401", "413", "415", "500", "503"),
+                },
+            }
+        }
+
+    version = {"type": "object", "properties": {"model_version": {"type": "string"}}}
+    return {
+        "/label-studio/": health,
+        "/label-studio/health": health,
+        "/label-studio/versions": {
+            "get": {
+                "summary": "The model versions Label Studio may choose from: the one served",
+                "responses": {
+                    **_json_answer(
+                        "Versions",
+                        {"type": "object", "properties": {"versions": {"type": "array", "items": {"type": "string"}}}},
+                    ),
+                    **_errors("401", "503"),
+                },
+            }
+        },
+        "/label-studio/setup": post(
+            "Connect a project: its labelling config is checked against the classes", "LabelStudioSetup", version
+        ),
+        "/label-studio/predict": post(
+            "Pre-label tasks: a prediction (rectangles in percent of the photo) per task",
+            "LabelStudioPredict",
+            {
+                "type": "object",
+                "properties": {
+                    "results": {"type": "array", "items": {"type": "object"}},
+                    "model_version": {"type": "string"},
+                },
+            },
+        ),
+        "/label-studio/webhook": post(
+            "Project events; there is nothing to train, answered at once",
+            "LabelStudioEvent",
+            {"type": "object", "properties": {"status": {"type": "string"}}},
+            required=False,  # answered whatever comes
+        ),
+    }
+
+
 def openapi_document() -> dict:
     invocation_errors = _errors("400", "401", "406", "413", "415", "500", "503")
     return {
@@ -99,8 +167,14 @@ def openapi_document() -> dict:
             "description": "Counts objects in a photo with a darknet YOLO model and returns the annotated photo.",
         },
         # Keys are needed only when the operator sets API_KEYS: none is one of the options.
-        "security": [{}, {"bearer": []}, {"apiKey": []}],
+        "security": [{}, {"bearer": []}, {"basic": []}, {"apiKey": []}],
         "paths": {
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": _json_answer("OpenAPI 3.1", {"type": "object"}),
+                }
+            },
             "/ping": {
                 "get": {
                     "summary": "Ready check: 200 once the model is loaded",
@@ -183,6 +257,7 @@ def openapi_document() -> dict:
                     },
                 }
             },
+            **_label_studio_paths(),
         },
         "components": {
             "schemas": {
@@ -206,6 +281,7 @@ def openapi_document() -> dict:
             },
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "When API_KEYS is set"},
+                "basic": {"type": "http", "scheme": "basic", "description": "A key as the password, any user"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             },
         },

@@ -183,4 +183,37 @@ FIXED_SCHEMAS = {
             "MaxPayloadInMB": {"type": "integer", "minimum": 1},
         },
     },
+    # Label Studio's ML backend bodies: the fields the service reads; Label Studio sends more.
+    "LabelStudioHealth": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"const": "UP"},
+            "model_class": {"type": "string"},
+            "model_version": {"type": "string"},
+        },
+    },
+    "LabelStudioSetup": {
+        "type": "object",
+        "properties": {
+            "project": {"type": "string"},
+            "schema": {"type": "string", "description": "The project's labelling config (XML)"},
+            "hostname": {"type": "string"},
+            "access_token": {"type": "string"},
+            "model_version": {"type": "string"},
+        },
+    },
+    "LabelStudioPredict": {
+        "type": "object",
+        "required": ["tasks"],
+        "properties": {
+            "tasks": {
+                "type": "array",
+                "items": {"type": "object", "description": "A task; data.<the Image's value> is the photo's URL"},
+            },
+            "label_config": {"type": "string", "description": "The project's labelling config (XML)"},
+            "project": {"type": "string"},
+        },
+    },
+    "LabelStudioEvent": {"description": "Any project event Label Studio sends: each is answered alike"},
 }
