@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+from support import ROOT
 
 from app.settings import ConfigError, Settings
 
@@ -93,3 +94,27 @@ def test_an_api_keys_file_must_be_a_small_regular_file(tmp_path):
     huge.write_text("k\n" * 600_000)
     with pytest.raises(ConfigError, match="larger than 1024 KB"):
         Settings.from_env({"API_KEYS_FILE": str(huge)})
+
+
+def test_the_docs_table_is_the_one_the_declarations_make():
+    from app.settings import settings_table
+
+    docs = (ROOT / "docs" / "operations.md").read_text()
+    assert settings_table() in docs, "run `python -m app.settings` and paste its table into docs/operations.md"
+
+
+def test_every_declared_setting_is_read_from_its_variable():
+    from dataclasses import fields
+
+    from app.settings import LabelStudioSettings
+
+    declared = [item for owner in (Settings, LabelStudioSettings) for item in fields(owner) if item.metadata]
+    assert len({item.metadata["env"] for item in declared}) == len(declared)  # one variable, one field
+    for item in declared:
+        meta = item.metadata
+        if meta["min"] is None or meta["env"] in ("PORT",):
+            continue
+        # A value past the declared bound is refused by name: the loop reads what is declared.
+        too_big = (meta["max"]() if callable(meta["max"]) else meta["max"]) * 2 + 1
+        with pytest.raises(ConfigError, match=meta["env"]):
+            Settings.from_env({meta["env"]: str(too_big)})

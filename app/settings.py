@@ -1,4 +1,5 @@
-"""Service settings, read once from the environment (see README, Configuration)."""
+"""Service settings, read once from the environment: each declared once, on its field
+(name, bounds or choices, default, help); docs/operations.md's table is made from them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -51,6 +52,34 @@ MAX_KEYS_FILE_BYTES = 1024 * 1024  # API_KEYS_FILE: some 15,000 keys
 MAX_MEGAPIXELS = 4000.0  # a JPEG's 65,500 pixels a side, squared, is 4,290 MP
 
 
+def setting(
+    default,
+    env: str,
+    help: str,
+    minimum=None,
+    maximum=None,
+    choices: tuple[str, ...] = (),
+    shown: str | None = None,
+    parse=str,
+):
+    """A field of Settings read from one environment variable: its name, bounds or
+    choices and one line of help live here, and nowhere else. from_env reads every
+    such field in one loop; the table in docs/operations.md is made from them
+    (`python -m app.settings`). `shown`: the default as the docs say it, where the
+    value is derived (from the cores, another setting or the model). `maximum` may be a
+    function of the machine (most_processes)."""
+    meta = {"env": env, "help": help, "min": minimum, "max": maximum, "choices": choices, "shown": shown}
+    return field(default=default, metadata={**meta, "parse": parse, "derived": False})
+
+
+def derived(default, env: str, help: str, shown: str, minimum=None, maximum=None):
+    """A setting read apart, after the loop, because its default or its check depends on
+    others (WORKERS on the cores, THREADS on the queue) or it reads more than one
+    variable (API_KEYS and API_KEYS_FILE): documented in the same table."""
+    meta = {"env": env, "help": help, "shown": shown, "min": minimum, "max": maximum, "choices": ()}
+    return field(default=default, metadata={**meta, "derived": True})
+
+
 # Label Studio's ML_TIMEOUT_PREDICT (100 s) less a margin for the answer's way back.
 LABEL_STUDIO_TIMEOUT_S = 95.0
 
@@ -59,55 +88,233 @@ LABEL_STUDIO_TIMEOUT_S = 95.0
 class LabelStudioSettings:
     """The service as a Label Studio ML backend (app/http/label_studio.py)."""
 
-    url: str = ""  # LABEL_STUDIO_URL: where /data/upload/... photos are fetched from
-    api_key: str = field(default="", repr=False)  # LABEL_STUDIO_API_KEY: a personal access or legacy token
+    url: str = derived(
+        "",
+        "LABEL_STUDIO_URL",
+        "Label Studio's URL (`http://labelstudio:8080`): where `/data/upload/...` photos of tasks are fetched "
+        "from (see [labelling](labelling.md))",
+        "none",
+    )
+    api_key: str = field(
+        default="",
+        repr=False,
+        metadata=setting(
+            "",
+            "LABEL_STUDIO_API_KEY",
+            "a Label Studio personal access token (refreshed to a Bearer token) or legacy token, sent to "
+            "`LABEL_STUDIO_URL` only",
+        ).metadata,
+    )
     # Hosts photos may be fetched from (host or host:port): LABEL_STUDIO_URL's by default.
-    hosts: frozenset[str] = frozenset()
-    timeout_s: float = LABEL_STUDIO_TIMEOUT_S  # one predict request, all its tasks
+    hosts: frozenset[str] = derived(
+        frozenset(),
+        "LABEL_STUDIO_HOSTS",
+        "comma-separated `host` or `host:port` that task photos may also be fetched from; no other host is "
+        "ever fetched from",
+        "`LABEL_STUDIO_URL`'s host",
+    )
+    timeout_s: float = setting(  # one predict request, all its tasks
+        LABEL_STUDIO_TIMEOUT_S,
+        "LABEL_STUDIO_TIMEOUT_S",
+        "the most one Label Studio predict request (all its tasks) takes; keep it under Label Studio's "
+        "`ML_TIMEOUT_PREDICT` (100)",
+        1.0,
+        3600,
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
-    model_dir: Path
+    model_dir: Path = derived(  # noqa: RUF009 - a dataclasses.field() with the setting's declaration
+        Path("aimodel"), "MODEL_DIR", "where the model files are", "`./aimodel`, else `/opt/ml/model`"
+    )
     # The server (gunicorn.conf.py): one model per worker process; a GPU box wants 1 or 2.
-    port: int = 8080
-    host: str = "0.0.0.0"  # noqa: S104  # nosec B104 - every interface, as before HOST existed (README: security)
-    workers: int = 1
-    threads: int = ACTIVE_PHOTOS + QUEUE_DEPTH + SPARE_THREADS  # per worker: a thread per queued photo
-    timeout_s: int = 120  # above the slowest inference, so a busy worker is not killed
-    max_requests: int = 5000  # recycle a worker now and then: a guard against native leaks
-    front: str = "auto"
-    active_photos: int = ACTIVE_PHOTOS
-    queue_depth: int = QUEUE_DEPTH
+    port: int = derived(8080, "PORT", "port to listen on; `SAGEMAKER_BIND_TO_PORT` wins when set", "8080", 1, 65535)
+    host: str = derived(
+        "0.0.0.0",  # noqa: S104  # nosec B104 - every interface, as before HOST existed (docs: security)
+        "HOST",
+        "address to listen on, an IP address: 0.0.0.0 is every interface (`::` every IPv6 one); "
+        "`127.0.0.1` keeps the service to this machine, behind a proxy of your own",
+        "0.0.0.0",  # noqa: S104 - the default as the docs show it
+    )
+    workers: int = derived(
+        1,
+        "WORKERS",
+        "gunicorn worker processes, each with its own copy of the model",
+        "cores / 4, at least 1",
+        1,
+        lambda: most_processes(),
+    )
+    threads: int = derived(
+        ACTIVE_PHOTOS + QUEUE_DEPTH + SPARE_THREADS,
+        "THREADS",
+        "request threads per worker: one per queued photo, and spares so `/ping`, `/metrics` and `/model` "
+        "never wait; set lower, it shortens the queue",
+        f"active + queue + {SPARE_THREADS} ({ACTIVE_PHOTOS + QUEUE_DEPTH + SPARE_THREADS})",
+        2,
+        8192,
+    )
+    timeout_s: int = setting(
+        120,
+        "TIMEOUT",
+        "seconds of silence before gunicorn restarts a worker (gthread workers stay alive during a long request); "
+        "0: never",
+        0,
+        86_400,
+    )
+    max_requests: int = setting(
+        5000,
+        "MAX_REQUESTS",
+        "a worker is recycled after this many requests (10% jitter), a guard against native leaks",
+        0,
+        10_000_000,
+    )
+    front: str = setting(
+        "auto", "FRONT", "`nginx` in front of gunicorn (auto: when installed), or `none`", choices=FRONTS
+    )
+    active_photos: int = derived(
+        ACTIVE_PHOTOS,
+        "ACTIVE_PHOTOS",
+        "photos a worker works on at once (one in the engine while the next decodes), at least `MAX_BATCH`",
+        str(ACTIVE_PHOTOS),
+        1,
+        64,
+    )
+    queue_depth: int = derived(
+        QUEUE_DEPTH,
+        "QUEUE_DEPTH",
+        "photos that wait their turn in a worker, first come first served, beyond those at work; "
+        "more get 503 `busy` with `Retry-After`",
+        str(QUEUE_DEPTH),
+        0,
+        4096,
+    )
     # Dynamic batching (app/inference/batching.py): whole photos of several requests in one
     # forward pass. 1 (none) by default: on a CPU, 4 gave +2 to +6% requests/s at 8 clients,
-    # within noise (README, Measure); a GPU wants 8.
-    max_batch: int = 1
-    max_batch_delay_ms: float = 2.0
-    backend: str = "auto"
-    device: str = "auto"
-    engine_threads: int = 1
-    precision: str = "auto"
-    int8_min_agreement: float = DEFAULT_INT8_MIN_AGREEMENT
-    max_upload_mb: float = 50.0
-    max_image_megapixels: float = 100.0
+    # within noise (docs/performance.md); a GPU wants 8.
+    max_batch: int = derived(
+        1,
+        "MAX_BATCH",
+        "dynamic batching: whole photos of up to this many requests in one forward pass "
+        "(8 for a GPU; on a CPU it gains nothing, see [performance](performance.md))",
+        "1",
+        1,
+        256,
+    )
+    max_batch_delay_ms: float = setting(
+        2.0, "MAX_BATCH_DELAY_MS", "how long the first photo of a batch waits for more", 0.0, 1000.0
+    )
+    backend: str = setting(
+        "auto",
+        "BACKEND",
+        "`onnxruntime`, `openvino`, `opencv`, `darknet`, or `auto`: darknet when it is a CUDA build, else "
+        "onnxruntime (on its CUDA/TensorRT providers when onnxruntime-gpu has them and `DEVICE` allows), else "
+        "(a layer the exporter does not cover) OpenCV; with `PRECISION=auto` on a CPU, the engine calibrate "
+        "measured fastest (see [precision per CPU class](your-model.md#precision-per-cpu-class))",
+        choices=BACKENDS,
+    )
+    device: str = setting(
+        "auto",
+        "DEVICE",
+        "`auto`, `cpu`, `cuda` (`cuda` needs darknet built with CUDA, or onnxruntime-gpu)",
+        choices=DEVICES,
+    )
+    engine_threads: int = derived(
+        1,
+        "ENGINE_THREADS",
+        "threads the engine uses per worker (no oversubscription)",
+        "cores / workers",
+        1,
+        lambda: most_processes(),
+    )
+    precision: str = setting(
+        "auto",
+        "PRECISION",
+        "`auto`: on a CPU, the fastest engine and precision that `python -m app calibrate` measured keeping the "
+        "counts on this CPU class, else fp32 (on a GPU, fp32); `fp32`; `int8` (onnxruntime or openvino, on the "
+        "CPU only); `bf16` (openvino, on a CPU with AMX or AVX512_BF16). int8 and bf16 need a passing "
+        "calibration; `BACKEND=onnxruntime PRECISION=fp32` is the service as it always was",
+        choices=PRECISIONS,
+    )
+    int8_min_agreement: float = setting(
+        DEFAULT_INT8_MIN_AGREEMENT,
+        "INT8_MIN_AGREEMENT",
+        "share of onnxruntime fp32's boxes a lower precision (int8, bf16) must match on held-out photos to "
+        "serve; `PRECISION=auto` asks it of the calibration photos too",
+        0.0,
+        1.0,
+    )
+    max_upload_mb: float = setting(50.0, "MAX_UPLOAD_MB", "largest request body", 0.001, MAX_UPLOAD_MB)
+    max_image_megapixels: float = setting(
+        100.0, "MAX_IMAGE_MEGAPIXELS", "largest photo, from its header", 0.001, MAX_MEGAPIXELS
+    )
     # A photo's whole time in a worker, and the one limit of every wait in it: its turn in
     # the queue, the pixel budget, the engine (or the batcher), then decoding and tiled
     # inference. Past it a 503: no photo holds the engine for minutes.
-    request_deadline_s: float = 60.0
+    request_deadline_s: float = setting(
+        60.0,
+        "REQUEST_DEADLINE_S",
+        "a photo's whole time in a worker, and the one limit of each wait in it (its turn in the queue, the "
+        "pixel budget, the engine or the batcher), decoding and tiles included; past it a 503 `busy` or "
+        "`deadline_exceeded`, so no photo holds the engine for minutes (it replaces `INFERENCE_WAIT_S`, which "
+        "now refuses to start)",
+        0.1,
+        3600,
+    )
     # Decoded pixels a worker holds at once (app/http/pixel_budget.py): 100 MP, one photo of
     # the largest size or a dozen 8 MP ones; a 100 MP photo peaks at 1.6-3.6 GB.
-    pixel_budget_megapixels: float = 100.0
-    jpeg_quality: int = 90
-    tile_overlap: float = DEFAULT_OVERLAP  # share of a tile its neighbour also covers
-    cors_origins: tuple[str, ...] = ("*",)
-    api_keys: tuple[str, ...] = ()
-    model_sha256: str = ""
-    log_level: str = "INFO"
-    log_format: str = "text"  # or json: one JSON object a line (app/log_lines.py)
-    label_studio: LabelStudioSettings = LabelStudioSettings()
+    pixel_budget_megapixels: float = setting(
+        100.0,
+        "PIXEL_BUDGET_MEGAPIXELS",
+        "decoded pixels a worker holds at once: photos beyond it wait their turn (first come, first served); "
+        "a photo bigger than it runs alone",
+        0.001,
+        MAX_MEGAPIXELS,
+    )
+    jpeg_quality: int = setting(90, "JPEG_QUALITY", "quality of the returned picture", 1, 100)
+    tile_overlap: float = setting(
+        DEFAULT_OVERLAP, "TILE_OVERLAP", "share of a tile its neighbour also covers, for tiled inference", 0.0, 0.9
+    )
+    cors_origins: tuple[str, ...] = derived(
+        ("*",),
+        "CORS_ORIGINS",
+        "comma-separated origins (`scheme://host[:port]`, matched exactly) allowed to call from a browser "
+        "(flask-cors); a pattern such as `https://*.lab.example` refuses to start",
+        "`*`",
+    )
+    api_keys: tuple[str, ...] = derived(
+        (),
+        "API_KEYS",
+        "comma-separated keys; when set, all but `/ping` need one (Bearer, X-API-Key, or Basic with the key "
+        "as password); `API_KEYS_FILE`: a regular file of at most 1 MB with one key per line (`#` comments), "
+        'added to them. A key setting that yields no key (`API_KEYS=" , "`, a file of comments) refuses to '
+        "start instead of serving everyone",
+        "none",
+    )
+    model_sha256: str = setting(
+        "", "MODEL_SHA256", "sha256 of the .weights: the service refuses to start on any other file", parse=str.lower
+    )
+    log_level: str = setting(
+        "INFO", "LOG_LEVEL", "how much the log says", choices=("INFO", "DEBUG", "WARNING", "ERROR")
+    )
+    log_format: str = setting(
+        "text",
+        "LOG_FORMAT",
+        "`text` (one line a record, a request's fields as JSON) or `json` (every line a JSON object)",
+        choices=LOG_FORMATS,
+    )
+    label_studio: LabelStudioSettings = LabelStudioSettings()  # its fields are the LABEL_STUDIO_* rows
     # A threshold where a request names none; None: the model's saved one (app/model/threshold.py).
-    default_threshold: float | None = None
+    default_threshold: float | None = setting(
+        None,
+        "DEFAULT_THRESHOLD",
+        "the threshold where a request, the page or `count` names none; without it, the one "
+        "`python -m app evaluate --save-threshold` wrote next to the weights (`<weights>.threshold.json`, for "
+        "those weights only)",
+        0.0,
+        1.0,
+        shown="the saved one, else 0.25",
+    )
 
     @property
     def max_upload_bytes(self) -> int:
@@ -138,61 +345,107 @@ class Settings:
         if env.get("INFERENCE_WAIT_S", "").strip():
             # Said, not ignored: an operator who set it expects a bound that no longer exists apart.
             raise ConfigError("INFERENCE_WAIT_S is gone: REQUEST_DEADLINE_S now bounds every wait of a photo")
-        workers = _number(
-            env, "WORKERS", max(1, available_cores() // CORES_PER_WORKER), int, minimum=1, maximum=most_processes()
-        )
+        values = {item.name: _read(env, item) for item in fields(cls) if item.metadata and not item.metadata["derived"]}
+        # The derived ones, each from what it depends on.
+        workers = _declared_number(env, "workers", default=max(1, available_cores() // CORES_PER_WORKER))
         capacity = request_threads(env)
         return cls(
+            **values,
             model_dir=sources.model_dir(env),
             port=_number(env, "SAGEMAKER_BIND_TO_PORT", 0, int, minimum=1, maximum=65535)
-            or _number(env, "PORT", cls.port, int, minimum=1, maximum=65535),
+            or _declared_number(env, "port"),
             host=_host(env),
             workers=workers,
             threads=capacity.threads,
-            timeout_s=_number(env, "TIMEOUT", cls.timeout_s, int, minimum=0, maximum=86_400),  # 0: gunicorn's "never"
-            max_requests=_number(env, "MAX_REQUESTS", cls.max_requests, int, minimum=0, maximum=10_000_000),
-            front=_choice(env, "FRONT", FRONTS),
             active_photos=capacity.active,
             queue_depth=capacity.depth,
             max_batch=capacity.batch,
-            max_batch_delay_ms=_number(
-                env, "MAX_BATCH_DELAY_MS", cls.max_batch_delay_ms, float, minimum=0.0, maximum=1000.0
-            ),
-            backend=_choice(env, "BACKEND", BACKENDS),
-            device=_choice(env, "DEVICE", DEVICES),
             # Workers share the cores: more engine threads than that only thrash.
-            engine_threads=_number(
-                env, "ENGINE_THREADS", max(1, available_cores() // workers), int, minimum=1, maximum=most_processes()
-            ),
-            precision=_choice(env, "PRECISION", PRECISIONS),
-            int8_min_agreement=_number(
-                env, "INT8_MIN_AGREEMENT", cls.int8_min_agreement, float, minimum=0.0, maximum=1.0
-            ),
-            max_upload_mb=_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, float, minimum=0.001, maximum=MAX_UPLOAD_MB),
-            max_image_megapixels=_number(
-                env, "MAX_IMAGE_MEGAPIXELS", cls.max_image_megapixels, float, minimum=0.001, maximum=MAX_MEGAPIXELS
-            ),
-            request_deadline_s=_number(
-                env, "REQUEST_DEADLINE_S", cls.request_deadline_s, float, minimum=0.1, maximum=3600
-            ),
-            pixel_budget_megapixels=_number(
-                env,
-                "PIXEL_BUDGET_MEGAPIXELS",
-                cls.pixel_budget_megapixels,
-                float,
-                minimum=0.001,
-                maximum=MAX_MEGAPIXELS,
-            ),
-            jpeg_quality=_number(env, "JPEG_QUALITY", cls.jpeg_quality, int, minimum=1, maximum=100),
-            tile_overlap=_number(env, "TILE_OVERLAP", cls.tile_overlap, float, minimum=0.0, maximum=0.9),
+            engine_threads=_declared_number(env, "engine_threads", default=max(1, available_cores() // workers)),
             cors_origins=_origins(env),
             api_keys=_api_keys(env),
-            model_sha256=env.get("MODEL_SHA256", "").strip().lower(),
-            log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
-            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
             label_studio=_label_studio(env),
-            default_threshold=_number(env, "DEFAULT_THRESHOLD", None, float, minimum=0.0, maximum=1.0),
         )
+
+
+# Variables read outside Settings (by run.sh, the model's sources, boto3, the darknet
+# binding), in the same table of the docs.
+OTHER_VARIABLES = (
+    (
+        "MODEL_S3_URI",
+        "none",
+        "`s3://bucket/prefix`: fetch the model files from there at start (into `aimodel/s3` unless `MODEL_DIR` "
+        "is set); another scheme is refused in one line naming the known ones",
+    ),
+    ("AWS_*", "", "the usual boto3 variables; `AWS_ENDPOINT_URL` for an S3-compatible store"),
+    ("LIBDARKNET_PATH", "see below", "the libdarknet.so file (or its folder) for the darknet engine"),
+    (
+        "APT_LOCK_WAIT_S",
+        "300",
+        "`./run.sh` as root: how long to wait for another apt's lock before starting without nginx "
+        "(or failing without `python3-venv`)",
+    ),
+)
+
+
+def _read(env: Mapping[str, str], item) -> object:
+    """One setting from its declaration: a choice, a bounded number, or text."""
+    meta, name = item.metadata, item.metadata["env"]
+    if meta["choices"]:
+        return _choice(env, name, meta["choices"], case=str.upper if name == "LOG_LEVEL" else str.lower)
+    if meta["min"] is not None:
+        return _declared_number(env, item.name, owner=type_of(item))
+    raw = env.get(name, "").strip()
+    return meta["parse"](raw) if raw else item.default
+
+
+def type_of(item) -> type:
+    return next(owner for owner in (Settings, LabelStudioSettings) if item in fields(owner))
+
+
+def _declared(owner: type, name: str):
+    return next(item for item in fields(owner) if item.name == name)
+
+
+def _declared_number(env: Mapping[str, str], name: str, default=None, owner: type | None = None):
+    """A number setting with the bounds its field declares; `default` where it is derived."""
+    item = _declared(owner or Settings, name)
+    meta = item.metadata
+    kind = int if item.type in ("int", int) else float
+    maximum = meta["max"]() if callable(meta["max"]) else meta["max"]
+    chosen = item.default if default is None else default
+    return _number(env, meta["env"], chosen, kind, minimum=meta["min"], maximum=maximum)
+
+
+def settings_table() -> str:
+    """The Markdown table of every environment variable, for docs/operations.md."""
+    rows = ["| variable | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    declared = [*fields(Settings), *fields(LabelStudioSettings)]
+    for item in declared:
+        meta = item.metadata
+        if not meta:
+            continue
+        shown = meta["shown"] if meta.get("shown") is not None else _plain_default(item.default)
+        rows.append(f"| `{meta['env']}` | {shown} | {_allowed(meta)} | {meta['help']} |")
+    rows += [f"| `{name}` | {shown} | | {help} |" for name, shown, help in OTHER_VARIABLES]
+    return "\n".join(rows) + "\n"
+
+
+def _allowed(meta) -> str:
+    if meta["choices"]:
+        return ", ".join(f"`{choice}`" for choice in meta["choices"])
+    if meta["min"] is None:
+        return ""
+    maximum = "4 a core (at least 8)" if callable(meta["max"]) else _plain(meta["max"])
+    return f"{_plain(meta['min'])} to {maximum}"
+
+
+def _plain_default(value) -> str:
+    if value in ("", None, ()):
+        return "none"
+    if isinstance(value, float):
+        return _plain(value)
+    return str(value)
 
 
 class Capacity(NamedTuple):
@@ -207,10 +460,10 @@ def request_threads(env: Mapping[str, str] = os.environ) -> Capacity:
     waits in a thread of its own (nginx hands over only whole requests), so the threads
     are the queue plus spares; THREADS set lower shortens the queue to fit."""
     # A batch of MAX_BATCH needs that many photos at work at once.
-    batch = _number(env, "MAX_BATCH", Settings.max_batch, int, minimum=1, maximum=256)
-    active = max(batch, _number(env, "ACTIVE_PHOTOS", Settings.active_photos, int, minimum=1, maximum=64))
-    depth = _number(env, "QUEUE_DEPTH", Settings.queue_depth, int, minimum=0, maximum=4096)
-    threads = _number(env, "THREADS", active + depth + SPARE_THREADS, int, minimum=2, maximum=8192)
+    batch = _declared_number(env, "max_batch")
+    active = max(batch, _declared_number(env, "active_photos"))
+    depth = _declared_number(env, "queue_depth")
+    threads = _declared_number(env, "threads", default=active + depth + SPARE_THREADS)
     if threads <= active:
         raise ConfigError(
             f"THREADS={threads} leaves no thread for /ping beside {active} photos at work "
@@ -315,12 +568,8 @@ def _label_studio(env: Mapping[str, str]) -> LabelStudioSettings:
     for host in hosts:
         if not HOST.match(host):
             raise ConfigError(f"LABEL_STUDIO_HOSTS: {host!r} is not a host or host:port (no scheme, no path)")
-    return LabelStudioSettings(
-        url=url,
-        api_key=env.get("LABEL_STUDIO_API_KEY", "").strip(),
-        hosts=frozenset(hosts),
-        timeout_s=_number(env, "LABEL_STUDIO_TIMEOUT_S", LABEL_STUDIO_TIMEOUT_S, float, minimum=1.0, maximum=3600),
-    )
+    values = {item.name: _read(env, item) for item in fields(LabelStudioSettings) if not item.metadata["derived"]}
+    return LabelStudioSettings(**values, url=url, hosts=frozenset(hosts))
 
 
 HOST = re.compile(r"^[a-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-f:.]+\](:[0-9]{1,5})?$")
@@ -351,3 +600,7 @@ def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum):
 
 def _plain(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")
