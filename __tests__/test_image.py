@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from reaper import label_args
 from support import DATA, ROOT, free_port, told_to_stop, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -137,6 +138,7 @@ class Container:
                 "--detach",
                 "--name",
                 self.name,
+                *label_args(),  # removed by the run's reaper, however the run ends
                 "-p",
                 f"127.0.0.1:{self.port}:8080",
                 *args,
@@ -216,8 +218,9 @@ def counted(answer: requests.Response) -> dict[str, int]:
 
 
 def run_probe(engine, image: str, model: Path) -> dict:
+    mounts = ["-v", f"{model}:/opt/ml/model:ro", "-v", f"{DATA}:/photos:ro"]
     done = subprocess.run(
-        [*engine, "run", "--rm", "-v", f"{model}:/opt/ml/model:ro", "-v", f"{DATA}:/photos:ro", image, *PYTHON, PROBE],
+        [*engine, "run", *label_args(), "--rm", *mounts, image, *PYTHON, PROBE],
         capture_output=True,
         text=True,
         timeout=300,
