@@ -12,7 +12,8 @@ Every test falls in one tier, from what it uses (`./test.sh fast` runs the first
   engine for minutes; support.py refuses to start a process from any other tier, so a
   slow test cannot hide in the fast ones.
 
-Whatever a run starts dies with it, however pytest ends (reaper.py).
+Whatever a run starts dies with it, however pytest ends (reaper.py). A tool the suite
+needs is a skip where it is missing, a failure under CI=true (support.require_tool).
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def pytest_configure(config: pytest.Config) -> None:
         # The watchdog's stderr is the terminal's, not pytest's capture of it.
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
             reaper.start()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("needs_tool"):  # before a fixture starts a service without it
+        support.require_tool(*mark.args)
 
 
 def tier_of(item: pytest.Item) -> str:
