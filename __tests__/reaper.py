@@ -9,14 +9,15 @@ pytest's process group. A first CI run stopped at its time limit left a service
 How: conftest.py (in the controller, not in xdist's workers) calls `start()` before any
 test runs. It puts a marker unique to the run in os.environ, DARKNET_TEST_RUN=<uuid>, that
 every process a test starts inherits, and starts this file as a watchdog in a session of
-its own. The watchdog waits for pytest to end (EOF on a pipe whose write end only pytest
-holds; pytest's pid polled each second, for a forked child holding the pipe too), then
-removes the containers labelled with the marker and stops the run's processes: SIGTERM,
-up to 3 s, SIGKILL. The run's processes are those whose /proc/PID/environ carries its
-marker, their descendants (nginx and Chromium's helpers overwrite their environment with
-their process titles), and pytest's descendants seen while it ran (a test may give a
-process an environment of its own). Other runs have other markers; pytest's ancestors
-(the user's shell) and other watchdogs are never touched.
+its own, out of pytest's process tree. The watchdog waits for pytest to end (EOF on a
+pipe whose write end only pytest holds; pytest's pid polled each second, for a forked
+child holding the pipe too), then removes the containers labelled with the marker and
+stops the run's processes: SIGTERM, up to 3 s, SIGKILL. The run's processes are those
+whose /proc/PID/environ carries its marker, their descendants (nginx and Chromium's
+helpers overwrite their environment with their process titles), and pytest's
+descendants seen while it ran (a test may give a process an environment of its own).
+Other runs have other markers; pytest's ancestors (the user's shell) and other watchdogs
+are never touched.
 
 Only the standard library here: the watchdog runs as `python -I reaper.py ...`.
 """
@@ -44,7 +45,7 @@ GRACE_S = 3.0
 # whoever started it first) and a package install (run.sh installs nginx where missing
 # as root), which would leave dpkg half done.
 SPARED_NAMES = ("catatonit", "apt-get", "dpkg")
-_kept: list = []  # the pipe's write end and the watchdog's Popen: held until pytest exits
+_kept: list[int] = []  # the pipe's write end: held until pytest exits
 
 
 @dataclass(frozen=True)
@@ -209,19 +210,23 @@ def start() -> str:
     if not Path("/proc/self/environ").exists():
         return run  # no /proc (not Linux): no watchdog
     read_end, write_end = os.pipe()  # both non-inheritable: only pytest holds the write end
-    watchdog = subprocess.Popen(
+    subprocess.run(
         [sys.executable, "-I", __file__, run, str(os.getpid()), str(read_process(os.getpid()).start), str(read_end)],
         pass_fds=(read_end,),
         start_new_session=True,  # a Ctrl-C or a kill of pytest's process group leaves it be
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         env={**os.environ, WATCHDOG: "1"},
+        check=True,
     )
     os.close(read_end)
-    _kept.extend((write_end, watchdog))
+    _kept.append(write_end)
     return run
 
 
 if __name__ == "__main__":
-    run_id, pid, started, fd = sys.argv[1:]
-    watch(run_id, int(pid), int(started), int(fd))
+    # Forked again, out of pytest's process tree: a CI runner that kills pytest's tree at
+    # its time limit leaves the watchdog be (start() waits for the first half only).
+    if os.fork() == 0:
+        run_id, pid, started, fd = sys.argv[1:]
+        watch(run_id, int(pid), int(started), int(fd))
