@@ -11,13 +11,19 @@ Every test falls in one tier, from what it uses (`./test.sh fast` runs the first
 - e2e: real processes (marked `e2e`, or using `live_server`), and soaks that run an
   engine for minutes; support.py refuses to start a process from any other tier, so a
   slow test cannot hide in the fast ones.
+
+Whatever a run starts dies with it, however pytest ends (reaper.py). A tool the suite
+needs is a skip where it is missing, a failure under CI=true (support.require_tool).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import pytest
+import reaper
 import support
 from fakes import fake_app as make_fake_app
 from support import DEMO_MODEL, RunningService, copy_model
@@ -26,6 +32,22 @@ from app.http.factory import create_app
 from app.inference.detector import Detector, build_detector
 from app.model.files import ModelDescription, load_model_description
 from app.settings import Settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # In the controller only: xdist's workers inherit its marker, and its watchdog
+    # counts them (and all they start) among the run's processes.
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        capture = config.pluginmanager.getplugin("capturemanager")
+        # The watchdog's stderr is the terminal's, not pytest's capture of it.
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reaper.start()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("needs_tool"):  # before a fixture starts a service without it
+        support.require_tool(*mark.args)
 
 
 def tier_of(item: pytest.Item) -> str:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import requests
 from PIL import Image
 
@@ -33,6 +34,29 @@ def starts_processes(what: str) -> None:
     """Called where a test starts a real service, browser or container: only e2e may."""
     if TIER not in (None, "e2e"):
         raise AssertionError(f"a {TIER} test starts {what}: mark it @pytest.mark.e2e")
+
+
+def under_ci() -> bool:
+    """CI=true, as GitHub Actions, GitLab CI and most others set it."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require_tool(found: bool, what: str, package: str) -> None:
+    """A tool the suite needs (nginx, Chromium, a container engine, Debian's darknet, Label
+    Studio's venv): where it is missing, a skip on a developer's machine, with the Debian
+    package to install; under CI a failure, where a skip would hide tests that never ran."""
+    if found:
+        return
+    reason = f"{what}: apt-get install {package}"
+    if under_ci():
+        pytest.fail(f"{reason} (CI=true: a tool the suite needs is missing)", pytrace=False)
+    pytest.skip(reason)
+
+
+def needs_tool(found: bool, what: str, package: str) -> pytest.MarkDecorator:
+    """require_tool as a mark, for pytestmark and decorators: checked before the test's
+    fixtures start anything (conftest.py)."""
+    return pytest.mark.needs_tool(found, what, package)
 
 
 def _unit_tests_open_no_model_file(event: str, args: tuple) -> None:

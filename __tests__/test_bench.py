@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import ROOT, copy_model
+from support import ROOT, copy_model, require_tool
 
 DEBIAN_LIB = Path("/usr/lib/darknet/libdarknet.so")
 
@@ -43,8 +43,7 @@ def test_the_quick_benchmark_prints_every_table(model_dir, tmp_path):
 def test_the_gpu_check_dry_runs_on_the_cpu(model_dir):
     """scripts/gpu_check.sh's measuring half, on Debian's CPU darknet: it cannot be run on
     a GPU here, so at least its counts table, throughput tables and verdict are."""
-    if not DEBIAN_LIB.is_file():
-        pytest.skip("Debian's darknet package is not installed (sudo apt-get install darknet)")
+    require_tool(DEBIAN_LIB.is_file(), f"Debian's darknet is not installed (no {DEBIAN_LIB})", "darknet")
     command = [sys.executable, "-m", "bench.gpu_check", "--engine", f"darknet:{DEBIAN_LIB}", "--device", "cpu"]
     command += ["--batches", "1,2", "--clients", "1", "--duration", "0.5", "--skip-production"]
     result = subprocess.run(

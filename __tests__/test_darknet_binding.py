@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import photo_rgb
+from support import photo_rgb, require_tool
 
 from app.inference.detector import Detector
 from app.inference.engines import create_engine
@@ -36,10 +36,7 @@ ENV_BUILDS = {
 
 
 def _debian_library():
-    if not DEBIAN_LIB.is_file():
-        if os.environ.get("CI"):
-            pytest.fail("CI must have Debian's darknet package: ./test.sh installs it (apt-get install darknet)")
-        pytest.skip("Debian's darknet package is not installed (sudo apt-get install darknet)")
+    require_tool(DEBIAN_LIB.is_file(), f"Debian's darknet is not installed (no {DEBIAN_LIB})", "darknet")
     return load_library(DEBIAN_LIB)
 
 

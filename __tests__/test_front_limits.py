@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import RunningService, photo_bytes, wait_until
+from support import RunningService, needs_tool, photo_bytes, wait_until
 
 from app.http.front import CONNECTIONS_PER_CLIENT, UPLOADS_PER_CLIENT, nginx_binary
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)"),
+    needs_tool(nginx_binary() is not None, "nginx is not installed", "nginx"),
 ]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import ROOT, RunningService, free_port, photo_bytes, wait_until
+from support import ROOT, RunningService, free_port, photo_bytes, require_tool, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -111,7 +111,8 @@ def label_studio_python() -> str:
     made = subprocess.run(
         ["bash", str(ROOT / "scripts" / "label_studio_venv.sh")], capture_output=True, text=True, timeout=1200
     )
-    assert made.returncode == 0, f"Label Studio could not be installed:\n{made.stderr[-3000:]}"
+    said = " / ".join(made.stderr.strip().splitlines()[-5:])
+    require_tool(made.returncode == 0, f"Label Studio's venv could not be made ({said})", "python3-venv")
     return made.stdout.strip().splitlines()[-1]
 
 

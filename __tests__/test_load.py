@@ -12,7 +12,16 @@ from contextlib import contextmanager
 
 import pytest
 import requests
-from support import RunningService, photo_bytes, photos_held, rss_mb, told_to_stop, wait_until, worker_pids
+from support import (
+    RunningService,
+    needs_tool,
+    photo_bytes,
+    photos_held,
+    rss_mb,
+    told_to_stop,
+    wait_until,
+    worker_pids,
+)
 
 from app.http.front import nginx_binary
 
@@ -20,7 +29,7 @@ pytestmark = pytest.mark.e2e  # every test here starts the service
 
 PHOTOS = ("dog.jpg", "person.jpg", "eagle.jpg")
 # ./test.sh installs nginx as root; a developer without it sees why these do not run.
-NEEDS_NGINX = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)")
+NEEDS_NGINX = needs_tool(nginx_binary() is not None, "nginx is not installed", "nginx")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from support import DATA, photo_rgb
+from support import DATA, photo_rgb, require_tool
 
 from app.inference.detector import Detector
 from app.inference.engines import EngineUnavailable, create_engine
@@ -51,10 +51,7 @@ def test_detections_match_opencv(onnx_detector, opencv_detector, photo):
 
 @pytest.mark.parametrize("photo", ("dog.jpg", "person.jpg", "horses.jpg"))
 def test_detections_match_debian_darknet(onnx_detector, demo_model, photo, monkeypatch):
-    if not os.path.isfile(DEBIAN_LIB):
-        if os.environ.get("CI"):
-            pytest.fail("CI must have Debian's darknet package: ./test.sh installs it")
-        pytest.skip("Debian's darknet package is not installed")
+    require_tool(os.path.isfile(DEBIAN_LIB), f"Debian's darknet is not installed (no {DEBIAN_LIB})", "darknet")
     monkeypatch.setenv("LIBDARKNET_PATH", DEBIAN_LIB)
     darknet = Detector(DarknetEngine(demo_model, threads=2), demo_model)
     image = photo_rgb(photo)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import requests
-from support import ROOT, RunningService, big_photo
+from support import ROOT, RunningService, big_photo, needs_tool
 
 from app.http.admission import PhotoQueue
 from app.http.front import nginx_binary
@@ -56,7 +56,7 @@ def test_metrics_show_each_workers_queue(live_server):
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)")
+@needs_tool(nginx_binary() is not None, "nginx is not installed", "nginx")
 def test_every_line_is_json_through_a_page_visit_and_a_stop_and_the_page_files_stay_quiet(tmp_path):
     env = {"WORKERS": "1", "LOG_FORMAT": "json", "HOME": "/etc/passwd", "REQUEST_DEADLINE_S": "300"}
     service = RunningService(env, tmp_path / "service.log")

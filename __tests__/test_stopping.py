@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import ROOT, RunningService, big_photo, photos_held, told_to_stop, wait_until
+from support import ROOT, RunningService, big_photo, needs_tool, photos_held, require_tool, told_to_stop, wait_until
 
 from app.http.front import FrontSettings, listen_address, nginx_binary, render_config
 from app.http.supervisor import ExitStatus, stop_within_s
@@ -23,7 +23,7 @@ from app.settings import Settings
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)"),
+    needs_tool(nginx_binary() is not None, "nginx is not installed", "nginx"),
 ]
 
 IN_FLIGHT = 4
@@ -287,8 +287,7 @@ def test_the_readme_unit_drains_on_stop_and_systemd_accepts_it(tmp_path):
     assert float(unit["Service"]["TimeoutStopSec"]) > stop_within_s(Settings.from_env({}))
     assert unit["Service"]["ExecStart"] == f"{unit['Service']['WorkingDirectory']}/run.sh"
     verify = "/usr/bin/systemd-analyze"
-    if not os.access(verify, os.X_OK):
-        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    require_tool(os.access(verify, os.X_OK), "systemd-analyze is not installed", "systemd")
     # This checkout stands for /srv/detector, the one change made to the unit.
     readme = (ROOT / "docs" / "operations.md").read_text()
     (block,) = [b for b in re.findall(r"```ini\n(.*?)```", readme, re.DOTALL) if "[Service]" in b]

@@ -13,14 +13,12 @@ import zipfile
 import pytest
 import requests
 from PIL import Image
-from support import DATA, ROOT, RunningService
+from support import DATA, ROOT, RunningService, needs_tool
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="Chromium is not installed (./test.sh installs Debian's chromium when run as root)"
-    ),
+    needs_tool(CHROMIUM is not None, "Chromium is not installed", "chromium"),
 ]
 FINISHED = "#results tbody tr:is([data-status=done], [data-status=failed])"
 STATIC = ROOT / "app" / "http" / "static"

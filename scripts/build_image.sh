@@ -21,6 +21,10 @@ CUDA_VERSION=12.6.3
 DEBIAN_SUITE=bookworm
 DEBIAN_BASE=localhost/darknet-service-base:$DEBIAN_SUITE
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/darknet-service
+# Under the tests, containers carry the run's marker: __tests__/reaper.py removes them
+# however the run ends.
+run_label=()
+[ -z "${DARKNET_TEST_RUN:-}" ] || run_label=(--label "darknet-test-run=$DARKNET_TEST_RUN")
 
 usage() {
   sed -n '5p' "$0" >&2
@@ -75,13 +79,13 @@ debian_base() {
 # their root: then its default ulimits are emptied, as a drop-in of containers.conf.
 check_container_start() {
   local said
-  said=$("${engine[@]}" run --rm "$1" true 2>&1) && return
+  said=$("${engine[@]}" run "${run_label[@]}" --rm "$1" true 2>&1) && return
   if [ "${engine[0]}" = podman ] && [[ $said == *"error setting rlimit"* ]] && [ "$(id -u)" = 0 ]; then
     mkdir -p /etc/containers/containers.conf.d
     printf '[containers]\n# rlimits above what this machine allows root make runc fail\ndefault_ulimits = []\n' \
       >/etc/containers/containers.conf.d/50-host-ulimits.conf
     say "podman's default ulimits exceed this machine's: emptied in /etc/containers/containers.conf.d/50-host-ulimits.conf"
-    said=$("${engine[@]}" run --rm "$1" true 2>&1) && return
+    said=$("${engine[@]}" run "${run_label[@]}" --rm "$1" true 2>&1) && return
   fi
   echo "build_image: ${engine[*]} cannot start a container: ${said##*$'\n'}" >&2
   exit 1
@@ -97,7 +101,7 @@ debian_darknet_source() {
     debian_base >&2
     rm -rf "$into" && mkdir -p "$into"
     say "fetching Debian's darknet source package (apt-get source darknet)" >&2
-    "${engine[@]}" run --rm -v "$into:/out" "$DEBIAN_BASE" bash -c "
+    "${engine[@]}" run "${run_label[@]}" --rm -v "$into:/out" "$DEBIAN_BASE" bash -c "
       echo 'deb-src http://deb.debian.org/debian $DEBIAN_SUITE main' >/etc/apt/sources.list.d/source.list &&
       apt-get update -qq && apt-get install -y -qq --no-install-recommends dpkg-dev >/dev/null &&
       cd /out && apt-get source -qq darknet >/dev/null 2>&1 && rm -f /out/*.tar.* /out/*.dsc" >&2
@@ -174,7 +178,7 @@ started=$(date +%s)
   --build-arg GPU_RUNTIME_BASE="$gpu_runtime_base" \
   --tag "$tag" .
 size=$("${engine[@]}" image inspect --format '{{.Size}}' "$tag")
-built=$("${engine[@]}" run --rm "$tag" cat /opt/darknet/darknet-build.txt)
+built=$("${engine[@]}" run "${run_label[@]}" --rm "$tag" cat /opt/darknet/darknet-build.txt)
 say "$tag built in $(($(date +%s) - started)) s, $((size / 1000000)) MB; darknet: $built"
 # The line to run it with what built it: a podman build is not in docker's store.
 run_line=("${engine[@]}" run --rm -p 8080:8080)
