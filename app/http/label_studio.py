@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -25,13 +26,19 @@ from app.vision.detection import DetectOptions
 from app.vision.images import ImageTooLarge, InvalidImage
 
 from .errors import BadRequest, NotReady
-from .label_studio_photos import FetchPastDeadline, LabelStudioLink, LabelStudioToken, PhotoFetchError, host_of
+from .label_studio_photos import FetchPastDeadline, LabelStudioLink, LabelStudioToken, PhotoFetchError, SetupRefused
 from .request_log import add_fields
 
 log = logging.getLogger(__name__)
 bp = Blueprint("label_studio", __name__, url_prefix="/label-studio")
 # What a task's photo can fail with and leave the other tasks counted (DamagedImage is an InvalidImage).
 TASK_ERRORS = (PhotoFetchError, InvalidImage, ImageTooLarge)
+# What /setup may set: Label Studio's base URL, and a token as it sends them (a legacy
+# token is 40 hex, a personal access token a JWT of some 300 characters).
+MAX_HOSTNAME_CHARS = 2048
+MAX_TOKEN_CHARS = 4096
+TOKEN = re.compile(r"[!-~]+")  # printable ASCII, no space: what an Authorization header can carry
+MAX_PROJECT_CHARS = 100  # "<project id>.<created at>", for the log
 
 
 def _detector() -> Detector:
@@ -74,11 +81,20 @@ def health():
 
 @bp.post("/setup")
 def setup():
+    """Label Studio connects (and calls this before each batch): the config is checked,
+    and its host and token are taken where the settings name none (LabelStudioLink.learn)."""
     body = _json_body()
     detector = _detector()
+    hostname = _text(body, "hostname", MAX_HOSTNAME_CHARS)
+    access_token = _text(body, "access_token", MAX_TOKEN_CHARS)
+    if access_token and not TOKEN.fullmatch(access_token):
+        raise BadRequest("'access_token' must be a Label Studio token (printable, no spaces)", code="invalid_parameter")
     config = _label_config(body.get("schema"))
-    _remember_label_studio(body.get("hostname"), body.get("access_token"))
-    _note_labels(config, detector.class_names, str(body.get("project", "")))
+    _note_labels(config, detector.class_names, _project(body))
+    try:
+        current_app.extensions["label_studio"].learn(hostname, access_token)
+    except SetupRefused as exc:
+        raise BadRequest(str(exc), code="invalid_parameter") from None
     return jsonify({"model_version": detector.model_id})
 
 
@@ -103,14 +119,15 @@ def predict():
     if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
         raise BadRequest("'tasks' must be a list of Label Studio tasks", code="invalid_parameter")
     config = _label_config(body.get("label_config"))
-    match = _note_labels(config, detector.class_names, str(body.get("project", "")))
+    match = _note_labels(config, detector.class_names, _project(body))
     # From the request's arrival (admission.py set g.deadline that far ahead of it).
     deadline = g.deadline - settings.request_deadline_s + settings.label_studio.timeout_s
     link: LabelStudioLink = current_app.extensions["label_studio"]
     g.queue_photos = len(tasks)  # admission.py learns the time of a photo, not of this batch
     results, failed = [], 0
     for done, task in enumerate(tasks):
-        url = (task.get("data") or {}).get(config.data_key)
+        data = task.get("data")
+        url = data.get(config.data_key) if isinstance(data, dict) else None
         try:
             if time.monotonic() > deadline:
                 raise DeadlineExceeded("no time left")
@@ -154,6 +171,22 @@ def _json_body() -> dict:
     return body
 
 
+def _text(body: dict, key: str, max_chars: int) -> str:
+    """A string field of /setup ("" when absent or null), bounded."""
+    value = body.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > max_chars:
+        raise BadRequest(f"'{key}' must be a string of at most {max_chars} characters", code="invalid_parameter")
+    return value.strip()
+
+
+def _project(body: dict) -> str:
+    """The project's id for the log: "<id>.<created at>" as Label Studio sends it."""
+    project = body.get("project")
+    return str(project)[:MAX_PROJECT_CHARS].split(".")[0] if isinstance(project, (str, int)) else ""
+
+
 def _label_config(xml) -> LabelConfig:
     if not isinstance(xml, str) or not xml.strip():
         raise BadRequest("the request carries no labelling config (label_config or schema)", code="invalid_parameter")
@@ -170,7 +203,7 @@ def _parsed(xml: str) -> LabelConfig:
 
 def _note_labels(config: LabelConfig, class_names: tuple[str, ...], project: str):
     """The labels matched by name; the difference is logged once per config and worker."""
-    return _matched(config, class_names, project.split(".")[0])
+    return _matched(config, class_names, project)
 
 
 @functools.lru_cache(maxsize=32)
@@ -185,20 +218,3 @@ def _matched(config: LabelConfig, class_names: tuple[str, ...], project: str):
     if match.note():
         log.warning("label studio project %s: %s", project or "?", match.note())
     return match
-
-
-def _remember_label_studio(hostname, access_token) -> None:
-    """What /setup says about Label Studio, used where the settings say nothing: its host
-    only when the operator allows it (LABEL_STUDIO_HOSTS), else anyone could point this
-    service's fetches somewhere. Kept by this worker only: with several workers, set
-    LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY."""
-    link: LabelStudioLink = current_app.extensions["label_studio"]
-    if not link.url and isinstance(hostname, str) and hostname:
-        try:
-            host = host_of(hostname)
-        except ValueError:
-            host = ""
-        if host in link.allowed_hosts:
-            link.url = hostname.rstrip("/")
-    if link.token is None and isinstance(access_token, str) and access_token.strip():
-        link.token = LabelStudioToken(access_token)
