@@ -6,19 +6,26 @@ token (a small file server on 127.0.0.1 that answers as Label Studio's /data/upl
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import socket
 import threading
 import time
+import tracemalloc
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
-from fakes import fake_app
+from fakes import FAKE_CLASSES, fake_app
 from support import photo_bytes, photo_path
 
+from app.http import label_studio as label_studio_module
+from app.http import request_parsing
 from app.http.factory import create_app
+from app.http.label_studio import CONFIG_CACHE_BYTES, LabelConfigCache, ProjectLabels
 from app.http.label_studio_photos import LabelStudioLink, LabelStudioToken, PhotoFetchError
 from app.pipeline.label_studio import (
+    MAX_LABEL_CONFIG_CHARS,
     LabelConfigError,
     match_labels,
     parse_label_config,
@@ -178,6 +185,8 @@ def test_model_classes_meet_project_labels_by_name_never_by_position():
     assert match.not_in_model == ("Unicorn",)
     assert match.not_in_project == ("car",)
     assert "Unicorn" in match.note()
+    many = match_labels(("dog",), tuple(f"label {i}" for i in range(5000)))
+    assert "and 4980 more" in many.note() and len(many.note()) < 500  # one log line, not the config
 
 
 def test_a_box_becomes_a_region_in_percent_of_the_photo_cut_at_its_edges():
@@ -600,6 +609,98 @@ def test_with_api_keys_an_anonymous_setup_changes_nothing(tmp_path, label_studio
     key = base64.b64encode(b"labelstudio:s3cret").decode()
     assert setup(client, label_studio.url, LEGACY_TOKEN, Authorization=f"Basic {key}").status_code == 200
     assert link.url == label_studio.url and link.token.key == LEGACY_TOKEN
+
+
+# Bodies and configs within bounds (issue 33, row 3).
+
+
+def test_a_huge_label_studio_body_is_refused_before_it_is_parsed(fake_client, monkeypatch):
+    """15 million `{}` (42 MB, under MAX_UPLOAD_MB) once took a worker to 1.7 GB."""
+    parsed = []
+    monkeypatch.setattr(request_parsing, "json", SimpleNamespace(loads=lambda data: parsed.append(len(data))))
+    body = b'{"tasks": [' + b"{}," * 14_000_000 + b'{}], "label_config": ""}'
+    for path in ("/label-studio/predict", "/label-studio/setup"):
+        started = time.monotonic()
+        answer = fake_client.post(path, data=body, content_type="application/json")
+        assert answer.status_code == 400 and answer.json["error"]["code"] == "invalid_json"
+        assert "values" in answer.json["error"]["message"]
+        assert time.monotonic() - started < 5
+    assert parsed == []
+
+
+def test_a_batch_of_real_size_is_within_the_bound(fake_client):
+    """25 tasks, each labelled and pre-labelled with 500 boxes, as Label Studio sends them."""
+    region = {
+        "id": "a1B2c3D4e5",
+        "from_name": "boxes",
+        "to_name": "photo",
+        "type": "rectanglelabels",
+        "original_width": 4000,
+        "original_height": 3000,
+        "image_rotation": 0,
+        "value": {"x": 12.3, "y": 45.6, "width": 0.5, "height": 0.5, "rotation": 0, "rectanglelabels": ["Rotifer"]},
+        "score": 0.81,
+    }
+    labelled = {"id": 1, "result": [region] * 500, "completed_by": 1, "was_cancelled": False, "lead_time": 12.5}
+    task = {"data": {"picture": "s3://not/fetched.jpg"}, "annotations": [labelled], "predictions": [labelled]}
+    tasks = [{**task, "id": number} for number in range(25)]
+    answer = fake_client.post("/label-studio/predict", json={"tasks": tasks, "label_config": FAKE_CONFIG})
+    assert answer.status_code == 200 and len(answer.json["results"]) == 25
+
+
+def test_a_big_label_config_is_refused_before_it_is_parsed(fake_client):
+    huge = FAKE_CONFIG.replace("</RectangleLabels>", '<Label value="x"/>' * 2_300_000 + "</RectangleLabels>")  # 40 MB
+    started = time.monotonic()
+    answer = fake_client.post("/label-studio/setup", json={"schema": huge})
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "invalid_label_config"
+    assert f"at most {MAX_LABEL_CONFIG_CHARS // 1024} KB" in answer.json["error"]["message"]
+    assert time.monotonic() - started < 5
+
+
+def big_config(number: int, labels: int = 3000) -> str:
+    """A config of its own (labels named after `number`), ~60 KB."""
+    return FAKE_CONFIG.replace(
+        "</RectangleLabels>", "".join(f'<Label value="c{number}-{i}"/>' for i in range(labels)) + "</RectangleLabels>"
+    )
+
+
+def read(xml: str) -> ProjectLabels:
+    config = parse_label_config(xml)
+    return ProjectLabels(config, match_labels(FAKE_CLASSES, config.labels))
+
+
+def test_the_config_cache_holds_digests_within_its_bytes():
+    """What it holds is measured (tracemalloc), not only what it counts: both within the bound."""
+    bound = 1024 * 1024
+    configs = [big_config(number) for number in range(8)]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    cache = LabelConfigCache(max_entries=32, max_bytes=bound)
+    for xml in configs:
+        cache.get(xml, lambda xml=xml: read(xml))
+        assert cache.footprint <= bound
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert held <= bound
+    digests = cache.digests()
+    assert 1 <= len(digests) < len(configs)  # the least recently used went to make room
+    assert digests == [hashlib.sha256(xml.encode()).hexdigest() for xml in configs[-len(digests) :]]
+    too_big = LabelConfigCache(max_entries=32, max_bytes=1024)  # an entry over the whole bound is not kept
+    too_big.get(configs[0], lambda: read(configs[0]))
+    assert too_big.digests() == [] and too_big.footprint == 0
+
+
+def test_label_studio_s_config_is_read_once_and_kept_by_digest(fake_client, monkeypatch):
+    reads = []
+    monkeypatch.setattr(label_studio_module, "parse_label_config", lambda xml: reads.append(xml) or read(xml).config)
+    config = FAKE_CONFIG.replace("Dead", "Dead ")  # a config of this test's own
+    for _ in range(3):
+        assert setup(fake_client, schema=config).status_code == 200
+        assert predict(fake_client, config=config).status_code == 200
+    assert reads == [config]
+    cache = fake_client.application.extensions["label_studio_configs"]
+    assert hashlib.sha256(config.encode()).hexdigest() in cache.digests()
+    assert cache.footprint <= CONFIG_CACHE_BYTES
 
 
 @pytest.mark.parametrize(
