@@ -6,16 +6,31 @@ token (a small file server on 127.0.0.1 that answers as Label Studio's /data/upl
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import socket
 import threading
 import time
+import tracemalloc
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
+from fakes import FAKE_CLASSES, fake_app
 from support import photo_bytes, photo_path
 
+from app.http import label_studio as label_studio_module
+from app.http import request_parsing
 from app.http.factory import create_app
-from app.pipeline.label_studio import LabelConfigError, match_labels, parse_label_config, prediction
+from app.http.label_studio import CONFIG_CACHE_BYTES, LabelConfigCache, ProjectLabels
+from app.http.label_studio_photos import LabelStudioLink, LabelStudioToken, PhotoFetchError
+from app.pipeline.label_studio import (
+    MAX_LABEL_CONFIG_CHARS,
+    LabelConfigError,
+    match_labels,
+    parse_label_config,
+    prediction,
+)
 from app.pipeline.photo import PhotoResult
 from app.settings import ConfigError, LabelStudioSettings, Settings
 from app.vision.detection import Detection
@@ -50,6 +65,7 @@ class FakeLabelStudio:
         self.issued: list[str] = []  # the access tokens still good
         self.refreshes = 0
         self.expire_next_access = False  # the next photo request with a Bearer gets a 401
+        self.redirects: dict[str, tuple[int, str]] = {}  # path -> (status, Location), before any check
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +75,8 @@ class FakeLabelStudio:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append((self.path, ""))
+                if self.path in fake.redirects:
+                    return self._redirect(*fake.redirects[self.path])
                 if self.path != "/api/token/refresh/" or body.get("refresh") != PERSONAL_TOKEN:
                     return self._answer(401, b'{"detail": "Token is invalid"}')
                 fake.refreshes += 1
@@ -69,6 +87,8 @@ class FakeLabelStudio:
             def do_GET(self):
                 authorization = self.headers.get("Authorization", "")
                 fake.requests.append((self.path, authorization))
+                if self.path in fake.redirects:
+                    return self._redirect(*fake.redirects[self.path])
                 bearer = authorization.removeprefix("Bearer ")
                 if bearer in fake.issued and fake.expire_next_access:
                     fake.expire_next_access = False
@@ -80,6 +100,12 @@ class FakeLabelStudio:
                     return self._answer(404, b"{}")
                 self._answer(200, photo_bytes(name), "image/jpeg")
 
+            def _redirect(self, status: int, location: str):
+                self.send_response(status)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def _answer(self, status: int, body: bytes, content_type: str = "application/json"):
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -88,7 +114,8 @@ class FakeLabelStudio:
                 self.wfile.write(body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.authority = f"127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{self.authority}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def photo_requests(self) -> list[tuple[str, str]]:
@@ -158,6 +185,8 @@ def test_model_classes_meet_project_labels_by_name_never_by_position():
     assert match.not_in_model == ("Unicorn",)
     assert match.not_in_project == ("car",)
     assert "Unicorn" in match.note()
+    many = match_labels(("dog",), tuple(f"label {i}" for i in range(5000)))
+    assert "and 4980 more" in many.note() and len(many.note()) < 500  # one log line, not the config
 
 
 def test_a_box_becomes_a_region_in_percent_of_the_photo_cut_at_its_edges():
@@ -287,12 +316,391 @@ def test_a_photo_that_cannot_be_had_leaves_its_task_without_a_prediction_and_say
 
 def test_the_token_goes_to_label_studio_only(model_dir, label_studio):
     """A photo URL on another allowed host is fetched without the token (here: refused)."""
-    other = backend(model_dir, label_studio, LEGACY_TOKEN)
-    other.application.extensions["label_studio"].url = "http://label-studio.invalid:8080"
+    host = label_studio.authority
+    settings = Settings(
+        model_dir=model_dir,
+        engine_threads=2,
+        label_studio=LabelStudioSettings(
+            url="http://label-studio.invalid:8080", api_key=LEGACY_TOKEN, hosts=frozenset({host})
+        ),
+    )
+    other = create_app(settings).test_client()
     label_studio.requests.clear()
     entry = predict(other, f"{label_studio.url}/data/upload/1/dog.jpg").json["results"][0]
     assert "result" not in entry and "HTTP 401" in entry["error"]
     assert label_studio.photo_requests() == [("/data/upload/1/dog.jpg", "")]
+
+
+# Whose host gets the token: the host checked is the host connected to (issue 33, row 1).
+
+
+class RecordingServer:
+    """A host that is not Label Studio, on loopback: records each request's path and
+    headers, and answers every GET with a photo (a fetch that reached it would be counted)."""
+
+    def __init__(self, host: str = "127.0.0.1"):
+        self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                recorder.requests.append(("GET", self.path, dict(self.headers)))
+                body = photo_bytes("dog.jpg")
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                recorder.requests.append(("POST", self.path, dict(self.headers)))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self.server = Server((host, 0), Handler)
+        port = self.server.server_address[1]
+        self.port = port
+        self.authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def credentials(self) -> list[tuple[str, str]]:
+        """What reached this host that could open Label Studio: (path, header) pairs."""
+        return [
+            (path, f"{name}: {value}")
+            for _, path, headers in self.requests
+            for name, value in headers.items()
+            if name.lower() in ("authorization", "cookie", "proxy-authorization")
+        ]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def other_host():
+    server = RecordingServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def other_host_v6():
+    try:
+        server = RecordingServer("::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    yield server
+    server.close()
+
+
+def link_to(label_studio: FakeLabelStudio, *also: str) -> LabelStudioLink:
+    """The worker's link to the fake Label Studio with its legacy token; `also`: more allowed hosts."""
+    return LabelStudioLink(
+        url=label_studio.url,
+        token=LabelStudioToken(LEGACY_TOKEN),
+        allowed_hosts=frozenset({label_studio.authority, *also}),
+    )
+
+
+# (URL, what happens): "refused" (never sent), "fetched" (without the token), "token" (it is Label
+# Studio's exact origin). {ls}/{other}/{v6} are host:port, {ls_port} Label Studio's port alone.
+TRICKY_URLS = {
+    "backslash before @": ("http://{other}\\@{ls}/data/upload/1/dog.jpg", "refused"),
+    "backslash, the other way": ("http://{ls}\\@{other}/x.jpg", "refused"),
+    "backslash in the path": ("http://{other}/\\x.jpg", "refused"),
+    "user info naming Label Studio": ("http://{ls}@{other}/x.jpg", "refused"),
+    "user and password": ("http://user:pw@{ls}/data/upload/1/dog.jpg", "refused"),
+    "empty user info": ("http://@{other}/x.jpg", "refused"),
+    "%40 in the port": ("http://{other}%40{ls}/data/upload/1/dog.jpg", "refused"),
+    "%40 in the host": ("http://127.0.0.1%40{ls}/data/upload/1/dog.jpg", "refused"),
+    "mixed-case scheme, Label Studio": ("HtTp://{ls}/data/upload/1/dog.jpg", "token"),
+    "mixed-case scheme, other host": ("HTTP://{other}/x.jpg", "fetched"),
+    "a leading zero in Label Studio's port": ("http://127.0.0.1:0{ls_port}/data/upload/1/dog.jpg", "token"),
+    "Label Studio's host, another port": ("http://{other}/data/upload/1/dog.jpg", "fetched"),
+    "Label Studio's host and port, https": ("https://{ls}/data/upload/1/dog.jpg", "fetched"),
+    "IPv6 literal": ("http://{v6}/x.jpg", "fetched"),
+    "IPv6 literal, backslash": ("http://{v6}\\@{ls}/data/upload/1/dog.jpg", "refused"),
+    "IPv4-mapped IPv6 of Label Studio": ("http://[::ffff:127.0.0.1]:{ls_port}/data/upload/1/dog.jpg", "refused"),
+    "trailing dot": ("http://127.0.0.1.:{ls_port}/data/upload/1/dog.jpg", "refused"),
+}
+
+
+@pytest.mark.parametrize(("url", "outcome"), TRICKY_URLS.values(), ids=TRICKY_URLS.keys())
+def test_no_token_leaves_for_any_form_of_url(label_studio, other_host, other_host_v6, url, outcome):
+    """The other hosts are even allowed (LABEL_STUDIO_HOSTS): what they get is still no token."""
+    link = link_to(label_studio, other_host.authority, other_host_v6.authority)
+    url = url.format(
+        ls=label_studio.authority,
+        ls_port=label_studio.authority.rsplit(":", 1)[1],
+        other=other_host.authority,
+        v6=other_host_v6.authority,
+    )
+    label_studio.requests.clear()
+    other_host.requests.clear()
+    other_host_v6.requests.clear()
+    if outcome == "refused":
+        with pytest.raises(PhotoFetchError, match=r"not allowed|can be fetched"):
+            link.fetch(url, time.monotonic() + 10)
+        assert label_studio.requests == other_host.requests == other_host_v6.requests == []
+    elif outcome == "token":
+        assert link.fetch(url, time.monotonic() + 10) == photo_bytes("dog.jpg")
+        assert label_studio.photo_requests() == [("/data/upload/1/dog.jpg", f"Token {LEGACY_TOKEN}")]
+    else:
+        try:
+            link.fetch(url, time.monotonic() + 10)
+        except PhotoFetchError:
+            assert url.startswith("https")  # TLS to a plain HTTP server: no request arrives at all
+        assert [auth for _, auth in label_studio.requests if auth] == []
+    assert other_host.credentials() == other_host_v6.credentials() == []
+
+
+def test_a_task_url_that_two_parsers_read_as_two_hosts_is_refused_not_fetched(tmp_path, label_studio, other_host):
+    """Row 1 as it came: urlsplit sees Label Studio after the `@`, urllib3 connects to
+    the host before the backslash. Refused with the reason; the other host hears nothing."""
+    client = fake_app(
+        tmp_path,
+        label_studio=LabelStudioSettings(
+            url=label_studio.url, api_key=LEGACY_TOKEN, hosts=frozenset({label_studio.authority})
+        ),
+    ).test_client()
+    other_host.requests.clear()
+    url = f"http://{other_host.authority}\\@{label_studio.authority}/x.jpg"
+    (entry,) = predict(client, url, config=FAKE_CONFIG).json["results"]
+    assert "result" not in entry and "backslash is not allowed" in entry["error"]
+    assert other_host.requests == []
+
+
+def test_a_redirect_from_label_studio_to_another_port_is_not_followed(label_studio, other_host):
+    link = link_to(label_studio, other_host.authority)
+    label_studio.redirects["/data/upload/1/moved.jpg"] = (302, f"http://{other_host.authority}/x.jpg")
+    label_studio.redirects["/data/upload/1/kept.jpg"] = (307, f"http://{other_host.authority}/x.jpg")
+    other_host.requests.clear()
+    for name in ("moved.jpg", "kept.jpg"):
+        with pytest.raises(PhotoFetchError, match="redirect"):
+            link.fetch(f"/data/upload/1/{name}", time.monotonic() + 10)
+    assert other_host.requests == []
+
+
+def test_a_token_refresh_redirected_elsewhere_is_not_followed(label_studio, other_host):
+    link = LabelStudioLink(
+        url=label_studio.url, token=LabelStudioToken(PERSONAL_TOKEN), allowed_hosts=frozenset({label_studio.authority})
+    )
+    label_studio.redirects["/api/token/refresh/"] = (307, f"http://{other_host.authority}/api/token/refresh/")
+    other_host.requests.clear()
+    try:
+        with pytest.raises(PhotoFetchError, match="refused to refresh"):
+            link.fetch("/data/upload/1/dog.jpg", time.monotonic() + 10)
+    finally:
+        del label_studio.redirects["/api/token/refresh/"]
+    assert other_host.requests == []
+
+
+# What /setup may change (issue 33, row 2).
+
+FAKE_CONFIG = (
+    '<View><Image name="photo" value="$picture"/>'
+    '<RectangleLabels name="boxes" toName="photo"><Label value="Rotifer"/><Label value="Dead"/>'
+    "</RectangleLabels></View>"
+)
+
+
+def setup(client, hostname="", access_token="", schema=FAKE_CONFIG, **headers):
+    body = {"project": "1.1700000000", "schema": schema, "hostname": hostname, "access_token": access_token}
+    return client.post("/label-studio/setup", json=body, headers=headers)
+
+
+def learning_backend(tmp_path, label_studio, *hosts, **settings):
+    """No LABEL_STUDIO_URL, no token: what /setup says is all there is."""
+    studio = LabelStudioSettings(hosts=frozenset({label_studio.authority, *hosts}))
+    return fake_app(tmp_path, label_studio=studio, **settings).test_client()
+
+
+def test_setup_cannot_point_fetches_at_a_host_the_operator_did_not_allow(tmp_path, label_studio, other_host):
+    client = learning_backend(tmp_path, label_studio)
+    tricky = f"http://{other_host.authority}\\@{label_studio.authority}"
+    answer = setup(client, tricky, LEGACY_TOKEN)
+    assert answer.status_code == 400 and "backslash" in answer.json["error"]["message"]
+    assert setup(client, f"http://user@{label_studio.authority}", LEGACY_TOKEN).status_code == 400
+    assert setup(client, f"http://{other_host.authority}", LEGACY_TOKEN).status_code == 200  # not allowed: not used
+    link = client.application.extensions["label_studio"]
+    assert (link.url, link.token) == ("", None)
+    other_host.requests.clear()
+    (entry,) = predict(client, "/data/upload/1/dog.jpg", config=FAKE_CONFIG).json["results"]
+    assert "set LABEL_STUDIO_URL" in entry["error"]
+    assert other_host.requests == []
+
+
+def test_the_first_label_studio_that_connects_stays_and_its_token_goes_to_it_alone(tmp_path, label_studio, other_host):
+    client = learning_backend(tmp_path, label_studio, other_host.authority)  # both hosts allowed
+    assert setup(client, label_studio.url + "/", LEGACY_TOKEN).status_code == 200
+    moved = setup(client, f"http://{other_host.authority}", "another-token")
+    assert moved.status_code == 400 and "set LABEL_STUDIO_URL" in moved.json["error"]["message"]
+    label_studio.requests.clear()
+    other_host.requests.clear()
+    (entry,) = predict(client, "/data/upload/1/dog.jpg", config=FAKE_CONFIG).json["results"]
+    assert entry["result"]
+    assert label_studio.photo_requests() == [("/data/upload/1/dog.jpg", f"Token {LEGACY_TOKEN}")]
+    assert other_host.requests == []
+
+
+def test_a_junk_token_from_setup_lasts_only_until_label_studio_s_next_setup(tmp_path, label_studio):
+    client = learning_backend(tmp_path, label_studio)
+    assert setup(client, label_studio.url, "junk").status_code == 200
+    (entry,) = predict(client, "/data/upload/1/dog.jpg", config=FAKE_CONFIG).json["results"]
+    assert "HTTP 401" in entry["error"]
+    assert setup(client, label_studio.url, LEGACY_TOKEN).status_code == 200  # Label Studio, before its next batch
+    (entry,) = predict(client, "/data/upload/1/dog.jpg", config=FAKE_CONFIG).json["results"]
+    assert entry["result"]
+
+
+def test_setup_never_replaces_a_configured_url_or_token(tmp_path, label_studio, other_host):
+    studio = LabelStudioSettings(
+        url=label_studio.url, api_key=LEGACY_TOKEN, hosts=frozenset({label_studio.authority, other_host.authority})
+    )
+    client = fake_app(tmp_path, label_studio=studio).test_client()
+    assert setup(client, f"http://{other_host.authority}", "junk").status_code == 200
+    link = client.application.extensions["label_studio"]
+    assert link.url == label_studio.url and link.token.key == LEGACY_TOKEN
+    other_host.requests.clear()
+    (entry,) = predict(client, "/data/upload/1/dog.jpg", config=FAKE_CONFIG).json["results"]
+    assert entry["result"] and other_host.requests == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("hostname", "http://ls.lab/" + "x" * 3000),
+        ("hostname", ["http://ls.lab"]),
+        ("access_token", "a" * 5000),
+        ("access_token", "two words"),
+        ("access_token", "token\r\nX-Injected: 1"),
+        ("access_token", {"key": "x"}),
+    ],
+    ids=[
+        "long hostname",
+        "hostname a list",
+        "long token",
+        "token with a space",
+        "token with a newline",
+        "token a dict",
+    ],
+)
+def test_what_setup_may_set_is_bounded_in_size_and_type(tmp_path, label_studio, field, value):
+    client = learning_backend(tmp_path, label_studio)
+    answer = client.post("/label-studio/setup", json={"schema": FAKE_CONFIG, field: value})
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "invalid_parameter"
+    assert client.application.extensions["label_studio"].token is None
+
+
+def test_with_api_keys_an_anonymous_setup_changes_nothing(tmp_path, label_studio):
+    client = learning_backend(tmp_path, label_studio, api_keys=("s3cret",))
+    assert setup(client, label_studio.url, "junk").status_code == 401
+    link = client.application.extensions["label_studio"]
+    assert (link.url, link.token) == ("", None)
+    key = base64.b64encode(b"labelstudio:s3cret").decode()
+    assert setup(client, label_studio.url, LEGACY_TOKEN, Authorization=f"Basic {key}").status_code == 200
+    assert link.url == label_studio.url and link.token.key == LEGACY_TOKEN
+
+
+# Bodies and configs within bounds (issue 33, row 3).
+
+
+def test_a_huge_label_studio_body_is_refused_before_it_is_parsed(fake_client, monkeypatch):
+    """15 million `{}` (42 MB, under MAX_UPLOAD_MB) once took a worker to 1.7 GB."""
+    parsed = []
+    monkeypatch.setattr(request_parsing, "json", SimpleNamespace(loads=lambda data: parsed.append(len(data))))
+    body = b'{"tasks": [' + b"{}," * 14_000_000 + b'{}], "label_config": ""}'
+    for path in ("/label-studio/predict", "/label-studio/setup"):
+        started = time.monotonic()
+        answer = fake_client.post(path, data=body, content_type="application/json")
+        assert answer.status_code == 400 and answer.json["error"]["code"] == "invalid_json"
+        assert "values" in answer.json["error"]["message"]
+        assert time.monotonic() - started < 5
+    assert parsed == []
+
+
+def test_a_batch_of_real_size_is_within_the_bound(fake_client):
+    """25 tasks, each labelled and pre-labelled with 500 boxes, as Label Studio sends them."""
+    region = {
+        "id": "a1B2c3D4e5",
+        "from_name": "boxes",
+        "to_name": "photo",
+        "type": "rectanglelabels",
+        "original_width": 4000,
+        "original_height": 3000,
+        "image_rotation": 0,
+        "value": {"x": 12.3, "y": 45.6, "width": 0.5, "height": 0.5, "rotation": 0, "rectanglelabels": ["Rotifer"]},
+        "score": 0.81,
+    }
+    labelled = {"id": 1, "result": [region] * 500, "completed_by": 1, "was_cancelled": False, "lead_time": 12.5}
+    task = {"data": {"picture": "s3://not/fetched.jpg"}, "annotations": [labelled], "predictions": [labelled]}
+    tasks = [{**task, "id": number} for number in range(25)]
+    answer = fake_client.post("/label-studio/predict", json={"tasks": tasks, "label_config": FAKE_CONFIG})
+    assert answer.status_code == 200 and len(answer.json["results"]) == 25
+
+
+def test_a_big_label_config_is_refused_before_it_is_parsed(fake_client):
+    huge = FAKE_CONFIG.replace("</RectangleLabels>", '<Label value="x"/>' * 2_300_000 + "</RectangleLabels>")  # 40 MB
+    started = time.monotonic()
+    answer = fake_client.post("/label-studio/setup", json={"schema": huge})
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "invalid_label_config"
+    assert f"at most {MAX_LABEL_CONFIG_CHARS // 1024} KB" in answer.json["error"]["message"]
+    assert time.monotonic() - started < 5
+
+
+def big_config(number: int, labels: int = 3000) -> str:
+    """A config of its own (labels named after `number`), ~60 KB."""
+    return FAKE_CONFIG.replace(
+        "</RectangleLabels>", "".join(f'<Label value="c{number}-{i}"/>' for i in range(labels)) + "</RectangleLabels>"
+    )
+
+
+def read(xml: str) -> ProjectLabels:
+    config = parse_label_config(xml)
+    return ProjectLabels(config, match_labels(FAKE_CLASSES, config.labels))
+
+
+def test_the_config_cache_holds_digests_within_its_bytes():
+    """What it holds is measured (tracemalloc), not only what it counts: both within the bound."""
+    bound = 1024 * 1024
+    configs = [big_config(number) for number in range(8)]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    cache = LabelConfigCache(max_entries=32, max_bytes=bound)
+    for xml in configs:
+        cache.get(xml, lambda xml=xml: read(xml))
+        assert cache.footprint <= bound
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert held <= bound
+    digests = cache.digests()
+    assert 1 <= len(digests) < len(configs)  # the least recently used went to make room
+    assert digests == [hashlib.sha256(xml.encode()).hexdigest() for xml in configs[-len(digests) :]]
+    too_big = LabelConfigCache(max_entries=32, max_bytes=1024)  # an entry over the whole bound is not kept
+    too_big.get(configs[0], lambda: read(configs[0]))
+    assert too_big.digests() == [] and too_big.footprint == 0
+
+
+def test_label_studio_s_config_is_read_once_and_kept_by_digest(fake_client, monkeypatch):
+    reads = []
+    monkeypatch.setattr(label_studio_module, "parse_label_config", lambda xml: reads.append(xml) or read(xml).config)
+    config = FAKE_CONFIG.replace("Dead", "Dead ")  # a config of this test's own
+    for _ in range(3):
+        assert setup(fake_client, schema=config).status_code == 200
+        assert predict(fake_client, config=config).status_code == 200
+    assert reads == [config]
+    cache = fake_client.application.extensions["label_studio_configs"]
+    assert hashlib.sha256(config.encode()).hexdigest() in cache.digests()
+    assert cache.footprint <= CONFIG_CACHE_BYTES
 
 
 @pytest.mark.parametrize(
@@ -332,6 +740,8 @@ def test_with_api_keys_label_studio_gets_in_with_basic_auth_and_the_key_as_passw
     [
         ({"LABEL_STUDIO_URL": "labelstudio:8080"}, "LABEL_STUDIO_URL"),
         ({"LABEL_STUDIO_URL": "http://ls:8080/?x=1"}, "LABEL_STUDIO_URL"),
+        ({"LABEL_STUDIO_URL": "http://other:9000\\@ls:8080"}, "backslash"),
+        ({"LABEL_STUDIO_URL": "http://user:pw@ls:8080"}, "user info"),
         ({"LABEL_STUDIO_HOSTS": "http://files.lab"}, "LABEL_STUDIO_HOSTS"),
         ({"LABEL_STUDIO_TIMEOUT_S": "0"}, "LABEL_STUDIO_TIMEOUT_S"),
     ],
@@ -347,6 +757,10 @@ def test_label_studio_s_host_is_allowed_by_default_and_others_only_when_named(mo
     ).label_studio
     assert studio.url == "http://LS.lab:8080"
     assert studio.hosts == {"ls.lab:8080", "files.lab"}
+    # Its origin's port, the scheme's own where the URL names none: not every port of the host.
+    assert Settings.from_env(
+        {"MODEL_DIR": str(model_dir), "LABEL_STUDIO_URL": "https://ls.lab"}
+    ).label_studio.hosts == {"ls.lab:443"}
 
 
 def test_a_batch_that_cannot_be_done_in_time_is_a_503_never_a_shorter_list(model_dir, label_studio):

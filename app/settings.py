@@ -82,6 +82,50 @@ def derived(default, env: str, help: str, shown: str, minimum=None, maximum=None
 
 # Label Studio's ML_TIMEOUT_PREDICT (100 s) less a margin for the answer's way back.
 LABEL_STUDIO_TIMEOUT_S = 95.0
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class Origin(NamedTuple):
+    """Where an http(s) URL connects: scheme, host (lower case, IDNA, [IPv6]) and port."""
+
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+class HttpUrl(NamedTuple):
+    url: str  # as requests prepares it: what it sends and what urllib3 connects to
+    origin: Origin
+
+
+def http_url(url: str) -> HttpUrl:
+    """`url` read by the HTTP client that fetches it (requests' own preparation, then
+    urllib3's parse_url, which is how requests picks the connection), so that the host
+    checked is the host connected to. Python's urlsplit reads some URLs otherwise:
+    `http://a:1\\@b/` is host b to it and host a to urllib3. A URL with user info (`@`
+    before the host) or a backslash is refused whatever either parser makes of it.
+    ValueError says why a URL is refused."""
+    import requests  # here, not at the top: the process runner imports this module
+    from urllib3.util import parse_url
+
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError("no URL")
+    if "\\" in url:
+        raise ValueError("a backslash is not allowed in a URL")
+    try:
+        given = parse_url(url.strip())
+        prepared = requests.Request("GET", url).prepare().url or ""
+        parts = parse_url(prepared)
+    except (requests.RequestException, ValueError):  # urllib3's LocationParseError is a ValueError
+        raise ValueError("not a URL that can be fetched") from None
+    if given.auth is not None or parts.auth is not None or "@" in urlsplit(url.strip()).netloc:
+        raise ValueError("user info (user@ or user:password@ before the host) is not allowed in a URL")
+    if parts.scheme not in DEFAULT_PORTS or not parts.host:
+        raise ValueError("not an http(s) URL")
+    return HttpUrl(prepared, Origin(parts.scheme, parts.host, parts.port or DEFAULT_PORTS[parts.scheme]))
 
 
 @dataclass(frozen=True)
@@ -561,10 +605,15 @@ def _label_studio(env: Mapping[str, str]) -> LabelStudioSettings:
     url = env.get("LABEL_STUDIO_URL", "").strip().rstrip("/")
     hosts = {host.strip().lower() for host in env.get("LABEL_STUDIO_HOSTS", "").split(",") if host.strip()}
     if url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise ConfigError(f"LABEL_STUDIO_URL={url!r} is not an http(s) URL such as http://labelstudio:8080")
-        hosts.add(parts.hostname + (f":{parts.port}" if parts.port else ""))
+        try:
+            origin = http_url(url).origin
+        except ValueError as exc:
+            raise ConfigError(
+                f"LABEL_STUDIO_URL={url!r} is not an http(s) URL such as http://labelstudio:8080 ({exc})"
+            ) from None
+        if "?" in url or "#" in url:
+            raise ConfigError(f"LABEL_STUDIO_URL={url!r}: no query or fragment, Label Studio's base URL only")
+        hosts.add(f"{origin.host}:{origin.port}")  # its origin's host and port, not every port of the host
     for host in hosts:
         if not HOST.match(host):
             raise ConfigError(f"LABEL_STUDIO_HOSTS: {host!r} is not a host or host:port (no scheme, no path)")

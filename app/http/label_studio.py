@@ -12,26 +12,56 @@ shorter list (README: how many photos fit).
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import re
+import sys
+import threading
 import time
+from collections import OrderedDict
+from typing import NamedTuple
 
 from flask import Blueprint, current_app, g, jsonify, request
 
 from app.inference.detector import DeadlineExceeded, Detector
 from app.pipeline import PhotoLimits, PhotoResult, process_photo
-from app.pipeline.label_studio import LabelConfig, LabelConfigError, match_labels, parse_label_config, prediction
+from app.pipeline.label_studio import (
+    LabelConfig,
+    LabelConfigError,
+    LabelMatch,
+    match_labels,
+    parse_label_config,
+    prediction,
+)
 from app.settings import Settings
 from app.vision.detection import DetectOptions
 from app.vision.images import ImageTooLarge, InvalidImage
 
 from .errors import BadRequest, NotReady
-from .label_studio_photos import FetchPastDeadline, LabelStudioLink, LabelStudioToken, PhotoFetchError, host_of
+from .label_studio_photos import FetchPastDeadline, LabelStudioLink, LabelStudioToken, PhotoFetchError, SetupRefused
 from .request_log import add_fields
+from .request_parsing import JSON_MAX_VALUES, json_object
 
 log = logging.getLogger(__name__)
 bp = Blueprint("label_studio", __name__, url_prefix="/label-studio")
 # What a task's photo can fail with and leave the other tasks counted (DamagedImage is an InvalidImage).
 TASK_ERRORS = (PhotoFetchError, InvalidImage, ImageTooLarge)
+# JSON values a /predict body may hold, counted before it is parsed (request_parsing.json_object).
+# Label Studio sends each task with its annotations and predictions: a task whose photo of
+# 500 organisms was labelled and pre-labelled is ~18,000 values, so /invocations' bound
+# would refuse one such task; 25 of them (what fits in LABEL_STUDIO_TIMEOUT_S) are ~450,000.
+# Parsed, a value takes ~70 bytes (~40 MB at most; a body of 15 million `{}` took a worker
+# to 1.7 GB). /setup (a config, a host, a token) has /invocations' bound.
+PREDICT_MAX_VALUES = 500_000
+# Parsed labelling configs kept per worker, by digest: entries, and bytes all together.
+CONFIG_CACHE_ENTRIES = 32
+CONFIG_CACHE_BYTES = 8 * 1024 * 1024
+# What /setup may set: Label Studio's base URL, and a token as it sends them (a legacy
+# token is 40 hex, a personal access token a JWT of some 300 characters).
+MAX_HOSTNAME_CHARS = 2048
+MAX_TOKEN_CHARS = 4096
+TOKEN = re.compile(r"[!-~]+")  # printable ASCII, no space: what an Authorization header can carry
+MAX_PROJECT_CHARS = 100  # "<project id>.<created at>", for the log
 
 
 def _detector() -> Detector:
@@ -54,6 +84,7 @@ def link_for(settings: Settings) -> LabelStudioLink:
 
 def init_app(app, settings: Settings) -> None:
     app.extensions["label_studio"] = link_for(settings)
+    app.extensions["label_studio_configs"] = LabelConfigCache(CONFIG_CACHE_ENTRIES, CONFIG_CACHE_BYTES)
     app.register_blueprint(bp)
 
 
@@ -74,11 +105,19 @@ def health():
 
 @bp.post("/setup")
 def setup():
-    body = _json_body()
+    """Label Studio connects (and calls this before each batch): the config is checked,
+    and its host and token are taken where the settings name none (LabelStudioLink.learn)."""
+    body = _json_body(JSON_MAX_VALUES, "a setup is a labelling config, a host and a token")
     detector = _detector()
-    config = _label_config(body.get("schema"))
-    _remember_label_studio(body.get("hostname"), body.get("access_token"))
-    _note_labels(config, detector.class_names, str(body.get("project", "")))
+    hostname = _text(body, "hostname", MAX_HOSTNAME_CHARS)
+    access_token = _text(body, "access_token", MAX_TOKEN_CHARS)
+    if access_token and not TOKEN.fullmatch(access_token):
+        raise BadRequest("'access_token' must be a Label Studio token (printable, no spaces)", code="invalid_parameter")
+    _labels(body.get("schema"), detector.class_names, _project(body))
+    try:
+        current_app.extensions["label_studio"].learn(hostname, access_token)
+    except SetupRefused as exc:
+        raise BadRequest(str(exc), code="invalid_parameter") from None
     return jsonify({"model_version": detector.model_id})
 
 
@@ -96,21 +135,21 @@ def webhook():
 
 @bp.post("/predict")
 def predict():
-    body = _json_body()
+    body = _json_body(PREDICT_MAX_VALUES, "select fewer tasks at a time")
     detector = _detector()
     settings: Settings = current_app.extensions["settings"]
     tasks = body.get("tasks")
     if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
         raise BadRequest("'tasks' must be a list of Label Studio tasks", code="invalid_parameter")
-    config = _label_config(body.get("label_config"))
-    match = _note_labels(config, detector.class_names, str(body.get("project", "")))
+    config, match = _labels(body.get("label_config"), detector.class_names, _project(body))
     # From the request's arrival (admission.py set g.deadline that far ahead of it).
     deadline = g.deadline - settings.request_deadline_s + settings.label_studio.timeout_s
     link: LabelStudioLink = current_app.extensions["label_studio"]
     g.queue_photos = len(tasks)  # admission.py learns the time of a photo, not of this batch
     results, failed = [], 0
     for done, task in enumerate(tasks):
-        url = (task.get("data") or {}).get(config.data_key)
+        data = task.get("data")
+        url = data.get(config.data_key) if isinstance(data, dict) else None
         try:
             if time.monotonic() > deadline:
                 raise DeadlineExceeded("no time left")
@@ -147,58 +186,102 @@ def _filename(url) -> str:
     return str(url).rsplit("/", 1)[-1].split("?", 1)[0][:200] if url else ""
 
 
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
+def _json_body(max_values: int, what: str) -> dict:
+    if not request.is_json:
         raise BadRequest("the body must be a JSON object, as Label Studio sends", code="invalid_json")
-    return body
+    return json_object(request.get_data(), max_values, what)
 
 
-def _label_config(xml) -> LabelConfig:
+def _text(body: dict, key: str, max_chars: int) -> str:
+    """A string field of /setup ("" when absent or null), bounded."""
+    value = body.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > max_chars:
+        raise BadRequest(f"'{key}' must be a string of at most {max_chars} characters", code="invalid_parameter")
+    return value.strip()
+
+
+def _project(body: dict) -> str:
+    """The project's id for the log: "<id>.<created at>" as Label Studio sends it."""
+    project = body.get("project")
+    return str(project)[:MAX_PROJECT_CHARS].split(".")[0] if isinstance(project, (str, int)) else ""
+
+
+class ProjectLabels(NamedTuple):
+    config: LabelConfig
+    match: LabelMatch
+
+
+def _labels(xml, class_names: tuple[str, ...], project: str) -> ProjectLabels:
+    """The project's labelling config read and its labels matched to the model's classes."""
     if not isinstance(xml, str) or not xml.strip():
         raise BadRequest("the request carries no labelling config (label_config or schema)", code="invalid_parameter")
+    cache: LabelConfigCache = current_app.extensions["label_studio_configs"]
+    return cache.get(xml, lambda: _read_labels(xml, class_names, project))
+
+
+def _read_labels(xml: str, class_names: tuple[str, ...], project: str) -> ProjectLabels:
     try:
-        return _parsed(xml)
+        config = parse_label_config(xml)
     except LabelConfigError as exc:
         raise BadRequest(str(exc), code="invalid_label_config") from None
-
-
-@functools.lru_cache(maxsize=32)
-def _parsed(xml: str) -> LabelConfig:
-    return parse_label_config(xml)
-
-
-def _note_labels(config: LabelConfig, class_names: tuple[str, ...], project: str):
-    """The labels matched by name; the difference is logged once per config and worker."""
-    return _matched(config, class_names, project.split(".")[0])
-
-
-@functools.lru_cache(maxsize=32)
-def _matched(config: LabelConfig, class_names: tuple[str, ...], project: str):
     match = match_labels(class_names, config.labels)
     if not match.labels:
         raise BadRequest(
-            f"none of the project's labels ({', '.join(config.labels)}) is a class of this model "
-            f"({', '.join(class_names[:10])}{'...' if len(class_names) > 10 else ''}): name them as in the .names file",
+            f"none of the project's labels ({', '.join(config.labels[:20])}{'...' if len(config.labels) > 20 else ''})"
+            f" is a class of this model ({', '.join(class_names[:10])}{'...' if len(class_names) > 10 else ''}):"
+            " name them as in the .names file",
             code="invalid_label_config",
         )
-    if match.note():
+    if match.note():  # once per config and worker, while it is cached
         log.warning("label studio project %s: %s", project or "?", match.note())
-    return match
+    return ProjectLabels(config, match)
 
 
-def _remember_label_studio(hostname, access_token) -> None:
-    """What /setup says about Label Studio, used where the settings say nothing: its host
-    only when the operator allows it (LABEL_STUDIO_HOSTS), else anyone could point this
-    service's fetches somewhere. Kept by this worker only: with several workers, set
-    LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY."""
-    link: LabelStudioLink = current_app.extensions["label_studio"]
-    if not link.url and isinstance(hostname, str) and hostname:
-        try:
-            host = host_of(hostname)
-        except ValueError:
-            host = ""
-        if host in link.allowed_hosts:
-            link.url = hostname.rstrip("/")
-    if link.token is None and isinstance(access_token, str) and access_token.strip():
-        link.token = LabelStudioToken(access_token)
+class LabelConfigCache:
+    """Read labelling configs, by the sha256 of their XML (never the XML itself), the
+    least recently used dropped first, within a count and a size in bytes. Label Studio
+    sends the same config with every /setup and /predict; a config is read once."""
+
+    def __init__(self, max_entries: int, max_bytes: int):
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._entries: OrderedDict[str, tuple[ProjectLabels, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.footprint = 0  # bytes held, as _footprint counts them
+
+    def get(self, xml: str, read) -> ProjectLabels:
+        digest = hashlib.sha256(xml.encode("utf-8", "surrogatepass")).hexdigest()
+        with self._lock:
+            if digest in self._entries:
+                self._entries.move_to_end(digest)
+                return self._entries[digest][0]
+        labels = read()  # outside the lock: another request's config is read meanwhile
+        size = _footprint(labels) + sys.getsizeof(digest)
+        with self._lock:
+            if size <= self.max_bytes and digest not in self._entries:
+                self._entries[digest] = (labels, size)
+                self.footprint += size
+                while len(self._entries) > self.max_entries or self.footprint > self.max_bytes:
+                    self.footprint -= self._entries.popitem(last=False)[1][1]
+        return labels
+
+    def digests(self) -> list[str]:
+        with self._lock:
+            return list(self._entries)
+
+
+def _footprint(value, seen: set[int] | None = None) -> int:
+    """Bytes a read config holds: its tuples, dicts and strings, each object once."""
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        return size + sum(_footprint(key, seen) + _footprint(item, seen) for key, item in value.items())
+    if isinstance(value, (tuple, list)):  # a NamedTuple or dataclass fields below
+        return size + sum(_footprint(item, seen) for item in value)
+    if hasattr(value, "__dataclass_fields__"):
+        return size + sum(_footprint(getattr(value, name), seen) for name in value.__dataclass_fields__)
+    return size

@@ -50,18 +50,7 @@ def parse_invocation(
     mimetype = request.mimetype
     params: dict[str, Any] = request.args.to_dict()
     if mimetype == "application/json":
-        data = request.get_data()
-        if sum(data.count(separator) for separator in JSON_SEPARATORS) > JSON_MAX_VALUES:
-            raise BadRequest(
-                f"the JSON body holds more than {JSON_MAX_VALUES} values; a request is an image and a few parameters",
-                code="invalid_json",
-            )
-        try:
-            body = json.loads(data)
-        except (ValueError, RecursionError):  # RecursionError: [[[[... nested too deep
-            body = None
-        if not isinstance(body, dict):
-            raise BadRequest("the body is not a JSON object", code="invalid_json")
+        body = json_object(request.get_data(), JSON_MAX_VALUES, "a request is an image and a few parameters")
         params.update(body)
         image = decode_base64_image(body.get("image"))
     elif mimetype == "multipart/form-data":
@@ -79,6 +68,21 @@ def parse_invocation(
             f"multipart/form-data or the image bytes as one of {', '.join(sorted(RAW_IMAGE_TYPES))}"
         )
     return _invocation(image, read_parameters(params, class_names, defaults))
+
+
+def json_object(data: bytes, max_values: int, what: str) -> dict[str, Any]:
+    """A JSON body that must be an object, its values counted on the raw bytes before
+    it is parsed (the one bound of every JSON body: /invocations, Label Studio's).
+    what: what a request holds, for the message of one that holds too much."""
+    if sum(data.count(separator) for separator in JSON_SEPARATORS) > max_values:
+        raise BadRequest(f"the JSON body holds more than {max_values} values; {what}", code="invalid_json")
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: [[[[... nested too deep
+        body = None
+    if not isinstance(body, dict):
+        raise BadRequest("the body is not a JSON object", code="invalid_json")
+    return body
 
 
 def parse_upload(

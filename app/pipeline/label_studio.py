@@ -17,6 +17,10 @@ from defusedxml.common import DefusedXmlException
 from .photo import PhotoResult
 
 REGION_TYPE = "rectanglelabels"
+# A project's labelling config is a few KB (a template with a dozen labels); this holds
+# thousands of labels. Parsed, XML takes ~20 times its size: a 40 MB config took 800 MB.
+MAX_LABEL_CONFIG_CHARS = 256 * 1024
+NOTE_LABELS = 20  # labels a log line names, of a config's thousands
 # Label Studio rounds nothing; four decimals of a percent is a tenth of a pixel on 40,000 px.
 PERCENT_DIGITS = 4
 
@@ -47,7 +51,9 @@ class LabelMatch:
         """One line for the log, when the two sides differ."""
         parts = []
         if self.not_in_model:
-            parts.append(f"labels the model has no class for (never pre-labelled): {', '.join(self.not_in_model)}")
+            shown = ", ".join(self.not_in_model[:NOTE_LABELS])
+            more = f" and {len(self.not_in_model) - NOTE_LABELS} more" if len(self.not_in_model) > NOTE_LABELS else ""
+            parts.append(f"labels the model has no class for (never pre-labelled): {shown}{more}")
         if self.not_in_project:
             parts.append(f"{len(self.not_in_project)} model classes not in the project's labels are left out")
         return "; ".join(parts) or None
@@ -55,6 +61,10 @@ class LabelMatch:
 
 def parse_label_config(xml: str) -> LabelConfig:
     """The first <RectangleLabels> and the <Image> it points at (toName)."""
+    if len(xml) > MAX_LABEL_CONFIG_CHARS:
+        raise LabelConfigError(
+            f"the labelling config is {len(xml) // 1024} KB; at most {MAX_LABEL_CONFIG_CHARS // 1024} KB is read"
+        )
     try:
         root = ElementTree.fromstring(xml)
     except (ElementTree.ParseError, DefusedXmlException) as exc:
