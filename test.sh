@@ -20,11 +20,13 @@ esac
 # Debian packages the tests use where they can be installed (as root): darknet for a
 # real libdarknet.so (pjreddie API), chromium for the web page in a real browser,
 # nginx for the buffering front ./run.sh puts before gunicorn, podman and runc to build
-# and run the images (where no docker daemon answers).
+# and run the images (where no docker daemon answers). Under CI=true a test whose tool
+# is missing fails, naming the package (__tests__/support.py, require_tool).
 missing=()
 [ -f /usr/lib/darknet/libdarknet.so ] || missing+=(darknet)
 command -v chromium >/dev/null || missing+=(chromium)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
+[ -x /usr/bin/systemd-analyze ] || missing+=(systemd)  # checks the docs' systemd unit
 if ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
   command -v podman >/dev/null || missing+=(podman)
   command -v runc >/dev/null || missing+=(runc)
