@@ -70,6 +70,19 @@ def _unit_tests_open_no_model_file(event: str, args: tuple) -> None:
 
 sys.addaudithook(_unit_tests_open_no_model_file)
 
+# Every way Python starts a process, as audit events: a fast-tier test that starts one,
+# by a helper or by hand (subprocess.run, os.fork, a library's own), fails here.
+PROCESS_EVENTS = ("subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system", "os.exec")
+
+
+def _fast_tiers_start_no_process(event: str, args: tuple) -> None:
+    if event in PROCESS_EVENTS and TIER in ("unit", "integration"):
+        what = args[1] if event == "subprocess.Popen" else args[:1]
+        raise AssertionError(f"a {TIER} test starts a process ({event} {what!r}): mark it @pytest.mark.e2e")
+
+
+sys.addaudithook(_fast_tiers_start_no_process)
+
 
 def photo_path(name: str) -> Path:
     return DATA / name

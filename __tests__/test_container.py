@@ -17,6 +17,7 @@ def flags(variant: str) -> list[str]:
     return subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()
 
 
+@pytest.mark.e2e  # runs build_darknet.sh
 def test_gpu_build_flags_cover_volta_to_hopper():
     gpu = flags("gpu")
     assert {"GPU=1", "CUDNN=1", "CUDNN_HALF=1", "LIBSO=1", "AVX=1", "OPENMP=1"} <= set(gpu)
@@ -31,10 +32,12 @@ def test_binding_declares_the_struct_of_the_commit_the_image_builds():
     assert pinned in (ROOT / "darknet" / "structs.py").read_text()
 
 
+@pytest.mark.e2e  # runs hadolint (test.sh lints before pytest too)
 def test_dockerfile_lints_clean():
     subprocess.run([_venv_bin("hadolint"), str(ROOT / "Dockerfile")], check=True)
 
 
+@pytest.mark.e2e  # runs shellcheck (test.sh lints before pytest too)
 def test_shell_scripts_lint_clean():
     scripts = [ROOT / "run.sh", ROOT / "test.sh", ROOT / ".ci" / "run", *ROOT.glob("scripts/*.sh")]
     scripts += ROOT.glob("darknet/*.sh")

@@ -324,6 +324,7 @@ def test_json_lines_with_threshold_and_tiling(model_dir, tmp_path):
     assert row["counts"]["kite"] == 1 and row["counts"]["person"] == 2  # 0.5 keeps the surest only
 
 
+@pytest.mark.e2e  # runs python -m app count
 def test_a_name_that_is_not_utf8_a_fifo_and_a_decoder_fault_are_rows_and_the_run_goes_on(model_dir, tmp_path):
     photos = tmp_path / "card"
     photos.mkdir()
@@ -362,6 +363,7 @@ def test_a_name_that_is_not_utf8_a_fifo_and_a_decoder_fault_are_rows_and_the_run
     assert b"counted 1 photos, 2 could not be read" in result.stderr
 
 
+@pytest.mark.e2e  # runs python -m app count
 def test_json_lines_carry_a_latin1_name_as_valid_utf8(model_dir, tmp_path):
     latin1 = os.fsencode(tmp_path) + b"/r\xf6tifer.jpg"
     with open(latin1, "wb") as photo:

@@ -103,6 +103,7 @@ def test_a_names_file_that_cannot_be_read_says_why(tmp_path):
         read_names(tmp_path / "gaps.yaml")
 
 
+@pytest.mark.e2e  # runs python -m app evaluate
 def test_the_command_refuses_a_shuffled_export_it_cannot_map_in_one_line(tmp_path):
     folder = export(tmp_path / "bad", "classes.txt", "Rotifer\ndog\n", {"dog.jpg": "0 0.5 0.5 0.1 0.1\n"})
     result = subprocess.run(

@@ -237,7 +237,10 @@ def run_probe(engine, image: str, model: Path) -> dict:
 
 def test_the_cpu_image_builds_says_which_darknet_it_compiled_and_stays_small(cpu_image, engine):
     image, said = cpu_image
-    assert "darknet: " in said.splitlines()[-1], said[-2000:]  # which darknet, which commit
+    built, run_it = said.strip().splitlines()[-2:]
+    assert "darknet: " in built, said[-2000:]  # which darknet, which commit
+    # The line to run it, with the engine that built it (a podman image is not in docker's store).
+    assert run_it.startswith(f"build_image: run it: {' '.join(engine)} run --rm -p 8080:8080 darknet-service:cpu")
     size = int(
         subprocess.run(
             [*engine, "image", "inspect", "--format", "{{.Size}}", image], capture_output=True, text=True, check=True

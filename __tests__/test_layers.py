@@ -58,6 +58,7 @@ def test_the_http_layer_never_imports_an_engine():
         assert not [name for name in app_imports(path) if name.startswith("app.inference.engines")], path
 
 
+@pytest.mark.e2e  # a fresh interpreter per case
 @pytest.mark.parametrize(
     "modules",
     [

@@ -11,12 +11,13 @@ import time
 
 import pytest
 import requests
-from support import ROOT, RunningService, big_photo, needs_tool
+from support import ROOT, RunningService, big_photo, needs_tool, photos_held, told_to_stop, wait_until
 
 from app.http.admission import PhotoQueue
 from app.http.front import nginx_binary
 
 
+@pytest.mark.e2e  # a fresh interpreter
 def test_onnxruntime_says_nothing_of_its_own_when_home_is_not_writable():
     """onnxruntime 1.2x+ prints a coloured telemetry warning at import when it cannot
     write its device id under $HOME: telemetry is off, so nothing is written or said."""
@@ -39,8 +40,7 @@ def test_the_queue_tells_every_change_of_waiting_and_working_photos():
     second_started = []
     waiter = threading.Thread(target=lambda: second_started.append(queue.enter(time.monotonic() + 10)))
     waiter.start()
-    while (1, 1) not in seen:
-        time.sleep(0.01)
+    wait_until(lambda: (1, 1) in seen)
     queue.leave(first)
     waiter.join(10)
     queue.leave(second_started[0])
@@ -74,9 +74,9 @@ def test_every_line_is_json_through_a_page_visit_and_a_stop_and_the_page_files_s
 
         sender = threading.Thread(target=lambda: answers.append(send()))
         sender.start()
-        time.sleep(1)
+        wait_until(lambda: photos_held(service.url) >= 1, timeout=60)
         os.killpg(service.process.pid, signal.SIGINT)
-        time.sleep(0.5)
+        wait_until(lambda: told_to_stop(service.url), timeout=30)
         refused = send()
         sender.join(300)
         assert service.process.wait(120) == 0

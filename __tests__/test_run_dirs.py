@@ -19,6 +19,7 @@ def temp(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.e2e  # a supervisor in another process
 def test_a_run_whose_supervisor_lives_elsewhere_is_kept_and_a_dead_ones_removed(temp):
     alive, lock = supervisor.claim_run_dir()
     # Another supervisor, held by a process that then dies: the kernel drops its lock.

@@ -15,6 +15,7 @@ import pytest
 from support import ROOT
 
 AS_ROOT = os.geteuid() == 0
+pytestmark = pytest.mark.e2e  # every test runs bash and the real helper
 
 
 def checkout(tmp_path: Path) -> Path:

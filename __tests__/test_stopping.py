@@ -205,9 +205,9 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path, photo):
         processes = descendants(service.process.pid)
         with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
             in_flight = [pool.submit(send, service.url, photo) for _ in range(IN_FLIGHT)]
-            time.sleep(1.5)
+            wait_until(lambda: photos_held(service.url) >= 1, timeout=60)
             os.killpg(service.process.pid, signal.SIGINT)
-            time.sleep(0.5)
+            wait_until(lambda: told_to_stop(service.url), timeout=30)  # the first Ctrl-C has landed
             started = time.monotonic()
             os.killpg(service.process.pid, signal.SIGINT)
             assert service.process.wait(30) == 128 + signal.SIGINT

@@ -14,7 +14,6 @@ photo of 4 MP or more the C heap gives its free pages back to the system.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,8 +84,10 @@ def release_free_memory() -> None:
     """glibc's malloc_trim: free heap pages go back to the system (no-op elsewhere)."""
     global _libc
     if _libc is None:
-        name = ctypes.util.find_library("c")
-        _libc = ctypes.CDLL(name) if name else False
+        try:  # the process's own symbols: glibc's where it runs on glibc (find_library would run ldconfig)
+            _libc = ctypes.CDLL(None)
+        except OSError:
+            _libc = False
     trim = getattr(_libc, "malloc_trim", None) if _libc else None
     if trim is not None:
         trim(0)
