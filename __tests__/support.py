@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import random
 import shutil
 import signal
 import socket
@@ -19,6 +18,8 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+
+from bench.server import free_port  # below the ephemeral range: one definition for tests and benchmarks
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -147,25 +148,6 @@ def told_to_stop(url: str) -> bool:
         return requests.get(f"{url}/ping", timeout=2).status_code != 200
     except (requests.ConnectionError, requests.Timeout):
         return True
-
-
-def free_port() -> int:
-    """A free port below the kernel's ephemeral range: a port the kernel hands out (bind
-    to 0) may be taken next as the source port of one of the many connections the
-    tests open, and the service would then refuse to start on it."""
-    try:
-        lowest_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        lowest_ephemeral = 32768
-    while True:
-        port = random.randrange(10_000, max(lowest_ephemeral, 10_001))  # noqa: S311 - not a secret
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("0.0.0.0", port))  # noqa: S104 - where the service will listen
-            except OSError:
-                continue
-            return port
 
 
 class RunningService:

@@ -4,6 +4,7 @@ front, under their supervisor (app/http/supervisor.py), on a free port."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -115,9 +116,22 @@ def _command(pid: int) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port below the kernel's ephemeral range: a port the kernel hands out (bind
+    to 0) may be taken next as the source port of one of the many connections the
+    tests open, and the service would then refuse to start on it."""
+    try:
+        lowest_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        lowest_ephemeral = 32768
+    while True:
+        port = random.randrange(10_000, max(lowest_ephemeral, 10_001))  # noqa: S311 - not a secret
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("0.0.0.0", port))  # noqa: S104 - where the service will listen
+            except OSError:
+                continue
+            return port
 
 
 def _wait_ready(server: Server, process: subprocess.Popen, log: Path) -> None:

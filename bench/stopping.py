@@ -15,7 +15,6 @@ import contextlib
 import io
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,7 @@ import requests
 from PIL import Image
 
 from app.inference.int8.cpu_class import cpu_class
+from bench.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT_TIMEOUT_STOP_S = 100  # the README unit's TimeoutStopSec
@@ -89,12 +89,6 @@ WAYS = {
     "docker-stop": lambda p: (os.kill(p.pid, signal.SIGTERM), _then_kill(p, DOCKER_STOP_S)),
     "kill-term-gunicorn-master": lambda p: os.kill(gunicorn_master(p.pid), signal.SIGTERM),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def send(url: str, photo: bytes) -> str:
