@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import ROOT, RunningService, free_port, photo_bytes, require_tool, wait_until
+from support import ROOT, RunningService, big_photo, free_port, photo_bytes, require_tool, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -219,3 +219,46 @@ def test_a_lab_pre_labels_in_label_studio_exports_yolo_and_evaluates_the_export(
         assert numbers["tp"] == numbers["labelled"] and numbers["fn"] == 0
         assert numbers["count_mae"] == 0
     assert not [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+
+
+def test_select_all_and_retrieve_twice_labels_a_batch_too_big_for_one_request(label_studio, token, model_dir, tmp_path):
+    # Big tiled photos and 2 s for a batch: the first retrieve has time for few of them.
+    photos = {f"big-{number}.jpg": big_photo(3000 + 100 * number, 2400) for number in range(4)}
+    project = label_studio.api("POST", "/api/projects/", json={"title": "a big batch", "label_config": CONFIG})
+    project_id = project.json()["id"]
+    files = {name: (name, photo, "image/jpeg") for name, photo in photos.items()}
+    assert label_studio.api("POST", f"/api/projects/{project_id}/import", files=files).json()["task_count"] == 4
+    env = {
+        "MODEL_DIR": str(model_dir),
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": token,
+        "LABEL_STUDIO_TIMEOUT_S": "2",
+    }
+    service = RunningService(env, tmp_path / "service.log")
+    try:
+        service.wait_ready()
+        label_studio.api("POST", "/api/ml", json={"url": f"{service.url}/label-studio", "project": project_id})
+
+        def retrieve() -> list[dict]:
+            done = label_studio.api(
+                "POST",
+                "/api/dm/actions",
+                params={"id": "retrieve_tasks_predictions", "project": project_id},
+                json={"selectedItems": {"all": True, "excluded": []}},
+            )
+            assert done.status_code == 200, done.text
+            listed = label_studio.api("GET", "/api/tasks", params={"project": project_id, "fields": "all"})
+            return listed.json()["tasks"]
+
+        first = retrieve()
+        assert not all(task["predictions"] for task in first)  # the batch did not fit
+        # Counted after the answer: the service's log says so, task by task.
+        wait_until(
+            lambda: service.output().count("counted after its batch") >= 4 - sum(1 for t in first if t["predictions"]),
+            timeout=240,
+        )
+        second = retrieve()
+        assert all(task["predictions"] for task in second), [len(task["predictions"]) for task in second]
+        assert all(task["predictions"][-1]["result"] for task in second)  # dogs on every photo
+    finally:
+        service.stop()

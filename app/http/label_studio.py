@@ -5,8 +5,9 @@ Label Studio sends every selected task in one /predict and waits ML_TIMEOUT_PRED
 (100 s) for all of them; the answer has one entry per task, in order. A task whose photo
 cannot be fetched or read gets an entry without `result` and with an `error`: Label
 Studio stores no prediction for it (it logs the entry), so retrieving predictions again
-retries it. A batch that cannot be done within LABEL_STUDIO_TIMEOUT_S is a 503, never a
-shorter list (README: how many photos fit).
+retries it. Tasks a batch has no time for within LABEL_STUDIO_TIMEOUT_S get such an entry
+too, and are counted after the answer (label_studio_backlog.py): the next /predict finds
+them ready, so retrieving twice labels a batch of any size.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from app.vision.detection import DetectOptions
 from app.vision.images import ImageTooLarge, InvalidImage
 
 from .errors import BadRequest, NotReady
+from .label_studio_backlog import Backlog, Later, prediction_key
 from .label_studio_photos import FetchPastDeadline, LabelStudioLink, LabelStudioToken, PhotoFetchError, SetupRefused
 from .request_log import add_fields
 from .request_parsing import JSON_MAX_VALUES, json_object
@@ -85,6 +87,7 @@ def link_for(settings: Settings) -> LabelStudioLink:
 def init_app(app, settings: Settings) -> None:
     app.extensions["label_studio"] = link_for(settings)
     app.extensions["label_studio_configs"] = LabelConfigCache(CONFIG_CACHE_ENTRIES, CONFIG_CACHE_BYTES)
+    app.extensions["label_studio_backlog"] = Backlog()
     app.register_blueprint(bp)
 
 
@@ -141,34 +144,76 @@ def predict():
     tasks = body.get("tasks")
     if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
         raise BadRequest("'tasks' must be a list of Label Studio tasks", code="invalid_parameter")
-    config, match = _labels(body.get("label_config"), detector.class_names, _project(body))
+    xml = body.get("label_config")
+    config, match = _labels(xml, detector.class_names, _project(body))
     # From the request's arrival (admission.py set g.deadline that far ahead of it).
     deadline = g.deadline - settings.request_deadline_s + settings.label_studio.timeout_s
     link: LabelStudioLink = current_app.extensions["label_studio"]
+    backlog: Backlog = current_app.extensions["label_studio_backlog"]
+    threshold = current_app.extensions["default_threshold"].value
     g.queue_photos = len(tasks)  # admission.py learns the time of a photo, not of this batch
-    results, failed = [], 0
-    for done, task in enumerate(tasks):
+    results, failed, later = [], 0, []
+    for task in tasks:
         data = task.get("data")
         url = data.get(config.data_key) if isinstance(data, dict) else None
+        key = prediction_key(detector.model_id, str(url), xml, threshold)
+        if (ready := backlog.ready(key)) is not None:  # counted after an earlier batch
+            results.append(ready)
+            continue
         try:
             if time.monotonic() > deadline:
                 raise DeadlineExceeded("no time left")
             photo = link.fetch(url, deadline)
             result = count_photo(photo, detector, settings, _filename(url), deadline)
         except (DeadlineExceeded, FetchPastDeadline):
-            raise DeadlineExceeded(
-                f"{done} of {len(tasks)} tasks were done within LABEL_STUDIO_TIMEOUT_S="
-                f"{settings.label_studio.timeout_s:g} s: select fewer tasks at a time, or raise"
-                " ML_TIMEOUT_PREDICT in Label Studio and LABEL_STUDIO_TIMEOUT_S here together"
-            ) from None
+            # Label Studio takes the predictions task by task: those done are kept, an entry
+            # without "result" is passed over (and logged there with this message).
+            later.append(Later(key, task.get("id"), _counter(url, ProjectLabels(config, match), detector, settings)))
+            results.append({"model_version": detector.model_id, "error": f"task {task.get('id')}: {NOT_YET}"})
+            continue
         except TASK_ERRORS as exc:
             failed += 1
             log.warning("label studio task %s: not pre-labelled: %s", task.get("id"), exc)
             results.append({"model_version": detector.model_id, "error": f"task {task.get('id')}: {exc}"})
             continue
         results.append(prediction(result, config, match, detector.model_id))
-    add_fields(tasks=len(tasks), failed_tasks=failed)
+        backlog.keep(key, results[-1])
+    if later:
+        queued = backlog.later(later)
+        log.warning(
+            "label studio: %d of %d tasks did not fit LABEL_STUDIO_TIMEOUT_S=%g s; %d more counted in the"
+            " background, ready for the next Retrieve Predictions",
+            len(later),
+            len(tasks),
+            settings.label_studio.timeout_s,
+            queued,
+        )
+    add_fields(tasks=len(tasks), failed_tasks=failed, later_tasks=len(later))
     return jsonify({"results": results, "model_version": detector.model_id})
+
+
+NOT_YET = (
+    "not counted within LABEL_STUDIO_TIMEOUT_S; it is being counted now: select the tasks and"
+    " Retrieve Predictions again in a minute (the ones done come at once)"
+)
+
+
+def _counter(url, labels: ProjectLabels, detector: Detector, settings: Settings):
+    """How the backlog counts a task after the answer: in the app's context (the pixel
+    budget, the threshold), each task with REQUEST_DEADLINE_S of its own, as one photo of
+    /invocations."""
+    app = current_app._get_current_object()
+    link: LabelStudioLink = app.extensions["label_studio"]
+
+    def count() -> dict:
+        with app.app_context():
+            g.client = "label-studio-backlog"  # one fair share for all of it (pixel_budget.py)
+            deadline = time.monotonic() + settings.request_deadline_s
+            photo = link.fetch(url, deadline)
+            result = count_photo(photo, detector, settings, _filename(url), deadline)
+            return prediction(result, labels.config, labels.match, detector.model_id)
+
+    return count
 
 
 def count_photo(photo: bytes, detector: Detector, settings: Settings, filename: str, deadline: float) -> PhotoResult:
@@ -226,7 +271,7 @@ def _read_labels(xml: str, class_names: tuple[str, ...], project: str) -> Projec
         config = parse_label_config(xml)
     except LabelConfigError as exc:
         raise BadRequest(str(exc), code="invalid_label_config") from None
-    match = match_labels(class_names, config.labels)
+    match = match_labels(class_names, config.labels, config.predicted_values)
     if not match.labels:
         raise BadRequest(
             f"none of the project's labels ({', '.join(config.labels[:20])}{'...' if len(config.labels) > 20 else ''})"

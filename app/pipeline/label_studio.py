@@ -37,6 +37,9 @@ class LabelConfig:
     to_name: str  # the <Image name=...> they are drawn on
     data_key: str  # the task's data field with the photo's URL: "image" for value="$image"
     labels: tuple[str, ...]  # the <Label value=...> choices, in the config's order
+    # <Label value="Rotifer" predicted_values="rotifer,live_rotifer"/>: the model classes
+    # drawn as that label, Label Studio's own convention for its ML backends.
+    predicted_values: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,23 +85,42 @@ def parse_label_config(xml: str) -> LabelConfig:
     value = images[0].get("value", "")
     if not value.startswith("$") or len(value) < 2:
         raise LabelConfigError(f'<Image name="{to_name}"> needs value="$field" naming the task\'s photo field')
-    labels = tuple(label.get("value", "") for label in tool.iter() if label.tag == "Label" and label.get("value"))
+    elements = [label for label in tool.iter() if label.tag == "Label" and label.get("value")]
+    labels = tuple(label.get("value", "") for label in elements)
     if not labels:
         raise LabelConfigError(f'<RectangleLabels name="{from_name}"> has no <Label value=...>')
-    return LabelConfig(from_name=from_name, to_name=to_name, data_key=value[1:], labels=labels)
+    predicted_values = tuple(
+        (
+            label.get("value", ""),
+            tuple(name.strip() for name in label.get("predicted_values", "").split(",") if name.strip()),
+        )
+        for label in elements
+        if label.get("predicted_values", "").strip()
+    )
+    return LabelConfig(
+        from_name=from_name, to_name=to_name, data_key=value[1:], labels=labels, predicted_values=predicted_values
+    )
 
 
 def _tags(root: Element, tag: str) -> list[Element]:
     return [element for element in root.iter() if element.tag == tag]
 
 
-def match_labels(class_names: Sequence[str], labels: Sequence[str]) -> LabelMatch:
-    """Same name, or the same name once case and outer spaces are set aside
-    ("rotifer " is Rotifer); never by position: a project's order is its own."""
+def match_labels(
+    class_names: Sequence[str], labels: Sequence[str], predicted_values: Sequence[tuple[str, Sequence[str]]] = ()
+) -> LabelMatch:
+    """A label's predicted_values first (the classes it names are drawn as it), then the
+    same name, or the same name once case and outer spaces are set aside ("rotifer " is
+    Rotifer); never by position: a project's order is its own."""
     by_key = {_key(label): label for label in reversed(labels)}  # the first of equal keys wins
+    named = {}  # a class named in a label's predicted_values -> that label
+    for label, classes in reversed(predicted_values):
+        named.update({_key(name): label for name in classes})
     matched = {}
     for name in class_names:
-        if name in labels:
+        if _key(name) in named:
+            matched[name] = named[_key(name)]
+        elif name in labels:
             matched[name] = name
         elif _key(name) in by_key:
             matched[name] = by_key[_key(name)]
