@@ -45,14 +45,14 @@ class FixedEngine(Engine):
         return Candidates(boxes.reshape(-1, 4).astype(np.float32), scores)
 
 
-def fake_detector(directory: Path, engine: Engine | None = None) -> Detector:
+def fake_detector(directory: Path, engine: Engine | None = None, **options) -> Detector:
     """A Detector on FixedEngine; `directory` gets stand-in files so /model can hash them."""
     files = ModelFiles(directory, directory / "fake.cfg", directory / "fake.weights", directory / "fake.names")
     files.cfg.write_text("[net]\nwidth=416\nheight=416\nchannels=3\n")
     files.weights.write_bytes(b"no network: a fixed engine answers")
     files.names.write_text("\n".join(FAKE_CLASSES) + "\n")
     model = ModelDescription(files, FAKE_CLASSES, NetworkInput(416, 416, 3, False), cfg_sections=())
-    return Detector(engine or FixedEngine(), model)
+    return Detector(engine or FixedEngine(), model, **options)
 
 
 def fake_app(directory: Path, detector: Detector | None = None, **settings):

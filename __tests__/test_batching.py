@@ -23,9 +23,7 @@ def engine(model_dir):
 
 
 def detector_with(engine, model_dir, max_batch, delay_s):
-    detector = Detector(engine, load_model_description(model_dir))
-    detector.batch_across_requests(max_batch, delay_s)
-    return detector
+    return Detector(engine, load_model_description(model_dir), max_batch=max_batch, max_batch_delay_s=delay_s)
 
 
 def test_photos_of_several_requests_share_a_forward_pass_and_keep_their_own_answers(engine, model_dir):

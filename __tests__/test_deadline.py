@@ -47,8 +47,7 @@ def test_a_busy_engine_is_waited_for_until_the_deadline_and_no_longer(tmp_path):
 
 
 def test_the_batcher_waits_until_the_same_deadline(tmp_path):
-    detector = fake_detector(tmp_path, SlowEngine(0.6))
-    detector.batch_across_requests(max_batch=2, max_delay_s=0.0)
+    detector = fake_detector(tmp_path, SlowEngine(0.6), max_batch=2)
     holder = threading.Thread(target=detector.detect, args=(PHOTO,))
     holder.start()
     detector.engine.started.wait(5)

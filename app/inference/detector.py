@@ -39,18 +39,27 @@ class DeadlineExceeded(RuntimeError):
 
 
 class Detector:
-    def __init__(self, engine: Engine, model: ModelDescription, tile_overlap: float = DEFAULT_OVERLAP):
+    """Whole once made: its engine, its batcher (when MAX_BATCH > 1) and how long the
+    model took to load (build_detector measures it, the engine's warm-up included)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        model: ModelDescription,
+        tile_overlap: float = DEFAULT_OVERLAP,
+        max_batch: int = 1,
+        max_batch_delay_s: float = 0.0,
+        load_seconds: float = 0.0,
+    ):
         self.engine = engine
         self.model = model
         self._tile_overlap = tile_overlap
-        self.load_seconds = 0.0
         # Engines are not thread-safe (darknet, OpenCV's Net): one call at a time, taken
         # in arrival order, and given back between a tiled photo's runs of tiles.
         self._lock = EngineTurns()
-        self.batcher: Batcher | None = None  # whole photos of several requests together (batching.py)
-
-    def batch_across_requests(self, max_batch: int, max_delay_s: float) -> None:
-        self.batcher = Batcher(self.engine, self._lock, max_batch, max_delay_s) if max_batch > 1 else None
+        # Whole photos of several requests together (batching.py).
+        self.batcher = Batcher(engine, self._lock, max_batch, max_batch_delay_s) if max_batch > 1 else None
+        self.load_seconds = load_seconds
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -129,11 +138,6 @@ class Detector:
         finally:
             self._lock.release()
 
-    def warm_up(self) -> None:
-        """The first forward pass allocates buffers; pay for it before serving."""
-        network = self.model.network
-        self.detect(np.zeros((network.height, network.width, 3), dtype=np.uint8))
-
 
 def build_detector(settings: Settings) -> Detector:
     started = time.perf_counter()
@@ -146,10 +150,17 @@ def build_detector(settings: Settings) -> Detector:
         precision=settings.precision,
         min_agreement=settings.int8_min_agreement,
     )
-    detector = Detector(engine, model, tile_overlap=settings.tile_overlap)
-    detector.batch_across_requests(settings.max_batch, settings.max_batch_delay_ms / 1000)
-    detector.warm_up()
-    detector.load_seconds = time.perf_counter() - started
+    # The first forward pass allocates the engine's buffers: paid before serving.
+    network = model.network
+    engine.predict(np.zeros((network.height, network.width, 3), dtype=np.uint8), min_score=DetectOptions().threshold)
+    detector = Detector(
+        engine,
+        model,
+        tile_overlap=settings.tile_overlap,
+        max_batch=settings.max_batch,
+        max_batch_delay_s=settings.max_batch_delay_ms / 1000,
+        load_seconds=time.perf_counter() - started,
+    )
     log.info(
         "model loaded: %s (%d classes, %dx%d%s) on %s/%s %s with %d threads in %.2f s; %s",
         model.files.weights,

@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from app.inference.int8 import DEFAULT_INT8_MIN_AGREEMENT
 from app.inference.int8.candidates import ServingChoice, serving_plan
@@ -21,6 +22,23 @@ from .registry import ENGINES, EngineEntry, auto_candidates
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Step:
+    """One choice of the ordered list create_engine tries: the engines that can serve it
+    (in BACKEND=auto's order, each with the device to ask it for), in one precision, and
+    why it is chosen, which the engine carries (/model's `selection`). `refusal` turns the
+    reasons its engines gave (and the last one's error) into what is said when none
+    starts: the error that stops the start where the step is final, else why it was
+    passed over."""
+
+    candidates: tuple[tuple[EngineEntry, str], ...]
+    precision: str
+    reason: str
+    refusal: Callable[[list[str], Exception | None], Exception]
+    final: bool = True
+    passed_over_as: str = ""  # how /model names it when a later step serves instead ("": not named)
+
+
 def create_engine(
     backend: str,
     model: ModelDescription,
@@ -29,60 +47,85 @@ def create_engine(
     precision: str = "fp32",
     min_agreement: float = DEFAULT_INT8_MIN_AGREEMENT,
 ) -> Engine:
-    """precision int8 or bf16 exists only where the table lists it; min_agreement gates it
-    (int8/); auto: the fastest that passed on this CPU (int8/candidates.py)."""
-    if precision == "auto":
-        return _create_auto_precision(backend, model, threads, device, min_agreement)
-    if backend != "auto":
-        entry = ENGINES.get(backend)
-        if entry is None:
-            raise EngineUnavailable(f"unknown backend {backend!r}")
-        if precision not in entry.precisions:
-            raise EngineUnavailable(f"the {backend} engine has no {precision} precision")
-        return _as_set(_function(entry, entry.load)(model, threads, device, precision, min_agreement))
-    reasons = []
-    for entry, asked in auto_candidates(device, precision):
-        try:
-            return _as_set(_function(entry, entry.load)(model, threads, asked, precision, min_agreement))
-        except EngineUnavailable as exc:
-            reasons.append(f"{entry.name}: {exc}")
-            if isinstance(exc, DeviceUnavailable) and device == "auto":
-                # A GPU image on a machine without its GPU: say why it is not on the GPU.
-                log.warning("%s cannot use a GPU: %s; trying the next engine", entry.name, exc)
-    raise EngineUnavailable("no engine available (" + "; ".join(reasons) + ")")
-
-
-def _create_auto_precision(
-    backend: str, model: ModelDescription, threads: int, device: str, min_agreement: float
-) -> Engine:
-    """PRECISION=auto. A GPU serves fp32 as before: the calibration measured this CPU.
-    On the CPU, the plan from the calibration report, tried in order; its last step is
-    fp32 on BACKEND's own choice, the service as it always was."""
-    if device != "cpu":
-        engine = _gpu_engine(backend, model, threads, device, min_agreement)
-        if engine is not None:
-            engine.selection = "fp32: on the GPU (the calibration measures the CPU)"
+    """The first engine of engine_steps() that starts; precision int8 or bf16 only where
+    the table lists it, gated by min_agreement (int8/); auto: the fastest that passed on
+    this CPU (int8/candidates.py)."""
+    passed_over: list[str] = []
+    for step in engine_steps(backend, model, device, precision, min_agreement):
+        reasons: list[str] = []
+        failure: Exception | None = None
+        for entry, asked in step.candidates:
+            try:
+                engine = _function(entry, entry.load)(model, threads, asked, step.precision, min_agreement)
+            except (EngineUnavailable, NotCalibrated) as exc:
+                reasons.append(f"{entry.name}: {exc}")
+                failure = exc
+                if isinstance(exc, DeviceUnavailable) and device == "auto":
+                    # A GPU image on a machine without its GPU: say why it is not on the GPU.
+                    log.warning("%s cannot use a GPU: %s; trying the next engine", entry.name, exc)
+                continue
+            engine.selection = step.reason + (f" (passed over: {'; '.join(passed_over)})" if passed_over else "")
             return engine
+        refused = step.refusal(reasons, failure)
+        if step.final:
+            raise refused
+        if step.passed_over_as:
+            passed_over.append(f"{step.passed_over_as}: {refused}")
+    raise AssertionError("the last step is final")  # pragma: no cover
+
+
+def engine_steps(
+    backend: str, model: ModelDescription, device: str, precision: str, min_agreement: float
+) -> list[Step]:
+    """What to try, in order, from BACKEND, PRECISION, DEVICE, the calibration report and
+    this CPU's class."""
+    if precision != "auto":
+        return [_as_set(backend, device, precision)]
+    steps = []
+    if device != "cpu":  # a GPU serves fp32: the calibration measured this CPU
+        gpu = tuple((entry, "cuda") for entry, _ in auto_candidates("cuda", "fp32") if backend in ("auto", entry.name))
+        why = "fp32: on the GPU (the calibration measures the CPU)"
+        # DEVICE=auto without a GPU goes on to the CPU's plan; DEVICE=cuda stops here.
+        steps.append(Step(gpu, "fp32", why, _gpu_refusal(backend), final=device == "cuda"))
     entry = ENGINES.get(backend)
     if entry is not None and entry.precisions == ("fp32",):
         plan = [ServingChoice(backend, "fp32", f"fp32: the {backend} engine's only precision")]
     else:
         plan = cpu_plan(model, backend, min_agreement)
-    passed_over = []
-    for step in plan:
-        last = step is plan[-1]
-        try:
-            engine = create_engine(
-                step.backend, model, threads, device if last else "cpu", step.precision, min_agreement
-            )
-        except (EngineUnavailable, NotCalibrated) as exc:
-            if last:
-                raise
-            passed_over.append(f"{step.backend} {step.precision}: {exc}")
-            continue
-        engine.selection = step.reason + (f" (passed over: {'; '.join(passed_over)})" if passed_over else "")
-        return engine
-    raise AssertionError("a serving plan ends with fp32")  # pragma: no cover
+    for number, choice in enumerate(plan, 1):
+        last = number == len(plan)  # the service as it always was: BACKEND's own choice, any device
+        step = _as_set(choice.backend, device if last else "cpu", choice.precision)
+        named = f"{choice.backend} {choice.precision}"
+        steps.append(Step(step.candidates, choice.precision, choice.reason, step.refusal, last, named))
+    return steps
+
+
+def _as_set(backend: str, device: str, precision: str) -> Step:
+    """PRECISION as set, on BACKEND (auto: the first that starts, in the table's order)."""
+    reason = f"PRECISION={precision} as set"
+    if backend == "auto":
+
+        def nothing_started(reasons, failure):
+            return EngineUnavailable("no engine available (" + "; ".join(reasons) + ")")
+
+        return Step(tuple(auto_candidates(device, precision)), precision, reason, nothing_started)
+    entry = ENGINES.get(backend)
+    if entry is None:
+        return Step((), precision, reason, lambda reasons, failure: EngineUnavailable(f"unknown backend {backend!r}"))
+    if precision not in entry.precisions:
+        no_such = EngineUnavailable(f"the {backend} engine has no {precision} precision")
+        return Step((), precision, reason, lambda reasons, failure: no_such)
+    return Step(((entry, device),), precision, reason, lambda reasons, failure: failure)
+
+
+def _gpu_refusal(backend: str):
+    def refusal(reasons: list[str], failure) -> Exception:
+        if backend != "auto" and failure is not None:
+            return failure  # the one engine named: its own reason
+        said = f" ({'; '.join(reasons)})" if reasons else ""
+        return EngineUnavailable(f"DEVICE=cuda but no engine of BACKEND={backend} could start on a GPU{said}")
+
+    return refusal
 
 
 def cpu_plan(model: ModelDescription, backend: str, min_agreement: float) -> list[ServingChoice]:
@@ -102,23 +145,6 @@ def cpu_plan(model: ModelDescription, backend: str, min_agreement: float) -> lis
     )
 
 
-def _gpu_engine(backend: str, model: ModelDescription, threads: int, device: str, min_agreement: float):
-    why_not = []  # each engine's own reason, so the one refusal line names what is missing
-    for entry, _ in auto_candidates("cuda", "fp32"):
-        if backend not in ("auto", entry.name):
-            continue
-        try:
-            return _function(entry, entry.load)(model, threads, "cuda", "fp32", min_agreement)
-        except EngineUnavailable as exc:
-            if device == "cuda" and backend != "auto":
-                raise
-            why_not.append(f"{entry.name}: {exc}")
-    if device == "cuda":
-        reasons = f" ({'; '.join(why_not)})" if why_not else ""
-        raise EngineUnavailable(f"DEVICE=cuda but no engine of BACKEND={backend} could start on a GPU{reasons}")
-    return None
-
-
 def prepare_engine(backend: str, model: ModelDescription, precision: str, min_agreement: float) -> None:
     """Work done once per machine before workers start (gunicorn's master): the ONNX
     export, and the int8 gate, so a refused PRECISION=int8 is one line, not one per
@@ -131,11 +157,6 @@ def prepare_engine(backend: str, model: ModelDescription, precision: str, min_ag
             _function(entry, entry.prepare)(model, precision, min_agreement)
         if backend == "auto":  # the first in BACKEND=auto's order that serves it is the one to gate
             return
-
-
-def _as_set(engine: Engine) -> Engine:
-    engine.selection = f"PRECISION={engine.precision} as set"
-    return engine
 
 
 def _function(entry: EngineEntry, reference: str) -> Callable:
