@@ -18,6 +18,7 @@ from app.vision.images import (
     open_photo,
 )
 from app.vision.structure import (
+    JPEG_MAX_SCANS,
     JPEG_MAX_SEGMENTS,
     PNG_MAX_CHUNKS,
     TIFF_MAX_DIRECTORIES,
@@ -31,6 +32,7 @@ from synthetic.hostile_photos import (
     exif_with_values,
     gif_growing_canvas,
     jpeg_with_app_segments,
+    jpeg_with_repeated_scans,
     padded_png,
     png,
     png_with_empty_chunks,
@@ -38,6 +40,7 @@ from synthetic.hostile_photos import (
     tiff_with_strips,
     webp_lossless,
 )
+from synthetic.phone_photos import google_motion_photo, mp4_like, phone_jpeg, samsung_motion_photo, with_segment
 
 DOG = photo_bytes("dog.jpg")
 LIMIT = 100_000_000
@@ -161,3 +164,66 @@ def test_a_png_whose_exif_follows_its_pixels_is_checked_when_decoded():
     late = photo[:end] + chunk + photo[end:]
     with pytest.raises(DamagedImage, match="EXIF"):
         decode_image(late, LIMIT)
+
+
+# Row 1 of round 4: what a phone appends after its JPEG is not the photo. The walk goes
+# segment by segment and through each scan's entropy-coded data to the JPEG's end of
+# image; scans are counted there, not as FF DA pairs anywhere in the file.
+SMALL_PHONE = phone_jpeg((1280, 960))
+VIDEO = mp4_like(4_000_000)
+HALF = SMALL_PHONE[: len(SMALL_PHONE) // 2]
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("Google Motion Photo", lambda: google_motion_photo(SMALL_PHONE, VIDEO)),
+        ("Google MicroVideo", lambda: google_motion_photo(SMALL_PHONE, VIDEO, version=0)),
+        ("Samsung Motion Photo", lambda: samsung_motion_photo(SMALL_PHONE, VIDEO)),
+        ("trailing zeros", lambda: SMALL_PHONE + bytes(100_000)),
+    ],
+)
+def test_the_walk_ends_at_the_jpegs_end_of_image_and_ignores_what_follows(name, make):
+    data = make()
+    assert data.count(b"\xff\xda") > 10 * JPEG_MAX_SCANS or name == "trailing zeros"  # what was counted
+    layout = check_structure(data)
+    assert data[: layout.end].endswith(b"\xff\xd9") and layout.end < len(data)
+    rest = data[layout.end :]
+    assert rest in (VIDEO, bytes(100_000)) or rest.startswith(b"\0\0\x30\x0aMotionPhoto_Data" + VIDEO)
+    assert open_photo(data, LIMIT).data == data[: layout.end]
+
+
+def test_an_mpo_is_walked_to_the_end_of_its_first_picture():
+    first = Image.new("RGB", (64, 48), (200, 100, 50))
+    data = encoded(first, "MPO", save_all=True, append_images=[Image.new("RGB", (640, 480))])
+    layout = check_structure(data)
+    assert Image.open(io.BytesIO(data[: layout.end])).size == (64, 48)
+    assert Image.open(io.BytesIO(data[layout.end :])).size == (640, 480)  # the second picture, whole
+
+
+def test_an_end_of_image_inside_a_segment_is_not_the_photos_end():
+    """An EXIF thumbnail is a whole JPEG inside APP1, with its own FF D9 (the job's photo has
+    one): the walk jumps segments by their length, never searches for the end marker."""
+    thumbnail = encoded(Image.new("RGB", (160, 120), (9, 9, 9)), "JPEG")
+    data = with_segment(SMALL_PHONE, 0xE1, DOG_IMAGE.getexif().tobytes() + thumbnail)
+    assert check_structure(data).end == len(data)
+    assert decode_image(data, LIMIT).shape == (960, 1280, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("Motion Photo cut mid-scan", lambda: google_motion_photo(HALF, VIDEO), "damaged"),
+        ("Motion Photo of 10,000 scans", lambda: samsung_motion_photo(jpeg_with_repeated_scans(), VIDEO), "scans"),
+        ("JPEG cut mid-scan", lambda: HALF, "(?i)premature end"),
+    ],
+)
+def test_a_damaged_jpeg_is_refused_whatever_follows_it(name, make, message):
+    with pytest.raises(DamagedImage, match=message):
+        decode_image(make(), LIMIT)
+
+
+def test_the_scans_of_the_jpeg_itself_are_counted():
+    check_structure(jpeg_with_repeated_scans(JPEG_MAX_SCANS - 20))
+    with pytest.raises(HostileStructure, match=f"more than {JPEG_MAX_SCANS} scans"):
+        check_structure(jpeg_with_repeated_scans(JPEG_MAX_SCANS))

@@ -39,6 +39,7 @@ from synthetic.hostile_photos import (
     tiff_with_strips,
     webp_lossless,
 )
+from synthetic.phone_photos import google_motion_photo, mp4_like, phone_jpeg
 
 from .server import gunicorn, gunicorn_workers
 
@@ -47,6 +48,12 @@ from .server import gunicorn, gunicorn_workers
 CaseMaker = Callable[[], bytes]
 CASES: dict[str, tuple] = {
     "GIF of 35 bytes, canvas grown to 9001x9001": (gif_growing_canvas, "image/jpeg", 3),
+    "12 MP Motion Photo, 6 MB of video": (
+        lambda: google_motion_photo(phone_jpeg(), mp4_like(6_000_000)),
+        "image/jpeg",
+        1,
+        {"tiling": "off"},
+    ),
     "TIFF of 3M strips": (tiff_with_strips, "image/tiff", 3),
     "JPEG of 6M APP segments": (jpeg_with_app_segments, "image/jpeg", 1),
     "PNG of 3.5M empty chunks": (png_with_empty_chunks, "image/png", 1),

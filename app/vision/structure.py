@@ -6,18 +6,32 @@ or a TIFF whose strip list has millions of entries took 9-76 s and up to 4.8 GB 
 any size check could run. These walks read only lengths and counts (C-speed jumps, no
 values), stop at the first bound passed, and say why: a hostile file is a 400 within
 milliseconds. The bounds are far above what cameras, phones and microscopes write.
+
+The walk also says where the picture decoded ends: a JPEG's end of image, after which a
+phone's Motion Photo appends an MP4.
 """
 
 from __future__ import annotations
 
+import re
 import struct
+from dataclasses import dataclass
 
-# JPEG: segments before the first scan. A camera writes about a dozen (APP0/APP1 EXIF/
-# APP2 ICC and MPF, DQT, DHT, SOF); an ICC profile may be split over at most 255 APP2s.
+# JPEG: segments in the picture. A camera writes about a dozen (APP0/APP1 EXIF/APP2 ICC
+# and MPF, DQT, DHT, SOF, SOS), a progressive JPEG a DHT and SOS a scan; an ICC profile may
+# be split over at most 255 APP2s.
 JPEG_MAX_SEGMENTS = 1024
 # Bytes between segments that are not a marker: a few padding bytes at most in real
 # files; Pillow steps over them one Python call per byte.
 JPEG_MAX_GARBAGE = 64 * 1024
+# A progressive JPEG has about 10 scans; decoding time grows with their number, and a
+# crafted file repeats one scan thousands of times (10,000 took 10 s for 4 MP).
+JPEG_MAX_SCANS = 100
+# What ends a scan's entropy-coded data: a marker. Inside it 0xFF is always followed by
+# 0x00 (a stuffed 0xFF), a restart marker (D0-D7) or another 0xFF (fill). A regular
+# expression finds it at C speed past a 12 MP photo's thousands of stuffed bytes.
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD9)}  # TEM, restarts, SOI: markers without a length
 # PNG: chunks in the whole file. libpng writes 8 KB IDATs: a 50 MB PNG has ~6,400.
 PNG_MAX_CHUNKS = 65_536
 # GIF: extension sub-blocks (255 bytes each) before the first frame: comments, XMP,
@@ -41,17 +55,30 @@ class HostileStructure(ValueError):
     """The container holds far more structure than any camera writes."""
 
 
-def check_structure(data: bytes) -> None:
+@dataclass(frozen=True)
+class Layout:
+    """What the walk learnt of the picture a decoder reads (a file's first).
+
+    end: where that picture's bytes end. A JPEG ends at its end of image (EOI): what a
+    phone appends (a Motion Photo's MP4, an MPO's second picture, padding) is not the photo,
+    and every decoder stops there. Other formats: the whole file.
+    """
+
+    end: int
+
+
+def check_structure(data: bytes) -> Layout:
     """Raise HostileStructure if the container's structure passes a bound; files cut
     short or malformed otherwise are left to the decoder, which says how."""
     if data.startswith(b"\xff\xd8"):
-        _check_jpeg(data)
-    elif data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _walk_jpeg(data)
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
         _check_png(data)
     elif data[:6] in (b"GIF87a", b"GIF89a"):
         _check_gif(data)
     elif data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
         check_tiff(data)
+    return Layout(len(data))
 
 
 def check_exif(exif: bytes) -> None:
@@ -60,13 +87,16 @@ def check_exif(exif: bytes) -> None:
     check_tiff(exif[6:] if exif.startswith(b"Exif\0\0") else exif)
 
 
-def _check_jpeg(data: bytes) -> None:
-    position, segments, garbage = 2, 0, 0
-    while position + 4 <= len(data):
+def _walk_jpeg(data: bytes) -> Layout:
+    """Segment by segment by their lengths, each scan's entropy-coded data to the marker
+    that ends it, up to the end of image: a scan is a SOS segment of this JPEG, not an
+    FF DA pair anywhere in the file (an appended video holds thousands)."""
+    position, segments, scans, garbage = 2, 0, 0, 0
+    while position + 2 <= len(data):
         if data[position] != 0xFF:
             following = data.find(b"\xff", position)
             if following < 0:
-                return
+                break
             garbage += following - position
             if garbage > JPEG_MAX_GARBAGE:
                 raise HostileStructure(f"the JPEG has more than {JPEG_MAX_GARBAGE} bytes of garbage between segments")
@@ -76,18 +106,26 @@ def _check_jpeg(data: bytes) -> None:
         if marker == 0xFF:  # fill byte before a marker
             position += 1
             continue
-        segments += 1
-        if segments > JPEG_MAX_SEGMENTS:
-            raise HostileStructure(
-                f"the JPEG has more than {JPEG_MAX_SEGMENTS} segments before its picture; a camera writes a few dozen"
-            )
-        if marker in (0xDA, 0xD9):  # the first scan (or an end with none): the header is over
-            return
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+        if marker == 0xD9:
+            return Layout(position + 2)
+        if marker in _JPEG_STANDALONE:
             position += 2
             continue
-        (length,) = struct.unpack_from(">H", data, position + 2)
-        position += 2 + max(length, 2)
+        segments += 1
+        if segments > JPEG_MAX_SEGMENTS:
+            raise HostileStructure(f"the JPEG has more than {JPEG_MAX_SEGMENTS} segments; a camera writes a few dozen")
+        if position + 4 > len(data):
+            break
+        position += 2 + max(struct.unpack_from(">H", data, position + 2)[0], 2)
+        if marker == 0xDA:
+            scans += 1
+            if scans > JPEG_MAX_SCANS:
+                raise HostileStructure(
+                    f"the JPEG has more than {JPEG_MAX_SCANS} scans; a camera writes at most a few dozen"
+                )
+            found = _JPEG_SCAN_END.search(data, position)
+            position = found.start() if found else len(data)
+    return Layout(len(data))  # no end of image: cut short, the decoder says how
 
 
 def _check_png(data: bytes) -> None:
