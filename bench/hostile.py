@@ -36,6 +36,7 @@ from synthetic.hostile_photos import (
     png,
     png_with_empty_chunks,
     png_with_exif,
+    png_with_text,
     tiff_with_strips,
     webp_lossless,
 )
@@ -48,6 +49,8 @@ from .server import gunicorn, gunicorn_workers
 CaseMaker = Callable[[], bytes]
 CASES: dict[str, tuple] = {
     "GIF of 35 bytes, canvas grown to 9001x9001": (gif_growing_canvas, "image/jpeg", 3),
+    "GIF grown to 9001x9001, 84 KB of comments": (lambda: gif_growing_canvas(padding=84_000), "image/jpeg", 3),
+    "1-bit PNG 10000x10000, 120 KB of text chunks": (lambda: png_with_text(10_000, 10_000, 120_000), "image/png", 3),
     "12 MP Motion Photo, 6 MB of video": (
         lambda: google_motion_photo(phone_jpeg(), mp4_like(6_000_000)),
         "image/jpeg",
