@@ -196,7 +196,9 @@ def test_the_walk_ends_at_the_jpegs_end_of_image_and_ignores_what_follows(name, 
     plain = check_structure(SMALL_PHONE)
     assert data[: layout.end].endswith(b"\xff\xd9") and layout.end < len(data)
     rest = data[layout.end :]
-    assert rest in (VIDEO, bytes(100_000)) or rest.startswith(b"\0\0\x30\x0aMotionPhoto_Data" + VIDEO)
+    sef_block = struct.pack("<HHI", 0, 0x0A30, 16) + b"MotionPhoto_Data" + VIDEO
+    samsung = rest.startswith(sef_block) and rest.endswith(b"SEFT")
+    assert rest in (VIDEO, bytes(100_000)) or samsung
     assert layout.picture_bytes == plain.picture_bytes  # the same scans: the XMP segment is no picture
     assert open_photo(data, LIMIT).data == data[: layout.end]
 

@@ -96,10 +96,11 @@ def google_motion_photo(jpeg: bytes, video: bytes, version: int = 1) -> bytes:
 
 
 def samsung_motion_photo(jpeg: bytes, video: bytes) -> bytes:
-    """The JPEG, then `MotionPhoto_Data` and the video, then the SEF trailer: an SEFH
-    directory (each entry: type, offset back from SEFH, length) and SEFT."""
+    """The JPEG, then an SEF data block (its type, `MotionPhoto_Data` and the video),
+    then the SEF trailer: an SEFH directory (each entry: type, offset back from SEFH,
+    length), its size, and SEFT."""
     name = b"MotionPhoto_Data"
-    item = b"\x00\x00\x30\x0a" + name + video  # marker, then the name and the data
+    item = struct.pack("<HHI", 0, 0x0A30, len(name)) + name + video  # type, the name's length, name, data
     header = b"SEFH" + struct.pack("<II", 106, 1) + struct.pack("<HHII", 0, 0x0A30, len(item), len(item))
     return jpeg + item + header + struct.pack("<I", len(header)) + b"SEFT"
 
