@@ -29,6 +29,7 @@ from synthetic.hostile_photos import (
     png,
     png_with_empty_chunks,
     png_with_exif,
+    png_with_text,
     tiff_with_strips,
     webp_lossless,
 )
@@ -48,6 +49,17 @@ REFUSED_BEFORE_DECODING = {
     "JPEG of 6M APP segments": (jpeg_with_app_segments, 400, "damaged_image"),
     "PNG of 3.5M empty chunks": (png_with_empty_chunks, 400, "damaged_image"),
     "PNG whose EXIF claims 10M values": (lambda: png_with_exif(exif_with_values()), 400, "damaged_image"),
+    # Round 4: padding pays no pixels.
+    "GIF growing to 9001x9001, 84 KB of comments": (
+        lambda: gif_growing_canvas(padding=84_000),
+        400,
+        "decompression_bomb",
+    ),
+    "1-bit PNG 10000x10000, 120 KB of text chunks": (
+        lambda: png_with_text(10_000, 10_000, 120_000),
+        400,
+        "decompression_bomb",
+    ),
 }
 
 
@@ -102,6 +114,28 @@ def test_three_hostile_structures_at_once_cost_the_worker_no_memory(model_dir, t
         running.stop()
     # The bodies themselves (27-43 MB, three at once) are all the worker held.
     assert peak < resting + 600, f"worker peak RSS {peak:.0f} MB, {resting:.0f} MB at rest"
+
+
+@pytest.mark.e2e
+def test_three_padded_gifs_at_once_are_refused_in_milliseconds_at_no_memory(model_dir, tmp_path):
+    """An 81 MP canvas grown by a 1x1 frame, paid for with 84 KB of comments (958 pixels a
+    byte of file): accepted, it took the worker 800 MB and 60 s of engine time, then a 503.
+    Its pixel data is 2 bytes: a 400 from the header, no pixel decoded."""
+    padded = gif_growing_canvas(padding=84_000)
+    running = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path / "log")
+    try:
+        running.wait_ready()
+        _, resting = worker_memory_mb(running.process.pid)
+        started = time.perf_counter()
+        responses = send_at_once(running.url, padded, "application/x-image", 3, {})
+        seconds = time.perf_counter() - started
+        peak, _ = worker_memory_mb(running.process.pid)
+    finally:
+        running.stop()
+    assert [response.json()["error"]["code"] for response in responses] == ["decompression_bomb"] * 3
+    assert "2 bytes of pixel data" in responses[0].json()["error"]["message"]
+    assert seconds < 5, f"{seconds:.1f} s"  # milliseconds of work; the rest is three HTTP round trips
+    assert peak < resting + 50, f"worker peak RSS {peak:.0f} MB, {resting:.0f} MB at rest"  # 81 MP is 243 MB as RGB
 
 
 @pytest.mark.e2e

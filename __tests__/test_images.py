@@ -2,10 +2,14 @@ import io
 
 import numpy as np
 import pytest
+from fakes import FAKE_STAT
 from PIL import Image
 from support import encoded, photo_bytes
 
+from app.cli.count import count_photo
+from app.vision.detection import DetectOptions
 from app.vision.images import ImageTooLarge, InvalidImage, decode_image, encode_jpeg
+from synthetic.phone_photos import google_motion_photo, mp4_like, mpo, phone_jpeg, samsung_motion_photo
 
 LIMIT = 100_000_000
 
@@ -88,3 +92,70 @@ def test_fast_jpeg_path_equals_pillows_for_every_orientation(orientation):
     assert rgb.shape == expected.shape
     # Two builds of libjpeg may round the colour conversion differently by a step or two.
     assert np.abs(rgb.astype(int) - expected).max() <= 3
+
+
+# Phones append to their JPEGs (synthetic/phone_photos.py): a Motion Photo's MP4 with
+# thousands of FF D8 / FF DA pairs in it, an MPO's second picture, padding. The photo is
+# the first JPEG, up to its end of image; the rest was once counted as scans and refused.
+PHONE = phone_jpeg()  # 12 MP, ~3.3 MB
+VIDEO = mp4_like(6_000_000)
+FIRST, SECOND = Image.open(io.BytesIO(photo_bytes("dog.jpg"))), Image.open(io.BytesIO(photo_bytes("horses.jpg")))
+PHONE_LAYOUTS = {
+    "Google Motion Photo": lambda: google_motion_photo(PHONE, VIDEO),
+    "Google MicroVideo": lambda: google_motion_photo(PHONE, VIDEO, version=0),
+    "Samsung Motion Photo": lambda: samsung_motion_photo(PHONE, VIDEO),
+    "JPEG + 1 MB of zeros": lambda: PHONE + bytes(1_000_000),
+}
+
+
+@pytest.mark.parametrize("layout", PHONE_LAYOUTS)
+def test_a_phones_jpeg_with_its_video_or_padding_appended_decodes_as_its_jpeg(layout):
+    assert np.array_equal(decode_image(PHONE_LAYOUTS[layout](), LIMIT), decode_image(PHONE, LIMIT))
+
+
+def test_an_mpo_decodes_as_its_first_picture():
+    data = mpo(FIRST, SECOND)
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    first = Image.open(io.BytesIO(data))
+    first.seek(0)
+    rgb = decode_image(data, LIMIT)
+    assert rgb.shape == (576, 768, 3)
+    assert np.abs(rgb.astype(int) - np.asarray(first.convert("RGB"))).max() <= 3  # not the horses
+
+
+@pytest.mark.parametrize("layout", [*PHONE_LAYOUTS, "MPO"])
+def test_the_app_counts_a_phones_layout_as_its_jpeg(fake_client, layout):
+    """The whole Flask app, raw body and multipart, on a fixed engine: the same answer as
+    for the plain JPEG."""
+    data, plain = (mpo(FIRST, SECOND), photo_bytes("dog.jpg")) if layout == "MPO" else (PHONE_LAYOUTS[layout](), PHONE)
+    query = "/invocations?tiling=off&return_image=false"
+    expected = fake_client.post(query, data=plain, content_type="image/jpeg")
+    assert expected.status_code == 200, expected.get_json()
+    for response in (
+        fake_client.post(query, data=data, content_type="image/jpeg"),
+        fake_client.post(query, data=multipart(data), content_type=f"multipart/form-data; boundary={BOUNDARY}"),
+    ):
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["stat"] == expected.get_json()["stat"] == FAKE_STAT
+
+
+BOUNDARY = "motion-photo"
+
+
+def multipart(photo: bytes, filename: str = "PXL_20260514.MP.jpg") -> bytes:
+    """A form with the photo as its `image` field, encoded here: the test client spools a
+    body over 500 KB to a temporary file it never closes."""
+    head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n\r\n'
+    return head.encode() + photo + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def test_the_count_command_counts_a_motion_photo_as_its_jpeg(detector, settings, tmp_path):
+    """On the real model: dog.jpg with 6 MB of video appended, as the count command reads it."""
+    (tmp_path / "dog.jpg").write_bytes(photo_bytes("dog.jpg"))
+    (tmp_path / "MVIMG_dog.jpg").write_bytes(google_motion_photo(photo_bytes("dog.jpg"), VIDEO, version=0))
+    (tmp_path / "dog_samsung.jpg").write_bytes(samsung_motion_photo(photo_bytes("dog.jpg"), VIDEO))
+    counts = [
+        count_photo(tmp_path / name, detector, DetectOptions(), settings, auto_crop=False, annotated=False).counts
+        for name in ("dog.jpg", "MVIMG_dog.jpg", "dog_samsung.jpg")
+    ]
+    assert counts[0]["dog"] == 1 and counts[1] == counts[0] and counts[2] == counts[0]

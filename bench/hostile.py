@@ -36,9 +36,11 @@ from synthetic.hostile_photos import (
     png,
     png_with_empty_chunks,
     png_with_exif,
+    png_with_text,
     tiff_with_strips,
     webp_lossless,
 )
+from synthetic.phone_photos import google_motion_photo, mp4_like, phone_jpeg
 
 from .server import gunicorn, gunicorn_workers
 
@@ -47,6 +49,14 @@ from .server import gunicorn, gunicorn_workers
 CaseMaker = Callable[[], bytes]
 CASES: dict[str, tuple] = {
     "GIF of 35 bytes, canvas grown to 9001x9001": (gif_growing_canvas, "image/jpeg", 3),
+    "GIF grown to 9001x9001, 84 KB of comments": (lambda: gif_growing_canvas(padding=84_000), "image/jpeg", 3),
+    "1-bit PNG 10000x10000, 120 KB of text chunks": (lambda: png_with_text(10_000, 10_000, 120_000), "image/png", 3),
+    "12 MP Motion Photo, 6 MB of video": (
+        lambda: google_motion_photo(phone_jpeg(), mp4_like(6_000_000)),
+        "image/jpeg",
+        1,
+        {"tiling": "off"},
+    ),
     "TIFF of 3M strips": (tiff_with_strips, "image/tiff", 3),
     "JPEG of 6M APP segments": (jpeg_with_app_segments, "image/jpeg", 1),
     "PNG of 3.5M empty chunks": (png_with_empty_chunks, "image/png", 1),

@@ -21,17 +21,23 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def png(width: int, height: int, bit_depth: int = 8, colour_type: int = 2, pixels: bool = True) -> bytes:
-    """A PNG of blank pixels, compressed row by row (a 100 MP one is ~100 KB);
-    pixels=False gives the header alone: a decompression bomb's promise."""
+def png(
+    width: int, height: int, bit_depth: int = 8, colour_type: int = 2, pixels: bool = True, noise: int = 0
+) -> bytes:
+    """A PNG of blank pixels, compressed row by row (a 100 MP one is ~300 KB), but for
+    `noise` random bytes in its first rows; pixels=False gives the header alone: a
+    decompression bomb's promise."""
     header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0))
     body = b""
     if pixels:
         channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
-        row = b"\0" + bytes((width * channels * bit_depth + 7) // 8)
+        size = (width * channels * bit_depth + 7) // 8
+        random = os.urandom(noise)
+        noisy = [b"\0" + random[at : at + size].ljust(size, b"\0") for at in range(0, noise, size)]
+        row = b"\0" + bytes(size)
         compressor = zlib.compressobj(9)
-        data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-        body = _png_chunk(b"IDAT", data)
+        data = b"".join(compressor.compress(noisy[y] if y < len(noisy) else row) for y in range(height))
+        body = _png_chunk(b"IDAT", data + compressor.flush())
         if colour_type == 3:
             header += _png_chunk(b"PLTE", bytes(3 * 256))
     return b"\x89PNG\r\n\x1a\n" + header + body + _png_chunk(b"IEND", b"")
@@ -91,12 +97,58 @@ def dds_with_unknown_flags() -> bytes:
     return bytes(header) + bytes(272)
 
 
-def gif_growing_canvas(screen: int = 10, at: int = 9000) -> bytes:
+def gif_growing_canvas(screen: int = 10, at: int = 9000, padding: int = 0) -> bytes:
     """35 bytes: a 10x10 screen whose one 1x1 frame sits at (9000, 9000); Pillow grows
-    the canvas to hold it, to 9001x9001 (81 MP)."""
+    the canvas to hold it, to 9001x9001 (81 MP). `padding` bytes of comment blocks before
+    the frame pay the bytes a pixels-per-byte bound of the file asks (round 4: 84 KB, 958
+    pixels a byte of file)."""
     header = b"GIF89a" + struct.pack("<HHBBB", screen, screen, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
     frame = b"," + struct.pack("<HHHHB", at, at, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
-    return header + frame + b";"
+    return header + gif_extension(0xFE, os.urandom(padding)) + frame + b";"
+
+
+def gif_extension(label: int, payload: bytes, identifier: bytes = b"") -> bytes:
+    """A GIF extension block (0xFE comment, 0xFF application with its 11-byte identifier)
+    holding `payload` in 255-byte sub-blocks; nothing for an empty payload."""
+    if not payload:
+        return b""
+    blocks = b"".join(
+        bytes([len(part)]) + part for part in (payload[at : at + 255] for at in range(0, len(payload), 255))
+    )
+    head = bytes([len(identifier)]) + identifier if identifier else b""
+    return b"!" + bytes([label]) + head + blocks + b"\0"
+
+
+def png_with_text(width: int, height: int, padding: int) -> bytes:
+    """A blank 1-bit PNG (a 100 MP one is 12 KB of IDAT) after `padding` bytes of text
+    chunks, a third each tEXt, zTXt and iTXt: metadata a client adds at will."""
+    photo = png(width, height, bit_depth=1, colour_type=0)
+    text = os.urandom(padding // 3).hex()[: padding // 3].encode()
+    compressed = zlib.compress(os.urandom(padding // 3))  # incompressible: stays its size
+    chunks = (
+        _png_chunk(b"tEXt", b"Comment\0" + text)
+        + _png_chunk(b"zTXt", b"Description\0\0" + compressed)
+        + _png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + text)
+    )
+    header_end = 8 + 25
+    return photo[:header_end] + chunks + photo[header_end:]
+
+
+def webp_with_metadata(width: int, height: int, padding: int) -> bytes:
+    """webp_lossless after `padding` bytes of XMP and EXIF (a VP8X file)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 60, 30)).save(
+        buffer, "WEBP", lossless=True, quality=0, method=0, xmp=os.urandom(padding // 2), exif=bytes(padding // 2)
+    )
+    return buffer.getvalue()
+
+
+def tiff_with_description(width: int, height: int, padding: int) -> bytes:
+    """A blank bilevel TIFF in CCITT group 4 (a 100 MP one is a few hundred bytes) with an
+    ImageDescription tag of `padding` bytes."""
+    buffer = io.BytesIO()
+    Image.new("1", (width, height), 1).save(buffer, "TIFF", compression="group4", tiffinfo={270: "x" * padding})
+    return buffer.getvalue()
 
 
 def jpeg_with_app_segments(count: int = 6_000_000, jpeg: bytes = DOG) -> bytes:
@@ -148,9 +200,7 @@ def png_with_exif(exif: bytes) -> bytes:
 
 
 def padded_png(width: int, height: int, padding: int) -> bytes:
-    """A blank PNG with `padding` bytes of noise in a private chunk: a bomb that pays
-    enough bytes to pass the pixels-per-byte bound, so only the pixel budget stands."""
-    photo = png(width, height)
-    header_end = 8 + 25
-    noise = os.urandom(padding)
-    return photo[:header_end] + _png_chunk(b"prVt", noise) + photo[header_end:]
+    """A blank PNG but for `padding` bytes of noise in its pixels: a bomb that pays
+    enough bytes of pixel data to pass the pixels-per-byte bound, so only the pixel budget
+    stands. (Padding in a chunk of its own no longer pays: metadata justifies no pixel.)"""
+    return png(width, height, noise=padding)

@@ -61,16 +61,15 @@ EXIF_DATE_FORMAT = "%Y:%m:%d %H:%M:%S"
 # DDS crashes on odd flags: only these readers ever look at the bytes.
 PHOTO_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF")
 FORMAT_NAMES = "JPEG, PNG, TIFF, WebP, BMP or GIF"
-# A progressive JPEG has about 10 scans; decoding time grows with their number, and a
-# crafted file repeats one scan thousands of times (10,000 took 10 s for 4 MP).
-JPEG_MAX_SCANS = 100
-JPEG_SCAN_MARKER = b"\xff\xda"  # 0xFF in entropy-coded data is always stuffed: no false hits
 FAST_JPEG_COLOURSPACES = ("YCbCr", "Gray")
-# Decompression bombs that stay under the pixel limit: pixels per byte of file. Real
-# camera and microscope photos hold 2-40 (data/: 2.7-4.6; the job's stained drop on a
-# white dish: 7.5 as its phone wrote it, 36 re-encoded as WebP q80); a flat 12 MP frame with
+# Decompression bombs that stay under the pixel limit: pixels per byte of compressed
+# pixel data (structure.py's picture bytes: JPEG scans, PNG IDAT, the first GIF or WebP
+# frame's data, TIFF strips; never metadata or padding, which a client adds at will: an
+# 81 MP GIF of a 1x1 frame padded with 84 KB of comments held 958 a byte of file). Real
+# camera and microscope photos hold 2-40 (data/: 0.7-3.1; the job's stained drop on a
+# white dish: 8.1 as its phone wrote it, 36 re-encoded as WebP q80); a flat 12 MP frame with
 # no sensor noise at all reaches 64 as JPEG, 284 as PNG, 560 as lossy WebP. A 35-byte
-# GIF that grows to 9001x9001 holds 2.3 million. Photos up to a megapixel cost little
+# GIF that grows to 9001x9001 holds 40 million. Photos up to a megapixel cost little
 # whatever their bytes, and are never refused for it.
 MAX_PIXELS_PER_BYTE = 1000
 PIXELS_PER_BYTE_FROM = 1_000_000
@@ -94,7 +93,8 @@ class ImageTooLarge(Exception):
 
 @dataclass(frozen=True)
 class OpenedPhoto:
-    """A photo whose header was read and checked; no pixel decoded yet."""
+    """A photo whose header was read and checked; no pixel decoded yet. `data` is the
+    picture decoded: a JPEG's bytes end at its end of image."""
 
     data: bytes
     image: Image.Image
@@ -130,13 +130,13 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
 
 
 def open_photo(data: bytes, max_pixels: int) -> OpenedPhoto:
-    """Read and check the header: structure, format, pixel count, sides, pixels per
-    byte, JPEG scans, EXIF; the size checked is the one the decoder will make (a GIF's
-    canvas grown to hold its first frame, an animated WebP's canvas)."""
+    """Read and check the header: structure (JPEG scans among it), format, pixel count,
+    sides, pixels per byte of pixel data, EXIF; the size checked is the one the decoder
+    will make (a GIF's canvas grown to hold its first frame, an animated WebP's canvas)."""
     if not data:
         raise InvalidImage("the image is empty (0 bytes)")
     try:
-        check_structure(data)
+        layout = check_structure(data)
     except HostileStructure as exc:
         raise DamagedImage(str(exc)) from None
     try:
@@ -154,18 +154,17 @@ def open_photo(data: bytes, max_pixels: int) -> OpenedPhoto:
         raise ImageTooLarge(f"the image is {width}x{height} pixels; the annotated JPEG allows {JPEG_MAX_SIDE} a side")
     if min(width, height) < 1:
         raise DamagedImage(f"the image header says {width}x{height} pixels")
-    if image.format in ("JPEG", "MPO") and data.count(JPEG_SCAN_MARKER) > JPEG_MAX_SCANS:
-        raise DamagedImage(f"the JPEG has more than {JPEG_MAX_SCANS} scans; a camera writes at most a few dozen")
-    _check_density(width * height, len(data))
+    _check_density(width * height, layout.picture_bytes, len(data))
     _check_exif(image)
-    return OpenedPhoto(data, image, image.format)
+    return OpenedPhoto(data[: layout.end] if layout.end < len(data) else data, image, image.format)
 
 
-def _check_density(pixels: int, size: int) -> None:
-    if pixels > PIXELS_PER_BYTE_FROM and pixels > MAX_PIXELS_PER_BYTE * size:
+def _check_density(pixels: int, picture_bytes: int, size: int) -> None:
+    if pixels > PIXELS_PER_BYTE_FROM and pixels > MAX_PIXELS_PER_BYTE * picture_bytes:
         raise DecompressionBomb(
-            f"the image promises {pixels / 1e6:.3g} megapixels in {size} bytes ({pixels // size} pixels a byte); "
-            f"a real photo holds at most {MAX_PIXELS_PER_BYTE}: refused as a decompression bomb"
+            f"the image promises {pixels / 1e6:.3g} megapixels from {picture_bytes} bytes of pixel data "
+            f"(of {size} in the file), {pixels // max(picture_bytes, 1)} pixels a byte; a real photo holds "
+            f"at most {MAX_PIXELS_PER_BYTE}: refused as a decompression bomb"
         )
 
 
