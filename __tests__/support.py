@@ -150,6 +150,13 @@ def told_to_stop(url: str) -> bool:
         return True
 
 
+def post_photo(url: str, photo: bytes, timeout: float = 60, content_type: str = "image/jpeg", **params):
+    """A photo as a raw body to /invocations, as SageMaker's clients send it; parameters in the query."""
+    return requests.post(
+        f"{url}/invocations", data=photo, params=params, headers={"Content-Type": content_type}, timeout=timeout
+    )
+
+
 class RunningService:
     """./run.sh started as a user starts it, on a free port."""
 
@@ -186,13 +193,7 @@ class RunningService:
 
     def post_photo(self, name: str, timeout: float = 60, **params) -> requests.Response:
         """A sample photo as raw JPEG to /invocations, parameters in the query."""
-        return requests.post(
-            f"{self.url}/invocations",
-            data=photo_bytes(name),
-            params=params,
-            headers={"Content-Type": "image/jpeg"},
-            timeout=timeout,
-        )
+        return post_photo(self.url, photo_bytes(name), timeout=timeout, **params)
 
     def stop(self, timeout: float = 40) -> int:
         if self.process.poll() is None:

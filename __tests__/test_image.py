@@ -26,7 +26,7 @@ import pytest
 import requests
 from PIL import Image
 from reaper import label_args
-from support import DATA, ROOT, free_port, require_tool, told_to_stop, wait_until
+from support import DATA, ROOT, free_port, post_photo, require_tool, told_to_stop, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -173,13 +173,7 @@ class Container:
         raise AssertionError(f"no /ping 200 in {timeout} s:\n{self.logs()}")
 
     def count(self, photo: bytes, **params) -> requests.Response:
-        return requests.post(
-            f"{self.url}/invocations",
-            data=photo,
-            params={"return_image": "false", **params},
-            headers={"Content-Type": "image/jpeg"},
-            timeout=120,
-        )
+        return post_photo(self.url, photo, timeout=120, return_image="false", **params)
 
     def stopping(self) -> bool:
         return told_to_stop(self.url)

@@ -9,7 +9,7 @@ import requests
 import tomllib
 from fakes import fake_app
 from flask import Flask
-from support import ROOT, RunningService, photo_bytes
+from support import ROOT, RunningService, photo_bytes, post_photo
 
 from app import __version__
 from app.settings import ConfigError, Settings
@@ -33,8 +33,8 @@ def test_metrics_add_up_across_workers(live_server):
     url = live_server.url
     before = requests.get(f"{url}/metrics", timeout=5).text
     for _ in range(6):  # spread over both workers by the kernel
-        assert requests.post(f"{url}/invocations", data=DOG, headers={"Content-Type": "image/jpeg"}, timeout=30).ok
-    requests.post(f"{url}/invocations", data=b"", headers={"Content-Type": "image/jpeg"}, timeout=30)
+        assert post_photo(url, DOG, timeout=30).ok
+    post_photo(url, b"", timeout=30)
     response = requests.get(f"{url}/metrics", timeout=5)
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
     after = response.text
