@@ -19,6 +19,7 @@ from app.inference.int8 import DEFAULT_INT8_MIN_AGREEMENT
 from app.log_lines import LOG_FORMATS
 from app.model import sources
 from app.model.files import ModelError
+from app.model.pins import ModelPins, parse_pins
 from app.vision.tiling import DEFAULT_OVERLAP
 
 BACKENDS = ("auto", *ENGINES)
@@ -102,7 +103,8 @@ class Settings:
     tile_overlap: float = DEFAULT_OVERLAP  # share of a tile its neighbour also covers
     cors_origins: tuple[str, ...] = ("*",)
     api_keys: tuple[str, ...] = ()
-    model_sha256: str = ""
+    # MODEL_SHA256 and CALIBRATION_SHA256 (app/model/pins.py); None: nothing pinned.
+    pins: ModelPins | None = None
     log_level: str = "INFO"
     log_format: str = "text"  # or json: one JSON object a line (app/log_lines.py)
     label_studio: LabelStudioSettings = LabelStudioSettings()
@@ -187,7 +189,7 @@ class Settings:
             tile_overlap=_number(env, "TILE_OVERLAP", cls.tile_overlap, float, minimum=0.0, maximum=0.9),
             cors_origins=_origins(env),
             api_keys=_api_keys(env),
-            model_sha256=env.get("MODEL_SHA256", "").strip().lower(),
+            pins=_pins(env),
             log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
             label_studio=_label_studio(env),
@@ -258,6 +260,13 @@ def _host(env: Mapping[str, str]) -> str:
         raise ConfigError(
             f"HOST={raw!r} is not an IP address (0.0.0.0: every interface; 127.0.0.1: this machine only)"
         ) from None
+
+
+def _pins(env: Mapping[str, str]) -> ModelPins | None:
+    try:
+        return parse_pins(env.get("MODEL_SHA256", ""), env.get("CALIBRATION_SHA256", ""))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
