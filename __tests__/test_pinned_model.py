@@ -1,16 +1,36 @@
-"""MODEL_SHA256 binds what runs to the pinned files: the .cfg and .names with the
-.weights, each checked on the bytes that are parsed."""
+"""MODEL_SHA256 binds what runs to the pinned files, whoever can write the cache
+directory: the .cfg and .names with the .weights, the ONNX export (made again from them
+and compared byte for byte), OpenVINO's compiled models (not loaded from a cache nothing
+checks). Each forgery of issue 33 is here: the demo counted 0 objects on dog.jpg
+instead of 4."""
 
 import logging
 import os
 import shutil
 
+import numpy as np
+import onnx
 import pytest
+from support import DATA
 
+from app.inference.detector import Detector
+from app.inference.engines import create_engine
+from app.inference.onnx_export import export_darknet
+from app.inference.onnx_export.cache import (
+    check_stamp,
+    ensure_export,
+    export_paths,
+    pinned_export,
+    read_stamp,
+    stamp,
+)
 from app.model.files import ModelError, file_digest, load_model_description, model_file_sha256
 from app.model.pins import parse_pins
 from app.settings import ConfigError, Settings
+from app.vision.images import decode_image
+from app.vision.postprocess import count_by_class
 
+DOG = {"bicycle": 1, "car": 1, "truck": 1, "dog": 1}  # the demo on dog.jpg, every engine in fp32
 FILES = ("yolov3-tiny.cfg", "coco.names", "yolov3-tiny.weights")
 
 
@@ -20,6 +40,20 @@ def digests(directory, names=FILES) -> list[str]:
 
 def pinned(directory, calibration: str = "", names=FILES):
     return load_model_description(directory, parse_pins(",".join(digests(directory, names)), calibration))
+
+
+def found(engine, model) -> dict[str, int]:
+    detector = Detector(engine, model)
+    counts = count_by_class(detector.detect(decode_image((DATA / "dog.jpg").read_bytes(), 10**8)), model.class_names)
+    return {name: count for name, count in counts.items() if count}
+
+
+def zeroed_first_convolution(content: bytes) -> onnx.ModelProto:
+    """An edited model: its first convolution's weights zeroed (the demo then finds nothing)."""
+    edited = onnx.load_from_string(content)
+    weights = next(init for init in edited.graph.initializer if len(init.dims) == 4)
+    weights.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weights) * 0, weights.name))
+    return edited
 
 
 # -- MODEL_SHA256 itself --------------------------------------------------------------------
@@ -85,3 +119,52 @@ def test_an_edit_that_keeps_the_size_and_time_of_a_file_is_hashed_again(model_co
     os.utime(weights, ns=(times.st_atime_ns, times.st_mtime_ns))
     assert weights.stat().st_size == times.st_size and weights.stat().st_mtime_ns == times.st_mtime_ns
     assert model_file_sha256(weights) == file_digest(weights) != before
+
+
+# -- (a) the ONNX export --------------------------------------------------------------------
+
+
+def test_the_export_is_the_same_bytes_each_time_it_is_made(demo_model):
+    """What makes the check of a pinned export sound: made again, it is byte for byte
+    the same, so the bytes loaded are compared with an export of the pinned files."""
+    first = stamp(export_darknet(demo_model.cfg_sections, demo_model.files.weights), demo_model)
+    second = stamp(export_darknet(demo_model.cfg_sections, demo_model.files.weights), demo_model)
+    assert first.SerializeToString() == second.SerializeToString()
+
+
+def test_an_export_edited_and_stamped_again_is_exported_again_under_model_sha256(model_copy):
+    model = pinned(model_copy)
+    path = ensure_export(model)
+    genuine = path.read_bytes()
+    path.write_bytes(stamp(zeroed_first_convolution(genuine), model).SerializeToString())
+    check_stamp(path, read_stamp(path), model)  # the project's own stamp says nothing against it
+    assert found(create_engine("onnxruntime", load_model_description(model_copy), 1, "cpu", "fp32"), model) == {}
+
+    engine = create_engine("onnxruntime", model, 1, "cpu", "fp32")
+    assert found(engine, model) == DOG
+    assert path.read_bytes() == genuine == pinned_export(model)  # and the file is the pinned files' export again
+
+
+# -- (c) OpenVINO's compiled models ----------------------------------------------------------
+
+
+def test_a_patched_compiled_model_is_not_loaded_under_model_sha256(model_copy):
+    pytest.importorskip("openvino")
+    model = load_model_description(model_copy)
+    assert found(create_engine("openvino", model, 1, "cpu", "fp32"), model) == DOG
+    (blob,) = export_paths(model).openvino_cache.iterdir()
+    compiled = bytearray(blob.read_bytes())
+    export = onnx.load(str(ensure_export(model)))
+    patched = 0
+    for weights in [init for init in export.graph.initializer if len(init.dims) == 4]:
+        data = onnx.numpy_helper.to_array(weights).astype(np.float32).tobytes()
+        if (at := compiled.find(data[:256])) >= 0:
+            compiled[at : at + len(data)] = bytes(len(data))
+            patched += 1
+    assert patched
+    blob.write_bytes(bytes(compiled))
+    assert found(create_engine("openvino", model, 1, "cpu", "fp32"), model) != DOG  # OpenVINO serves it as it is
+
+    model = pinned(model_copy)
+    assert found(create_engine("openvino", model, 1, "cpu", "fp32"), model) == DOG
+    assert blob.read_bytes() == bytes(compiled)  # not read, not rewritten: no cache under a pin
