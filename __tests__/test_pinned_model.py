@@ -1,25 +1,32 @@
-"""MODEL_SHA256 binds what runs to the pinned files, whoever can write the cache
-directory: the .cfg and .names with the .weights, the ONNX export (made again from them
-and compared byte for byte), OpenVINO's compiled models (not loaded from a cache nothing
-checks). Each forgery of issue 33 is here: the demo counted 0 objects on dog.jpg
-instead of 4."""
+"""MODEL_SHA256 binds everything that runs to the pinned files, whoever can write the
+cache directory: the .cfg and .names with the .weights, the ONNX export (made again from
+them and compared byte for byte), OpenVINO's compiled models (not loaded from a cache
+nothing checks), and what only calibrate makes (its report pinned by CALIBRATION_SHA256,
+each model it wrote checked against the sha256 the report recorded). Each forgery of
+issue 33 is here: the demo counted 0 objects on dog.jpg instead of 4."""
 
+import hashlib
 import logging
 import os
 import shutil
+from dataclasses import asdict
 
 import numpy as np
 import onnx
 import pytest
-from support import DATA
+from support import DATA, RunningService, refusal
 
 from app.inference.detector import Detector
 from app.inference.engines import create_engine
+from app.inference.int8.candidates import CandidateResult
+from app.inference.int8.cpu_class import cpu_class
+from app.inference.int8.report import AgreementReport, CalibrationChanged, Int8NotCalibrated, PhotoAgreement
 from app.inference.onnx_export import export_darknet
 from app.inference.onnx_export.cache import (
     check_stamp,
     ensure_export,
     export_paths,
+    export_stamp,
     pinned_export,
     read_stamp,
     stamp,
@@ -168,3 +175,154 @@ def test_a_patched_compiled_model_is_not_loaded_under_model_sha256(model_copy):
     model = pinned(model_copy)
     assert found(create_engine("openvino", model, 1, "cpu", "fp32"), model) == DOG
     assert blob.read_bytes() == bytes(compiled)  # not read, not rewritten: no cache under a pin
+
+
+# -- (b) and (d): what only calibrate makes -----------------------------------------------------
+
+
+def measured(engine, precision, ms):
+    return CandidateResult(engine, precision, "", 1.0, 30, 1.0, 2, 2, ms, True)
+
+
+def calibrated_by_hand(model, int8: bytes | None = None, openvino_int8: tuple[bytes, bytes] | None = None) -> bytes:
+    """The int8 models and the report as calibrate writes them (the digests included),
+    the int8 model the fastest candidate: the report's bytes."""
+    paths = export_paths(model)
+    made_from = export_stamp(model)
+    files = {
+        "cfg": made_from["source_cfg_sha256"],
+        "weights": made_from["source_weights_sha256"],
+        "export": hashlib.sha256(ensure_export(model).read_bytes()).hexdigest(),
+    }
+    candidates = [measured("onnxruntime", "fp32", 100.0)]
+    if int8 is not None:
+        paths.int8.write_bytes(int8)
+        files["int8"] = hashlib.sha256(int8).hexdigest()
+        candidates.append(measured("onnxruntime", "int8", 10.0))
+    if openvino_int8 is not None:
+        for suffix, content in zip((".xml", ".bin"), openvino_int8, strict=True):
+            paths.openvino_int8.with_suffix(suffix).write_bytes(content)
+            files[f"openvino_int8{suffix}"] = hashlib.sha256(content).hexdigest()
+        candidates.append(measured("openvino", "int8", 10.0))
+    report = AgreementReport(
+        model={},
+        calibration_photos=["a.jpg"],
+        held_out=[PhotoAgreement("b.jpg", {}, {}, 30, 30)],
+        fp32_nodes=[],
+        pass_mark=0.98,
+        cpu_class=cpu_class(),
+        candidates=[asdict(candidate) for candidate in candidates],
+        files_sha256=files,
+    )
+    content = report.to_json().encode()
+    paths.int8_report.write_bytes(content)
+    return content
+
+
+def stand_in_int8(model, content: bytes) -> bytes:
+    """An "int8" model made of the export, stamped as calibrate stamps (the chain of
+    digests is what is tested here, not the quantization: test_int8.py calibrates)."""
+    return stamp(onnx.load_from_string(content), model).SerializeToString()
+
+
+def test_a_forged_int8_model_and_report_are_refused_or_not_read_under_model_sha256(model_copy):
+    model = pinned(model_copy)
+    genuine = calibrated_by_hand(model, stand_in_int8(model, ensure_export(model).read_bytes()))
+    pin = hashlib.sha256(genuine).hexdigest()
+    model = pinned(model_copy, calibration=pin)
+    engine = create_engine("auto", model, 1, "auto", "auto")
+    assert (engine.name, engine.precision) == ("onnxruntime", "int8") and found(engine, model) == DOG
+
+    forged = stand_in_int8(model, zeroed_first_convolution(ensure_export(model).read_bytes()).SerializeToString())
+    export_paths(model).int8.write_bytes(forged)  # the model alone: not the one the report recorded
+    with pytest.raises(CalibrationChanged, match=r"int8\.onnx is not the model calibrate wrote"):
+        create_engine("auto", model, 1, "auto", "auto")
+    calibrated_by_hand(model, forged)  # and a report to match it: not the one pinned
+    with pytest.raises(CalibrationChanged, match=f"does not match CALIBRATION_SHA256={pin}"):
+        create_engine("auto", model, 1, "auto", "auto")
+    unpinned = load_model_description(model_copy)  # without a pin the pair is served: nothing to tell it by
+    assert found(create_engine("auto", unpinned, 1, "auto", "auto"), unpinned) == {}
+
+    model = pinned(model_copy)  # MODEL_SHA256 alone: no report is read, fp32 serves
+    engine = create_engine("auto", model, 1, "auto", "auto")
+    assert (engine.name, engine.precision) == ("onnxruntime", "fp32") and found(engine, model) == DOG
+    assert "the calibration report yolov3-tiny." in engine.selection and "is not pinned" in engine.selection
+    with pytest.raises(Int8NotCalibrated, match="set CALIBRATION_SHA256"):
+        create_engine("onnxruntime", model, 1, "cpu", "int8")
+
+
+def test_a_report_is_checked_against_the_model_it_names_pinned_or_not(model_copy):
+    unpinned = load_model_description(model_copy)
+    calibrated_by_hand(unpinned, stand_in_int8(unpinned, ensure_export(unpinned).read_bytes()))
+    assert create_engine("onnxruntime", unpinned, 1, "cpu", "int8").precision == "int8"
+    export_paths(unpinned).int8.write_bytes(stand_in_int8(unpinned, ensure_export(unpinned).read_bytes()) + b"\0")
+    with pytest.raises(CalibrationChanged, match="is not the model calibrate wrote"):
+        create_engine("onnxruntime", unpinned, 1, "cpu", "int8")
+
+    model = pinned(model_copy)
+    report = calibrated_by_hand(model, stand_in_int8(model, ensure_export(model).read_bytes()))
+    report = report.replace(hashlib.sha256(ensure_export(model).read_bytes()).hexdigest().encode(), b"0" * 64)
+    export_paths(model).int8_report.write_bytes(report)  # a report of another export, pinned
+    model = pinned(model_copy, calibration=hashlib.sha256(report).hexdigest())
+    with pytest.raises(CalibrationChanged, match="the calibration report was not made from this model's export"):
+        create_engine("auto", model, 1, "auto", "auto")
+
+
+def openvino_ir(model, content: bytes) -> tuple[bytes, bytes]:
+    """An OpenVINO model (.xml, .bin) of an ONNX model, stamped as calibrate stamps NNCF's."""
+    openvino = pytest.importorskip("openvino")
+    from app.inference.engines.openvino_engine import stamp_ir
+
+    target = export_paths(model).fp32.parent / "made.xml"
+    openvino.save_model(stamp_ir(openvino.Core().read_model(content), export_stamp(model)), str(target))
+    made = target.read_bytes(), target.with_suffix(".bin").read_bytes()
+    target.unlink()
+    target.with_suffix(".bin").unlink()
+    return made
+
+
+def test_a_forged_openvino_int8_model_and_report_are_refused_under_model_sha256(model_copy):
+    model = pinned(model_copy)
+    genuine = calibrated_by_hand(model, openvino_int8=openvino_ir(model, ensure_export(model).read_bytes()))
+    model = pinned(model_copy, calibration=hashlib.sha256(genuine).hexdigest())
+    engine = create_engine("auto", model, 1, "auto", "auto")
+    assert (engine.name, engine.precision) == ("openvino", "int8") and found(engine, model) == DOG
+
+    forged = openvino_ir(model, zeroed_first_convolution(ensure_export(model).read_bytes()).SerializeToString())
+    export_paths(model).openvino_int8.with_suffix(".bin").write_bytes(forged[1])  # its weights alone
+    with pytest.raises(CalibrationChanged, match=r"openvino-int8\.bin is not the model calibrate wrote"):
+        create_engine("auto", model, 1, "auto", "auto")
+    calibrated_by_hand(model, openvino_int8=forged)  # the model and a report to match it
+    with pytest.raises(CalibrationChanged, match="does not match CALIBRATION_SHA256"):
+        create_engine("auto", model, 1, "auto", "auto")
+    unpinned = load_model_description(model_copy)
+    assert found(create_engine("auto", unpinned, 1, "auto", "auto"), unpinned) == {}
+
+
+# -- the service -------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_under_model_sha256_the_service_serves_the_pinned_export_and_refuses_a_forged_int8(model_copy, tmp_path):
+    model = pinned(model_copy)
+    path = ensure_export(model)
+    genuine = path.read_bytes()
+    report = calibrated_by_hand(model, stand_in_int8(model, genuine))
+    path.write_bytes(stamp(zeroed_first_convolution(genuine), model).SerializeToString())
+    env = {"MODEL_DIR": str(model_copy), "WORKERS": "1", "MODEL_SHA256": ",".join(digests(model_copy))}
+    service = RunningService({**env, "CALIBRATION_SHA256": hashlib.sha256(report).hexdigest()}, tmp_path / "a.log")
+    try:
+        service.wait_ready()
+        stat = service.post_photo("dog.jpg").json()["stat"]
+        assert {name: count for name, count in stat.items() if count} == DOG
+    finally:
+        service.stop()
+    assert "is not the export of the files MODEL_SHA256 pins" in service.output()
+    assert path.read_bytes() == genuine
+
+    forged = stand_in_int8(model, zeroed_first_convolution(genuine).SerializeToString())
+    forged_report = calibrated_by_hand(model, forged)
+    message = refusal(
+        RunningService({**env, "CALIBRATION_SHA256": hashlib.sha256(report).hexdigest()}, tmp_path / "b.log")
+    )
+    assert f"sha256 {hashlib.sha256(forged_report).hexdigest()} does not match CALIBRATION_SHA256" in message
