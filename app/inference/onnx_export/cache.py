@@ -182,13 +182,15 @@ def pinned_export(model: ModelDescription) -> bytes:
         content = _content_if(paths.fp32, expected)  # another worker may have written it while we waited
         if content is not None:
             return content
-        log.warning(
-            "%s is not the export of the files MODEL_SHA256 pins (its sha256 is not %s); exporting again",
-            paths.fp32,
-            expected,
-        )
+        if paths.fp32.exists():
+            log.warning(
+                "%s is not the export of the files MODEL_SHA256 pins (its sha256 is not %s); exporting again",
+                paths.fp32,
+                expected,
+            )
         made = made or _export_pinned(model)
         write_atomically(paths.fp32, made)
+        log.info("wrote the export of %s to %s", model.files.weights.name, paths.fp32)
         if paths.fp32.parent == model.files.weights.parent:
             _remove_outdated(paths)
     return made
