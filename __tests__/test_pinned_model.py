@@ -267,6 +267,13 @@ def test_a_report_is_checked_against_the_model_it_names_pinned_or_not(model_copy
     with pytest.raises(CalibrationChanged, match="the calibration report was not made from this model's export"):
         create_engine("auto", model, 1, "auto", "auto")
 
+    earlier = AgreementReport.from_json(report.decode())
+    earlier.files_sha256 = {}  # as versions before the digests wrote it, pinned
+    export_paths(model).int8_report.write_text(earlier.to_json())
+    model = pinned(model_copy, calibration=file_digest(export_paths(model).int8_report))
+    with pytest.raises(CalibrationChanged, match="the calibration report records no sha256 of the files"):
+        create_engine("onnxruntime", model, 1, "cpu", "int8")
+
 
 def openvino_ir(model, content: bytes) -> tuple[bytes, bytes]:
     """An OpenVINO model (.xml, .bin) of an ONNX model, stamped as calibrate stamps NNCF's."""

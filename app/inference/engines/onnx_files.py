@@ -88,11 +88,11 @@ def prepare_openvino_model(model: ModelDescription, precision: str, min_agreemen
     paths = export_paths(model)
     if precision != "fp32":
         report = calibrated_candidate(paths, "openvino", precision, min_agreement, model.pinned)
+        check_made_from(report, model)
     if precision == "int8":
         if not paths.openvino_int8.is_file():
             missing = paths.openvino_int8
             raise NotCalibrated(f"BACKEND=openvino PRECISION=int8 but {missing} is missing; calibrate again")
-        check_made_from(report, model)
         xml = calibrated_content(paths.openvino_int8, report, "openvino_int8.xml", model)
         weights = calibrated_content(paths.openvino_int8.with_suffix(".bin"), report, "openvino_int8.bin", model)
         if xml is None or weights is None:  # a report from before the digests: its stamp, checked at load
@@ -107,10 +107,15 @@ def check_made_from(report: AgreementReport, model: ModelDescription) -> None:
     recorded = report.files_sha256
     expected = export_stamp(model)
     sources = {"cfg": expected["source_cfg_sha256"], "weights": expected["source_weights_sha256"]}
+    if not recorded:
+        if model.pinned is not None:
+            raise CalibrationChanged(
+                f"the calibration report records no sha256 of the files it was made from (an earlier version "
+                f"wrote it); {HOW_TO_CALIBRATE}"
+            )
+        return  # a report from before the digests: its models' stamps are checked instead
     if model.pinned is not None:
         sources["export"] = pinned_export_sha256(model)
-    elif not recorded:
-        return  # a report from before the digests: its models' stamps are checked instead
     for name, digest in sources.items():
         if recorded.get(name) != digest:
             raise CalibrationChanged(
