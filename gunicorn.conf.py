@@ -102,12 +102,12 @@ def on_starting(server):
     forks: one clear line instead of one per worker. What only a worker can find out
     (a missing engine library) stops the start the same way, from app/http/wsgi.py."""
     from app.inference.engines import prepare_engine
-    from app.model.files import ModelError, load_model_description, verify_weights_sha256
+    from app.model.files import ModelError, load_model_description
 
     try:
-        model = load_model_description(settings.model_dir)
-        if settings.model_sha256:
-            verify_weights_sha256(model.files.weights, settings.model_sha256)
+        # MODEL_SHA256 checked; the export of the pinned files made (or checked) here, once,
+        # and its sha256 inherited by the workers that fork from this process.
+        model = load_model_description(settings.model_dir, settings.pins)
         prepare_engine(settings.backend, model, settings.precision, settings.int8_min_agreement)
     except ModelError as exc:
         print(f"cannot start: {exc}", file=sys.stderr, flush=True)

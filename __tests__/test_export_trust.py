@@ -30,7 +30,8 @@ def test_an_export_carries_the_sha256_of_the_files_it_was_made_from(model_copy):
 @pytest.mark.e2e
 def test_a_planted_export_under_the_right_name_is_not_served(model_copy, tmp_path):
     """An ONNX file named as this model's export but stamped as made from other files
-    is replaced before it is served, so MODEL_SHA256 covers what runs."""
+    is replaced before it is served (under MODEL_SHA256 even one stamped as made from
+    these: test_pinned_model.py)."""
     model = load_model_description(model_copy)
     planted = onnx.load(str(ensure_export(model)))
     onnx.helper.set_model_props(planted, {"source_weights_sha256": "0" * 64, "source_cfg_sha256": "0" * 64})
@@ -40,9 +41,7 @@ def test_a_planted_export_under_the_right_name_is_not_served(model_copy, tmp_pat
         check_stamp(path, read_stamp(path), model)
 
     weights_sha = file_digest(model.files.weights)
-    service = RunningService(
-        {"MODEL_DIR": str(model_copy), "WORKERS": "1", "MODEL_SHA256": weights_sha}, tmp_path / "log"
-    )
+    service = RunningService({"MODEL_DIR": str(model_copy), "WORKERS": "1"}, tmp_path / "log")
     try:
         service.wait_ready()
         response = service.post_photo("dog.jpg")
@@ -156,10 +155,14 @@ def test_an_export_edited_in_place_with_its_stamp_kept_is_exported_again(model_c
 
 @pytest.mark.e2e
 def test_model_sha256_covers_the_export_that_runs(model_copy, tmp_path):
-    """An edited export beside the pinned weights was served (the demo counted 0
-    dogs); now it is exported again before the first photo."""
+    """An edited export beside the pinned weights, stamped again with the project's own
+    stamp, was served (the demo counted 0 dogs); now it is exported again before the
+    first photo. The pin is the weights' alone, as before .cfg and .names could be pinned."""
     model = load_model_description(model_copy)
-    edited_in_place(ensure_export(model))
+    path = ensure_export(model)
+    edited_in_place(path)
+    path.write_bytes(stamp(onnx.load(str(path)), model).SerializeToString())  # stamped again, as the project does
+    check_stamp(path, read_stamp(path), model)  # the stamp holds: only the pin can tell
     weights_sha = file_digest(model.files.weights)
     service = RunningService(
         {"MODEL_DIR": str(model_copy), "WORKERS": "1", "MODEL_SHA256": weights_sha, "BACKEND": "onnxruntime"},
@@ -170,4 +173,5 @@ def test_model_sha256_covers_the_export_that_runs(model_copy, tmp_path):
         assert service.post_photo("dog.jpg").json()["stat"]["dog"] == 1
     finally:
         service.stop()
-    assert "was changed after it was written" in service.output()
+    assert "is not the export of the files MODEL_SHA256 pins" in service.output()
+    assert "MODEL_SHA256 pins yolov3-tiny.weights only" in service.output()

@@ -16,7 +16,7 @@ from app.inference.int8.candidates import serving_plan
 from app.inference.int8.cpu_class import cpu_class, cpu_has_bf16
 from app.inference.int8.schemes import SCHEME_NAMES, SchemeResult, choose
 from app.inference.onnx_export.cache import export_paths
-from app.model.files import load_model_description
+from app.model.files import file_digest, load_model_description
 from app.settings import ConfigError, Settings
 from app.vision.detection import Detection
 
@@ -210,6 +210,39 @@ def test_out_of_the_box_the_service_serves_what_calibrate_chose_and_says_why(cal
         )
         stat = response.json()["stat"]
         assert (stat["dog"], stat["bicycle"], stat["car"], stat["truck"]) == (1, 1, 1, 1)
+    finally:
+        service.stop()
+
+
+@pytest.mark.e2e
+def test_calibration_records_the_sha256_of_every_file_and_prints_its_own(calibrated, model_copy):
+    output, report, path = calibrated
+    assert f"CALIBRATION_SHA256={file_digest(path)}" in output.splitlines()
+    paths = export_paths(load_model_description(model_copy))
+    files = {
+        "cfg": model_copy / "yolov3-tiny.cfg",
+        "weights": model_copy / "yolov3-tiny.weights",
+        "export": paths.fp32,
+        "int8": paths.int8,
+        "openvino_int8.xml": paths.openvino_int8,
+        "openvino_int8.bin": paths.openvino_int8.with_suffix(".bin"),
+    }
+    assert report["files_sha256"] == {name: file_digest(file) for name, file in files.items()}
+
+
+@pytest.mark.e2e
+def test_a_pinned_calibration_serves_under_model_sha256(calibrated, model_copy, tmp_path):
+    _, report, path = calibrated
+    plan = serving_plan(report["candidates"], report["cpu_class"], cpu_class(), "auto", 0.98, cpu_has_bf16())
+    files = [model_copy / name for name in ("coco.names", "yolov3-tiny.weights", "yolov3-tiny.cfg")]
+    pins = {"MODEL_SHA256": " ".join(file_digest(file) for file in files), "CALIBRATION_SHA256": file_digest(path)}
+    service = start(model_copy, tmp_path, **pins)
+    try:
+        service.wait_ready()
+        info = requests.get(f"{service.url}/model", timeout=10).json()
+        assert (info["engine"], info["precision"]) == (plan[0].backend, plan[0].precision)
+        stat = service.post_photo("dog.jpg").json()["stat"]
+        assert (stat["dog"], stat["bicycle"], stat["car"] + stat["truck"]) == (1, 1, 2)
     finally:
         service.stop()
 

@@ -7,13 +7,14 @@ import csv
 import io
 import json
 import shutil
+import subprocess
 from datetime import datetime
 
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from support import DATA, run_count
+from support import DATA, ROOT, run_count, starts_processes
 
 from app.pipeline import PhotoFailure, PhotoLimits, photo, process_photo, render
 from app.vision.detection import DetectOptions
@@ -193,12 +194,82 @@ def test_the_pipeline_reads_the_date_from_the_photos_exif_and_keeps_the_threshol
     assert taken("JPEG", unset) is None
 
 
-@pytest.mark.parametrize("name", ['=HYPERLINK("http://x")', "+1-2", "-cmd", "@SUM(A1)", "\tx"])
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x")', "+1-2", "-cmd", "@SUM(A1)", " =1+2"])
 def test_a_file_name_a_spreadsheet_would_run_is_written_as_text(name):
     failure = PhotoFailure(name, "the image is empty (0 bytes)")
     for document in (render.CsvDocument(("dog",)), render.LongCsvDocument(("dog",))):
         (row,) = csv.reader(io.StringIO(document.photo(failure)))
         assert row[0] == "'" + name
+
+
+# Where the decimal mark is a comma (Excel in German or French) `;` separates cells, and
+# some importers ignore quotes: each part after `,` or `;` is a cell of its own there.
+# Controls and bidi overrides (a name that shows as another) are removed.
+HOSTILE_CELLS = [
+    ("x;=1+2;.jpg", "x;'=1+2;.jpg"),
+    ('x,=HYPERLINK("http://evil");y.jpg', 'x,\'=HYPERLINK("http://evil");y.jpg'),
+    ("a;@SUM(A1),b;-cmd", "a;'@SUM(A1),b;'-cmd"),
+    ("x; +1-2.jpg", "x;' +1-2.jpg"),
+    ("x\t=1+2.jpg", "x=1+2.jpg"),  # the tab removed: no cell starts at =
+    ("\t=1+2", "'=1+2"),
+    ("x\x00;\x00=1+2.jpg", "x;'=1+2.jpg"),  # NUL before = does not hide it
+    ("photo\u202egpj.exe", "photogpj.exe"),  # shown as photoexe.jpg, with the override
+    ("\u2066a\u2069\u202ab\u202c\x7fc\x9b\r\nd", "abcd"),
+    ("-0.5;-3;+2e5;.5", "-0.5;-3;+2e5;.5"),  # numbers stay numbers
+    ("day1/dog.jpg", "day1/dog.jpg"),
+]
+
+
+@pytest.mark.parametrize(("cell", "written"), HOSTILE_CELLS)
+def test_every_part_of_a_cell_a_spreadsheet_would_run_is_text_and_controls_are_removed(cell, written):
+    assert render.spreadsheet_safe(cell) == written
+    failure = PhotoFailure(cell, f"{cell}: the image is empty (0 bytes)")
+    (head,) = csv.reader(io.StringIO(render.CsvDocument((cell,)).head()))
+    assert written in head  # a class name from the .names file too
+    for document in (render.CsvDocument((cell,)), render.LongCsvDocument((cell,))):
+        (row,) = csv.reader(io.StringIO(document.photo(failure)))
+        assert row[0] == written and row[-1] == f"{written}: the image is empty (0 bytes)"
+
+
+def test_the_api_csv_neutralises_a_formula_after_a_semicolon_and_drops_nul_and_overrides(fake_client):
+    hostile = "x;=1+2;\x00\u202e.jpg"
+    for form in ("csv", "long"):
+        response = ask(fake_client, format=form, filename=hostile)
+        text = response.get_data(as_text=True)
+        assert "\x00" not in text and "\u202e" not in text and ";=" not in text
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert rows and {row["file"] for row in rows} == {"x;'=1+2;.jpg"}
+
+
+def test_the_count_command_writes_a_hostile_file_name_as_text(model_dir, tmp_path, monkeypatch, capsys):
+    from app.cli import main
+
+    shutil.copy(DATA / "dog.jpg", tmp_path / "x;=1+2;\u202e.jpg")
+    monkeypatch.setenv("MODEL_DIR", str(model_dir))
+    assert main(["count", str(tmp_path)]) == 0
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert row["file"] == f"{tmp_path}/x;'=1+2;.jpg" and row["dog"] == "1"
+
+
+NODE = shutil.which("node")
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_the_web_pages_csv_fields_are_the_apis(tmp_path):
+    """static/csv.js, which the page's Download CSV writes with, field for field as
+    render.py writes them (Chromium runs the page itself in test_web_page.py)."""
+    starts_processes("node")
+    cells = [cell for cell, _ in HOSTILE_CELLS] + ['say "hi", =1', "", "0.25", "a\r\nb,c", -3, 0.25, None]
+    module = (ROOT / "app" / "http" / "static" / "csv.js").as_uri()
+    script = tmp_path / "fields.mjs"
+    script.write_text(
+        f"import {{ csvField }} from {json.dumps(module)};\n"
+        f"process.stdout.write({json.dumps(cells)}.map((value) => csvField(value)).join(',') + '\\r\\n');\n"
+    )
+    result = subprocess.run([NODE, str(script)], capture_output=True, timeout=30)  # bytes: \r\n as written
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode() == render._csv_line(["" if cell is None else cell for cell in cells])
 
 
 def test_a_number_stays_a_number_and_the_api_csv_is_spreadsheet_safe(client):

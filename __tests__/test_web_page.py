@@ -377,6 +377,21 @@ def test_a_file_name_is_shown_as_text_never_run_as_markup(page, live_server, tmp
     shown_as_text()
 
 
+def test_the_pages_csv_writes_a_hostile_file_name_as_text(page, live_server, tmp_path):
+    """`x;=1+2;.jpg` is three cells where `;` separates them, the second a formula; an
+    override (U+202E) makes a name show as another: the page's CSV is the API's."""
+    name = "x;=1+2;\u202e.jpg"
+    shutil.copy(DATA / "dog.jpg", tmp_path / name)
+    count_photos_from(page, live_server, tmp_path / name)
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    path = tmp_path / "counts.csv"
+    download.value.save_as(path)
+    (line,) = csv.DictReader(io.StringIO(path.read_text()))
+    api = live_server.post_photo("dog.jpg", format="csv", filename=name).text
+    assert line["file"] == next(csv.DictReader(io.StringIO(api)))["file"] == "x;'=1+2;.jpg"
+
+
 def test_no_module_writes_markup():
     # Names (files, classes from /model) reach the page only as text: no module parses HTML.
     for name in MODULES:

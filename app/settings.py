@@ -20,6 +20,7 @@ from app.inference.int8 import DEFAULT_INT8_MIN_AGREEMENT
 from app.log_lines import LOG_FORMATS
 from app.model import sources
 from app.model.files import ModelError
+from app.model.pins import ModelPins, parse_pins
 from app.vision.tiling import DEFAULT_OVERLAP
 
 BACKENDS = ("auto", *ENGINES)
@@ -335,8 +336,15 @@ class Settings:
         "start instead of serving everyone",
         "none",
     )
-    model_sha256: str = setting(
-        "", "MODEL_SHA256", "sha256 of the .weights: the service refuses to start on any other file", parse=str.lower
+    # MODEL_SHA256 and CALIBRATION_SHA256 (app/model/pins.py); None: nothing pinned.
+    pins: ModelPins | None = derived(  # noqa: RUF009 - a dataclasses.field() with its declaration
+        None,
+        "MODEL_SHA256",
+        "sha256 of the .weights (the .cfg and .names then unchecked; a line at start says so), or of the .cfg, "
+        ".names and .weights in any order, comma- or space-separated: the service refuses to start on any other "
+        "file. `CALIBRATION_SHA256`: with it, the sha256 of the report `python -m app calibrate` printed; "
+        "without it int8 and bf16 are not served under `MODEL_SHA256` (PRECISION=auto serves fp32 and says why)",
+        "none",
     )
     log_level: str = setting(
         "INFO", "LOG_LEVEL", "how much the log says", choices=("INFO", "DEBUG", "WARNING", "ERROR")
@@ -408,6 +416,7 @@ class Settings:
             engine_threads=_declared_number(env, "engine_threads", default=max(1, available_cores() // workers)),
             cors_origins=_origins(env),
             api_keys=_api_keys(env),
+            pins=_pins(env),
             label_studio=_label_studio(env),
         )
 
@@ -555,6 +564,13 @@ def _host(env: Mapping[str, str]) -> str:
         raise ConfigError(
             f"HOST={raw!r} is not an IP address (0.0.0.0: every interface; 127.0.0.1: this machine only)"
         ) from None
+
+
+def _pins(env: Mapping[str, str]) -> ModelPins | None:
+    try:
+        return parse_pins(env.get("MODEL_SHA256", ""), env.get("CALIBRATION_SHA256", ""))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -145,7 +145,7 @@ def prepare_int8(model: ModelDescription, photo_dir: Path, threads: int) -> str:
     except (Int8NotCalibrated, OSError, ValueError, KeyError, TypeError):
         progress(f"calibrating int8 on {photo_dir}")
         try:
-            report, _ = calibrate(model, photo_dir, CalibrationOptions(threads=threads))
+            report, _, _ = calibrate(model, photo_dir, CalibrationOptions(threads=threads))
         except CalibrationError as exc:
             return f"- int8: calibration failed: {exc}"
         origin = f"calibrated now on {photo_dir.name}/"

@@ -63,7 +63,7 @@ def run(args, parser) -> int:
         parser.error(f"--schemes: choose from {', '.join(by_name)}")
     try:
         settings = Settings.for_one_process()
-        model = load_model_description(settings.model_dir)
+        model = load_model_description(settings.model_dir, settings.pins)
         options = CalibrationOptions(
             holdout=args.holdout,
             pass_mark=settings.int8_min_agreement if args.pass_mark is None else args.pass_mark,
@@ -74,7 +74,7 @@ def run(args, parser) -> int:
             tile_overlap=settings.tile_overlap,
             schemes=tuple(by_name[name] for name in wanted),
         )
-        report, paths = calibrate(model, args.photos, options)
+        report, paths, report_sha256 = calibrate(model, args.photos, options)
     except (ConfigError, ModelError, CalibrationError, UnsupportedLayer, WeightsError) as exc:
         print(f"cannot calibrate: {exc}", file=sys.stderr)
         return 2
@@ -106,6 +106,8 @@ def run(args, parser) -> int:
         f"(pass mark {report.pass_mark:.1%}): {'PASS' if passed else 'FAIL'}"
     )
     print(f"int8 model: {paths.int8}\nreport:     {paths.int8_report}")
+    # The one line an operator copies: under MODEL_SHA256 only a pinned report is read.
+    print(f"CALIBRATION_SHA256={report_sha256}")
     if passed:
         print(f"serve it with PRECISION=int8 (on {report.cpu_class} CPUs; elsewhere calibrate there)")
     return 0 if passed else 1

@@ -29,9 +29,17 @@ from app.inference.int8.cpu_class import cpu_class
 from app.inference.int8.report import AgreementReport, PhotoAgreement, matched_share
 from app.inference.int8.schemes import SCHEMES, QuantScheme, SchemeResult, choose, quantize
 from app.inference.onnx_export import INPUT_NAME
-from app.inference.onnx_export.cache import ExportPaths, ensure_export, export_paths, stamp, write_atomically
+from app.inference.onnx_export.cache import (
+    ExportPaths,
+    ensure_export,
+    export_paths,
+    export_stamp,
+    pinned_export,
+    stamp,
+    write_atomically,
+)
 from app.inference.openvino_calibration import alternating_ms, install_int8_model, openvino_candidates
-from app.model.files import ModelDescription
+from app.model.files import ModelDescription, file_digest
 from app.vision.detection import Detection, DetectOptions
 from app.vision.images import ImageTooLarge, InvalidImage, decode_image, photos_in
 from app.vision.postprocess import count_by_class
@@ -61,22 +69,28 @@ class CalibrationOptions:
 
 def calibrate(
     model: ModelDescription, photo_dir: Path, options: CalibrationOptions
-) -> tuple[AgreementReport, ExportPaths]:
+) -> tuple[AgreementReport, ExportPaths, str]:
     """Quantize with each candidate scheme, measure each against fp32 on this machine,
-    keep the one schemes.choose picks; the report records the CPU class it holds on."""
+    keep the one schemes.choose picks; the report records the CPU class it holds on, and
+    the sha256 of the files it measured and wrote. Also returns the report's own sha256
+    (CALIBRATION_SHA256), of the bytes written: a copy read back could be another's."""
     photos = _read_photos(photo_dir, options.max_pixels)
     calibration, held_out = split_photos(sorted(photos), options.holdout)
     paths = export_paths(model)
-    fp32_path = ensure_export(model)
-    fp32_model = onnx.load(str(fp32_path))
+    # The export as checked (under MODEL_SHA256, the pinned files' own), copied where only
+    # this run writes: every candidate is made from, and compared with, these bytes.
+    exported = pinned_export(model) if model.pinned is not None else ensure_export(model).read_bytes()
+    fp32_model = onnx.load_from_string(exported)
     keep = sorted(set(output_layers(fp32_model)) | set(options.keep_fp32))
     unknown = set(options.keep_fp32) - {node.name for node in fp32_model.graph.node}
     if unknown:
         raise CalibrationError(f"--keep-fp32: no layer named {', '.join(sorted(unknown))} in the export")
-    fp32 = _detector(model, fp32_path, options)
-    reference = {name: fp32.detect(image, DetectOptions()) for name, image in photos.items()}
-    timed = [photos[name] for name in held_out[:MAX_TIMED_PHOTOS]]
     with tempfile.TemporaryDirectory(dir=paths.int8.parent, prefix=".calibrate-") as workdir:
+        fp32_path = Path(workdir) / paths.fp32.name
+        fp32_path.write_bytes(exported)
+        fp32 = _detector(model, fp32_path, options)
+        reference = {name: fp32.detect(image, DetectOptions()) for name, image in photos.items()}
+        timed = [photos[name] for name in held_out[:MAX_TIMED_PHOTOS]]
         prepared = Path(workdir) / "prepared.onnx"
         # onnxruntime's recommended preparation (shape inference, folding); the symbolic
         # pass is skipped: the batch dimension is the only symbolic one.
@@ -114,8 +128,10 @@ def calibrate(
             _candidate("onnxruntime", "int8", chosen.scheme, results[chosen.scheme], held),
             *(_candidate(*name.split(), "", results[name], compared[name][0]) for name in openvino.detectors),
         ]
+        int8 = stamp(onnx.load(str(int8_paths[chosen.scheme])), model).SerializeToString()
+        made_from = export_stamp(model)
         report = AgreementReport(
-            model={"cfg": model.files.cfg.name, "weights": model.files.weights.name, "export": fp32_path.name},
+            model={"cfg": model.files.cfg.name, "weights": model.files.weights.name, "export": paths.fp32.name},
             calibration_photos=calibration,
             held_out=held,
             calibration_check=check,
@@ -134,12 +150,25 @@ def calibrate(
                 "created": time.strftime("%FT%TZ", time.gmtime()),
                 "not_measured": openvino.notes,
             },
+            files_sha256={
+                "cfg": made_from["source_cfg_sha256"],
+                "weights": made_from["source_weights_sha256"],
+                "export": _sha256(exported),
+                "int8": _sha256(int8),
+            },
         )
-        write_atomically(paths.int8, stamp(onnx.load(str(int8_paths[chosen.scheme])), model).SerializeToString())
+        write_atomically(paths.int8, int8)
         if openvino.int8_model is not None:
+            for suffix in (".xml", ".bin"):  # hashed here, in this run's own directory, then moved
+                report.files_sha256[f"openvino_int8{suffix}"] = file_digest(openvino.int8_model.with_suffix(suffix))
             install_int8_model(openvino.int8_model, paths)
-    write_atomically(paths.int8_report, report.to_json().encode())
-    return report, paths
+    written = report.to_json().encode()
+    write_atomically(paths.int8_report, written)
+    return report, paths, _sha256(written)
+
+
+def _sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
 
 
 REFERENCE_NAME = "onnxruntime fp32"

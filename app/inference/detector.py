@@ -141,7 +141,7 @@ class Detector:
 
 def build_detector(settings: Settings) -> Detector:
     started = time.perf_counter()
-    model = load_model_description(settings.model_dir)
+    model = load_model_description(settings.model_dir, settings.pins)
     engine = create_engine(
         settings.backend,
         model,

@@ -36,6 +36,7 @@ from .darknet_cfg import (
     route_output,
     upsample_output,
 )
+from .pins import ModelPins, PinnedModel
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,18 @@ class ModelDescription:
     class_names: tuple[str, ...]
     network: NetworkInput
     cfg_sections: tuple[Section, ...]
+    # Under MODEL_SHA256: the files' sha256 as checked against it. Whatever the service
+    # derives from them (app/inference/onnx_export/cache.py) is then bound to these.
+    pinned: PinnedModel | None = None
 
 
-def load_model_description(directory: Path) -> ModelDescription:
+def load_model_description(directory: Path, pins: ModelPins | None = None) -> ModelDescription:
+    """pins: MODEL_SHA256's; the cfg and names are parsed from the very bytes checked."""
     files = discover_model_files(directory)
+    cfg, names_content = files.cfg.read_bytes(), files.names.read_bytes()
+    pinned = None if pins is None else _pinned(files, pins, cfg, names_content)
     try:
-        sections = parse_cfg(files.cfg.read_text(encoding="utf-8-sig", errors="replace"))
+        sections = parse_cfg(cfg.decode("utf-8-sig", errors="replace"))
         network = network_input(sections)
         layers = detection_layers(sections)
         check_yolo_anchors(sections)
@@ -86,7 +93,7 @@ def load_model_description(directory: Path) -> ModelDescription:
         raise ModelError(f"{files.cfg}{separator}{exc}") from exc
     if network.channels != 3:
         raise ModelError(f"{files.cfg}: channels={network.channels}, only 3-channel (RGB) networks are supported")
-    names = read_class_names(files.names)
+    names = read_class_names(files.names, names_content)
     for layer in layers:
         if layer.classes != len(names):
             raise ModelError(
@@ -104,7 +111,24 @@ def load_model_description(directory: Path) -> ModelDescription:
         )
     elif held != needed:
         raise ModelError(weights_mismatch(str(files.weights), held, files.cfg.name, needed))
-    return ModelDescription(files, names, network, tuple(sections))
+    return ModelDescription(files, names, network, tuple(sections), pinned)
+
+
+def _pinned(files: ModelFiles, pins: ModelPins, cfg: bytes, names: bytes) -> PinnedModel:
+    """The engines check what they load against these (the weights' bytes, the export's)."""
+    pinned = PinnedModel(
+        pins, hashlib.sha256(cfg).hexdigest(), hashlib.sha256(names).hexdigest(), model_file_sha256(files.weights)
+    )
+    if mismatch := pins.mismatch((files.cfg, pinned.cfg), (files.names, pinned.names), (files.weights, pinned.weights)):
+        raise ModelError(mismatch)
+    if not pins.covers_cfg_and_names:
+        log.warning(
+            "MODEL_SHA256 pins %s only: %s and %s are not covered (give the sha256 of all three)",
+            files.weights.name,
+            files.cfg.name,
+            files.names.name,
+        )
+    return pinned
 
 
 def weights_mismatch(weights: str, held: int, cfg: str, needed: int) -> str:
@@ -202,9 +226,11 @@ def discover_model_files(directory: Path) -> ModelFiles:
     return ModelFiles(directory, cfg, weights, names, data)
 
 
-def read_class_names(path: Path) -> tuple[str, ...]:
+def read_class_names(path: Path, content: bytes | None = None) -> tuple[str, ...]:
+    """content: the file's bytes, where they were read already (and checked)."""
     # Files saved on Windows carry CR and sometimes a BOM; blank lines are not classes.
-    lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+    content = path.read_bytes() if content is None else content
+    lines = content.decode("utf-8-sig", errors="replace").splitlines()
     names = tuple(name for name in (line.strip() for line in lines) if name)
     if not names:
         raise ModelError(f"{path} holds no class names")
@@ -225,24 +251,18 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 
 
 def model_file_sha256(path: Path) -> str:
-    """A model file's sha256, read once per version of the file (its mtime and size): the
-    export's key and stamp, MODEL_SHA256, /model and the build-info metric all ask for the
-    weights', and a YOLOv3 .weights is 240 MB."""
+    """A model file's sha256, read once per version of the file: the export's key and
+    stamp, /model and the build-info metric all ask for the weights', and a YOLOv3
+    .weights is 240 MB. A version is its inode and times: any write changes the ctime,
+    which no user can set back (an mtime and size kept by an edit are not enough)."""
     stat = path.stat()
-    return _versioned_sha256(path, stat.st_mtime_ns, stat.st_size)
+    return _versioned_sha256(path, (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
 
 
 @functools.lru_cache(maxsize=16)
-def _versioned_sha256(path: Path, mtime_ns: int, size: int) -> str:
-    del mtime_ns, size  # part of the cache key only
+def _versioned_sha256(path: Path, version: tuple[int, ...]) -> str:
+    del version  # part of the cache key only
     return file_digest(path)
-
-
-def verify_weights_sha256(weights: Path, expected: str) -> None:
-    """MODEL_SHA256: serve only the weights that were meant to be served."""
-    actual = model_file_sha256(weights)
-    if actual != expected.strip().lower():
-        raise ModelError(f"{weights}: sha256 {actual} does not match MODEL_SHA256={expected.strip()}")
 
 
 def _model_files(directory: Path, suffix: str) -> list[Path]:

@@ -23,7 +23,8 @@ from app.log_lines import formatter
 
 from .demo import DEMO_URI
 from .demo import FILES as DEMO_FILES
-from .files import ModelError, verify_weights_sha256
+from .files import ModelError, load_model_description
+from .pins import parse_pins
 
 log = logging.getLogger(__name__)
 LOCAL_MODEL_DIR = Path("aimodel")
@@ -95,10 +96,14 @@ def prepare_model(
     fetcher = SOURCES[source.scheme]
     if fetcher is None:
         return source.directory
-    files = _imported(fetcher)(source.uri, source.directory)
-    if expected := env.get("MODEL_SHA256", "").strip():
+    _imported(fetcher)(source.uri, source.directory)
+    try:
+        pins = parse_pins(env.get("MODEL_SHA256", ""), env.get("CALIBRATION_SHA256", ""))
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    if pins is not None:
         # Checked here too, before gunicorn: a wrong model never gets as far as a server.
-        verify_weights_sha256(next(p for p in files if p.suffix == ".weights"), expected)
+        load_model_description(source.directory, pins)
     log.info("model from %s ready in %s/", source.uri, source.directory)
     return source.directory
 

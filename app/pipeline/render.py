@@ -14,6 +14,7 @@ import base64
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Sequence
 
 from app.vision.detection import Detection
@@ -244,17 +245,30 @@ def _number(value: float | None) -> str:
 
 # A cell a spreadsheet would read as a formula (a file named `=HYPERLINK(...)`, `+1-2`,
 # `@SUM`): written with a leading ' so it shows as the text it is (OWASP's CSV advice).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Not only at the start of a field: where the decimal mark is a comma (Excel in German,
+# French, ...) `;` separates cells, some importers split on tab or ignore quotes, so
+# `x;=1+2;.jpg` would be three cells there, the second a formula. Each part after `,` or
+# `;` is guarded as a cell of its own (tab goes with the controls below); static/csv.js
+# does the same for the page's CSV.
+FORMULA_STARTS = ("=", "+", "-", "@")
+CELL_SEPARATORS = re.compile(r"([,;])")
+# Controls (C0 with tab, CR and LF, DEL, C1) and the bidi embeddings, overrides and
+# isolates, which make a name show as another (`photo\u202egpj.exe` shows `photoexe.jpg`):
+# removed from every text cell, so a cell shows what it holds and stays one line.
+UNSHOWN = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+PLAIN_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
 
 def spreadsheet_safe(cell: object) -> object:
-    if not isinstance(cell, str) or not cell.startswith(FORMULA_STARTS):
+    if not isinstance(cell, str):
         return cell
-    try:
-        float(cell)  # a plain number, such as -0.5, is read as the number it is
-        return cell
-    except ValueError:
-        return "'" + cell
+    return "".join(_guarded(part) for part in CELL_SEPARATORS.split(UNSHOWN.sub("", cell)))
+
+
+def _guarded(part: str) -> str:
+    if not part.lstrip().startswith(FORMULA_STARTS) or PLAIN_NUMBER.fullmatch(part):
+        return part  # a plain number, such as -0.5, is read as the number it is
+    return "'" + part
 
 
 def _csv_line(cells: list) -> str:

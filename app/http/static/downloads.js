@@ -1,13 +1,9 @@
 // Downloads: the table as CSV, and the photos with their boxes, one or all as a ZIP.
 
+import { csvField } from "./csv.js";
 import { $, element } from "./dom.js";
 import { classColour, state, total } from "./state.js";
 import { distinctNames, zipStored } from "./zip.js";
-
-function csvField(value) {
-  const text = String(value ?? "");
-  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-}
 
 // The columns of the API's CSV and of `python -m app count` (file, date, width, height,
 // crop, a column per class, total, threshold, model, ms, error), value for value: every

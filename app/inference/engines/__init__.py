@@ -132,7 +132,7 @@ def cpu_plan(model: ModelDescription, backend: str, min_agreement: float) -> lis
     from app.inference.onnx_export.cache import export_paths  # onnx: not in gunicorn's master before it is needed
 
     try:
-        report = read_report(export_paths(model))
+        report = read_report(export_paths(model), model.pinned)
     except (NotCalibrated, OSError) as exc:  # an unreadable report, no place for exports
         return [ServingChoice(backend, "fp32", f"fp32: {exc}")]
     return serving_plan(
@@ -149,6 +149,10 @@ def prepare_engine(backend: str, model: ModelDescription, precision: str, min_ag
     """Work done once per machine before workers start (gunicorn's master): the ONNX
     export, and the int8 gate, so a refused PRECISION=int8 is one line, not one per
     worker. Whatever cannot be prepared here is left to the workers' own fallback."""
+    named = ENGINES.get(backend)
+    if precision == "auto" and (named is None or named.precisions != ("fp32",)):
+        with contextlib.suppress(ImportError):  # a report CALIBRATION_SHA256 refuses stops the start here, once
+            cpu_plan(model, backend, min_agreement)
     precision = "fp32" if precision == "auto" else precision  # the export; workers choose from the report
     for entry in ENGINES.values():
         if backend not in ("auto", entry.name) or entry.prepare is None or precision not in entry.precisions:

@@ -28,10 +28,10 @@ def load_onnxruntime_engine(
         if device == "cuda":
             raise EngineUnavailable("PRECISION=int8 runs on the CPU only, where its agreement was measured")
         device = "cpu"
-    path = prepare_onnx_model(model, precision, min_agreement)
-    engine = OnnxRuntimeEngine(model, path, threads, device, precision)
+    source = prepare_onnx_model(model, precision, min_agreement)
+    engine = OnnxRuntimeEngine(model, source.path, threads, device, precision, source.content)
     try:  # what was loaded, not what was checked a moment before: the file could be swapped
-        check_stamp(path, engine.metadata, model)
+        check_stamp(source.path, engine.metadata, model)
     except ExportMismatch as exc:
         raise ModelError(str(exc)) from None
     return engine
@@ -40,7 +40,16 @@ def load_onnxruntime_engine(
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
-    def __init__(self, model: ModelDescription, path: Path, threads: int, device: str = "auto", precision="fp32"):
+    def __init__(
+        self,
+        model: ModelDescription,
+        path: Path,
+        threads: int,
+        device: str = "auto",
+        precision="fp32",
+        content: bytes | None = None,
+    ):
+        """content: the model's bytes as checked (onnx_files.py), loaded instead of the path."""
         wanted = choose_providers(device, onnxruntime.get_available_providers())
         self.precision = precision
         self.model_path = path
@@ -56,7 +65,8 @@ class OnnxRuntimeEngine(Engine):
         # belong to the request threads decoding and encoding the queued photos.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self._session = onnxruntime.InferenceSession(str(path), options, providers=list(wanted))
+            model_bytes_or_path = str(path) if content is None else content
+            self._session = onnxruntime.InferenceSession(model_bytes_or_path, options, providers=list(wanted))
         except Exception as exc:  # onnxruntime's own error types; a corrupt cached file lands here
             raise EngineUnavailable(f"onnxruntime cannot load {path}: {exc}") from None
         # A GPU provider that cannot start (no driver, no TensorRT) falls back to the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import cv2
 import numpy as np
 
@@ -32,10 +34,11 @@ class OpenCVEngine(Engine):
             raise EngineUnavailable(f"OpenCV {cv2.__version__} has no darknet importer; install opencv 4.x")
         self._network = model.network
         cfg = render_cfg(_without_score_floor(model.cfg_sections)).encode()
+        weights = model.files.weights.read_bytes()
+        if model.pinned is not None and hashlib.sha256(weights).hexdigest() != model.pinned.weights:
+            raise ModelError(f"{model.files.weights} changed after it was checked against MODEL_SHA256")
         try:
-            self._net = cv2.dnn.readNetFromDarknet(
-                np.frombuffer(cfg, np.uint8), np.fromfile(model.files.weights, np.uint8)
-            )
+            self._net = cv2.dnn.readNetFromDarknet(np.frombuffer(cfg, np.uint8), np.frombuffer(weights, np.uint8))
         except cv2.error as exc:
             reason = str(exc).strip().splitlines()[-1]
             raise ModelError(

@@ -30,13 +30,22 @@ def load_openvino_engine(
     if device == "cuda":
         raise EngineUnavailable("the openvino engine runs on the CPU here (DEVICE=cuda asked)")
     files = prepare_openvino_model(model, precision, min_agreement)
+    source = files.model
+
+    def compiled(cache: Path | None = None) -> OpenVinoEngine:
+        return OpenVinoEngine(
+            model, source.path, threads, precision, cache, content=source.content, weights=source.weights
+        )
+
+    if files.compiled_cache is None:  # under MODEL_SHA256: a blob that nothing checks is not loaded
+        return compiled()
     try:
         files.compiled_cache.mkdir(exist_ok=True)
     except OSError:  # no cache then: each worker compiles, as without one
-        return OpenVinoEngine(model, files.model, threads, precision)
+        return compiled()
     # Workers start together: the first compiles and writes the blob, the others wait and read it.
     with directory_lock(files.compiled_cache):
-        return OpenVinoEngine(model, files.model, threads, precision, files.compiled_cache)
+        return compiled(files.compiled_cache)
 
 
 class OpenVinoEngine(Engine):
@@ -51,7 +60,11 @@ class OpenVinoEngine(Engine):
         precision: str = "fp32",
         compiled_cache: Path | None = None,
         core: openvino.Core | None = None,
+        content: bytes | None = None,
+        weights: bytes | None = None,
     ):
+        """content (and weights, an IR's .bin): the model's bytes as checked
+        (onnx_files.py), compiled instead of the path."""
         core = core or openvino.Core()
         if precision == "bf16":
             check_bf16(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"), cpu_has_bf16())
@@ -73,7 +86,13 @@ class OpenVinoEngine(Engine):
             # this config and the OpenVINO version; the directory's name carries the export's key.
             config["CACHE_DIR"] = str(compiled_cache)
         try:
-            if path.suffix == ".xml":  # NNCF's int8: its stamp is checked on what is loaded
+            if content is not None:  # checked byte for byte: an ONNX export, or an IR with its .bin
+                bin_tensor = None if weights is None else openvino.Tensor(np.frombuffer(weights, np.uint8))
+                network = core.read_model(content) if bin_tensor is None else core.read_model(content, bin_tensor)
+                if path.suffix == ".xml":
+                    _check_ir_stamp(path, network, model)
+                self._compiled = core.compile_model(network, "CPU", config)
+            elif path.suffix == ".xml":  # NNCF's int8: its stamp is checked on what is loaded
                 network = core.read_model(str(path))
                 _check_ir_stamp(path, network, model)
                 self._compiled = core.compile_model(network, "CPU", config)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.model.files import ModelError
+from app.model.pins import PinnedModel
 
 from .cpu_class import cpu_class
 
@@ -21,6 +22,11 @@ class NotCalibrated(ModelError):
 
 class Int8NotCalibrated(NotCalibrated):
     """PRECISION=int8 asked, but no calibrated model with a passing report exists."""
+
+
+class CalibrationChanged(ModelError):
+    """A report or model only calibrate makes is not what it wrote (or not what
+    CALIBRATION_SHA256 pins): never a reason to serve something else quietly."""
 
 
 @dataclass
@@ -57,6 +63,10 @@ class AgreementReport:
     # (candidates.py's CandidateResult), the reference itself first: what PRECISION=auto
     # chooses from, and what gates openvino's bf16 and int8.
     candidates: list[dict] = field(default_factory=list)
+    # sha256 of the files it was made from and of each model it wrote, as written: cfg,
+    # weights, export (the fp32 ONNX), int8, openvino_int8.xml, openvino_int8.bin. Every
+    # model is checked against it at load; under MODEL_SHA256 the report itself is pinned.
+    files_sha256: dict[str, str] = field(default_factory=dict)
 
     @property
     def fp32_boxes(self) -> int:
@@ -106,25 +116,46 @@ def matched_share(photos: list[PhotoAgreement]) -> float:
 HOW_TO_CALIBRATE = "run `python -m app calibrate [PHOTO_DIR]` with MODEL_DIR set to this model"
 
 
-def read_report(paths: ExportPaths) -> AgreementReport | None:
+def read_report(paths: ExportPaths, pinned: PinnedModel | None = None) -> AgreementReport | None:
     """The calibration report of these model files; None when there is none. An
-    unreadable one is an error: it was meant to say something."""
-    if not paths.int8_report.is_file():
+    unreadable one is an error: it was meant to say something. pinned: under
+    MODEL_SHA256 a report is read only when CALIBRATION_SHA256 pins it, and then only
+    the bytes that match: anyone who can write the cache directory can write a report."""
+    path = paths.int8_report
+    if not path.is_file():
+        if pinned is not None and pinned.pins.calibration:
+            raise CalibrationChanged(f"CALIBRATION_SHA256 is set but {path} is missing; {HOW_TO_CALIBRATE}")
         return None
     try:
-        return AgreementReport.from_json(paths.int8_report.read_text())
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise NotCalibrated(
-            f"{paths.int8_report} is not a readable agreement report ({exc}); {HOW_TO_CALIBRATE}"
-        ) from None
+        content = path.read_bytes()
+    except OSError as exc:
+        raise NotCalibrated(f"{path} is not a readable agreement report ({exc}); {HOW_TO_CALIBRATE}") from None
+    if pinned is not None:
+        digest = hashlib.sha256(content).hexdigest()
+        if not pinned.pins.calibration:
+            raise NotCalibrated(
+                f"MODEL_SHA256 is set and the calibration report {path.name} is not pinned: set CALIBRATION_SHA256 "
+                "to the sha256 `python -m app calibrate` printed for it"
+            )
+        if digest != pinned.pins.calibration:
+            raise CalibrationChanged(
+                f"{path}: sha256 {digest} does not match CALIBRATION_SHA256={pinned.pins.calibration} (changed "
+                "after calibrate wrote it, or calibrated again: pin the sha256 calibrate printed)"
+            )
+    try:
+        return AgreementReport.from_json(content.decode())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NotCalibrated(f"{path} is not a readable agreement report ({exc}); {HOW_TO_CALIBRATE}") from None
 
 
-def calibrated_int8_model(paths: ExportPaths, min_agreement: float) -> Path:
-    """The int8 model to serve, or Int8NotCalibrated saying what to run."""
+def calibrated_int8_model(
+    paths: ExportPaths, min_agreement: float, pinned: PinnedModel | None = None
+) -> AgreementReport:
+    """The report that lets paths.int8 serve, or Int8NotCalibrated saying what to run."""
     if not paths.int8.is_file() or not paths.int8_report.is_file():
         raise Int8NotCalibrated(f"PRECISION=int8 but this model has no calibrated int8 version ({HOW_TO_CALIBRATE})")
     try:
-        report = read_report(paths)
+        report = read_report(paths, pinned)
     except NotCalibrated as exc:
         raise Int8NotCalibrated(str(exc)) from None
     here = cpu_class()
@@ -140,15 +171,17 @@ def calibrated_int8_model(paths: ExportPaths, min_agreement: float) -> Path:
             f"on the held-out photos, INT8_MIN_AGREEMENT is {min_agreement:.1%} (report: {paths.int8_report}); "
             "calibrate on more of your own photos or serve fp32"
         )
-    return paths.int8
+    return report
 
 
-def calibrated_candidate(paths: ExportPaths, engine: str, precision: str, min_agreement: float) -> dict:
-    """The report's entry for a precision change other than onnxruntime's int8 (openvino's
-    bf16 and int8), or NotCalibrated saying why it may not serve: the same gate, on
-    the same CPU class, against the same onnxruntime fp32 boxes."""
+def calibrated_candidate(
+    paths: ExportPaths, engine: str, precision: str, min_agreement: float, pinned: PinnedModel | None = None
+) -> AgreementReport:
+    """The report whose entry lets a precision change other than onnxruntime's int8
+    (openvino's bf16 and int8) serve, or NotCalibrated saying why it may not: the same
+    gate, on the same CPU class, against the same onnxruntime fp32 boxes."""
     asked = f"BACKEND={engine} PRECISION={precision}"
-    report = read_report(paths)
+    report = read_report(paths, pinned)
     if report is None:
         raise NotCalibrated(f"{asked} but this model has no calibration report ({HOW_TO_CALIBRATE})")
     here = cpu_class()
@@ -165,4 +198,4 @@ def calibrated_candidate(paths: ExportPaths, engine: str, precision: str, min_ag
             f"{asked} refused: it matched {entry['matched_share']:.1%} of {entry['fp32_boxes']} onnxruntime fp32 "
             f"boxes on the held-out photos, INT8_MIN_AGREEMENT is {min_agreement:.1%} (report: {paths.int8_report})"
         )
-    return entry
+    return report

@@ -25,12 +25,15 @@ INPUT_NAME = "image"
 PASS_THROUGH = ("dropout",)  # identity at inference
 
 
-def export_darknet(sections: list[Section] | tuple[Section, ...], weights_path: Path) -> onnx.ModelProto:
+def export_darknet(
+    sections: list[Section] | tuple[Section, ...], weights_path: Path, weights: bytes | None = None
+) -> onnx.ModelProto:
     """Raises UnsupportedLayer for what the exporter does not cover, WeightsError when
-    the weights do not fit the cfg (too few floats, or more than it reads)."""
+    the weights do not fit the cfg (too few floats, or more than it reads). weights: the
+    file's bytes, where they were read (and checked) already."""
     shape = input_shape(sections)
     channels, height, width = shape.channels, shape.height, shape.width
-    _, values = read_weights(weights_path)
+    _, values = read_weights(weights_path, weights)
     weights = WeightsCursor(values, weights_path.name)
     graph = Graph()
     outputs: list[tuple[str, Shape]] = []  # per darknet layer: tensor and shape

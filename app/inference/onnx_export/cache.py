@@ -8,9 +8,14 @@ and load the file.
 A file name proves nothing: each export carries the sha256 of the cfg and weights it
 was made from (its stamp) and of its own graph as written (the weights inside it
 included), both checked before it is served: an export edited in place, its stamp
-kept, is exported again, so MODEL_SHA256 covers what runs. The int8 model that
-calibration writes carries the same. Where the model directory is read-only the cache is a directory of the
-service's own user, mode 0700; one that another user could write is not used.
+kept, is exported again. That catches a stale or damaged file, not a forged one: the
+stamp is written by code anyone can run, so whoever can write the cache directory can
+stamp an edited export. Under MODEL_SHA256 nothing in the cache directory is believed
+(pinned_export): the export is deterministic (the same cfg, weights, exporter and onnx
+give the same bytes), so the pinned files are exported again in memory, once per process
+tree, and the bytes the engines load are checked against that export's sha256. Where
+the model directory is read-only the cache is a directory of the service's own user,
+mode 0700; one that another user could write is not used.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from app.model.files import ModelDescription, model_file_sha256
+from app.model.files import ModelDescription, ModelError, model_file_sha256
 
 from . import EXPORTER_VERSION, export_darknet
 
@@ -86,6 +91,8 @@ class ExportMismatch(ValueError):
 
 def export_stamp(model: ModelDescription) -> dict[str, str]:
     """What an export (or its int8 version) made from these files carries."""
+    if model.pinned is not None:  # the digests of the bytes checked against MODEL_SHA256
+        return {"source_cfg_sha256": model.pinned.cfg, "source_weights_sha256": model.pinned.weights}
     return {
         "source_cfg_sha256": hashlib.sha256(model.files.cfg.read_bytes()).hexdigest(),
         "source_weights_sha256": model_file_sha256(model.files.weights),
@@ -124,14 +131,14 @@ def check_stamp(path: Path, found: dict[str, str], model: ModelDescription) -> N
 
 def read_stamp(path: Path) -> dict[str, str]:
     stat = path.stat()
-    return dict(_stamp_of(path, stat.st_mtime_ns, stat.st_size))
+    return dict(_stamp_of(path, (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)))
 
 
 @functools.lru_cache(maxsize=8)
-def _stamp_of(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
-    """Once per file version: onnx.load reads the whole file (240 MB for a YOLOv3); its
-    graph's digest costs a tenth of the load."""
-    del mtime_ns, size  # part of the cache key only
+def _stamp_of(path: Path, version: tuple[int, ...]) -> tuple[tuple[str, str], ...]:
+    """Once per file version (as model_file_sha256's): onnx.load reads the whole file
+    (240 MB for a YOLOv3); its graph's digest costs a tenth of the load."""
+    del version  # part of the cache key only
     loaded = onnx.load(str(path), load_external_data=False)
     properties = tuple((prop.key, prop.value) for prop in loaded.metadata_props)
     return (*properties, (FOUND_CONTENT, graph_sha256(loaded)))
@@ -140,6 +147,9 @@ def _stamp_of(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, str], ..
 def ensure_export(model: ModelDescription) -> Path:
     """The fp32 export of this model, built if no worker built it before, or rebuilt
     when the file there was not made from these model files."""
+    if model.pinned is not None:
+        pinned_export(model)
+        return export_paths(model).fp32
     paths = export_paths(model)
     if _is_stamped(paths.fp32, model):
         return paths.fp32
@@ -152,6 +162,72 @@ def ensure_export(model: ModelDescription) -> Path:
             if paths.fp32.parent == model.files.weights.parent:  # a shared cache holds other models
                 _remove_outdated(paths)
     return paths.fp32
+
+
+# (cfg sha256, weights sha256, exporter version) -> the sha256 of their export's bytes:
+# made in gunicorn's master before it forks, so a worker inherits it and exports nothing.
+_PINNED_EXPORTS: dict[tuple[str, str, str], str] = {}
+
+
+def pinned_export(model: ModelDescription) -> bytes:
+    """Under MODEL_SHA256: the export of the pinned files, as bytes to load. The cached
+    file's bytes when they are those of the export made again in memory from the pinned
+    files, else that export, written over the file."""
+    expected, made = _pinned_export_sha256(model)
+    paths = export_paths(model)
+    content = _content_if(paths.fp32, expected)
+    if content is not None:
+        return content
+    with directory_lock(paths.fp32.parent):
+        content = _content_if(paths.fp32, expected)  # another worker may have written it while we waited
+        if content is not None:
+            return content
+        if paths.fp32.exists():
+            log.warning(
+                "%s is not the export of the files MODEL_SHA256 pins (its sha256 is not %s); exporting again",
+                paths.fp32,
+                expected,
+            )
+        made = made or _export_pinned(model)
+        write_atomically(paths.fp32, made)
+        log.info("wrote the export of %s to %s", model.files.weights.name, paths.fp32)
+        if paths.fp32.parent == model.files.weights.parent:
+            _remove_outdated(paths)
+    return made
+
+
+def pinned_export_sha256(model: ModelDescription) -> str:
+    """The sha256 the export of the pinned files has (what calibrate's report must name)."""
+    return _pinned_export_sha256(model)[0]
+
+
+def _pinned_export_sha256(model: ModelDescription) -> tuple[str, bytes | None]:
+    """The digest, and the export where it had to be made for it (once per process tree)."""
+    key = (model.pinned.cfg, model.pinned.weights, EXPORTER_VERSION)
+    if key in _PINNED_EXPORTS:
+        return _PINNED_EXPORTS[key], None
+    made = _export_pinned(model)
+    _PINNED_EXPORTS[key] = hashlib.sha256(made).hexdigest()
+    return _PINNED_EXPORTS[key], made
+
+
+def _export_pinned(model: ModelDescription) -> bytes:
+    started = time.perf_counter()
+    weights = model.files.weights.read_bytes()  # read once: what is hashed is what is exported
+    if hashlib.sha256(weights).hexdigest() != model.pinned.weights:
+        raise ModelError(f"{model.files.weights} changed after it was checked against MODEL_SHA256")
+    exported = stamp(export_darknet(model.cfg_sections, model.files.weights, weights), model)
+    content = exported.SerializeToString()
+    log.info("exported %s in memory in %.2f s", model.files.weights.name, time.perf_counter() - started)
+    return content
+
+
+def _content_if(path: Path, sha256: str) -> bytes | None:
+    try:
+        content = path.read_bytes()
+    except OSError:  # not there (yet), or not a file: exported anew
+        return None
+    return content if hashlib.sha256(content).hexdigest() == sha256 else None
 
 
 def _is_stamped(path: Path, model: ModelDescription) -> bool:

@@ -22,8 +22,9 @@ class WeightsHeader:
     seen: int  # images seen in training
 
 
-def read_weights(path: Path) -> tuple[WeightsHeader, np.ndarray]:
-    raw = path.read_bytes()
+def read_weights(path: Path, raw: bytes | None = None) -> tuple[WeightsHeader, np.ndarray]:
+    """raw: the file's bytes, where they were read already."""
+    raw = path.read_bytes() if raw is None else raw
     if len(raw) < 4 * WEIGHTS_HEADER_INTS + 4:
         raise WeightsError(f"{path.name}: {len(raw)} bytes is too short for a darknet .weights file")
     major, minor, revision = np.frombuffer(raw, "<i4", WEIGHTS_HEADER_INTS).tolist()
