@@ -10,8 +10,8 @@ import pytest
 import requests
 from support import ROOT, RunningService, copy_model, photo_bytes, refusal, starts_processes
 
-from app.inference.calibration import CalibrationError, split_photos
 from app.inference.int8.agreement import matched_boxes
+from app.inference.int8.calibration import CalibrationError, split_photos
 from app.inference.int8.candidates import serving_plan
 from app.inference.int8.cpu_class import cpu_class, cpu_has_bf16
 from app.inference.int8.schemes import SCHEME_NAMES, SchemeResult, choose

@@ -136,7 +136,7 @@ def onnxruntime_int8(export: Path, blobs: list[np.ndarray], workdir: Path) -> Pa
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from app.inference.calibration import output_layers
+    from app.inference.int8.calibration import output_layers
     from app.inference.int8.schemes import SCHEMES, quantize
     from app.inference.onnx_export import INPUT_NAME
 
@@ -158,8 +158,8 @@ def onnxruntime_int8(export: Path, blobs: list[np.ndarray], workdir: Path) -> Pa
 def nncf_int8(model: ModelDescription, blobs: list[np.ndarray], workdir: Path) -> Path:
     import onnx
 
-    from app.inference.calibration import output_layers
-    from app.inference.openvino_calibration import quantize_with_nncf
+    from app.inference.int8.calibration import output_layers
+    from app.inference.int8.openvino_calibration import quantize_with_nncf
 
     progress("quantizing with NNCF")
     export = export_paths(model).fp32

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from app.inference.calibration import CalibrationError, CalibrationOptions, calibrate
 from app.inference.engines import Engine, EngineUnavailable, create_engine
 from app.inference.engines.onnx_files import prepare_onnx_model
 from app.inference.engines.registry import ENGINES
 from app.inference.int8 import DEFAULT_INT8_MIN_AGREEMENT
+from app.inference.int8.calibration import CalibrationError, CalibrationOptions, calibrate
 from app.inference.int8.report import AgreementReport, Int8NotCalibrated, NotCalibrated
 from app.inference.onnx_export.cache import export_paths
 from app.model.files import ModelDescription

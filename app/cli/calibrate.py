@@ -1,4 +1,4 @@
-"""`python -m app calibrate [PHOTO_DIR]`: see app/cli/calibration.py.
+"""`python -m app calibrate [PHOTO_DIR]`: see app/inference/int8/calibration.py.
 
   python -m app calibrate [PHOTO_DIR] [--holdout 0.3] [--pass-mark 0.98]
       [--method minmax|percentile|entropy] [--keep-fp32 conv_0,conv_3]
@@ -50,7 +50,7 @@ def run(args, parser) -> int:
         parser.error("--holdout must be between 0 and 1")
     if args.pass_mark is not None and not 0 <= args.pass_mark <= 1:  # also refuses nan
         parser.error("--pass-mark must be between 0 and 1")
-    from app.inference.calibration import CalibrationError, CalibrationOptions, calibrate
+    from app.inference.int8.calibration import CalibrationError, CalibrationOptions, calibrate
     from app.inference.int8.report import matched_share
     from app.inference.int8.schemes import SCHEMES
     from app.inference.onnx_export import UnsupportedLayer, WeightsError

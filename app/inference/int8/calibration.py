@@ -26,6 +26,7 @@ from app.inference.engines.onnxruntime_engine import OnnxRuntimeEngine
 from app.inference.int8.agreement import matched_boxes
 from app.inference.int8.candidates import REFERENCE, CandidateResult
 from app.inference.int8.cpu_class import cpu_class
+from app.inference.int8.openvino_calibration import alternating_ms, install_int8_model, openvino_candidates
 from app.inference.int8.report import AgreementReport, PhotoAgreement, matched_share
 from app.inference.int8.schemes import SCHEMES, QuantScheme, SchemeResult, choose, quantize
 from app.inference.onnx_export import INPUT_NAME
@@ -38,7 +39,6 @@ from app.inference.onnx_export.cache import (
     stamp,
     write_atomically,
 )
-from app.inference.openvino_calibration import alternating_ms, install_int8_model, openvino_candidates
 from app.model.files import ModelDescription, file_digest
 from app.vision.detection import Detection, DetectOptions
 from app.vision.images import ImageTooLarge, InvalidImage, decode_image, photos_in
