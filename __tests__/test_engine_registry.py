@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from app.inference.engines import (
+    DeviceUnavailable,
     EngineUnavailable,
     create_engine,
     darknet_engine,
@@ -36,6 +37,24 @@ def test_auto_asks_onnxruntime_for_the_device_asked_so_it_can_take_the_gpu(demo_
     monkeypatch.setattr(openvino_engine, "load_openvino_engine", unavailable)
     assert create_engine("auto", demo_model, threads=1).name == "opencv"
     assert asked == ["auto"]
+
+
+def test_precision_auto_tries_a_missing_gpu_once_and_says_why_once(demo_model, monkeypatch, caplog):
+    # The GPU image on a machine without its GPU: darknet refuses the GPU; PRECISION=auto
+    # asks the GPU first and the CPU plan's last step would ask it again.
+    calls = []
+
+    def no_driver(model, threads, device, precision, min_agreement):
+        calls.append(device)
+        raise DeviceUnavailable("a CUDA build but no NVIDIA driver on this machine")
+
+    monkeypatch.setattr(darknet_engine, "load_darknet_engine", no_driver)
+    engine = create_engine("auto", demo_model, threads=1, device="auto", precision="auto")
+    assert engine.name in ("onnxruntime", "openvino") and engine.device == "cpu"
+    assert calls == ["cuda"]
+    said = [r.getMessage() for r in caplog.records if "cannot use a GPU" in r.getMessage()]
+    assert len(said) == 1 and "no NVIDIA driver" in said[0]
+    assert engine.selection  # the loop's one writer: why this engine
 
 
 @pytest.mark.parametrize(

@@ -51,18 +51,23 @@ def create_engine(
     the table lists it, gated by min_agreement (int8/); auto: the fastest that passed on
     this CPU (int8/candidates.py)."""
     passed_over: list[str] = []
+    would_not_start: dict[tuple[str, str, str], Exception] = {}  # not tried twice in one choice
     for step in engine_steps(backend, model, device, precision, min_agreement):
         reasons: list[str] = []
         failure: Exception | None = None
         for entry, asked in step.candidates:
+            tried = (entry.name, asked, step.precision)
             try:
+                if tried in would_not_start:
+                    raise would_not_start[tried]
                 engine = _function(entry, entry.load)(model, threads, asked, step.precision, min_agreement)
             except (EngineUnavailable, NotCalibrated) as exc:
                 reasons.append(f"{entry.name}: {exc}")
                 failure = exc
-                if isinstance(exc, DeviceUnavailable) and device == "auto":
+                if isinstance(exc, DeviceUnavailable) and device == "auto" and tried not in would_not_start:
                     # A GPU image on a machine without its GPU: say why it is not on the GPU.
                     log.warning("%s cannot use a GPU: %s; trying the next engine", entry.name, exc)
+                would_not_start[tried] = exc
                 continue
             engine.selection = step.reason + (f" (passed over: {'; '.join(passed_over)})" if passed_over else "")
             return engine
