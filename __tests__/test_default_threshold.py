@@ -7,15 +7,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
-from support import DATA, DEMO_MODEL, ROOT, photo_bytes, run_count
+import requests
+from support import DATA, DEMO_MODEL, ROOT, RunningService, photo_bytes, run_count, wait_until
 
 from app.http.factory import create_app
 from app.model.files import ModelError
-from app.model.threshold import default_threshold, save_threshold, threshold_file
+from app.model.threshold import SavedThreshold, default_threshold, save_threshold, threshold_file
 from app.settings import ConfigError, Settings
 
 
@@ -42,6 +45,71 @@ def test_the_setting_wins_then_the_saved_threshold_of_these_weights_then_darknet
     threshold_file(weights).write_text("{not json")
     with pytest.raises(ModelError, match="cannot be read as the saved threshold"):
         default_threshold(weights, "abc", None)
+
+
+def test_a_running_service_follows_the_saved_file_and_keeps_the_last_good_one(tmp_path, caplog):
+    weights = tmp_path / "m.weights"
+    weights.write_bytes(b"w")
+    followed = SavedThreshold(weights, "abc", None)
+    assert (followed.value, followed.current().source) == (0.25, "darknet's default")
+    save_threshold(weights, "abc", 0.31, "evaluate")
+    assert (
+        followed.value == 0.31
+        and "m.weights.threshold.json (evaluate)" in followed.as_json()["default_threshold_source"]
+    )
+    save_threshold(weights, "abc", 0.42, "evaluate")  # a second save in the same second: a new inode
+    assert followed.value == 0.42
+    # Broken while the service runs: the last good threshold stays, the source and the log say so.
+    threshold_file(weights).write_text("{not json")
+    with caplog.at_level("WARNING"):
+        assert followed.value == 0.42
+    assert "kept, as m.weights.threshold.json cannot be used now" in followed.current().source
+    assert "cannot be read as the saved threshold" in caplog.text
+    threshold_file(weights).unlink()
+    assert followed.current() == default_threshold(weights, "abc", None)
+    # DEFAULT_THRESHOLD wins, and nothing is followed.
+    save_threshold(weights, "abc", 0.31, "evaluate")
+    assert SavedThreshold(weights, "abc", 0.5).value == 0.5
+
+
+def test_an_unchanged_file_is_only_stat_ed_never_read_again(tmp_path, monkeypatch):
+    weights = tmp_path / "m.weights"
+    weights.write_bytes(b"w")
+    save_threshold(weights, "abc", 0.31, "evaluate")
+    followed = SavedThreshold(weights, "abc", None)
+    reads = []
+    monkeypatch.setattr("app.model.threshold.default_threshold", lambda *args: reads.append(args))
+    for _ in range(100):
+        assert followed.value == 0.31
+    assert reads == []
+
+
+@pytest.mark.e2e
+def test_a_saved_threshold_reaches_a_running_service_within_seconds_without_a_restart(model_copy, tmp_path):
+    service = RunningService({"MODEL_DIR": str(model_copy), "WORKERS": "2"}, tmp_path / "service.log")
+    try:
+        service.wait_ready()
+
+        def model() -> dict:
+            return requests.get(f"{service.url}/model", timeout=10).json()
+
+        before = model()
+        assert (before["default_threshold"], before["default_threshold_source"]) == (0.25, "darknet's default")
+        weights = model_copy / "yolov3-tiny.weights"
+        saved_at = time.monotonic()
+        save_threshold(weights, before["files"][weights.name], 0.37, "evaluate, fp32, tiling auto")
+        # Every worker (gunicorn hands requests to either of the two): a run of answers, all new.
+        wait_until(lambda: all(model()["default_threshold"] == 0.37 for _ in range(8)), timeout=10)
+        assert time.monotonic() - saved_at < 5
+        after = model()
+        assert after["default_threshold_source"] == "yolov3-tiny.weights.threshold.json (evaluate, fp32, tiling auto)"
+        assert csv_threshold(service.post_photo("dog.jpg", format="csv").text) == "0.37"
+        assert csv_threshold(service.post_photo("dog.jpg", format="csv", threshold=0.5).text) == "0.5"
+        os.unlink(threshold_file(weights))  # removed: darknet's default again
+        wait_until(lambda: all(model()["default_threshold"] == 0.25 for _ in range(8)), timeout=10)
+        assert "default threshold now 0.37 (yolov3-tiny.weights.threshold.json" in service.output()
+    finally:
+        service.stop()
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "high"])

@@ -13,7 +13,9 @@ import zipfile
 import pytest
 import requests
 from PIL import Image
-from support import DATA, ROOT, RunningService, needs_tool
+from support import DATA, DEMO_MODEL, ROOT, RunningService, needs_tool
+
+from app.model.threshold import save_threshold
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -498,6 +500,55 @@ def test_the_slider_starts_at_the_models_own_threshold(page, model_dir, tmp_path
         wait_counted(page, 1)
         assert table(page)[0]["threshold"] == "0.40"
         assert service.post_photo("dog.jpg", format="csv").text.splitlines()[1].split(",")[-4] == "0.4"  # the API too
+    finally:
+        service.stop()
+
+
+def slider(page) -> str:
+    return page.eval_on_selector("#threshold", "s => s.value")
+
+
+def test_the_untouched_slider_follows_the_models_threshold_as_evaluate_saves_it(page, model_copy, tmp_path):
+    for onnx in DEMO_MODEL.glob("*.onnx"):  # the export, made once already: no wait for another
+        (model_copy / onnx.name).symlink_to(onnx)
+    weights = model_copy / "yolov3-tiny.weights"
+    service = RunningService({"MODEL_DIR": str(model_copy), "WORKERS": "1"}, tmp_path / "service.log")
+    try:
+        service.wait_ready()
+        sha256 = requests.get(service.url + "/model", timeout=10).json()["files"][weights.name]
+        page.goto(service.url + "/")
+        page.wait_for_function("document.querySelectorAll('#model-classes li').length > 0", timeout=10_000)
+        # Another control changed: the slider's 0.25 is kept as nobody's choice.
+        page.eval_on_selector("#tiling", "s => { s.value = 'off'; s.dispatchEvent(new Event('change')); }")
+        assert "threshold" not in page.evaluate("localStorage.getItem('count-organisms.settings')")
+        save_threshold(weights, sha256, 0.37, "evaluate")  # as evaluate --save-threshold writes it
+        # The page open all along: its next photo is counted with the model's new threshold, and the slider follows.
+        page.set_input_files("#photo", str(DATA / "dog.jpg"))
+        wait_counted(page, 1)
+        assert table(page)[0]["threshold"] == "0.37" and slider(page) == "0.37"
+        assert page.locator("#recount-all").is_hidden()  # counted at what the slider shows
+        # Opened again later: the model's threshold of then.
+        save_threshold(weights, sha256, 0.33, "evaluate")
+        page.reload()
+        page.wait_for_function("document.querySelector('#threshold').value === '0.33'", timeout=10_000)
+        # A browser whose older page stored the untouched 0.25 follows the model too.
+        page.evaluate("""localStorage.setItem('count-organisms.settings',
+            JSON.stringify({threshold: 0.25, tiling: 'auto', autoCrop: false}))""")
+        page.reload()
+        page.wait_for_function("document.querySelector('#threshold').value === '0.33'", timeout=10_000)
+        # Moved by the person: theirs from then on, whatever the model says, with a way back.
+        page.eval_on_selector("#threshold", "s => { s.value = '0.5'; s.dispatchEvent(new Event('change')); }")
+        save_threshold(weights, sha256, 0.3, "evaluate")
+        page.reload()
+        page.wait_for_selector("#threshold-model", state="visible", timeout=10_000)
+        assert slider(page) == "0.5" and page.locator("#threshold-model").inner_text() == "Use the model's 0.30"
+        page.click("#threshold-model")
+        assert slider(page) == "0.3" and page.locator("#threshold-model").is_hidden()
+        assert "threshold" not in page.evaluate("localStorage.getItem('count-organisms.settings')")
+        page.wait_for_function(
+            "document.querySelector('#results tbody tr .threshold').textContent === '0.30'"
+            " && document.querySelector('#results tbody tr').dataset.status === 'done'"
+        )
     finally:
         service.stop()
 

@@ -84,7 +84,8 @@ def run(args, parser) -> int:
     if args.json:
         args.json.write_text(json.dumps(to_json(results, args), indent=2) + "\n")
     if args.save_threshold:
-        saved = _save_threshold(next(iter(detectors.values())), next(iter(results.items())))
+        detector = next(iter(detectors.values()))
+        saved = _save_threshold(detector, next(iter(results.items())), settings.default_threshold)
         if saved is None:
             return 1
     if args.plots:
@@ -96,8 +97,9 @@ def run(args, parser) -> int:
     return 0
 
 
-def _save_threshold(detector, variant) -> float | None:
-    """The first variant's one threshold for all classes, saved next to the weights."""
+def _save_threshold(detector, variant, setting: float | None) -> float | None:
+    """The first variant's one threshold for all classes, saved next to the weights.
+    setting: DEFAULT_THRESHOLD here, which wins over the file."""
     from app.model.threshold import save_threshold
 
     name, evaluation = variant
@@ -112,10 +114,17 @@ def _save_threshold(detector, variant) -> float | None:
         print(f"cannot save the threshold next to {weights}: {exc.strerror or exc}", file=sys.stderr)
         return None
     print(
-        f"saved threshold {best:g} to {path}: the service, its page and count use it where none is given "
-        "(DEFAULT_THRESHOLD wins over it)",
+        f"saved threshold {best:g} to {path}: count uses it where none is given, and a running service takes it "
+        "within seconds, no restart (GET /model says so), for requests without a threshold and for its page "
+        "where nobody moved the slider",
         file=sys.stderr,
     )
+    if setting is not None:
+        print(
+            f"note: DEFAULT_THRESHOLD={setting:g} is set here and wins over the saved threshold; a service started "
+            "with it set does the same",
+            file=sys.stderr,
+        )
     return best
 
 

@@ -2,7 +2,7 @@
 // (GET model). Relative URLs: the page works behind a proxy that serves it under a prefix.
 
 import { $, element } from "./dom.js";
-import { learnClasses } from "./state.js";
+import { learnClasses, state } from "./state.js";
 
 const KEY_STORE = "count-organisms.api-key";
 
@@ -30,7 +30,8 @@ export async function postPhoto(row, asked, signal) {
     const form = new FormData();
     form.append("image", row.photo, row.name.split("/").pop());
     form.append("filename", row.name);
-    form.append("threshold", asked.threshold);
+    // A slider nobody moved sends none: the service counts with the model's default.
+    if (state.thresholdChosen) form.append("threshold", asked.threshold);
     form.append("tiling", asked.tiling);
     form.append("auto_crop", asked.autoCrop);
     form.append("detections", "true");
@@ -61,6 +62,7 @@ export async function loadModel() {
     if (!response.ok) { $("model-summary").textContent = "Model details need an API key."; return; }
     const model = await response.json();
     learnClasses(model.classes);
+    state.modelThreshold = Number.isFinite(model.default_threshold) ? model.default_threshold : null;
     window.dispatchEvent(new CustomEvent("model", { detail: model })); // page.js: the model's threshold
     $("model-summary").textContent =
       `${model.classes.length} classes, network ${model.network.width}×${model.network.height}, ` +
