@@ -16,6 +16,7 @@ from PIL import Image
 from support import DATA, DEMO_MODEL, ROOT, RunningService, needs_tool
 
 from app.model.threshold import save_threshold
+from app.vision.images import PHOTO_SUFFIXES, photos_in
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -139,7 +140,9 @@ def test_several_photos_are_counted_in_turn_each_on_its_own_row(page, live_serve
     bad = rows["notes.jpg"]
     assert bad["status"] == "failed" and bad["counts"] == {} and bad["total"] == ""
     assert bad["error"].startswith("The photo could not be counted:")
-    assert page.locator("#skipped").inner_text() == "Skipped 1 file that is not a photo: readme.txt."
+    assert page.locator("#skipped").inner_text() == (
+        f"Skipped 1 file that is not a photo ({' '.join(sorted(PHOTO_SUFFIXES))}): readme.txt."
+    )
     # "1 of 3: dog.jpg", then the others in turn (horses joined the batch, or began its own).
     seen = [re.fullmatch(r"\d+ of \d+: (.+)", line) for line in page.evaluate("window.progress")]
     assert page.evaluate("window.progress")[0] == "1 of 3: dog.jpg"
@@ -189,6 +192,23 @@ def test_a_folder_and_dropped_files_are_taken_photos_only(page, live_server, tmp
     wait_counted(page, 3)
     assert [row["file"] for row in table(page)] == ["culture-3/day2/kite.jpg", "culture-3/giraffe.jpg", "eagle.jpg"]
     assert "list.csv" in page.locator("#skipped").inner_text()
+
+
+def test_the_page_takes_from_a_folder_the_photos_count_takes(page, live_server, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    # Every type of the one list, and types that are not in it (a .jfif is a JPEG by another name).
+    for suffix in (*sorted(PHOTO_SUFFIXES), ".JPG", ".jfif", ".jpe", ".mpo", ".heic", ".txt", ".csv"):
+        shutil.copy(DATA / "dog.jpg", folder / f"photo{suffix}")
+    page.route("**/invocations", lambda route: None)  # which files become rows is all this asks
+    page.goto(live_server.url + "/")
+    page.set_input_files("#folder", str(folder))
+    page.wait_for_function("document.querySelectorAll('#results tbody tr').length > 0")
+    taken = sorted(row["file"].removeprefix("mixed/") for row in table(page))
+    assert taken == sorted(path.name for path in photos_in([folder]))  # what count takes
+    assert page.evaluate("async () => (await import('./static/intake.js')).PHOTO_SUFFIXES") == sorted(PHOTO_SUFFIXES)
+    skipped = page.locator("#skipped").inner_text()
+    assert all(name in skipped for name in ("photo.jfif", "photo.heic", "photo.txt"))
 
 
 def test_the_table_downloads_as_the_apis_csv(page, live_server, tmp_path):

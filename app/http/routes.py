@@ -11,6 +11,7 @@ from werkzeug.datastructures import MIMEAccept
 from app import __version__
 from app.inference.detector import Detector
 from app.pipeline import PhotoLimits, process_photo, render
+from app.vision.images import PHOTO_SUFFIXES
 
 from . import metrics
 from .errors import NotAcceptable, NotReady
@@ -34,9 +35,15 @@ def index():
     return Response(_index_html(), mimetype="text/html")
 
 
+PHOTO_SUFFIXES_MARK = b"__PHOTO_SUFFIXES__"
+
+
 @functools.cache
 def _index_html() -> bytes:
-    return (Path(__file__).parent / "static" / "index.html").read_bytes()
+    # The photo types are one list (app/vision/images.py, what `count` takes from a
+    # folder): the page's picker and its intake read them from here, never a list of their own.
+    page = (Path(__file__).parent / "static" / "index.html").read_bytes()
+    return page.replace(PHOTO_SUFFIXES_MARK, ",".join(sorted(PHOTO_SUFFIXES)).encode("ascii"))
 
 
 # Browsers ask for /favicon.ico whatever the page links: a dish with three organisms.
