@@ -6,14 +6,17 @@ screenshots go to the test's tmp_path and their paths are printed (`pytest -rA`)
 import base64
 import csv
 import io
+import os
 import re
 import shutil
 import zipfile
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
-from support import DATA, DEMO_MODEL, ROOT, RunningService, needs_tool
+from support import DATA, DEMO_MODEL, ROOT, RunningService, needs_tool, run_count
 
 from app.model.threshold import save_threshold
 from app.vision.images import PHOTO_SUFFIXES, photos_in
@@ -232,6 +235,19 @@ def test_the_table_downloads_as_the_apis_csv(page, live_server, tmp_path):
         assert {name: int(line[name]) for name in classes if line[name] != "0"} == row["counts"]
         assert (line["threshold"], line["total"], line["error"]) == ("0.25", row["total"], "")
         assert float(line["ms"]) > 0 and len(line["model"]) == 12
+
+
+def test_a_photo_without_exif_gets_its_files_time_as_count_gives_it(page, live_server, model_dir, tmp_path):
+    photo = tmp_path / "drop-7.jpg"
+    shutil.copy(DATA / "giraffe.jpg", photo)  # no EXIF date, as most microscope photos
+    when = datetime(2025, 3, 4, 5, 6, 7).timestamp()
+    os.utime(photo, (when, when))
+    count_photos_from(page, live_server, photo)
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    (row,) = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    (counted,) = list(csv.DictReader(io.StringIO(run_count(str(photo), model_dir=model_dir).stdout)))
+    assert row["date"] == counted["date"] == "2025-03-04T05:06:07"
 
 
 def test_the_annotated_photos_download_one_by_one_and_as_a_zip(page, live_server, tmp_path):

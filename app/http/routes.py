@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -141,6 +142,8 @@ def _answer(parse):
         auto_crop=invocation.auto_crop,
         annotated=answer_format == "jpeg" or (answer_format == "json" and invocation.return_image),
     )
+    if result.taken is None and invocation.date is not None:
+        result = dataclasses.replace(result, taken=invocation.date)  # the file's time, as count takes it
     metrics.observe_stages(result.stage_seconds)
     metrics.count_objects(result.counts)
     add_fields(

@@ -20,16 +20,29 @@ export function keyHeaders() {
   return key ? { "X-API-Key": key } : {};
 }
 
-// One photo, with the settings of its turn, answered as a JSON line: the same fields as
-// the API's CSV and the count command's (file, date, width, height, crop, counts, total,
+// One photo, with the settings of its turn and its file's time, answered as a JSON line:
+// the same fields as the API's CSV and the count command's (file, date, width, height, crop, counts, total,
 // threshold, model, ms, error) and the boxes. A photo this browser cannot draw (a TIFF)
 // also gets the service's own picture, in a second request. Rejects when the service
 // cannot be reached or `signal` aborts; `body` is null when the answer is not JSON.
+// The file's modification time in this computer's local time, to the second, as
+// `python -m app count` writes it for a photo without an EXIF date; "" when unknown.
+export function fileTime(file) {
+  const time = new Date(file.lastModified);
+  const year = time.getFullYear();
+  if (!(file.lastModified > 0) || year < 1000 || year > 9999) return "";
+  const two = (n) => String(n).padStart(2, "0");
+  return `${year}-${two(time.getMonth() + 1)}-${two(time.getDate())}T${two(time.getHours())}:` +
+    `${two(time.getMinutes())}:${two(time.getSeconds())}`;
+}
+
 export async function postPhoto(row, asked, signal) {
   const send = (format) => {
     const form = new FormData();
     form.append("image", row.photo, row.name.split("/").pop());
     form.append("filename", row.name);
+    const date = fileTime(row.photo); // the service keeps the photo's EXIF date where it has one
+    if (date) form.append("date", date);
     // A slider nobody moved sends none: the service counts with the model's default.
     if (state.thresholdChosen) form.append("threshold", asked.threshold);
     form.append("tiling", asked.tiling);
