@@ -150,7 +150,7 @@ def test_several_photos_are_counted_in_turn_each_on_its_own_row(page, live_serve
     seen = [re.fullmatch(r"\d+ of \d+: (.+)", line) for line in page.evaluate("window.progress")]
     assert page.evaluate("window.progress")[0] == "1 of 3: dog.jpg"
     assert [match[1] for match in seen if match] == ["dog.jpg", "notes.jpg", "person.jpg", "horses.jpg"]
-    assert page.locator("#progress").inner_text().endswith("1 failed (see the Error column).")
+    assert page.locator("#progress").inner_text().endswith("1 failed (the reason stands under the file's name).")
     assert page.locator("#error").is_hidden()
     # The failed photo shows its error, never the previous photo's counts.
     page.click("#results tr[data-file='notes.jpg'] button.file")
@@ -611,27 +611,65 @@ def test_box_lines_scale_with_the_photo_on_screen_and_the_crop_shows_on_a_white_
     assert crop_filter[0] == "rgb(255, 255, 255)" and "drop-shadow" in crop_filter[1]  # white dashes, dark edge
 
 
-def test_a_wide_table_scrolls_under_its_file_column_so_the_error_column_can_be_read(browser, live_server):
-    context = browser.new_context(viewport={"width": 390, "height": 844})
+def made_up_answers(page, classes: list[str], failing: str) -> None:
+    """The service's answers, made up where only the table is tested: every class counted
+    once (80 columns for the COCO model), and a 400 for the file named `failing`."""
+
+    def answer(route):
+        name = re.search(rb'name="filename"\r\n\r\n([^\r]*)', route.request.post_data_buffer)[1].decode()
+        if name == failing:
+            error = {"code": "damaged_image", "message": "the photo is cut short: copy it again from the camera"}
+            route.fulfill(status=400, json={"error": error})
+            return
+        counts = dict.fromkeys(classes, 1)
+        line = {"file": name, "date": None, "width": 768, "height": 576, "crop": None, "counts": counts}
+        line |= {"total": len(counts), "threshold": 0.25, "model": "0123456789ab", "ms": 5.0, "error": ""}
+        route.fulfill(status=200, json={**line, "detections": []})
+
+    page.route("**/invocations", answer)
+
+
+def error_in_view(page, name: str) -> bool:
+    """The failed row's reason is on screen and on top, where the window shows it now."""
+    return page.evaluate(
+        """(name) => { const error = document.querySelector(`#results tr[data-file='${name}'] .error`);
+        scrollTo(0, scrollY + error.getBoundingClientRect().top - innerHeight / 2);  // the page, never the table
+        const box = error.getBoundingClientRect();
+        const hit = document.elementFromPoint(box.left + Math.min(20, box.width / 2), box.top + box.height / 2);
+        return box.width > 0 && box.left >= 0 && box.right <= innerWidth && error.contains(hit); }""",
+        name,
+    )
+
+
+def test_with_80_classes_a_failed_rows_reason_is_in_view_without_scrolling_the_table(browser, live_server, tmp_path):
+    classes = requests.get(live_server.url + "/model", timeout=10).json()["classes"]
+    failing = "day 3/culture B, photo taken through the eyepiece 0017.jpg"
+    (tmp_path / "day 3").mkdir()
+    shutil.copy(DATA / "dog.jpg", tmp_path / "day 3" / "good.jpg")
+    shutil.copy(DATA / "dog.jpg", tmp_path / failing)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     try:
-        count_photos(page, live_server, "horses.jpg", "kite.jpg")
-        # Scrolled until the error column is beside the file column, which stays where it was.
-        page.eval_on_selector(
-            ".table-wrap",
-            """wrap => { const row = wrap.querySelector("tr[data-file='kite.jpg']");
-            window.scrollBy(0, row.getBoundingClientRect().top - innerHeight / 2);
-            wrap.scrollLeft = row.querySelector('td.error').offsetLeft - row.firstElementChild.offsetWidth; }""",
-        )
-        assert page.evaluate("document.querySelector('.table-wrap').scrollLeft") > 0  # the table did scroll
-        wrap = page.locator(".table-wrap").bounding_box()
-        file = page.locator("#results tr[data-file='kite.jpg'] td:first-child").bounding_box()
-        assert abs(file["x"] - wrap["x"]) < 1
-        on_top = page.evaluate(
-            """() => { const cell = document.querySelector("#results tr[data-file='kite.jpg'] td.error");
-            const box = cell.getBoundingClientRect();
-            return document.elementFromPoint(box.left + 20, box.top + box.height / 2) === cell; }"""
-        )
-        assert on_top  # the error cell is seen, not covered by the file column
+        page.goto(live_server.url + "/")
+        page.wait_for_function("document.querySelectorAll('#model-classes li').length === 80", timeout=10_000)
+        made_up_answers(page, classes, failing)
+        page.set_input_files("#folder", str(tmp_path / "day 3"))
+        wait_counted(page, 2)
+        assert page.locator("#results thead th .swatch").count() == 80
+        wrap = page.locator(".table-wrap")
+        assert wrap.evaluate("w => w.scrollWidth > 3 * w.clientWidth && w.scrollLeft === 0")  # 80 columns, unscrolled
+        (row,) = [row for row in table(page) if row["status"] == "failed"]
+        assert row["error"] == "The photo could not be counted: the photo is cut short: copy it again from the camera"
+        assert error_in_view(page, failing)
+        assert wrap.evaluate("w => w.scrollLeft") == 0
+        screenshot(page, tmp_path / "80-classes-1400.png")
+        # Scrolled to the far right, the file column and its reason stay; at phone width too.
+        wrap.evaluate("w => { w.scrollLeft = w.scrollWidth; }")
+        assert error_in_view(page, failing) and wrap.evaluate("w => w.scrollLeft") > 0
+        page.set_viewport_size({"width": 390, "height": 844})
+        wrap.evaluate("w => { w.scrollLeft = 0; }")
+        assert error_in_view(page, failing)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        screenshot(page, tmp_path / "80-classes-390.png")
     finally:
         context.close()

@@ -47,7 +47,7 @@ async function run() {
     $("progress").textContent = stopped
       ? `Stopped after ${done} of ${all}.`
       : `Counted ${photos(done)} in ${seconds(performance.now() - started)}` +
-        (failed ? `; ${failed} failed (see the Error column).` : ".");
+        (failed ? `; ${failed} failed (the reason stands under the file's name).` : ".");
     render();
   }
 }
