@@ -268,12 +268,41 @@ def test_the_annotated_photos_download_one_by_one_and_as_a_zip(page, live_server
             assert picture.format == "JPEG" and picture.size == (width, height)
             (tmp_path / name).write_bytes(archive.read(name))
             print(f"annotated: {tmp_path / name}")
+            # The service's own picture, byte for byte: the API's for the same photo and settings.
+            assert archive.read(name) == live_server.post_photo(original, format="jpeg").content, name
     with page.expect_download() as download:
         page.click("#results tr[data-file='dog.jpg'] button.save")
     assert download.value.suggested_filename == "dog.annotated.jpg"
     download.value.save_as(tmp_path / "one.jpg")
-    with Image.open(tmp_path / "one.jpg") as picture:
-        assert picture.width == 768
+    api = live_server.post_photo("dog.jpg", threshold=0.25, tiling="auto", auto_crop="false", format="jpeg")
+    assert (
+        (tmp_path / "one.jpg").read_bytes()
+        == api.content
+        == base64.b64decode(live_server.post_photo("dog.jpg").json()["img"])
+    )  # the API's `img` too
+
+
+def test_a_picture_counted_with_other_settings_is_the_apis_for_those_settings(page, live_server, tmp_path):
+    count_photos(page, live_server, "person.jpg")
+    for selector, script in (
+        ("#threshold", "s => { s.value = '0.6'; s.dispatchEvent(new Event('change')); }"),
+        ("#auto-crop", "s => { s.checked = true; s.dispatchEvent(new Event('change')); }"),
+    ):
+        page.eval_on_selector(selector, script)
+        page.wait_for_function("document.querySelector('#results tbody tr').dataset.status === 'done'")
+    wait_counted(page, 1)
+    with page.expect_download() as download:
+        page.click("#download-one")
+    download.value.save_as(tmp_path / "person.annotated.jpg")
+    api = live_server.post_photo("person.jpg", threshold=0.6, auto_crop="true", format="jpeg")
+    assert (tmp_path / "person.annotated.jpg").read_bytes() == api.content
+    # With the service gone, the page says so instead of drawing a picture of its own.
+    page.route("**/invocations", lambda route: route.abort())
+    page.click("#download-one")
+    page.wait_for_selector("#error", state="visible")
+    assert page.locator("#error").inner_text() == (
+        "person.jpg: the picture could not be made: the service could not be reached"
+    )
 
 
 def test_the_history_survives_a_reload_and_clears_with_one_button(page, live_server):

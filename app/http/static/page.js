@@ -3,12 +3,13 @@
 // This module wires the controls to the modules that do the work:
 //   intake.js (photos in) -> queue.js (counting in turn, via service.js) -> history.js;
 //   table.js renders the rows and, through viewer.js and stage.js, the photo in view;
-//   downloads.js (CSV, annotated JPEGs, zip.js).
+//   downloads.js (CSV) and pictures.js (the service's annotated JPEGs, one or a ZIP).
 
 import { $, showError } from "./dom.js";
-import { downloadCsv, downloadPhoto, downloadZip } from "./downloads.js";
+import { downloadCsv } from "./downloads.js";
 import { forgetAll, loadHistory } from "./history.js";
 import { addFiles, droppedFiles } from "./intake.js";
+import { downloadPhoto, downloadZip } from "./pictures.js";
 import { enqueue, stop } from "./queue.js";
 import { loadModel, rememberKey, restoreKey } from "./service.js";
 import { setUpStage } from "./stage.js";

@@ -36,19 +36,26 @@ export function fileTime(file) {
     `${two(time.getMinutes())}:${two(time.getSeconds())}`;
 }
 
+// The photo as a form for POST invocations: its name, its file's time and the settings.
+// threshold: null sends none (the service counts with the model's default).
+function photoForm(row, { threshold, tiling, autoCrop }, format) {
+  const form = new FormData();
+  form.append("image", row.photo, row.name.split("/").pop());
+  form.append("filename", row.name);
+  const date = fileTime(row.photo); // the service keeps the photo's EXIF date where it has one
+  if (date) form.append("date", date);
+  if (threshold !== null) form.append("threshold", threshold);
+  form.append("tiling", tiling ?? "auto");
+  form.append("auto_crop", Boolean(autoCrop));
+  form.append("format", format);
+  return form;
+}
+
 export async function postPhoto(row, asked, signal) {
   const send = (format) => {
-    const form = new FormData();
-    form.append("image", row.photo, row.name.split("/").pop());
-    form.append("filename", row.name);
-    const date = fileTime(row.photo); // the service keeps the photo's EXIF date where it has one
-    if (date) form.append("date", date);
     // A slider nobody moved sends none: the service counts with the model's default.
-    if (state.thresholdChosen) form.append("threshold", asked.threshold);
-    form.append("tiling", asked.tiling);
-    form.append("auto_crop", asked.autoCrop);
-    form.append("detections", "true");
-    form.append("format", format);
+    const form = photoForm(row, { ...asked, threshold: state.thresholdChosen ? asked.threshold : null }, format);
+    if (format === "jsonl") form.append("detections", "true");
     return fetch("invocations", { method: "POST", body: form, headers: keyHeaders(), signal });
   };
   const response = await send("jsonl");
@@ -58,6 +65,21 @@ export async function postPhoto(row, asked, signal) {
     if (picture.ok) body.picture = await picture.blob();
   }
   return { response, body };
+}
+
+// The photo with its boxes as the service draws it: the API's `img` and `count
+// --annotate`'s pictures, one renderer for all, asked with the settings the row was
+// counted with. A picture drawn when it was counted (a photo this browser cannot show)
+// is that one already. Throws what to tell the person when the service cannot draw it.
+export async function servicePicture(row) {
+  const result = row.result;
+  if (result.picture) return result.picture;
+  const form = photoForm(row, result, "jpeg");
+  const response = await fetch("invocations", { method: "POST", body: form, headers: keyHeaders() })
+    .catch(() => null);
+  if (!response) throw new Error("the service could not be reached");
+  if (!response.ok) throw new Error(explain(response.status, await response.json().catch(() => null)));
+  return response.blob();
 }
 
 // What the service says is meant for people already; add what to do where it helps.

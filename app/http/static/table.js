@@ -2,8 +2,8 @@
 // redraws them and the viewer from the state.
 
 import { $, element, seconds } from "./dom.js";
-import { downloadPhoto } from "./downloads.js";
 import { forgetRow } from "./history.js";
+import { downloadPhoto } from "./pictures.js";
 import { classColour, countedOtherwise, currentSettings, state, total } from "./state.js";
 import { renderViewer } from "./viewer.js";
 
