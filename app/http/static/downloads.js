@@ -1,9 +1,8 @@
 // Downloads: the table as CSV (the photos with their boxes: pictures.js).
 
 import { csvField } from "./csv.js";
-import { $, element } from "./dom.js";
-import { classColour, state, total } from "./state.js";
-import { distinctNames, zipStored } from "./zip.js";
+import { element } from "./dom.js";
+import { state, total } from "./state.js";
 
 // The columns of the API's CSV and of `python -m app count` (file, date, width, height,
 // crop, a column per class, total, threshold, model, ms, error), value for value: every
