@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from app.vision.annotate import PALETTE, annotate, class_colour
 from app.vision.detection import Detection
@@ -42,3 +43,16 @@ def test_bgr_canvas_is_the_same_picture_for_the_jpeg_encoder():
     rgb = annotate(image, detections, counts)
     bgr = annotate(image, detections, counts, channels="BGR")
     assert (bgr[:, :, ::-1] == rgb).all()
+
+
+@pytest.mark.parametrize(("longest", "at_least"), [(800, 1), (4000, 5)])
+def test_box_lines_are_thick_enough_to_see_on_a_photo_of_any_size(longest, at_least):
+    # The page's pictures are these too (its downloads are the service's own): on a 4000 px
+    # photo shown whole on a screen, a 1-2 px line would vanish.
+    photo = np.full((longest * 3 // 4, longest, 3), 255, np.uint8)
+    box = Detection(0, "Rotifer", 0.9, (longest / 2, longest / 4, longest / 10, longest / 10))
+    drawn = annotate(photo, [box], {"Rotifer": 1})
+    row = drawn[longest // 4 + longest // 20]  # across the box's middle: its left and right edges
+    coloured = np.flatnonzero((row != 255).any(axis=1))
+    left_edge = coloured[coloured < longest / 2 + longest / 20]
+    assert at_least <= len(left_edge) <= round(longest / 700) + 1  # cv2 draws an even width one wider

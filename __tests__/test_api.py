@@ -113,6 +113,16 @@ def test_exif_rotated_photo_comes_back_upright(client):
     assert 128 < x + w / 2 < 315 and 220 < y + h / 2 < 540  # where the dog is when upright
 
 
+def test_the_page_is_given_the_photo_types_count_takes_and_has_no_list_of_its_own(fake_client):
+    from app.vision.images import PHOTO_SUFFIXES
+
+    page = fake_client.get("/").data.decode()
+    (accept,) = re.findall(r'id="photo"[^>]* accept="([^"]*)"', page)
+    assert accept.split(",") == sorted(PHOTO_SUFFIXES) and "__PHOTO_SUFFIXES__" not in page
+    for script in (ROOT / "app" / "http" / "static").glob("*.js"):
+        assert not re.search(r"jpe\?g|\.tiff?\b|image/\*", script.read_text()), script.name
+
+
 @pytest.mark.parametrize(
     ("send", "status", "code"),
     [

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,14 +151,58 @@ def test_bad_labels_are_one_line_each_and_the_run_goes_on(lab, model_dir, tmp_pa
 def test_a_missing_photo_is_listed_and_nothing_to_evaluate_is_one_line(lab, model_dir, tmp_path):
     directory, _ = lab
     listing = tmp_path / "valid.txt"
-    listing.write_text(f"{directory / 'images' / 'white-4.jpg'}\n/nowhere/gone.jpg\n")
+    listing.write_text(f"{directory / 'images' / 'white-4.jpg'}\n/nowhere/gone.jpg\n/nowhere/caf\u00e9.jpg\n")
     (tmp_path / "x.data").write_text(f"valid = {listing}\n")
     result = evaluate_command(tmp_path / "x.data", model_dir=model_dir)
-    assert result.returncode == 0 and "warning: /nowhere/gone.jpg: photo not found; skipped" in result.stderr
+    assert result.returncode == 0
+    assert "warning: 2 photos not found, skipped: /nowhere/gone.jpg, /nowhere/caf\u00e9.jpg\n" in result.stderr
     (tmp_path / "none.data").write_text("classes = 80\n")
     result = evaluate_command(tmp_path / "none.data", model_dir=model_dir)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].endswith("no valid= line (the list of validation photos)")
+
+
+def label_studio_export(lab_images: Path, folder: Path) -> Path:
+    """The labelled photos as Label Studio's YOLO export lays them out: images/, labels/,
+    classes.txt numbered alphabetically (Bubble 0, dog 1), with two labels of a class the
+    model does not have, and the label file of a photo the export dropped (a non-ASCII name)."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "labels").mkdir()
+    (folder / "classes.txt").write_text("Bubble\ndog\n")
+    for photo in sorted(lab_images.glob("*.jpg")):
+        shutil.copy(photo, folder / "images" / photo.name)
+        lines = photo.with_suffix(".txt").read_text().replace(f"{DOG_CLASS} ", "1 ")
+        if photo.name == "white-4.jpg":
+            lines += "0 0.9 0.9 0.01 0.01\n0 0.1 0.9 0.01 0.01\n"  # two bubbles
+        (folder / "labels" / photo.with_suffix(".txt").name).write_text(lines)
+    (folder / "labels" / "rotif\u00e8re-7.txt").write_text("1 0.5 0.5 0.1 0.1\n")  # its photo never exported
+    return folder
+
+
+@pytest.mark.e2e
+def test_a_label_studio_export_is_judged_on_its_labelled_classes_and_says_what_it_left_out(lab, model_dir, tmp_path):
+    directory, dogs = lab
+    export = label_studio_export(directory / "images", tmp_path / "export")
+    result = evaluate_command(export, "--json", tmp_path / "e.json", "--plots", tmp_path / "plots", model_dir=model_dir)
+    assert result.returncode == 0, result.stderr  # a label of a class the model lacks no longer stops it
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert any("left out of every number: 'Bubble' (2)" in line for line in warnings), warnings
+    assert "warning: 1 label file without a photo, not evaluated" in result.stderr
+    assert "export/labels/rotif\u00e8re-7.txt" in result.stderr
+    assert "left out: labels of classes the model does not have, in no number above: Bubble (2)" in result.stdout
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["classes"]["dog"]["labelled"] == sum(dogs.values())
+    assert report["unknown_class_labels_left_out"] == {"Bubble": 2}
+    # The people and kites of the sample photos were never labelled: they decide nothing, so the one
+    # threshold for all classes is the dog's own.
+    overall, dog = report["overall"], report["classes"]["dog"]
+    assert overall["classes"] == ["dog"]
+    assert overall["best_count_threshold"] == dog["best_count_threshold"]
+    assert overall["count_mae_at_best"] == pytest.approx(dog["count_mae_at_best"])
+    unlabelled_found = [name for name, c in report["classes"].items() if c["fp"] and not c["labelled"]]
+    assert unlabelled_found, "the sample photos' people and kites are found"
+    assert "found but never labelled here, so every box is a false positive" in result.stdout
+    assert (tmp_path / "plots" / "fp32-tiling-auto-threshold.png").is_file()
 
 
 @pytest.mark.e2e

@@ -76,12 +76,22 @@ def test_an_export_numbered_as_the_model_needs_no_note(tmp_path):
     assert classes_of(dataset) == [[DOG]] and dataset.notes == []
 
 
-def test_a_name_the_model_does_not_have_is_refused_when_labels_use_it_and_noted_when_not(tmp_path):
+def test_labels_of_a_name_the_model_does_not_have_are_left_out_in_one_line_and_the_rest_evaluated(tmp_path):
     used = export(
-        tmp_path / "used", "classes.txt", "Unicorn\ndog\n", {"dog.jpg": "0 0.5 0.5 0.1 0.1\n1 0.3 0.6 0.3 0.5\n"}
+        tmp_path / "used",
+        "classes.txt",
+        "Unicorn\ndog\n",
+        {"dog.jpg": "0 0.5 0.5 0.1 0.1\n1 0.3 0.6 0.3 0.5\n", "horses.jpg": "0 0.2 0.2 0.1 0.1\n"},
     )
+    dataset = read_dataset(used, COCO)
+    assert classes_of(dataset) == [[DOG], []]
+    assert dataset.unknown_labels == {"Unicorn": 2}
+    (line,) = [problem for problem in dataset.problems if "Unicorn" in problem]
+    assert "labels of classes the model does not have are left out of every number: 'Unicorn' (2)" in line
+    # Every label of a class the model lacks: the names disagree throughout, nothing to evaluate.
+    only = export(tmp_path / "only", "classes.txt", "Unicorn\ndog\n", {"dog.jpg": "0 0.5 0.5 0.1 0.1\n"})
     with pytest.raises(DatasetError, match=r"'Unicorn' \(1 labels\) is not a class of the model"):
-        read_dataset(used, COCO)
+        read_dataset(only, COCO)
     unused = export(tmp_path / "unused", "classes.txt", "Unicorn\ndog\n", {"dog.jpg": "1 0.3 0.6 0.3 0.5\n"})
     dataset = read_dataset(unused, COCO)
     assert classes_of(dataset) == [[DOG]]
@@ -104,7 +114,7 @@ def test_a_names_file_that_cannot_be_read_says_why(tmp_path):
 
 
 @pytest.mark.e2e  # runs python -m app evaluate
-def test_the_command_refuses_a_shuffled_export_it_cannot_map_in_one_line(tmp_path):
+def test_the_command_refuses_an_export_none_of_whose_labels_it_can_map_in_one_line(tmp_path):
     folder = export(tmp_path / "bad", "classes.txt", "Rotifer\ndog\n", {"dog.jpg": "0 0.5 0.5 0.1 0.1\n"})
     result = subprocess.run(
         [sys.executable, "-m", "app", "evaluate", str(folder)],
@@ -117,6 +127,24 @@ def test_the_command_refuses_a_shuffled_export_it_cannot_map_in_one_line(tmp_pat
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"cannot evaluate: {folder / 'classes.txt'}: class 'Rotifer' (1 labels) is not a class of the model "
-        "(person, bicycle, car, motorbike, aeroplane, bus, train, truck...): rename it in the export "
-        "or the model's .names so the two agree"
+        "(person, bicycle, car, motorbike, aeroplane, bus, train, truck...), and no label is of one that is: "
+        "rename it in the export or the model's .names so the two agree"
     ]
+
+
+def test_label_files_whose_photo_is_missing_are_named_in_one_line(tmp_path):
+    # Label Studio's export left out the photos with non-ASCII names; their label files stayed.
+    folder = export(tmp_path / "ls", "classes.txt", "dog\n", {"dog.jpg": "0 0.3 0.6 0.3 0.5\n"})
+    for name in ("caf\u00e9-1.txt", "rotif\u00e8re-2.txt"):
+        (folder / "labels" / name).write_text("0 0.5 0.5 0.1 0.1\n")
+    (folder / "notes.txt").write_text("the lab's notes, not labels\n")
+    for source in (folder, folder / "images"):  # the export, or its images/ folder
+        dataset = read_dataset(source, COCO)
+        (line,) = [problem for problem in dataset.problems if "without a photo" in problem]
+        assert line.startswith("2 label files without a photo, not evaluated")
+        assert line.endswith(
+            "ls/labels/caf\u00e9-1.txt, ls/labels/rotif\u00e8re-2.txt"
+            if source == folder
+            else "labels/caf\u00e9-1.txt, labels/rotif\u00e8re-2.txt"
+        )
+        assert classes_of(dataset) == [[DOG]]

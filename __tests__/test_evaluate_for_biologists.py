@@ -82,13 +82,53 @@ def test_the_json_has_labelled_and_predicted_counts_per_photo_and_class(lab_day)
 
 def test_one_threshold_for_all_classes_stands_beside_the_per_class_ones(lab_day):
     overall = lab_day.overall
-    # At 0.25: a.jpg misses its Dead (1 off), b.jpg has the false Ciliate (1 off): 1.0 a photo.
-    assert overall.count_mae == 1.0
-    # Above 0.3 the Ciliate goes and the Rotifers stay (0.4, 0.8, 0.9): only the Dead is missed.
-    assert 0.3 <= overall.best_count_threshold < 0.4 and overall.count_mae_at_best == 0.5
+    # Only the labelled classes decide (Rotifer, Dead): at 0.25 a.jpg misses its Dead (1 off), b.jpg is
+    # right; no threshold finds the Dead, and from 0.2 to 0.4 the Rotifers are right: 0.25 stays.
+    assert overall.classes == ("Rotifer", "Dead")
+    assert overall.count_mae == 0.5 and overall.best_count_threshold == 0.25 and overall.count_mae_at_best == 0.5
     table = render_tables({"v": lab_day}, 0)
-    assert f"one threshold for all classes: {overall.best_count_threshold:.2f}" in table
-    assert to_json({"v": lab_day}, argparse.Namespace(data="lab"))["overall"]["count_mae_at_best"] == 0.5
+    assert (
+        "one threshold for all classes: 0.25, where a photo's count is off by 0.50 "
+        "(the counts of Rotifer, Dead together;" in table
+    )
+    # The Ciliate nobody labelled: its box is a false positive, said so, and decides nothing.
+    assert (
+        "found but never labelled here, so every box is a false positive and none decides the one threshold: Ciliate"
+        in table
+    )
+    report = to_json({"v": lab_day}, argparse.Namespace(data="lab"))["overall"]
+    assert report["count_mae_at_best"] == 0.5 and report["classes"] == ["Rotifer", "Dead"] and "sweep" not in report
+
+
+def test_classes_named_decide_the_one_threshold_even_one_nobody_labelled(lab_day):
+    photos = [
+        PhotoComparison(
+            "day1/a.jpg", [label(0, 0), label(0, 50), label(1, 100)], [found(0, 0, 0.9), found(0, 50, 0.4)]
+        ),
+        PhotoComparison("day1/b.jpg", [label(0, 0)], [found(0, 0, 0.8), found(2, 70, 0.3), found(0, 200, 0.2)]),
+    ]
+    overall = evaluate(photos, NAMES, 0.25, deciding=[0, 1, 2]).overall  # --classes Rotifer,Dead,Ciliate
+    # At 0.25 b.jpg also has the false Ciliate (1 off); above 0.3 it goes and the Rotifers stay.
+    assert overall.count_mae == 1.0
+    assert 0.3 <= overall.best_count_threshold < 0.4 and overall.count_mae_at_best == 0.5
+    assert evaluate(photos, NAMES, 0.25, deciding=[0]).overall.count_mae_at_best == 0.0  # Rotifers alone: right
+
+
+def test_the_threshold_plot_draws_the_one_threshold_for_all_classes(lab_day, tmp_path, monkeypatch):
+    from app.evaluation import plots
+
+    figures = {}
+    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.setdefault(path.name, figure) and path)
+    plots.write_plots(lab_day, tmp_path, "fp32, tiling auto")
+    (axes,) = figures["fp32-tiling-auto-threshold.png"].axes
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    best = lab_day.overall.best_count_threshold
+    assert list(lines[f"one threshold for all classes {best:.2f}"].get_xdata()) == [best, best]
+    together = lines["Rotifer, Dead together"]
+    assert list(together.get_ydata()) == [error for _, error in lab_day.overall.sweep]
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def test_a_footer_says_what_each_column_means_in_a_line_each(lab_day):

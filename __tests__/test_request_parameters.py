@@ -1,6 +1,7 @@
 """The table of request parameters: what it reads from each request form, and the 400s."""
 
 import io
+from datetime import datetime
 
 import pytest
 from flask import Flask
@@ -39,6 +40,7 @@ def test_nothing_given_is_the_defaults_of_their_owners():
         "auto_crop": False,
         "format": None,
         "filename": None,
+        "date": None,
     }
     raw = parsed(data=PHOTO, content_type="image/jpeg")
     assert raw.options == DetectOptions() and raw.format is None and raw.filename is None
@@ -57,6 +59,7 @@ def test_every_parameter_is_read_and_unknown_ones_are_ignored():
             "auto_crop": "1",
             "format": "CSV",
             "filename": "drop.jpg",
+            "date": "2026-11-20T09:30:00",
             "colour": "blue",
         },
         CLASSES,
@@ -71,6 +74,7 @@ def test_every_parameter_is_read_and_unknown_ones_are_ignored():
         "auto_crop": True,
         "format": "csv",
         "filename": "drop.jpg",
+        "date": datetime(2026, 11, 20, 9, 30),
     }
 
 
@@ -111,10 +115,44 @@ def test_every_answer_format_is_accepted_and_an_empty_one_leaves_it_to_accept():
         ({"detections": "maybe"}, "'detections' must be true or false, got 'maybe'"),
         ({"classes": 3}, "'classes' must be a list of class names or a comma-separated string"),
         ({"classes": ["unicorn", "dog"]}, "unknown class 'unicorn' in 'classes'; the model knows dog, cat, bicycle"),
+        (
+            {"date": "1732095000"},
+            "'date' must be a date and time as 2024-05-01T09:30:00 (local, or with an offset such as +02:00), "
+            "got '1732095000'",
+        ),
+        ({"date": "2026-13-20T09:30:00"}, "'date' must be a date and time as 2024-05-01T09:30:00"),
+        ({"date": 3}, "'date' must be a date and time as 2024-05-01T09:30:00"),
     ],
 )
 def test_an_invalid_value_is_a_400_naming_the_parameter(params, message):
-    assert refusal(params) == message
+    assert refusal(params).startswith(message)
+
+
+def test_a_date_is_read_local_or_with_its_offset_to_the_second():
+    def read(text):
+        return read_parameters({"date": text}, CLASSES)["date"].isoformat()
+
+    assert read("2026-11-20 09:30:00.250") == "2026-11-20T09:30:00"
+    assert read("2026-11-20T09:30:00+02:00") == "2026-11-20T09:30:00+02:00"
+    assert read("2026-11-20T09:30:00Z") == "2026-11-20T09:30:00+00:00"
+
+
+def test_a_photo_without_an_exif_date_takes_the_date_sent_and_one_with_keeps_its_own(fake_client):
+    from PIL import Image
+    from support import photo_bytes
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = "2026:11:20 09:30:00"
+    with Image.open(io.BytesIO(photo_bytes("giraffe.jpg"))) as photo:  # giraffe.jpg has no EXIF
+        dated, undated = io.BytesIO(), io.BytesIO()
+        photo.save(dated, "JPEG", exif=exif)
+        photo.save(undated, "JPEG")
+    for data, date in ((dated.getvalue(), "2026-11-20T09:30:00"), (undated.getvalue(), "2025-03-04T05:06:07")):
+        form = {"image": (io.BytesIO(data), "p.jpg"), "date": "2025-03-04T05:06:07", "format": "csv"}
+        answer = fake_client.post("/invocations", data=form, content_type="multipart/form-data")
+        assert answer.get_data(as_text=True).splitlines()[1].split(",")[1] == date
+    answer = fake_client.post("/invocations?format=jsonl", data=undated.getvalue(), content_type="image/jpeg")
+    assert '"date": null' in answer.get_data(as_text=True)  # none sent, none in the photo: no date
 
 
 def test_an_unknown_format_in_a_request_is_refused_by_name():

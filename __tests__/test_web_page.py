@@ -6,14 +6,20 @@ screenshots go to the test's tmp_path and their paths are printed (`pytest -rA`)
 import base64
 import csv
 import io
+import os
 import re
 import shutil
 import zipfile
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
-from support import DATA, ROOT, RunningService, needs_tool
+from support import DATA, DEMO_MODEL, ROOT, RunningService, needs_tool, run_count
+
+from app.model.threshold import save_threshold
+from app.vision.images import PHOTO_SUFFIXES, photos_in
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -137,12 +143,14 @@ def test_several_photos_are_counted_in_turn_each_on_its_own_row(page, live_serve
     bad = rows["notes.jpg"]
     assert bad["status"] == "failed" and bad["counts"] == {} and bad["total"] == ""
     assert bad["error"].startswith("The photo could not be counted:")
-    assert page.locator("#skipped").inner_text() == "Skipped 1 file that is not a photo: readme.txt."
+    assert page.locator("#skipped").inner_text() == (
+        f"Skipped 1 file that is not a photo ({' '.join(sorted(PHOTO_SUFFIXES))}): readme.txt."
+    )
     # "1 of 3: dog.jpg", then the others in turn (horses joined the batch, or began its own).
     seen = [re.fullmatch(r"\d+ of \d+: (.+)", line) for line in page.evaluate("window.progress")]
     assert page.evaluate("window.progress")[0] == "1 of 3: dog.jpg"
     assert [match[1] for match in seen if match] == ["dog.jpg", "notes.jpg", "person.jpg", "horses.jpg"]
-    assert page.locator("#progress").inner_text().endswith("1 failed (see the Error column).")
+    assert page.locator("#progress").inner_text().endswith("1 failed (the reason stands under the file's name).")
     assert page.locator("#error").is_hidden()
     # The failed photo shows its error, never the previous photo's counts.
     page.click("#results tr[data-file='notes.jpg'] button.file")
@@ -189,6 +197,23 @@ def test_a_folder_and_dropped_files_are_taken_photos_only(page, live_server, tmp
     assert "list.csv" in page.locator("#skipped").inner_text()
 
 
+def test_the_page_takes_from_a_folder_the_photos_count_takes(page, live_server, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    # Every type of the one list, and types that are not in it (a .jfif is a JPEG by another name).
+    for suffix in (*sorted(PHOTO_SUFFIXES), ".JPG", ".jfif", ".jpe", ".mpo", ".heic", ".txt", ".csv"):
+        shutil.copy(DATA / "dog.jpg", folder / f"photo{suffix}")
+    page.route("**/invocations", lambda route: None)  # which files become rows is all this asks
+    page.goto(live_server.url + "/")
+    page.set_input_files("#folder", str(folder))
+    page.wait_for_function("document.querySelectorAll('#results tbody tr').length > 0")
+    taken = sorted(row["file"].removeprefix("mixed/") for row in table(page))
+    assert taken == sorted(path.name for path in photos_in([folder]))  # what count takes
+    assert page.evaluate("async () => (await import('./static/intake.js')).PHOTO_SUFFIXES") == sorted(PHOTO_SUFFIXES)
+    skipped = page.locator("#skipped").inner_text()
+    assert all(name in skipped for name in ("photo.jfif", "photo.heic", "photo.txt"))
+
+
 def test_the_table_downloads_as_the_apis_csv(page, live_server, tmp_path):
     count_photos(page, live_server, "dog.jpg", "person.jpg")
     with page.expect_download() as download:
@@ -212,6 +237,19 @@ def test_the_table_downloads_as_the_apis_csv(page, live_server, tmp_path):
         assert float(line["ms"]) > 0 and len(line["model"]) == 12
 
 
+def test_a_photo_without_exif_gets_its_files_time_as_count_gives_it(page, live_server, model_dir, tmp_path):
+    photo = tmp_path / "drop-7.jpg"
+    shutil.copy(DATA / "giraffe.jpg", photo)  # no EXIF date, as most microscope photos
+    when = datetime(2025, 3, 4, 5, 6, 7).timestamp()
+    os.utime(photo, (when, when))
+    count_photos_from(page, live_server, photo)
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    (row,) = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    (counted,) = list(csv.DictReader(io.StringIO(run_count(str(photo), model_dir=model_dir).stdout)))
+    assert row["date"] == counted["date"] == "2025-03-04T05:06:07"
+
+
 def test_the_annotated_photos_download_one_by_one_and_as_a_zip(page, live_server, tmp_path):
     count_photos(page, live_server, "dog.jpg", "person.jpg")
     with page.expect_download() as download:
@@ -230,12 +268,41 @@ def test_the_annotated_photos_download_one_by_one_and_as_a_zip(page, live_server
             assert picture.format == "JPEG" and picture.size == (width, height)
             (tmp_path / name).write_bytes(archive.read(name))
             print(f"annotated: {tmp_path / name}")
+            # The service's own picture, byte for byte: the API's for the same photo and settings.
+            assert archive.read(name) == live_server.post_photo(original, format="jpeg").content, name
     with page.expect_download() as download:
         page.click("#results tr[data-file='dog.jpg'] button.save")
     assert download.value.suggested_filename == "dog.annotated.jpg"
     download.value.save_as(tmp_path / "one.jpg")
-    with Image.open(tmp_path / "one.jpg") as picture:
-        assert picture.width == 768
+    api = live_server.post_photo("dog.jpg", threshold=0.25, tiling="auto", auto_crop="false", format="jpeg")
+    assert (
+        (tmp_path / "one.jpg").read_bytes()
+        == api.content
+        == base64.b64decode(live_server.post_photo("dog.jpg").json()["img"])
+    )  # the API's `img` too
+
+
+def test_a_picture_counted_with_other_settings_is_the_apis_for_those_settings(page, live_server, tmp_path):
+    count_photos(page, live_server, "person.jpg")
+    for selector, script in (
+        ("#threshold", "s => { s.value = '0.6'; s.dispatchEvent(new Event('change')); }"),
+        ("#auto-crop", "s => { s.checked = true; s.dispatchEvent(new Event('change')); }"),
+    ):
+        page.eval_on_selector(selector, script)
+        page.wait_for_function("document.querySelector('#results tbody tr').dataset.status === 'done'")
+    wait_counted(page, 1)
+    with page.expect_download() as download:
+        page.click("#download-one")
+    download.value.save_as(tmp_path / "person.annotated.jpg")
+    api = live_server.post_photo("person.jpg", threshold=0.6, auto_crop="true", format="jpeg")
+    assert (tmp_path / "person.annotated.jpg").read_bytes() == api.content
+    # With the service gone, the page says so instead of drawing a picture of its own.
+    page.route("**/invocations", lambda route: route.abort())
+    page.click("#download-one")
+    page.wait_for_selector("#error", state="visible")
+    assert page.locator("#error").inner_text() == (
+        "person.jpg: the picture could not be made: the service could not be reached"
+    )
 
 
 def test_the_history_survives_a_reload_and_clears_with_one_button(page, live_server):
@@ -502,6 +569,55 @@ def test_the_slider_starts_at_the_models_own_threshold(page, model_dir, tmp_path
         service.stop()
 
 
+def slider(page) -> str:
+    return page.eval_on_selector("#threshold", "s => s.value")
+
+
+def test_the_untouched_slider_follows_the_models_threshold_as_evaluate_saves_it(page, model_copy, tmp_path):
+    for onnx in DEMO_MODEL.glob("*.onnx"):  # the export, made once already: no wait for another
+        (model_copy / onnx.name).symlink_to(onnx)
+    weights = model_copy / "yolov3-tiny.weights"
+    service = RunningService({"MODEL_DIR": str(model_copy), "WORKERS": "1"}, tmp_path / "service.log")
+    try:
+        service.wait_ready()
+        sha256 = requests.get(service.url + "/model", timeout=10).json()["files"][weights.name]
+        page.goto(service.url + "/")
+        page.wait_for_function("document.querySelectorAll('#model-classes li').length > 0", timeout=10_000)
+        # Another control changed: the slider's 0.25 is kept as nobody's choice.
+        page.eval_on_selector("#tiling", "s => { s.value = 'off'; s.dispatchEvent(new Event('change')); }")
+        assert "threshold" not in page.evaluate("localStorage.getItem('count-organisms.settings')")
+        save_threshold(weights, sha256, 0.37, "evaluate")  # as evaluate --save-threshold writes it
+        # The page open all along: its next photo is counted with the model's new threshold, and the slider follows.
+        page.set_input_files("#photo", str(DATA / "dog.jpg"))
+        wait_counted(page, 1)
+        assert table(page)[0]["threshold"] == "0.37" and slider(page) == "0.37"
+        assert page.locator("#recount-all").is_hidden()  # counted at what the slider shows
+        # Opened again later: the model's threshold of then.
+        save_threshold(weights, sha256, 0.33, "evaluate")
+        page.reload()
+        page.wait_for_function("document.querySelector('#threshold').value === '0.33'", timeout=10_000)
+        # A browser whose older page stored the untouched 0.25 follows the model too.
+        page.evaluate("""localStorage.setItem('count-organisms.settings',
+            JSON.stringify({threshold: 0.25, tiling: 'auto', autoCrop: false}))""")
+        page.reload()
+        page.wait_for_function("document.querySelector('#threshold').value === '0.33'", timeout=10_000)
+        # Moved by the person: theirs from then on, whatever the model says, with a way back.
+        page.eval_on_selector("#threshold", "s => { s.value = '0.5'; s.dispatchEvent(new Event('change')); }")
+        save_threshold(weights, sha256, 0.3, "evaluate")
+        page.reload()
+        page.wait_for_selector("#threshold-model", state="visible", timeout=10_000)
+        assert slider(page) == "0.5" and page.locator("#threshold-model").inner_text() == "Use the model's 0.30"
+        page.click("#threshold-model")
+        assert slider(page) == "0.3" and page.locator("#threshold-model").is_hidden()
+        assert "threshold" not in page.evaluate("localStorage.getItem('count-organisms.settings')")
+        page.wait_for_function(
+            "document.querySelector('#results tbody tr .threshold').textContent === '0.30'"
+            " && document.querySelector('#results tbody tr').dataset.status === 'done'"
+        )
+    finally:
+        service.stop()
+
+
 def test_box_lines_scale_with_the_photo_on_screen_and_the_crop_shows_on_a_white_dish(page, live_server):
     count_photos(page, live_server, "horses.jpg")
     page.wait_for_function("document.querySelector('#annotated').naturalWidth === 773")
@@ -524,27 +640,65 @@ def test_box_lines_scale_with_the_photo_on_screen_and_the_crop_shows_on_a_white_
     assert crop_filter[0] == "rgb(255, 255, 255)" and "drop-shadow" in crop_filter[1]  # white dashes, dark edge
 
 
-def test_a_wide_table_scrolls_under_its_file_column_so_the_error_column_can_be_read(browser, live_server):
-    context = browser.new_context(viewport={"width": 390, "height": 844})
+def made_up_answers(page, classes: list[str], failing: str) -> None:
+    """The service's answers, made up where only the table is tested: every class counted
+    once (80 columns for the COCO model), and a 400 for the file named `failing`."""
+
+    def answer(route):
+        name = re.search(rb'name="filename"\r\n\r\n([^\r]*)', route.request.post_data_buffer)[1].decode()
+        if name == failing:
+            error = {"code": "damaged_image", "message": "the photo is cut short: copy it again from the camera"}
+            route.fulfill(status=400, json={"error": error})
+            return
+        counts = dict.fromkeys(classes, 1)
+        line = {"file": name, "date": None, "width": 768, "height": 576, "crop": None, "counts": counts}
+        line |= {"total": len(counts), "threshold": 0.25, "model": "0123456789ab", "ms": 5.0, "error": ""}
+        route.fulfill(status=200, json={**line, "detections": []})
+
+    page.route("**/invocations", answer)
+
+
+def error_in_view(page, name: str) -> bool:
+    """The failed row's reason is on screen and on top, where the window shows it now."""
+    return page.evaluate(
+        """(name) => { const error = document.querySelector(`#results tr[data-file='${name}'] .error`);
+        scrollTo(0, scrollY + error.getBoundingClientRect().top - innerHeight / 2);  // the page, never the table
+        const box = error.getBoundingClientRect();
+        const hit = document.elementFromPoint(box.left + Math.min(20, box.width / 2), box.top + box.height / 2);
+        return box.width > 0 && box.left >= 0 && box.right <= innerWidth && error.contains(hit); }""",
+        name,
+    )
+
+
+def test_with_80_classes_a_failed_rows_reason_is_in_view_without_scrolling_the_table(browser, live_server, tmp_path):
+    classes = requests.get(live_server.url + "/model", timeout=10).json()["classes"]
+    failing = "day 3/culture B, photo taken through the eyepiece 0017.jpg"
+    (tmp_path / "day 3").mkdir()
+    shutil.copy(DATA / "dog.jpg", tmp_path / "day 3" / "good.jpg")
+    shutil.copy(DATA / "dog.jpg", tmp_path / failing)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     try:
-        count_photos(page, live_server, "horses.jpg", "kite.jpg")
-        # Scrolled until the error column is beside the file column, which stays where it was.
-        page.eval_on_selector(
-            ".table-wrap",
-            """wrap => { const row = wrap.querySelector("tr[data-file='kite.jpg']");
-            window.scrollBy(0, row.getBoundingClientRect().top - innerHeight / 2);
-            wrap.scrollLeft = row.querySelector('td.error').offsetLeft - row.firstElementChild.offsetWidth; }""",
-        )
-        assert page.evaluate("document.querySelector('.table-wrap').scrollLeft") > 0  # the table did scroll
-        wrap = page.locator(".table-wrap").bounding_box()
-        file = page.locator("#results tr[data-file='kite.jpg'] td:first-child").bounding_box()
-        assert abs(file["x"] - wrap["x"]) < 1
-        on_top = page.evaluate(
-            """() => { const cell = document.querySelector("#results tr[data-file='kite.jpg'] td.error");
-            const box = cell.getBoundingClientRect();
-            return document.elementFromPoint(box.left + 20, box.top + box.height / 2) === cell; }"""
-        )
-        assert on_top  # the error cell is seen, not covered by the file column
+        page.goto(live_server.url + "/")
+        page.wait_for_function("document.querySelectorAll('#model-classes li').length === 80", timeout=10_000)
+        made_up_answers(page, classes, failing)
+        page.set_input_files("#folder", str(tmp_path / "day 3"))
+        wait_counted(page, 2)
+        assert page.locator("#results thead th .swatch").count() == 80
+        wrap = page.locator(".table-wrap")
+        assert wrap.evaluate("w => w.scrollWidth > 3 * w.clientWidth && w.scrollLeft === 0")  # 80 columns, unscrolled
+        (row,) = [row for row in table(page) if row["status"] == "failed"]
+        assert row["error"] == "The photo could not be counted: the photo is cut short: copy it again from the camera"
+        assert error_in_view(page, failing)
+        assert wrap.evaluate("w => w.scrollLeft") == 0
+        screenshot(page, tmp_path / "80-classes-1400.png")
+        # Scrolled to the far right, the file column and its reason stay; at phone width too.
+        wrap.evaluate("w => { w.scrollLeft = w.scrollWidth; }")
+        assert error_in_view(page, failing) and wrap.evaluate("w => w.scrollLeft") > 0
+        page.set_viewport_size({"width": 390, "height": 844})
+        wrap.evaluate("w => { w.scrollLeft = 0; }")
+        assert error_in_view(page, failing)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        screenshot(page, tmp_path / "80-classes-390.png")
     finally:
         context.close()

@@ -2,7 +2,7 @@
 
   python -m app evaluate DATA [--threshold 0.25] [--tiling auto|on|off[,...]]
       [--compare-int8] [--missing-labels skip|empty] [--json PATH] [--plots DIR] [--darknet-map]
-      [--save-threshold]
+      [--classes a,b] [--save-threshold]
 
 DATA is a darknet `.data` file (its `valid=` list) or a folder of photos with YOLO
 `.txt` labels. The photos go through the service's own detector (engine, preprocessing,
@@ -34,6 +34,12 @@ def add_command(commands) -> None:
     evaluate.add_argument("--json", type=Path, metavar="PATH", help="every number, as JSON")
     evaluate.add_argument("--plots", type=Path, metavar="DIR", help="counts, precision-recall and threshold plots")
     evaluate.add_argument(
+        "--classes",
+        metavar="A,B",
+        help="the classes whose counts decide the one threshold for all classes (default: every class with a "
+        "label in the set; a class nobody labels would count each of its boxes as an error)",
+    )
+    evaluate.add_argument(
         "--save-threshold",
         action="store_true",
         help="save the one count-optimal threshold for all classes next to the weights: the service, its page "
@@ -63,6 +69,7 @@ def run(args, parser) -> int:
         precisions = ["fp32", "int8"] if args.compare_int8 else [settings.precision]
         detectors = {precision: _detector(settings, precision) for precision in precisions}
         class_names = next(iter(detectors.values())).class_names
+        deciding = deciding_classes(args.classes, class_names)
         dataset = read_dataset(args.data, class_names, args.missing_labels)
     except (*STARTUP_ERRORS, DatasetError) as exc:
         print(f"cannot evaluate: {exc}", file=sys.stderr)
@@ -79,12 +86,14 @@ def run(args, parser) -> int:
             label = engine.precision if engine.name == "onnxruntime" else f"{engine.name} {engine.precision}"
             name = f"{label}, tiling {mode}"
             print(f"evaluating {len(dataset.photos)} photos: {name}", file=sys.stderr)
-            results[name] = _evaluate(detector, dataset, mode, args.threshold, settings.max_image_pixels)
-    print(render_tables(results, len(dataset.problems), darknet_map=args.darknet_map))
+            results[name] = _evaluate(detector, dataset, mode, args.threshold, settings.max_image_pixels, deciding)
+    print(render_tables(results, len(dataset.problems), args.darknet_map, dataset.unknown_labels))
     if args.json:
-        args.json.write_text(json.dumps(to_json(results, args), indent=2) + "\n")
+        report = to_json(results, args) | {"unknown_class_labels_left_out": dataset.unknown_labels}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.save_threshold:
-        saved = _save_threshold(next(iter(detectors.values())), next(iter(results.items())))
+        detector = next(iter(detectors.values()))
+        saved = _save_threshold(detector, next(iter(results.items())), settings.default_threshold)
         if saved is None:
             return 1
     if args.plots:
@@ -96,13 +105,14 @@ def run(args, parser) -> int:
     return 0
 
 
-def _save_threshold(detector, variant) -> float | None:
-    """The first variant's one threshold for all classes, saved next to the weights."""
+def _save_threshold(detector, variant, setting: float | None) -> float | None:
+    """The first variant's one threshold for all classes, saved next to the weights.
+    setting: DEFAULT_THRESHOLD here, which wins over the file."""
     from app.model.threshold import save_threshold
 
     name, evaluation = variant
     if evaluation.overall is None:
-        print("cannot save a threshold: no photo was evaluated", file=sys.stderr)
+        print("cannot save a threshold: no photo with a labelled class was evaluated", file=sys.stderr)
         return None
     best = evaluation.overall.best_count_threshold
     weights = detector.model.files.weights
@@ -112,11 +122,37 @@ def _save_threshold(detector, variant) -> float | None:
         print(f"cannot save the threshold next to {weights}: {exc.strerror or exc}", file=sys.stderr)
         return None
     print(
-        f"saved threshold {best:g} to {path}: the service, its page and count use it where none is given "
-        "(DEFAULT_THRESHOLD wins over it)",
+        f"saved threshold {best:g} to {path}: count uses it where none is given, and a running service takes it "
+        "within seconds, no restart (GET /model says so), for requests without a threshold and for its page "
+        "where nobody moved the slider",
         file=sys.stderr,
     )
+    if setting is not None:
+        print(
+            f"note: DEFAULT_THRESHOLD={setting:g} is set here and wins over the saved threshold; a service started "
+            "with it set does the same",
+            file=sys.stderr,
+        )
     return best
+
+
+def deciding_classes(written: str | None, class_names) -> list[int] | None:
+    """--classes a,b as class ids; None: every labelled class decides."""
+    from app.evaluation.dataset import DatasetError
+
+    if written is None:
+        return None
+    folded = {name.casefold(): index for index, name in enumerate(class_names)}
+    ids = []
+    for name in (part.strip() for part in written.split(",")):
+        if not name:
+            continue
+        if name.casefold() not in folded:
+            raise DatasetError(f"--classes: {name!r} is not a class of the model")
+        ids.append(folded[name.casefold()])
+    if not ids:
+        raise DatasetError("--classes: name one class of the model or more, separated by commas")
+    return ids
 
 
 def _detector(settings, precision: str):
@@ -127,7 +163,7 @@ def _detector(settings, precision: str):
     return build_detector(replace(settings, precision=precision))
 
 
-def _evaluate(detector, dataset, mode: str, threshold: float, max_pixels: int):
+def _evaluate(detector, dataset, mode: str, threshold: float, max_pixels: int, deciding: list[int] | None):
     from app.evaluation.metrics import LabelledBox, PhotoComparison, evaluate
     from app.pipeline import PhotoLimits, process_photo
     from app.vision.detection import DetectOptions
@@ -144,7 +180,7 @@ def _evaluate(detector, dataset, mode: str, threshold: float, max_pixels: int):
         size = (result.width, result.height)
         labels = [LabelledBox(label.class_id, label.in_pixels(size)) for label in photo.labels]
         photos.append(PhotoComparison(str(photo.path), labels, list(result.detections)))
-    return evaluate(photos, detector.class_names, threshold)
+    return evaluate(photos, detector.class_names, threshold, deciding)
 
 
 # What the columns mean, for a reader who is a biologist first: a line each.
@@ -157,10 +193,14 @@ FOOTER = (
     "AP50: precision averaged over every recall, from the surest box to the least (1 is perfect)",
     "count MAE: how far off the count of a photo is, on average; bias: predicted minus labelled (+ over-counts)",
     "best thr: the threshold with the smallest count MAE (0.05-0.95); -: no value (nothing labelled or predicted)",
+    "one threshold for all classes: the smallest count error of the labelled classes (or --classes) together",
 )
 
 
-def render_tables(results: dict, problem_count: int, darknet_map: bool = False) -> str:
+def render_tables(
+    results: dict, problem_count: int, darknet_map: bool = False, left_out: dict[str, int] | None = None
+) -> str:
+    """left_out: labels of classes the model does not have, by name (not in any number)."""
     lines = []
     for name, evaluation in results.items():
         lines.append(
@@ -185,8 +225,20 @@ def render_tables(results: dict, problem_count: int, darknet_map: bool = False) 
         if overall:
             lines.append(
                 f"one threshold for all classes: {overall.best_count_threshold:.2f}, where a photo's count is off by "
-                f"{overall.count_mae_at_best:.2f} (all classes together; {overall.count_mae:.2f} at "
-                f"{evaluation.threshold:g})"
+                f"{overall.count_mae_at_best:.2f} (the counts of {_names(overall.classes)}"
+                f"{' together' if len(overall.classes) > 1 else ''}; "
+                f"{overall.count_mae:.2f} at {evaluation.threshold:g})"
+            )
+        else:
+            lines.append("one threshold for all classes: - (no labelled class to decide it)")
+        deciding = set(overall.classes if overall else ())
+        unlabelled = [
+            name for name, m in evaluation.classes.items() if m.fp and not m.labelled and name not in deciding
+        ]
+        if unlabelled:
+            lines.append(
+                f"found but never labelled here, so every box is a false positive and none decides the one "
+                f"threshold: {_names(unlabelled)}"
             )
         map50 = "-" if evaluation.map50 is None else f"{evaluation.map50:.4f}"
         lines.append(f"mAP@0.5 over the {labelled} labelled classes: {map50}")
@@ -197,9 +249,18 @@ def render_tables(results: dict, problem_count: int, darknet_map: bool = False) 
             )
         worst = [f"{Path(photo).name} ({error} off)" for photo, error in evaluation.worst_photos[:3] if error]
         lines.append("worst photos by count error: " + (", ".join(worst) or "none: every count right"))
+    if left_out:
+        shown = ", ".join(f"{name} ({count})" for name, count in left_out.items())
+        lines.append(f"left out: labels of classes the model does not have, in no number above: {shown}")
     lines.append("")
     lines.extend(FOOTER)
     return "\n".join(lines)
+
+
+def _names(names) -> str:
+    """Names in a line: the first few, then how many more."""
+    names = list(names)
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
 
 
 def _shown(value: float | None, width: int) -> str:
@@ -219,7 +280,7 @@ def to_json(results: dict, args) -> dict:
                 "name": name,
                 "threshold": evaluation.threshold,
                 "classes": classes,
-                "overall": asdict(evaluation.overall) if evaluation.overall else None,
+                "overall": _overall_json(evaluation.overall),
                 "map50": evaluation.map50,
                 "map50_darknet": evaluation.map50_darknet,
                 "photos": photo_counts(evaluation),
@@ -227,6 +288,15 @@ def to_json(results: dict, args) -> dict:
             }
         )
     return {"data": str(args.data), **{k: v for k, v in variants[0].items() if k != "name"}, "variants": variants}
+
+
+def _overall_json(overall) -> dict | None:
+    if overall is None:
+        return None
+    numbers = asdict(overall)
+    numbers.pop("sweep")  # for plots
+    numbers["classes"] = list(overall.classes)
+    return numbers
 
 
 def photo_counts(evaluation) -> list[dict]:

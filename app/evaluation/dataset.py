@@ -6,12 +6,17 @@ to `images/` or `JPEGImages/`).
 Paths in a `.data` or a list come from the machine the model was trained on: one that
 does not exist here is looked up under the `.data`'s folder by its trailing parts.
 Bad data is a problem line and the run goes on: the line, the photo, or nothing is
-skipped, never the whole evaluation.
+skipped, never the whole evaluation. Labels of a class the model does not have are left
+out of every number, with a line that names the class and how many; only when no label
+at all is left is that the end. Photos that cannot be found (listed in a `.data`, or a
+label file with no photo: an export may drop a photo whose name is not plain ASCII) are
+named together in one line.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -19,10 +24,20 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from app.vision.images import photos_in
 
-from .class_names import ClassNamesError, ExportClasses, find_names_file, map_by_name, model_numbering, read_names
+from .class_names import (
+    NAMES_FILES,
+    ClassNamesError,
+    ExportClasses,
+    find_names_file,
+    map_by_name,
+    model_numbering,
+    read_names,
+)
 
 LABEL_SUFFIX = ".txt"
 DARKNET_IMAGE_FOLDERS = ("images", "JPEGImages")
+LABEL_FOLDER = "labels"
+NAMED_IN_A_LINE = 10  # missing photos named in their one line; the rest counted
 
 
 class DatasetError(ValueError):
@@ -53,6 +68,8 @@ class Dataset:
     photos: list[LabelledPhoto] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was read how, not a problem
+    # Labels left out for a class the model does not have: name -> how many.
+    unknown_labels: dict[str, int] = field(default_factory=dict)
 
 
 def read_dataset(source: Path, model_names: Sequence[str], missing_labels: str = "skip") -> Dataset:
@@ -69,9 +86,10 @@ def read_dataset(source: Path, model_names: Sequence[str], missing_labels: str =
         raise DatasetError(f"{source}: no such .data file or folder")
     classes = _export_classes(source, data_names, model_names, dataset)
     unknown_used: Counter[int] = Counter()
+    missing, used_label_files = [], set()
     for path in paths:
         if not path.is_file():
-            dataset.problems.append(f"{path}: photo not found; skipped")
+            missing.append(path)
             continue
         label_file = label_path(path)
         if label_file is None:
@@ -83,6 +101,7 @@ def read_dataset(source: Path, model_names: Sequence[str], missing_labels: str =
                     "(--missing-labels empty counts such a photo as one of no objects)"
                 )
             continue
+        used_label_files.add(label_file.resolve())
         labels, problems = parse_labels(label_file, classes.count, _numbered_by(classes))
         dataset.problems += problems
         unknown_used.update(label.class_id for label in labels if label.class_id in classes.unknown)
@@ -92,21 +111,85 @@ def read_dataset(source: Path, model_names: Sequence[str], missing_labels: str =
             if label.class_id in classes.to_model
         ]
         dataset.photos.append(LabelledPhoto(path, labels))
-    if unknown_used:
-        number, used = unknown_used.most_common(1)[0]
-        raise DatasetError(
-            f"{classes.source}: class {classes.unknown[number]!r} ({used} labels) is not a class of the model "
-            f"({', '.join(model_names[:8])}{'...' if len(model_names) > 8 else ''}): rename it in the export "
-            "or the model's .names so the two agree"
-        )
-    unused = [name for number, name in classes.unknown.items() if number not in unknown_used]
+    if missing:
+        dataset.problems.append(f"{_photos(len(missing))} not found, skipped: {_named(missing)}")
+    if source.is_dir():
+        orphans = [path for path in _label_files(source) if path.resolve() not in used_label_files]
+        if orphans:
+            dataset.problems.append(
+                f"{_label_files_count(len(orphans))} without a photo, not evaluated (an export can leave out "
+                f"a photo whose name is not plain ASCII: copy it in beside the others): {_named(orphans, source)}"
+            )
+    _unknown_classes(dataset, classes, unknown_used, model_names)
+    if not dataset.photos:
+        raise DatasetError(f"{source}: no labelled photo to evaluate" + _first(dataset.problems))
+    return dataset
+
+
+def _unknown_classes(dataset: Dataset, classes: ExportClasses, used: Counter[int], model_names: Sequence[str]) -> None:
+    """Labels of classes the model does not have: left out, in one line. None left at all
+    (the export's names and the model's disagree throughout): nothing to evaluate."""
+    unused = [name for number, name in classes.unknown.items() if number not in used]
     if unused:
         dataset.notes.append(
             f"{classes.source} names classes the model does not have, on no label: {', '.join(unused)}"
         )
-    if not dataset.photos:
-        raise DatasetError(f"{source}: no labelled photo to evaluate" + _first(dataset.problems))
-    return dataset
+    if not used:
+        return
+    model = f"({', '.join(model_names[:8])}{'...' if len(model_names) > 8 else ''})"
+    dataset.unknown_labels = {classes.unknown[number]: count for number, count in used.most_common()}
+    if not any(photo.labels for photo in dataset.photos):
+        number, count = used.most_common(1)[0]
+        raise DatasetError(
+            f"{classes.source}: class {classes.unknown[number]!r} ({count} labels) is not a class of the model "
+            f"{model}, and no label is of one that is: rename it in the export or the model's .names so the "
+            "two agree"
+        )
+    left_out = ", ".join(f"{name!r} ({count})" for name, count in dataset.unknown_labels.items())
+    dataset.problems.append(
+        f"{classes.source}: labels of classes the model does not have are left out of every number: {left_out}; "
+        f"the model's classes are {model} (rename one in the export or the .names if it is the same class)"
+    )
+
+
+def _label_files(folder: Path) -> list[Path]:
+    """Label files under a folder (and in the labels/ beside an images/ folder): .txt
+    files in a labels/ folder, or whose every line reads as a label; names files aside."""
+    roots = [folder]
+    if folder.name in DARKNET_IMAGE_FOLDERS and (folder.parent / LABEL_FOLDER).is_dir():
+        roots.append(folder.parent / LABEL_FOLDER)
+    found = []
+    for root in roots:
+        for path in sorted(root.rglob(f"*{LABEL_SUFFIX}")):
+            relative = path.relative_to(root)
+            if path.name in NAMES_FILES or any(part.startswith(".") for part in relative.parts):
+                continue
+            if LABEL_FOLDER in path.parent.relative_to(root.parent).parts or _reads_as_labels(path):
+                found.append(path)
+    return found
+
+
+def _reads_as_labels(path: Path) -> bool:
+    try:
+        lines = [line.split() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return False
+    lines = [fields for fields in lines if fields]
+    return bool(lines) and all(len(fields) == 5 and fields[0].isdigit() for fields in lines)
+
+
+def _photos(count: int) -> str:
+    return f"{count} photo{'s' if count != 1 else ''}"
+
+
+def _label_files_count(count: int) -> str:
+    return f"{count} label file{'s' if count != 1 else ''}"
+
+
+def _named(paths: list[Path], under: Path | None = None) -> str:
+    shown = [os.path.relpath(path, under.parent) if under else str(path) for path in paths[:NAMED_IN_A_LINE]]
+    more = len(paths) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
 
 
 def label_path(photo: Path) -> Path | None:

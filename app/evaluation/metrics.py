@@ -14,7 +14,7 @@ recall and AP of a class nobody labelled, the precision of a class never predict
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -59,18 +59,24 @@ class ClassMetrics:
 
 @dataclass(frozen=True)
 class OverallCounts:
-    """Every class at once: the error of a photo is the sum of its classes' errors."""
+    """The deciding classes at once: the error of a photo is the sum of their errors.
+
+    Only classes the lab labels decide (those with a label in the set, or those named):
+    a class nobody labels (the kites and cats of a COCO model) would count every box
+    found as an error and push the one threshold up where no labelled class wants it."""
 
     count_mae: float  # at the threshold evaluated
     best_count_threshold: float  # the one threshold for all classes with the smallest error
     count_mae_at_best: float
+    classes: tuple[str, ...] = ()  # the classes that decided it
+    sweep: list[tuple[float, float]] = field(default_factory=list)  # (threshold, count MAE), for the plot
 
 
 @dataclass
 class Evaluation:
     threshold: float
     classes: dict[str, ClassMetrics]
-    worst_photos: list[tuple[str, int]]  # (photo, total absolute count error), worst first
+    worst_photos: list[tuple[str, int]]  # (photo, count error of the deciding classes), worst first
     photo_names: list[str] = field(default_factory=list)  # in the order of each class's `counts`
     overall: OverallCounts | None = None
 
@@ -90,27 +96,43 @@ class Evaluation:
         return float(np.mean([m.ap50 or 0.0 for m in self.classes.values()])) if self.classes else 0.0
 
 
-def evaluate(photos: Sequence[PhotoComparison], class_names: Sequence[str], threshold: float) -> Evaluation:
+def evaluate(
+    photos: Sequence[PhotoComparison],
+    class_names: Sequence[str],
+    threshold: float,
+    deciding: Sequence[int] | None = None,
+) -> Evaluation:
+    """deciding: the class ids whose counts decide the one threshold for all classes and
+    the worst photos; None: every class with a label in the set."""
     classes = {}
     for class_id, name in enumerate(class_names):
         metrics = _detection_quality(photos, class_id, threshold)
         _count_quality(metrics, photos, class_id, threshold)
         classes[name] = metrics
-    errors = [(photo.photo, _photo_error(photo, len(class_names), threshold)) for photo in photos]
+    if deciding is None:
+        deciding = [class_id for class_id, metrics in enumerate(classes.values()) if metrics.labelled]
+    deciding = sorted(set(deciding))
+    errors = [(photo.photo, _photo_error(photo, deciding, threshold)) for photo in photos]
+    overall = None
+    if photos and deciding:
+        overall = _overall(photos, len(class_names), deciding, threshold)
+        overall = replace(overall, classes=tuple(class_names[c] for c in deciding))
     return Evaluation(
         threshold,
         classes,
         sorted(errors, key=lambda item: -item[1]),
         photo_names=[photo.photo for photo in photos],
-        overall=_overall(photos, len(class_names), threshold) if photos else None,
+        overall=overall,
     )
 
 
-def _photo_error(photo: PhotoComparison, class_count: int, threshold: float) -> int:
-    return sum(abs(_count(photo, c, threshold) - _labelled(photo, c)) for c in range(class_count))
+def _photo_error(photo: PhotoComparison, deciding: Sequence[int], threshold: float) -> int:
+    return sum(abs(_count(photo, c, threshold) - _labelled(photo, c)) for c in deciding)
 
 
-def _overall(photos: Sequence[PhotoComparison], class_count: int, threshold: float) -> OverallCounts:
+def _overall(
+    photos: Sequence[PhotoComparison], class_count: int, deciding: Sequence[int], threshold: float
+) -> OverallCounts:
     # Per photo, once: the candidates' classes and scores, and the labelled count per class.
     arrays = [
         (
@@ -121,16 +143,18 @@ def _overall(photos: Sequence[PhotoComparison], class_count: int, threshold: flo
         for photo in photos
     ]
 
+    chosen = np.array(deciding, dtype=int)
+
     def mae(at: float) -> float:
         errors = [
-            np.abs(np.bincount(ids[scores > at], minlength=class_count) - labelled).sum()
+            np.abs(np.bincount(ids[scores > at], minlength=class_count) - labelled)[chosen].sum()
             for ids, scores, labelled in arrays
         ]
         return float(np.mean(errors))
 
     sweep = [(at, mae(at)) for at in SWEEP]
     best = min(sweep, key=lambda point: (point[1], abs(point[0] - threshold)))  # ties: nearest the default
-    return OverallCounts(count_mae=mae(threshold), best_count_threshold=best[0], count_mae_at_best=best[1])
+    return OverallCounts(count_mae=mae(threshold), best_count_threshold=best[0], count_mae_at_best=best[1], sweep=sweep)
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:

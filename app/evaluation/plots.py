@@ -1,6 +1,7 @@
 """`evaluate --plots DIR`: three PNGs per evaluated variant, for the classes with labels:
 predicted against labelled count per photo, the precision-recall curves, and the count
-error against the threshold (where the service's threshold sits, and the best one)."""
+error against the threshold (where the service's threshold sits, the best one per class,
+and the one threshold for all classes with the curve it is the lowest point of)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,26 @@ def write_plots(evaluation: Evaluation, directory: Path, variant: str) -> list[P
         axes.plot([t for t, _ in metrics.sweep], [e for _, e in metrics.sweep], label=name)
         axes.scatter([metrics.best_count_threshold], [metrics.count_mae_at_best], marker="o")
     axes.axvline(evaluation.threshold, color="grey", linestyle="--", label=f"threshold {evaluation.threshold:g}")
+    overall = evaluation.overall
+    if overall is not None:
+        # The one threshold evaluate prints (and --save-threshold saves), and the curve it is the lowest point of.
+        if len(overall.classes) > 1:
+            names = ", ".join(overall.classes[:3]) + ("..." if len(overall.classes) > 3 else "")
+            axes.plot(
+                [t for t, _ in overall.sweep],
+                [e for _, e in overall.sweep],
+                color="black",
+                linewidth=2,
+                label=f"{names} together",
+            )
+        axes.axvline(
+            overall.best_count_threshold,
+            color="black",
+            linestyle=":",
+            linewidth=2,
+            zorder=3,
+            label=f"one threshold for all classes {overall.best_count_threshold:.2f}",
+        )
     axes.set(xlabel="threshold", ylabel="count error per photo (MAE)", title=f"Count error by threshold: {variant}")
     axes.legend()
     written.append(_save(figure, directory / f"{stem}-threshold.png"))

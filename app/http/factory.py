@@ -10,7 +10,7 @@ from flask import Flask
 from app import __version__
 from app.inference.detector import Detector, build_detector
 from app.log_lines import formatter
-from app.model.threshold import default_threshold
+from app.model.threshold import SavedThreshold
 from app.settings import Settings
 
 from . import admission, auth, cors, errors, hooks, label_studio, metrics, request_log, routes
@@ -37,10 +37,11 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     app.extensions["detector"] = detector = detector or build_detector(settings)
     app.extensions["pixel_budget"] = PixelBudget(settings.pixel_budget)
     weights = detector.model.files.weights
-    app.extensions["default_threshold"] = threshold = default_threshold(
+    # Followed while the service runs: evaluate --save-threshold takes effect without a restart.
+    app.extensions["default_threshold"] = threshold = SavedThreshold(
         weights, detector.file_hashes[weights.name], settings.default_threshold
     )
-    logging.getLogger(__name__).info("default threshold %g (%s)", threshold.value, threshold.source)
+    logging.getLogger(__name__).info("default threshold %g (%s)", threshold.value, threshold.current().source)
     metrics.MODEL_LOAD_SECONDS.set(detector.load_seconds)
     engine = detector.engine
     metrics.describe_build(detector.model_id, engine.name, engine.device, engine.precision, __version__)

@@ -165,7 +165,8 @@ FIXED_SCHEMAS = {
                 "type": "number",
                 "minimum": 0,
                 "maximum": 1,
-                "description": "The threshold where a request names none",
+                "description": "The threshold where a request names none; follows a newly saved threshold file "
+                "without a restart",
             },
             "default_threshold_source": {
                 "type": "string",

@@ -9,9 +9,11 @@ in a JSON body and as text (a query string or a form field, where everything is 
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from app.pipeline.render import MEDIA_TYPES
@@ -140,6 +142,32 @@ class ClassNames(Kind):
         return {"type": "string"}
 
 
+class LocalTime(Kind):
+    """A date and time in ISO 8601 to the second, local (or with its offset): when a
+    photo was taken, where the photo itself does not say (no EXIF date)."""
+
+    PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{3})?(Z|[+-]\d{2}:\d{2})?$"
+
+    def read(self, name: str, value: Any, class_names: tuple[str, ...]) -> datetime:
+        text = value.strip() if isinstance(value, str) else ""
+        try:
+            if not re.fullmatch(self.PATTERN, text):
+                raise ValueError
+            # Python 3.10's fromisoformat takes no Z; to the second, as EXIF dates are.
+            return datetime.fromisoformat(text.removesuffix("Z") + ("+00:00" if text.endswith("Z") else "")).replace(
+                microsecond=0
+            )
+        except ValueError:
+            raise _invalid(
+                f"'{name}' must be a date and time as 2024-05-01T09:30:00 (local, or with an offset such as "
+                f"+02:00), got {_shown(value)}"
+            ) from None
+
+    def schema(self) -> dict:
+        # Empty is allowed as for every parameter: not given.
+        return {"type": "string", "pattern": f"^(?:{self.PATTERN[1:-1]})?$"}
+
+
 class Text(Kind):
     """Free text; anything else is ignored, as it only labels the request."""
 
@@ -214,6 +242,14 @@ PARAMETERS = (
         "image/jpeg, text/csv or application/x-ndjson",
     ),
     Parameter("filename", Text(), None, "Echoed into the log"),
+    Parameter(
+        "date",
+        LocalTime(),
+        None,
+        "When the photo was taken, for a photo without an EXIF date (most microscope photos): the file's "
+        "modification time, as `python -m app count` takes it (the page sends it). The `date` of the CSV, long CSV "
+        "and JSON lines answers; the photo's own EXIF date wins over it",
+    ),
 )
 
 

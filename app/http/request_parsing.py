@@ -12,6 +12,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import Request
@@ -42,6 +43,7 @@ class InvocationRequest:
     include_detections: bool
     auto_crop: bool  # count only the sample (app/vision/autocrop.py)
     format: str | None  # one of render.MEDIA_TYPES; None: the Accept header decides
+    date: datetime | None = None  # when the photo was taken, where it has no EXIF date
 
 
 def parse_invocation(
@@ -115,6 +117,7 @@ def _invocation(image: bytes, values: dict[str, Any]) -> InvocationRequest:
         include_detections=values["detections"],
         auto_crop=values["auto_crop"],
         format=values["format"],
+        date=values["date"],
     )
 
 

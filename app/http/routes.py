@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from werkzeug.datastructures import MIMEAccept
 from app import __version__
 from app.inference.detector import Detector
 from app.pipeline import PhotoLimits, process_photo, render
+from app.vision.images import PHOTO_SUFFIXES
 
 from . import metrics
 from .errors import NotAcceptable, NotReady
@@ -34,9 +36,15 @@ def index():
     return Response(_index_html(), mimetype="text/html")
 
 
+PHOTO_SUFFIXES_MARK = b"__PHOTO_SUFFIXES__"
+
+
 @functools.cache
 def _index_html() -> bytes:
-    return (Path(__file__).parent / "static" / "index.html").read_bytes()
+    # The photo types are one list (app/vision/images.py, what `count` takes from a
+    # folder): the page's picker and its intake read them from here, never a list of their own.
+    page = (Path(__file__).parent / "static" / "index.html").read_bytes()
+    return page.replace(PHOTO_SUFFIXES_MARK, ",".join(sorted(PHOTO_SUFFIXES)).encode("ascii"))
 
 
 # Browsers ask for /favicon.ico whatever the page links: a dish with three organisms.
@@ -134,6 +142,8 @@ def _answer(parse):
         auto_crop=invocation.auto_crop,
         annotated=answer_format == "jpeg" or (answer_format == "json" and invocation.return_image),
     )
+    if result.taken is None and invocation.date is not None:
+        result = dataclasses.replace(result, taken=invocation.date)  # the file's time, as count takes it
     metrics.observe_stages(result.stage_seconds)
     metrics.count_objects(result.counts)
     add_fields(

@@ -4,13 +4,18 @@ A lab finds its model's count-optimal threshold with `python -m app evaluate
 --save-threshold`, which writes it next to the weights as `<weights>.threshold.json`,
 tied to the weights' sha256 (new weights do not inherit the old ones' threshold). The
 operator's DEFAULT_THRESHOLD wins over that file; without either, darknet's 0.25.
+
+A running service follows the file (SavedThreshold): each request stats it, and a new
+inode, size or modification time reads it again; no restart, and no write ever.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,6 +57,61 @@ def default_threshold(weights: Path, weights_sha256: str, setting: float | None)
         # Saved for other weights: never applied to these.
         return DefaultThreshold(DARKNET_THRESHOLD, f"darknet's default ({path.name} is for other weights)")
     return DefaultThreshold(float(value), f"{path.name} ({saved.get('source', 'saved')})")
+
+
+class SavedThreshold:
+    """The default threshold of a running service, kept up to date with the saved file.
+
+    A stat per read (microseconds): the file is read again only when its inode, size or
+    modification time changed (save_threshold replaces it whole, so a new inode). A file
+    that stops making sense while the service runs keeps the last good value, with a
+    warning in the log and in the source /model shows; at the start it stops the start."""
+
+    def __init__(self, weights: Path, weights_sha256: str, setting: float | None):
+        self._args = (weights, weights_sha256, setting)
+        self._path = threshold_file(weights)
+        self._lock = threading.Lock()
+        self._signature = _signature(self._path)
+        self._current = self._good = default_threshold(*self._args)
+
+    @property
+    def value(self) -> float:
+        return self.current().value
+
+    def as_json(self) -> dict:
+        return self.current().as_json()
+
+    def current(self) -> DefaultThreshold:
+        if self._args[2] is not None:  # DEFAULT_THRESHOLD wins: no file to follow
+            return self._current
+        signature = _signature(self._path)
+        if signature == self._signature:
+            return self._current
+        with self._lock:
+            if signature != self._signature:
+                self._signature = signature
+                self._current = self._read_again()
+        return self._current
+
+    def _read_again(self) -> DefaultThreshold:
+        log = logging.getLogger(__name__)
+        try:
+            threshold = default_threshold(*self._args)
+        except ModelError as exc:
+            log.warning("%s; still counting with %g", exc, self._good.value)
+            good = self._good
+            return DefaultThreshold(good.value, f"{good.source}; kept, as {self._path.name} cannot be used now")
+        log.info("default threshold now %g (%s)", threshold.value, threshold.source)
+        self._good = threshold
+        return threshold
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def save_threshold(weights: Path, weights_sha256: str, threshold: float, source: str) -> Path:

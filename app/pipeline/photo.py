@@ -50,7 +50,8 @@ class PhotoResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     picture: bytes | None = None  # the annotated JPEG, made only when asked
     # When the photo was taken: its EXIF date (the camera's local time); the count
-    # command falls back to the file's modification time, the API has no file.
+    # command falls back to the file's modification time, the API to the `date` its
+    # client sends (the page sends the file's modification time).
     taken: datetime | None = None
     threshold: float | None = None  # the score a box needed to be counted
 

@@ -7,10 +7,13 @@ import { enqueue } from "./queue.js";
 import { newId, state } from "./state.js";
 import { render } from "./table.js";
 
-const PHOTO_NAMES = /\.(jpe?g|jfif|png|tiff?|webp|bmp|gif|mpo)$/i;
+// The photo types: the service's one list (app/vision/images.py), the one `python -m app
+// count` takes from a folder, written into the picker's `accept` where it serves the page.
+export const PHOTO_SUFFIXES = $("photo").accept.split(",").map((suffix) => suffix.trim().toLowerCase());
 
 function isPhoto(file) {
-  return file.type.startsWith("image/") || PHOTO_NAMES.test(file.name);
+  const suffix = /\.[^./]*$/.exec(file.name)?.[0].toLowerCase();
+  return PHOTO_SUFFIXES.includes(suffix);
 }
 
 // A folder's photos keep their path inside it: two "1.jpg" of two folders stay apart.
@@ -40,8 +43,8 @@ export async function addFiles(picked) {
   state.hiddenSkipped = (state.hiddenSkipped || 0) + hidden.length;
   const notes = [];
   if (skipped.length) {
-    notes.push(`Skipped ${skipped.length} ${skipped.length === 1 ? "file that is" : "files that are"} not a photo: ` +
-      `${skipped.join(", ")}.`);
+    notes.push(`Skipped ${skipped.length} ${skipped.length === 1 ? "file that is" : "files that are"} not a photo ` +
+      `(${PHOTO_SUFFIXES.join(" ")}): ${skipped.join(", ")}.`);
   }
   if (state.hiddenSkipped) {
     notes.push(`Skipped ${state.hiddenSkipped} hidden ${state.hiddenSkipped === 1 ? "file" : "files"} ` +

@@ -4,7 +4,7 @@
 import { $, seconds, showError } from "./dom.js";
 import { saveRow } from "./history.js";
 import { explain, keyHeaders, postPhoto } from "./service.js";
-import { currentSettings, learnClasses, rowById, state } from "./state.js";
+import { currentSettings, learnClasses, rowById, showThreshold, state } from "./state.js";
 import { render } from "./table.js";
 
 export function enqueue(ids, { first = false } = {}) {
@@ -47,7 +47,7 @@ async function run() {
     $("progress").textContent = stopped
       ? `Stopped after ${done} of ${all}.`
       : `Counted ${photos(done)} in ${seconds(performance.now() - started)}` +
-        (failed ? `; ${failed} failed (see the Error column).` : ".");
+        (failed ? `; ${failed} failed (the reason stands under the file's name).` : ".");
     render();
   }
 }
@@ -84,6 +84,13 @@ async function serviceBack(row) {
   } finally {
     state.paused = false;
   }
+}
+
+// The model's default changed while the page was open (evaluate --save-threshold): the
+// untouched slider follows it.
+function followModel(threshold) {
+  state.modelThreshold = threshold;
+  showThreshold(threshold);
 }
 
 // Returns "stop" when the rest of the queue would fail the same way (a key).
@@ -143,8 +150,11 @@ async function countRow(row) {
   } else {
     row.status = "done";
     // What the API's CSV says of the photo (service.js), and how long the page waited.
+    // The threshold the service counted with: the model's default where none was sent.
+    const threshold = Number.isFinite(body.threshold) ? body.threshold : asked.threshold;
+    if (!state.thresholdChosen && threshold !== Number($("threshold").value)) followModel(threshold);
     row.result = {
-      ...asked, ms, stat: body.counts, detections: body.detections || [], countedAt: new Date().toISOString(),
+      ...asked, threshold, ms, stat: body.counts, detections: body.detections || [], countedAt: new Date().toISOString(),
       crop: asked.autoCrop ? body.crop : undefined, picture: body.picture || null, date: body.date || "",
       width: body.width, height: body.height, model: body.model, serviceMs: body.ms,
     };

@@ -16,6 +16,11 @@ export const state = {
   hidden: new Set(), // classes whose boxes are hidden in the viewer
   skipped: [], // names of files of this batch that are not photos
   zipping: false, // a ZIP is being prepared: one at a time
+  // Whether the person moved the threshold slider: until then it follows the model's
+  // default (GET model), the photos are sent without a threshold and the service's own
+  // default counts them, as it counts the API's and `count`'s.
+  thresholdChosen: false,
+  modelThreshold: null, // the model's default threshold, as GET model last said
 };
 
 let nextId = 0;
@@ -31,6 +36,12 @@ export function currentSettings() {
     tiling: $("tiling").value,
     autoCrop: $("auto-crop").checked,
   };
+}
+
+// The slider set from here (the model's default, an answer's threshold), not by the person.
+export function showThreshold(value) {
+  $("threshold").value = value;
+  $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
 }
 
 // Whether a row's result was counted with other settings than `now` (a failed row always is).

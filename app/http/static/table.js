@@ -2,8 +2,8 @@
 // redraws them and the viewer from the state.
 
 import { $, element, seconds } from "./dom.js";
-import { downloadPhoto } from "./downloads.js";
 import { forgetRow } from "./history.js";
+import { downloadPhoto } from "./pictures.js";
 import { classColour, countedOtherwise, currentSettings, state, total } from "./state.js";
 import { renderViewer } from "./viewer.js";
 
@@ -24,7 +24,6 @@ function renderTable() {
     ...classes.map((name) => element("th", { scope: "col", className: "n" },
       element("span", { className: "swatch", style: `background:${classColour(name)}` }), ` ${name}`)),
     ...["Total", "Threshold", "Time"].map((text) => element("th", { scope: "col", className: "n", textContent: text })),
-    element("th", { scope: "col", textContent: "Error" }),
     element("th", { scope: "col", textContent: "Photo" }),
     element("th", { scope: "col", ariaLabel: "Remove" }));
   $("results").tHead.replaceChildren(head);
@@ -45,12 +44,15 @@ function renderTable() {
     const threshold = result?.threshold ?? (row.status === "counting" ? row.asked?.threshold : row.failedWith?.threshold);
     const time = { waiting: "waiting", counting: "counting…" }[row.status] ??
       (state.queue.includes(row.id) ? "queued again" : result ? seconds(result.ms) : "");
-    const tr = element("tr", {}, element("td", {}, file),
+    // A failed row's reason stands under its name, in the first column, which stays in
+    // view however many class columns the table scrolls (80 for a COCO model).
+    const error = element("p", { className: "error", textContent: row.error });
+    const tr = element("tr", {}, element("td", { className: "file-cell" }, file, error),
       ...classes.map((name) => element("td", { className: "n", textContent: result ? result.stat[name] : "",
         dataset: { class: name } })),
       cell("n total", result ? total(result.stat) : ""),
       cell("n threshold", threshold === undefined ? "" : threshold.toFixed(2)),
-      cell("n time", time), cell("error", row.error), element("td", {}, save), element("td", {}, remove));
+      cell("n time", time), element("td", {}, save), element("td", {}, remove));
     Object.assign(tr.dataset, { id: row.id, file: row.name, status: row.status });
     if (row.id === state.selected) { tr.className = "selected"; tr.setAttribute("aria-current", "true"); }
     return tr;
