@@ -421,3 +421,10 @@ def test_annotate_never_follows_a_symlink_planted_at_an_output_name(model_dir, t
     assert (pictures / "c.annotated.jpg").is_file() and not (pictures / "c.annotated.jpg").is_symlink()
     rows = rows_of(result.stdout)
     assert rows["c.jpg"]["error"] == "" and "symbolic link" in rows["a.jpg"]["error"]
+
+
+def test_every_jpeg_name_a_camera_or_phone_writes_is_a_photo(tmp_path):
+    # .jfif (Windows' save-as), .jpe, .mpo (a phone's 3D/multi-picture JPEG): one list for page, API and count.
+    for name in ("a.jpg", "b.JPEG", "c.jfif", "d.jpe", "e.mpo", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [path.name for path in photos_in([tmp_path])] == ["a.jpg", "b.JPEG", "c.jfif", "d.jpe", "e.mpo"]

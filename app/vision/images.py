@@ -47,7 +47,7 @@ ARRAY_ORIENTATIONS = {
     7: lambda a: cv2.flip(cv2.transpose(a), -1),
     8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
 }
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
 ANNOTATED_SUFFIX = ".annotated.jpg"  # the count command's pictures: an output, never a photo to count
 EXIF_IFD = 0x8769
 # DateTimeOriginal (the shutter), else DateTimeDigitized, in the Exif IFD; else DateTime of

@@ -37,6 +37,9 @@ class Step:
     refusal: Callable[[list[str], Exception | None], Exception]
     final: bool = True
     passed_over_as: str = ""  # how /model names it when a later step serves instead ("": not named)
+    # What lets the next engine try: a missing library or device always; a model not
+    # calibrated only within PRECISION=auto's plan (PRECISION=int8 as set says it at once).
+    passes_on: tuple[type[Exception], ...] = (EngineUnavailable,)
 
 
 def create_engine(
@@ -62,6 +65,8 @@ def create_engine(
                     raise would_not_start[tried]
                 engine = _function(entry, entry.load)(model, threads, asked, step.precision, min_agreement)
             except (EngineUnavailable, NotCalibrated) as exc:
+                if not isinstance(exc, step.passes_on):
+                    raise
                 reasons.append(f"{entry.name}: {exc}")
                 failure = exc
                 if isinstance(exc, DeviceUnavailable) and device == "auto" and tried not in would_not_start:
@@ -101,7 +106,8 @@ def engine_steps(
         last = number == len(plan)  # the service as it always was: BACKEND's own choice, any device
         step = _as_set(choice.backend, device if last else "cpu", choice.precision)
         named = f"{choice.backend} {choice.precision}"
-        steps.append(Step(step.candidates, choice.precision, choice.reason, step.refusal, last, named))
+        passes_on = (EngineUnavailable, NotCalibrated)
+        steps.append(Step(step.candidates, choice.precision, choice.reason, step.refusal, last, named, passes_on))
     return steps
 
 
