@@ -1,6 +1,6 @@
 """gunicorn settings for the detection service (https://docs.gunicorn.org/en/stable/settings.html).
 
-Every value can be set from the environment; see README, Configuration.
+Every value can be set from the environment; see docs/operations.md, Configuration.
 """
 
 import atexit

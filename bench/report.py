@@ -1,4 +1,4 @@
-"""Markdown output: tables and target lines, ready to paste into a README."""
+"""Markdown output: tables and target lines, ready to paste into docs/performance.md."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@
    and the same with dynamic batching (MAX_BATCH=4);
 4. the production architecture (YOLOv3 at 832, 6 classes, random weights) on a
    2000x2000 photo: engine latency and throughput.
-Progress goes to stderr, so stdout can be pasted into a README as it is.
+Progress goes to stderr, so stdout can be pasted into docs/performance.md as it is.
 """
 
 from __future__ import annotations

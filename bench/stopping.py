@@ -29,8 +29,8 @@ from app.inference.int8.cpu_class import cpu_class
 from bench.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-UNIT_TIMEOUT_STOP_S = 100  # the README unit's TimeoutStopSec
-DOCKER_STOP_S = 90  # `docker stop --time`, as the README says to give it
+UNIT_TIMEOUT_STOP_S = 100  # the docs' systemd unit's TimeoutStopSec (docs/operations.md)
+DOCKER_STOP_S = 90  # `docker stop --time`, as docs/operations.md says to give it
 
 
 def camera_photo(width: int = 3400, height: int = 2600) -> bytes:
