@@ -5,9 +5,8 @@ time (this thread holds the detector's lock for it); each request keeps the boxe
 above its own threshold.
 
 A GPU runs a batch of 8 in little more than the time of one; a CPU's cores are busy
-with one photo already, so there it gains nothing: docs/performance.md found MAX_BATCH=4 at
-8 clients +2 to +6% requests/s on a 2-core CPU, inside the run-to-run noise, with the
-same median latency. So MAX_BATCH=1, the default, leaves this out entirely.
+with one photo already, so there it gains nothing measurable (docs/performance.md,
+`python -m bench.run`). So MAX_BATCH=1, the default, leaves this out entirely.
 """
 
 from __future__ import annotations
