@@ -5,10 +5,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from fakes import FixedEngine, fake_detector
 from support import photo_rgb, wait_until
 
+from app.inference.detector import TILES_PER_CHECK
 from app.vision.detection import DetectOptions
 from app.vision.postprocess import count_by_class
+from app.vision.tiling import tile_grid
 
 # Hand-drawn boxes (x1, y1, x2, y2) around the objects in Debian's dog.jpg (768x576).
 DOG_JPG_OBJECTS = {
@@ -78,24 +81,52 @@ def test_an_image_smaller_than_the_network_works(detector):
     assert detector.detect(np.zeros((1, 1, 3), dtype=np.uint8)) == []
 
 
-def test_a_photo_arriving_during_a_big_tiled_one_takes_the_engine_between_its_tiles(detector):
+class LoggedEngine(FixedEngine):
+    """A fixed engine that logs its passes, ("photo", width) or ("tiles", how many), and
+    stays in its first run of tiles until `go` is set: long enough for a photo to arrive."""
+
+    def __init__(self):
+        super().__init__()
+        self.passes = []
+        self.in_tiles = threading.Event()
+        self.go = threading.Event()
+
+    def predict(self, image, min_score):
+        self.passes.append(("photo", image.shape[1]))
+        return super().predict(image, min_score)
+
+    def predict_many(self, images, min_score):
+        self.passes.append(("tiles", len(images)))
+        if not self.in_tiles.is_set():
+            self.in_tiles.set()
+            assert self.go.wait(30)
+        return [FixedEngine.predict(self, image, min_score) for image in images]
+
+
+def test_a_photo_arriving_during_a_big_tiled_one_takes_the_engine_between_its_tiles(tmp_path):
     """The engine was held for a whole tiled photo: a 100 MP one kept a camera photo
-    waiting for a minute. Now the big photo gives it back between runs of tiles."""
-    big = np.tile(photo_rgb("dog.jpg"), (6, 6, 1))  # 4608x3456: some 150 tiles
-    dog = photo_rgb("dog.jpg")
-    finished = []
-
-    def run(name, image, options):
-        detector.detect(image, options)
-        finished.append(name)
-
+    waiting for a minute. Now the big photo gives it back between runs of tiles. The
+    turns are the detector's, whatever the engine: a fixed one, whose passes are logged."""
+    engine = LoggedEngine()
+    detector = fake_detector(tmp_path, engine)
+    big = np.zeros((3456, 4608, 3), np.uint8)  # 4608x3456: some 150 tiles
+    dog = np.zeros((576, 768, 3), np.uint8)
     with ThreadPoolExecutor(2) as pool:
-        tiled = pool.submit(run, "big", big, DetectOptions(tiling="on"))
-        wait_until(lambda: detector._lock._held, timeout=30)  # the big photo is at work
-        pool.submit(run, "dog", dog, DetectOptions(tiling="off")).result(60)
-        assert not tiled.done()
-        tiled.result(300)
-    assert finished == ["dog", "big"]
+        try:
+            tiled = pool.submit(detector.detect, big, DetectOptions(tiling="on"))
+            assert engine.in_tiles.wait(30)  # the big photo is at work on its first run of tiles
+            small = pool.submit(detector.detect, dog, DetectOptions(tiling="off"))
+            wait_until(lambda: len(detector._lock._line) == 1)  # the dog waits for the engine
+        finally:
+            engine.go.set()
+        small.result(60)
+        tiled.result(60)
+    tiles = len(tile_grid((4608, 3456), (416, 416)))
+    runs = -(-tiles // TILES_PER_CHECK)
+    # The dog's pass comes after the big photo's first run of tiles, not after its last.
+    assert engine.passes[:3] == [("photo", 4608), ("tiles", TILES_PER_CHECK), ("photo", 768)]
+    assert [kind for kind, _ in engine.passes[3:]] == ["tiles"] * (runs - 1) and runs > 10
+    assert sum(count for kind, count in engine.passes if kind == "tiles") == tiles
 
 
 def test_the_engine_goes_to_the_caller_with_the_fewest_turns_then_the_first_come():
