@@ -19,7 +19,8 @@ DOGS = 12
 
 def framed_photo(surround: tuple[int, int, int], size=(4000, 3000), drop=DROP) -> np.ndarray:
     """A drop (an ellipse filling `drop`) on a plain dish, with twelve dogs inside, each
-    130x200: small enough that a tile's overlap sees each whole, as organisms are."""
+    130x200: small enough that a tile's overlap sees each whole, as organisms are. A
+    smaller drop brings the dogs closer together; the dogs keep their size."""
     photo = np.full((size[1], size[0], 3), surround, np.uint8)
     x, y, w, h = drop
     cv2.ellipse(photo, (x + w // 2, y + h // 2), (w // 2, h // 2), 0, 0, 360, AMBER, -1)
@@ -27,7 +28,7 @@ def framed_photo(surround: tuple[int, int, int], size=(4000, 3000), drop=DROP) -
     dog = cv2.resize(dog_photo[200:560, 110:340], (130, 200))
     for dx in (-600, -200, 200, 600):
         for dy in (-500, 0, 400):
-            left, top = x + w // 2 + dx, y + h // 2 + dy
+            left, top = x + w // 2 + dx * w // DROP[2], y + h // 2 + dy * h // DROP[3]
             photo[top : top + 200, left : left + 130] = dog
     return photo
 
