@@ -18,6 +18,14 @@ from app.vision.postprocess import count_by_class, iou_one_to_many
 from synthetic.architectures import CfgWriter, write_random_model
 
 DEBIAN_LIB = "/usr/lib/darknet/libdarknet.so"
+
+
+def in_tiers(photos, fast=("dog.jpg", "horses.jpg")):
+    """A photo or two in the fast tier, the rest in the e2e tier (CI runs it once):
+    kite.jpg alone is 13 passes of each engine, tiled; a darknet engine loads for a second."""
+    return [photo if photo in fast else pytest.param(photo, marks=pytest.mark.e2e) for photo in photos]
+
+
 SAMPLE_PHOTOS = sorted(path.name for path in DATA.glob("*.jpg"))
 
 
@@ -40,7 +48,7 @@ def assert_same_detections(ours, theirs, class_names, min_iou):
         assert iou_one_to_many(np.array(detection.box), np.array([d.box for d in same_class])).max() >= min_iou
 
 
-@pytest.mark.parametrize("photo", SAMPLE_PHOTOS)
+@pytest.mark.parametrize("photo", in_tiers(SAMPLE_PHOTOS))
 def test_detections_match_opencv(onnx_detector, opencv_detector, photo):
     image = photo_rgb(photo)
     ours, theirs = onnx_detector.detect(image), opencv_detector.detect(image)
@@ -49,7 +57,7 @@ def test_detections_match_opencv(onnx_detector, opencv_detector, photo):
         assert mine.confidence == pytest.approx(reference.confidence, rel=1e-3)
 
 
-@pytest.mark.parametrize("photo", ("dog.jpg", "person.jpg", "horses.jpg"))
+@pytest.mark.parametrize("photo", in_tiers(("dog.jpg", "person.jpg", "horses.jpg"), fast=("dog.jpg",)))
 def test_detections_match_debian_darknet(onnx_detector, demo_model, photo, monkeypatch):
     require_tool(os.path.isfile(DEBIAN_LIB), f"Debian's darknet is not installed (no {DEBIAN_LIB})", "darknet")
     monkeypatch.setenv("LIBDARKNET_PATH", DEBIAN_LIB)
