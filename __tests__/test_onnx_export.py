@@ -16,14 +16,20 @@ from app.vision.preprocess import fit_to_network
 from synthetic.architectures import ARCHITECTURES, write_random_model, yolov3_tiny
 
 SAMPLE_PHOTOS = sorted(path.name for path in DATA.glob("*.jpg"))
+# On the real model: two photos in the fast tier, the rest in the e2e tier (CI runs it once).
+FAST_PHOTOS = ("dog.jpg", "horses.jpg")
 
 
-def raw_outputs(model, exported: onnx.ModelProto, image: np.ndarray):
+def both_implementations(model, exported: onnx.ModelProto):
+    session = onnxruntime.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session, OpenCVEngine(model, threads=2)
+
+
+def raw_outputs(model, exported: onnx.ModelProto, image: np.ndarray, implementations=None):
     """The rows of every [yolo] layer from both implementations, in OpenCV's order."""
     blob, _ = fit_to_network(image, model.network)
-    session = onnxruntime.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
+    session, opencv = implementations or both_implementations(model, exported)
     ours = [output[0] for output in session.run(None, {INPUT_NAME: blob})]
-    opencv = OpenCVEngine(model, threads=2)
     opencv._net.setInput(blob)
     return ours, list(opencv._net.forward(opencv._outputs))
 
@@ -41,10 +47,18 @@ def demo(model_dir):
     return model, export_darknet(model.cfg_sections, model.files.weights)
 
 
-@pytest.mark.parametrize("photo", SAMPLE_PHOTOS)
-def test_real_yolov3_tiny_matches_opencv(demo, photo):
+@pytest.fixture(scope="module")
+def demo_implementations(demo):
+    """The export's session and OpenCV's net, loaded once for every photo."""
+    return both_implementations(*demo)
+
+
+@pytest.mark.parametrize(
+    "photo", [p if p in FAST_PHOTOS else pytest.param(p, marks=pytest.mark.e2e) for p in SAMPLE_PHOTOS]
+)
+def test_real_yolov3_tiny_matches_opencv(demo, demo_implementations, photo):
     model, exported = demo
-    assert_same_rows(*raw_outputs(model, exported, photo_rgb(photo)))
+    assert_same_rows(*raw_outputs(model, exported, photo_rgb(photo), demo_implementations))
 
 
 def test_nodes_are_named_after_their_cfg_layers(demo):
