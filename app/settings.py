@@ -102,6 +102,9 @@ class Settings:
     tile_overlap: float = DEFAULT_OVERLAP  # share of a tile its neighbour also covers
     cors_origins: tuple[str, ...] = ("*",)
     api_keys: tuple[str, ...] = ()
+    # Proxies (addresses or networks) whose X-Forwarded-For names the client: limits, fair
+    # shares and the log go by the real client's address behind them (app/http/client_address.py).
+    trusted_proxies: tuple[str, ...] = ()
     model_sha256: str = ""
     log_level: str = "INFO"
     log_format: str = "text"  # or json: one JSON object a line (app/log_lines.py)
@@ -187,6 +190,7 @@ class Settings:
             tile_overlap=_number(env, "TILE_OVERLAP", cls.tile_overlap, float, minimum=0.0, maximum=0.9),
             cors_origins=_origins(env),
             api_keys=_api_keys(env),
+            trusted_proxies=_trusted_proxies(env),
             model_sha256=env.get("MODEL_SHA256", "").strip().lower(),
             log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR"), case=str.upper),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
@@ -288,6 +292,22 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
             )
         keys += from_file
     return tuple(keys)
+
+
+def _trusted_proxies(env: Mapping[str, str]) -> tuple[str, ...]:
+    """TRUSTED_PROXIES: comma-separated addresses or networks (10.0.0.5, 10.1.0.0/16,
+    fd00::/64), written back as networks (nginx's set_real_ip_from reads them so)."""
+    networks = []
+    for part in (part.strip() for part in env.get("TRUSTED_PROXIES", "").split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"TRUSTED_PROXIES: {part!r} is not an IP address or network (10.0.0.5, 10.1.0.0/16, fd00::/64)"
+            ) from None
+    return tuple(dict.fromkeys(networks))
 
 
 def _small_regular_file(path: str, limit: int) -> bytes:
