@@ -72,6 +72,7 @@ START_CHECK_S = 0.5  # nginx that cannot start (a port in use, a bad config) exi
 DRAIN_MARGIN_S = 5  # beyond the request deadline, for the last answer to go out
 FRONT_QUIT_S = 10  # nginx sends the answers it holds (already whole, from gunicorn)
 KILL_WAIT_S = 5
+BEHIND_FRONT_ENV = "DETECTOR_BEHIND_FRONT"  # tells gunicorn.conf.py that nginx is in front
 # Signals for gunicorn's master, passed on: reload the workers (HUP), one more or one
 # fewer (TTIN, TTOU), reopen its log files (USR1).
 PASSED_TO_GUNICORN = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1)
@@ -138,6 +139,8 @@ class Supervisor:
         if "PROMETHEUS_MULTIPROC_DIR" not in env:
             (self.run_dir / "metrics").mkdir()
             env["PROMETHEUS_MULTIPROC_DIR"] = str(self.run_dir / "metrics")
+        if bind.startswith("unix:"):  # behind nginx: its limits on a request's head are the service's
+            env[BEHIND_FRONT_ENV] = "1"
         script = Path(sys.executable).with_name("gunicorn")
         program = [str(script)] if script.exists() else [sys.executable, "-m", "gunicorn"]
         command = [*program, "--config", str(ROOT / "gunicorn.conf.py"), "--bind", bind]
