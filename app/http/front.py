@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .front_maps import access_log, body_maps, client_limits, key_maps, real_ip
 from .front_pages import error_locations
+from .watchdog import FRONT_HEALTH_PATH
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,8 @@ http {{
             proxy_read_timeout {int(settings.upstream_timeout_s)}s;
             proxy_next_upstream off;
         }}
+        # The supervisor's probe of nginx itself (app/http/watchdog.py): not gunicorn, not logged.
+        location = {FRONT_HEALTH_PATH} {{ access_log off; default_type text/plain; return 200 "ok"; }}
         # nginx's own refusals, in the service's JSON shape. To a URI, not a named location:
         # a request whose line could not be parsed (HTTP/2's preface, CONNECT host:port,
         # OPTIONS *) has no URI, and a redirect to a named location then fails as an HTML 500.

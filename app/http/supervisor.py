@@ -55,6 +55,7 @@ from app.http.front import (
 )
 from app.http.front_maps import FRONT_LOG_MARK
 from app.http.process_group import ProcessGroup, become_subreaper, raise_open_files_limit, spawn
+from app.http.watchdog import FRONT_HEALTH_PATH, Probe, Watchdog, probe_host
 from app.log_lines import Fields, formatter
 from app.settings import STARTUP_ERRORS, Settings
 
@@ -248,9 +249,15 @@ class Supervisor:
         return self.supervise()
 
     def supervise(self) -> int:
-        """Until a stop is asked or a half ends; then the stop, and its exit status."""
+        """Until a stop is asked or a half ends; then the stop, and its exit status. A half
+        that stops answering meanwhile is said, a stopped process of it replaced (watchdog.py)."""
         halves = [half for half in (self.gunicorn, self.nginx) if half is not None]
-        self.wait_for(lambda: self.stop_asked_by is not None or any(not half.running for half in halves))
+        watchdog = Watchdog(self.probes(), active=lambda: self.stop_asked_by is None and self.at_once_by is None)
+        watchdog.start()
+        try:
+            self.wait_for(lambda: self.stop_asked_by is not None or any(not half.running for half in halves))
+        finally:
+            watchdog.stop()
         if self.at_once_by is not None:
             return self.stop_at_once()
         if self.stop_asked_by is not None:
@@ -270,6 +277,19 @@ class Supervisor:
         log.error("nginx (pid %d) %s; stopping the service", self.nginx.pid, self.nginx.how_it_ended())
         code = self.stop()
         return code if code != ExitStatus.STOPPED else ExitStatus.FRONT_ENDED
+
+    def probes(self) -> list[Probe]:
+        host, port = probe_host(self.settings.host), self.settings.port
+
+        def group_of(half: ProcessGroup):
+            return lambda: half.pid if half.running else None
+
+        if self.nginx is None:  # gunicorn alone, on the service's port
+            return [Probe("gunicorn", group_of(self.gunicorn), "/ping", host=host, port=port)]
+        return [
+            Probe("gunicorn", group_of(self.gunicorn), "/ping", unix_socket=str(self.run_dir / "g.sock")),
+            Probe("nginx", group_of(self.nginx), FRONT_HEALTH_PATH, host=host, port=port),
+        ]
 
     def stop(self) -> int:
         """gunicorn drains, then nginx quits gracefully; a second Ctrl-C cuts it short."""
