@@ -23,6 +23,7 @@ from app.http.api_keys import (
     x_api_key_patterns,
 )
 from app.http.front import FrontSettings, render_config
+from app.http.front_maps import SERVED_METHODS
 
 KEYS = ("lab-key-1", "S3cret!Key#2026", "q\"uo'te;{x}$y\\z", "a:b", "ключ")
 
@@ -124,6 +125,14 @@ def test_the_open_paths_are_the_open_endpoints_routes(tmp_path):
         assert not pattern.search(f"POST {path}")
     guarded = {rule.rule for rule in app.url_map.iter_rules()} - open_rules
     assert guarded and not any(pattern.search(f"GET {rule}") for rule in guarded)
+
+
+def test_the_upload_paths_are_the_post_only_routes(tmp_path):
+    app = fake_app(tmp_path)
+    post_only = {rule.rule for rule in app.url_map.iter_rules() if rule.methods - {"OPTIONS", "HEAD"} == {"POST"}}
+    assert post_only == set(api_keys.UPLOAD_PATHS)
+    served = set().union(*(rule.methods for rule in app.url_map.iter_rules()))
+    assert served == set(SERVED_METHODS)
 
 
 def test_any_key_keeps_the_pre_check_on(tmp_path):

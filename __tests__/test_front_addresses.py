@@ -53,8 +53,10 @@ def test_a_handful_of_addresses_cannot_take_every_upload(service):
                 refused[source] += refused_at_once(sock)
         assert set(refused.values()) == {8}, refused
         seconds, answer = timed(lambda: service.post_photo("dog.jpg"))
-        assert answer.status_code == 200 and seconds < 2, seconds
-        assert max(ping_seconds(service.url)) < 0.5
+        pings = ping_seconds(service.url)
+        print(f"6 addresses x {UPLOADS_PER_CLIENT + 8} slow uploads: a 7th client's photo {seconds:.2f} s", end="")
+        print(f", /ping at most {max(pings):.3f} s")
+        assert answer.status_code == 200 and seconds < 2 and max(pings) < 0.5, (seconds, pings)
     finally:
         for sock in held:
             sock.close()

@@ -34,6 +34,9 @@ B64 = "[A-Za-z0-9+/]"
 OPEN_ENDPOINTS = frozenset({"service.ping", "service.openapi", "service.index", "service.favicon", "static"})
 OPEN_PATHS = ("/", "/favicon.ico", "/ping", "/ping/", "/openapi.json")
 OPEN_PATH_PREFIXES = ("/static/",)
+# The routes that take POST only, the photos' (and Label Studio's) doors: a GET or HEAD of
+# one that announces a body is the app's 405, answered by the front from the head.
+UPLOAD_PATHS = ("/invocations", "/upload", "/label-studio/setup", "/label-studio/predict", "/label-studio/webhook")
 NO_KEY = (
     "this service needs an API key: send 'Authorization: Bearer <key>', 'X-API-Key: <key>' "
     "or basic auth with the key as password"
@@ -116,6 +119,10 @@ def basic_patterns(key: str) -> list[str]:
         groups + f"{B64}[DTjz]" + escaped(after_user_1),
         groups + f"{B64}{{2}}[AEIMQUYcgkosw048]6" + escaped(after_user_2),
     ]
+
+
+def upload_paths_pattern() -> str:
+    return "(" + "|".join(re.escape(path) for path in UPLOAD_PATHS) + ")"
 
 
 def open_route_pattern() -> str:

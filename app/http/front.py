@@ -159,10 +159,13 @@ http {{
     server {{
         listen {listen_address(settings.host, settings.port)} backlog=4096;
         location / {{
-            # Refused from the head, whatever the method: no key, or a body where no photo
-            # goes. nginx reads such a body only to drop it: no temp file, nothing parked.
+            # Refused from the head, whatever the method: one no route takes, no key, or a
+            # body where no photo goes. nginx reads such a body only to drop it: no temp
+            # file, nothing parked.
+            if ($unserved_method) {{ return 405; }}
             if ($refused_key) {{ return 401; }}
-            if ($refused_body) {{ return 413; }}
+            if ($refused_body = 405) {{ set $allow_methods "POST, OPTIONS"; return 405; }}
+            if ($refused_body) {{ set $refused_method $request_method; return 413; }}
             proxy_pass http://service;
             proxy_http_version 1.1;
             proxy_set_header Connection close;

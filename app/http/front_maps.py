@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from .front import Limits
 
 FRONT_LOG_MARK = "front-request "  # the access log's lines, told apart from nginx's own by the supervisor
-UPLOAD_METHODS = ("POST", "PUT")  # the only ones that carry a body: the others get a 413 from the head
+SERVED_METHODS = ("GET", "HEAD", "POST", "OPTIONS")  # what the routes take: others get a 405 from the head
+UPLOAD_METHODS = ("POST",)  # the only one that carries a body: the others get a 413 from the head
 
 
 def real_ip(trusted_proxies: tuple[str, ...]) -> str:
@@ -63,19 +64,30 @@ def client_limits(limits: Limits) -> str:
 
 
 def body_maps(max_body_mb: float) -> str:
-    """$refused_body: a method other than an upload's that announces a body (a length
-    above 0, or any Transfer-Encoding); and the 413's message for either case."""
+    """$unserved_method: a method no route takes (405 from the head). $refused_body: a
+    request other than a POST that announces a body (a length above 0, or any
+    Transfer-Encoding): 405 for a GET or HEAD of a POST-only route (the app's answer to
+    it, body or not), else 413. nginx's error_page turns the method into GET, so the
+    location keeps the refused one in $refused_method for the 413's message, and the
+    405's Allow in $allow_methods."""
+    served = " ".join(f'{method} "";' for method in SERVED_METHODS)
     uploads = "|".join(UPLOAD_METHODS)
-    mb = f"{max_body_mb:g}"
-    return f"""    map "$request_method:$http_content_length:$http_transfer_encoding" $refused_body {{
-        "~^({uploads}):" "";
+    return f"""    map $request_method $unserved_method {{ {served} default 1; }}
+    map "$request_method:$http_content_length:$http_transfer_encoding" $announces_body {{
         "~^[^:]*:0*:$" "";
         default 1;
     }}
-    map $request_method $too_large_message {{
-        {" ".join(f'{m} "the request body is larger than MAX_UPLOAD_MB ({mb} MB)";' for m in UPLOAD_METHODS)}
-        default "a $request_method request carries no body here: only uploads (POST) do";
-    }}"""
+    map "$announces_body $request_method $uri" $refused_body {{
+        "~^1 (GET|HEAD) {api_keys.upload_paths_pattern()}$" 405;
+        "~^1 ({uploads}) " "";
+        "~^1 " 413;
+        default "";
+    }}
+    map $refused_method $too_large_message {{
+        "" "the request body is larger than MAX_UPLOAD_MB ({max_body_mb:g} MB)";
+        default "a $refused_method request carries no body here: only uploads (POST) do";
+    }}
+    map $allow_methods $allow_header {{ "" "{", ".join(SERVED_METHODS)}"; default $allow_methods; }}"""
 
 
 def key_maps(keys: tuple[str, ...]) -> str:

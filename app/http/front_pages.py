@@ -40,10 +40,11 @@ def error_locations(settings: FrontSettings, limits: Limits) -> str:
             401, "unauthorized", api_keys.NO_KEY, settings,
             "add_header WWW-Authenticate 'Bearer realm=\"detector\"' always;",
         )),
-        # nginx refuses TRACE itself, before any route is known: the methods the API uses.
+        # TRACE (nginx refuses it itself) and methods no route takes: the methods the API
+        # uses; a GET with a body of a POST-only route: that route's (front.py sets it).
         "405": ("method_not_allowed", _json_error(
             405, "method_not_allowed", "the method is not allowed here", settings,
-            "add_header Allow 'GET, HEAD, POST, OPTIONS' always;",
+            "add_header Allow $allow_header always;",
         )),
         "413": ("payload_too_large", _json_error(413, "payload_too_large", "$too_large_message", settings)),
         "414": ("uri_too_long", _json_error(

@@ -99,7 +99,7 @@ def openapi_document() -> dict:
             "description": "Counts objects in a photo with a darknet YOLO model and returns the annotated photo.",
         },
         # Keys are needed only when the operator sets API_KEYS: none is one of the options.
-        "security": [{}, {"bearer": []}, {"apiKey": []}],
+        "security": [{}, {"bearer": []}, {"apiKey": []}, {"basic": []}],
         "paths": {
             "/ping": {
                 "get": {
@@ -207,6 +207,8 @@ def openapi_document() -> dict:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "When API_KEYS is set"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                # api_keys.py: what Label Studio's ML backend form sends.
+                "basic": {"type": "http", "scheme": "basic", "description": "Any user name, a key as the password"},
             },
         },
     }
