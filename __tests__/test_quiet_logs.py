@@ -86,6 +86,7 @@ def test_every_line_is_json_through_a_page_visit_and_a_stop_and_the_page_files_s
     records = [json.loads(line) for line in service.output().splitlines()]  # every line, or this raises
     assert all({"time", "level", "logger", "pid"} <= set(record) for record in records)
     assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL") or "[crit]" in r.get("message", "")]
-    paths = [r["path"] for r in records if r["logger"] == "app.request"]
-    assert paths == ["/", "/invocations"]  # the page's css and icon at DEBUG only
+    answered = [(r["path"], r["status"], r.get("front", False)) for r in records if r["logger"] == "app.request"]
+    # The page's css and icon at DEBUG only; the photo refused while stopping is the front's line.
+    assert sorted(answered) == [("/", 200, False), ("/invocations", 200, False), ("/invocations", 503, True)]
     assert any(r["logger"] == "nginx" and "503 unavailable while gunicorn stops" in r["message"] for r in records)

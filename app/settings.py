@@ -336,6 +336,16 @@ class Settings:
         "start instead of serving everyone",
         "none",
     )
+    # Proxies (addresses or networks) whose X-Forwarded-For names the client: limits, fair
+    # shares and the log go by the real client's address behind them (app/http/client_address.py).
+    trusted_proxies: tuple[str, ...] = derived(
+        (),
+        "TRUSTED_PROXIES",
+        "addresses or networks (10.0.0.5, 10.1.0.0/16, fd00::/64) of your own proxies; their X-Forwarded-For "
+        "names the client (the right-most address that is not one of them) for the front's limits, fair shares "
+        "and the log. From anyone else X-Forwarded-For is ignored",
+        "none",
+    )
     # MODEL_SHA256 and CALIBRATION_SHA256 (app/model/pins.py); None: nothing pinned.
     pins: ModelPins | None = derived(  # noqa: RUF009 - a dataclasses.field() with its declaration
         None,
@@ -416,6 +426,7 @@ class Settings:
             engine_threads=_declared_number(env, "engine_threads", default=max(1, available_cores() // workers)),
             cors_origins=_origins(env),
             api_keys=_api_keys(env),
+            trusted_proxies=_trusted_proxies(env),
             pins=_pins(env),
             label_studio=_label_studio(env),
         )
@@ -601,6 +612,22 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
             )
         keys += from_file
     return tuple(keys)
+
+
+def _trusted_proxies(env: Mapping[str, str]) -> tuple[str, ...]:
+    """TRUSTED_PROXIES: comma-separated addresses or networks (10.0.0.5, 10.1.0.0/16,
+    fd00::/64), written back as networks (nginx's set_real_ip_from reads them so)."""
+    networks = []
+    for part in (part.strip() for part in env.get("TRUSTED_PROXIES", "").split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"TRUSTED_PROXIES: {part!r} is not an IP address or network (10.0.0.5, 10.1.0.0/16, fd00::/64)"
+            ) from None
+    return tuple(dict.fromkeys(networks))
 
 
 def _small_regular_file(path: str, limit: int) -> bytes:

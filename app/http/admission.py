@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from flask import Flask, g, request
 
+from .client_address import client_address
 from .errors import Busy
 from .turns import FairTurns
 
@@ -126,16 +127,9 @@ def init_app(app: Flask, queue: PhotoQueue, deadline_s: float, keyed: bool = Fal
 
 
 def client_of(keyed: bool) -> str:
-    """Who sends this photo: its API key where keys are on (auth checked it already),
-    else the address nginx saw (its X-Forwarded-For, set on every request it passes over
-    the unix socket), else the peer's address (gunicorn alone: X-Forwarded-For could be
-    anyone's word)."""
-    if keyed:
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        key = credentials.strip() if scheme.lower() == "bearer" else request.headers.get("X-API-Key", "")
-        if key:
-            return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
-    peer = request.remote_addr or ""
-    if not peer or peer.startswith("unix:"):  # nginx, over its unix socket
-        return "address:" + request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
-    return "address:" + peer
+    """Who sends this photo: its API key where keys are on (auth.py found which, with
+    api_keys.py's one reading of the headers), else its address (client_address.py)."""
+    key = g.get("api_key") if keyed else None
+    if key:
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return "address:" + client_address()

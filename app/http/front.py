@@ -6,23 +6,32 @@ that sent one byte, or fifty that trickle a photo in, held every thread and /pin
 with them. nginx reads each request whole (headers within 10 s, no pause of more
 than 20 s in a body, bodies past a buffer to its private temp files), then hands it
 to gunicorn over a unix socket in a private directory; it also takes the answer whole,
-so a slow reader holds no thread either. Errors nginx answers itself (a body too
-large, the service stopping) keep the service's JSON shape. This module writes its
-config; app/http/supervisor.py runs it beside gunicorn.
+so a slow reader holds no thread either. It refuses from the head what needs no body
+(no key, a body where no photo goes), bounds what one client (an address, an IPv6
+/64, the real one behind TRUSTED_PROXIES) may hold, and fits its connections in its
+open-file limit (front_maps.py). Errors nginx answers itself keep the service's JSON
+shape (front_pages.py). This module writes its config; app/http/supervisor.py runs it
+beside gunicorn.
 """
 
 from __future__ import annotations
 
-import json
+import grp
 import logging
 import os
 import pwd
 import re
+import resource
 import shutil
 import socket
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from .front_maps import access_log, body_maps, client_limits, key_maps, real_ip
+from .front_pages import error_locations
+from .watchdog import FRONT_HEALTH_PATH
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +39,25 @@ HEADER_TIMEOUT_S = 10  # the whole request head
 BODY_PAUSE_S = 20  # longest silence inside a body (nginx times reads, not the whole body)
 SEND_PAUSE_S = 30
 KEEPALIVE_S = 5
-# What one client (an address) and everyone may hold of the front (README, Limits). The
-# connections a client holds once its request head is in: enough for a lab's batch
+# What one client (an address, an IPv6 /64) and everyone may hold of the front (README,
+# Limits), at most; fewer where the open-file limit allows fewer connections (limits_for).
+# The connections a client holds once its request head is in: enough for a lab's batch
 # uploads and its browser; one client took all 4096 with slow POSTs. Uploads are bodies
 # being received or waiting for their answer: each at most MAX_UPLOAD_MB of temp file
-# on disk and BODY_BUFFER of nginx's memory.
-WORKER_CONNECTIONS = 4096
+# on disk and BODY_BUFFER of nginx's memory. Six addresses with 90 slow uploads each
+# once took all 512: a client's share is a sixteenth of them.
+MAX_WORKER_CONNECTIONS = 16384
+FEW_CONNECTIONS = 4096  # below this the supervisor warns: a file limit left at 1024, say
 CONNECTIONS_PER_CLIENT = 256
-UPLOADS_PER_CLIENT = 96  # above a worker's queue (64 + 2): a client's own queue fills first
+UPLOADS_PER_CLIENT = 32
 UPLOADS_IN_ALL = 512
+# A connection costs nginx a file (its socket) and, for an upload, one more (the temp file
+# of its body, or the socket to gunicorn): worker_connections must fit the open-file limit
+# twice over, or nginx's accept() fails with EMFILE and /ping with it.
+FILES_PER_CONNECTION = 2
+SPARE_FILES = 64  # logs, the listening socket, the config
 BODY_BUFFER = "256k"  # 8 MB buffers let 60-150 parked uploads take nginx to 1.1 GB
-URL_LIMIT_KB = 8  # nginx's large_client_header_buffers: a request line past it is a 414
-ERROR_PREFIX = "/.front-error/"
-PLAIN_KEY = re.compile(r"[A-Za-z0-9._~+/=-]+")
+WORKER_USERS = ("www-data", "nobody")  # nginx's workers when the service runs as root
 
 
 class FrontError(RuntimeError):
@@ -57,11 +72,38 @@ class FrontSettings:
     max_body_mb: float
     upstream_timeout_s: float  # above the request deadline: the service answers first
     cors_any_origin: bool
-    api_keys: tuple[str, ...] = ()  # checked from an upload's head, before its body
+    api_keys: tuple[str, ...] = ()  # checked from the head, before any body
+    trusted_proxies: tuple[str, ...] = ()  # networks whose X-Forwarded-For names the client
+    open_files: int = 0  # the open-file limit nginx runs under; 0: this process's
 
     @property
     def socket(self) -> Path:
         return self.directory / "g.sock"  # short: a unix socket path has 107 bytes, TMPDIR included
+
+
+@dataclass(frozen=True)
+class Limits:
+    connections: int  # worker_connections
+    per_client: int
+    uploads_per_client: int
+    uploads_in_all: int
+
+
+def limits_for(open_files: int) -> Limits:
+    """What the front takes within `open_files` descriptors: the usual limits where the
+    file limit allows them, each shrunk in proportion where it does not."""
+    connections = max(64, min(MAX_WORKER_CONNECTIONS, (open_files - SPARE_FILES) // FILES_PER_CONNECTION))
+    uploads_in_all = min(UPLOADS_IN_ALL, connections // 4)  # an upload: its connection, then one to gunicorn
+    return Limits(
+        connections=connections,
+        per_client=min(CONNECTIONS_PER_CLIENT, connections // 8),
+        uploads_per_client=max(1, min(UPLOADS_PER_CLIENT, uploads_in_all // 16)),
+        uploads_in_all=uploads_in_all,
+    )
+
+
+def open_files_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def nginx_binary() -> str | None:
@@ -70,34 +112,28 @@ def nginx_binary() -> str | None:
     )
 
 
-def _json_error(status: int, code: str, message: str, settings: FrontSettings, *extra: str) -> str:
-    body = json.dumps({"error": {"code": code, "message": message}}).replace("'", "\\'")
-    cors = "add_header Access-Control-Allow-Origin * always;" if settings.cors_any_origin else ""
-    lines = [
-        "default_type application/json;",
-        "add_header X-Request-ID $request_id_out always;",
-        cors,
-        *extra,
-        f"return {status} '{body}';",
-    ]
-    return " ".join(line for line in lines if line)
-
-
 def render_config(settings: FrontSettings) -> str:
     directory = settings.directory
-    # Only root may name the user nginx's workers run as: the service's own, so they can
-    # reach the socket in its private directory (elsewhere they already are that user).
-    user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.geteuid() == 0 else ""
-    errors = _error_locations(settings)
+    open_files = settings.open_files or open_files_limit()
+    limits = limits_for(open_files)
+    worker = worker_user(directory)
+    # As root the workers run as an unprivileged user that may reach the socket in the
+    # run's directory (prepare_directory), else as root (nginx's default, nobody, could
+    # not); as anyone else they are that user, and nginx may not be told another.
+    if worker is not None:
+        user = f"user {worker.pw_name} {grp.getgrgid(worker.pw_gid).gr_name};"
+    else:
+        user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.geteuid() == 0 else ""
+    errors = error_locations(settings, limits)
     return f"""# Written at start by app/http/front.py; not edited by hand.
 {user}
 worker_processes 1;
+worker_rlimit_nofile {open_files};
 daemon off;
 pid {directory}/nginx.pid;
 error_log stderr error;
-events {{ worker_connections {WORKER_CONNECTIONS}; }}
+events {{ worker_connections {limits.connections}; }}
 http {{
-    access_log off;
     server_tokens off;
     client_body_temp_path {directory}/body;
     proxy_temp_path {directory}/proxy;
@@ -112,31 +148,30 @@ http {{
     # A body past this goes to a temp file: parked uploads cost disk, not nginx's memory.
     client_body_buffer_size {BODY_BUFFER};
     map $http_x_request_id $request_id_out {{ "" $request_id; default $http_x_request_id; }}
-    # What one client (an address) may hold, and all of them together (README, Limits).
-    map $request_method $upload_client {{ POST $binary_remote_addr; PUT $binary_remote_addr; default ""; }}
-    map $request_method $upload_any {{ POST upload; PUT upload; default ""; }}
-    limit_conn_zone $binary_remote_addr zone=client:4m;
-    limit_conn_zone $upload_client zone=client_uploads:4m;
-    limit_conn_zone $upload_any zone=uploads:1m;
-    limit_conn client {CONNECTIONS_PER_CLIENT};
-    limit_conn client_uploads {UPLOADS_PER_CLIENT};
-    limit_conn uploads {UPLOADS_IN_ALL};
-    limit_conn_status 429;
-    limit_conn_log_level warn;
-{_key_maps(settings.api_keys)}
+{real_ip(settings.trusted_proxies)}
+{access_log()}
+{client_limits(limits)}
+{key_maps(settings.api_keys)}
+{body_maps(settings.max_body_mb)}
     # A fresh connection per request (cheap on a unix socket): gunicorn closes one whose
     # body it refused unread, and a kept-alive one could be reused at that moment.
     upstream service {{ server unix:{settings.socket}; }}
     server {{
         listen {listen_address(settings.host, settings.port)} backlog=4096;
         location / {{
-            # No key, no body taken: refused from the head (the body is read and dropped).
+            # Refused from the head, whatever the method: one no route takes, no key, or a
+            # body where no photo goes. nginx reads such a body only to drop it: no temp
+            # file, nothing parked.
+            if ($unserved_method) {{ return 405; }}
             if ($refused_key) {{ return 401; }}
+            if ($refused_body = 405) {{ set $allow_methods "POST, OPTIONS"; return 405; }}
+            if ($refused_body) {{ set $refused_method $request_method; return 413; }}
             proxy_pass http://service;
             proxy_http_version 1.1;
             proxy_set_header Connection close;
             proxy_set_header Host $http_host;
             proxy_set_header X-Request-ID $request_id_out;
+            # The client's address, the real one behind a trusted proxy (set_real_ip_from).
             proxy_set_header X-Forwarded-For $remote_addr;
             proxy_request_buffering on;
             proxy_buffering on;
@@ -147,6 +182,8 @@ http {{
             proxy_read_timeout {int(settings.upstream_timeout_s)}s;
             proxy_next_upstream off;
         }}
+        # The supervisor's probe of nginx itself (app/http/watchdog.py): not gunicorn, not logged.
+        location = {FRONT_HEALTH_PATH} {{ access_log off; default_type text/plain; return 200 "ok"; }}
         # nginx's own refusals, in the service's JSON shape. To a URI, not a named location:
         # a request whose line could not be parsed (HTTP/2's preface, CONNECT host:port,
         # OPTIONS *) has no URI, and a redirect to a named location then fails as an HTML 500.
@@ -154,105 +191,6 @@ http {{
     }}
 }}
 """
-
-
-def _error_locations(settings: FrontSettings) -> str:
-    retry = "add_header Retry-After 5 always;"
-    pages = {
-        "400 494": ("bad_request", _bad_request(settings)),
-        "401": ("unauthorized", _json_error(
-            401, "unauthorized", "this service needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key'",
-            settings, "add_header WWW-Authenticate 'Bearer realm=\"detector\"' always;",
-        )),
-        # nginx refuses TRACE itself, before any route is known: the methods the API uses.
-        "405": ("method_not_allowed", _json_error(
-            405, "method_not_allowed", "the method is not allowed here", settings,
-            "add_header Allow 'GET, HEAD, POST, OPTIONS' always;",
-        )),
-        "413": ("payload_too_large", _json_error(
-            413, "payload_too_large", f"the request body is larger than MAX_UPLOAD_MB ({settings.max_body_mb:g} MB)",
-            settings,
-        )),
-        "414": ("uri_too_long", _json_error(
-            414, "uri_too_long", f"the URL is longer than {URL_LIMIT_KB} KB; send parameters in the body", settings
-        )),
-        "429": ("too_many_requests", _json_error(
-            429, "too_many_requests",
-            f"this client has too many requests open (at most {CONNECTIONS_PER_CLIENT}, of which "
-            f"{UPLOADS_PER_CLIENT} uploads), or the service too many uploads; retry when yours are answered",
-            settings, "add_header Retry-After 1 always;",
-        )),
-        "502": ("unavailable", _json_error(
-            503, "unavailable", "the service is starting or stopping; retry in a moment", settings, retry
-        )),
-        "504": ("timeout", _json_error(
-            503, "timeout", f"the service did not answer within {settings.upstream_timeout_s:g} s; retry later",
-            settings, retry,
-        )),
-    }  # fmt: skip
-    lines = []
-    for codes, (name, body) in pages.items():
-        lines.append(f"        error_page {codes} = {ERROR_PREFIX}{name};")
-        lines.append(f"        location = {ERROR_PREFIX}{name} {{ internal; {body} }}")
-    return "\n".join(lines)
-
-
-def _bad_request(settings: FrontSettings) -> str:
-    """400, or what the request line says it was: HTTP/2 spoken to an HTTP/1 port (its
-    preface is `PRI * HTTP/2.0`), a proxy's CONNECT."""
-    allow = "add_header Allow 'GET, HEAD, POST, OPTIONS' always;"
-    http2 = _json_error(
-        400, "http2_not_supported", "this port speaks HTTP/1.1; send the request over HTTP/1.1", settings
-    )
-    connect = _json_error(405, "method_not_allowed", "CONNECT is not served: this is not a proxy", settings, allow)
-    malformed = _json_error(
-        400, "bad_request", "the request is malformed (its line, target or head), or its head too large", settings
-    )
-    # The request line as sent ($request_method is unset when it could not be parsed). In
-    # an `if` block only add_header and return (what nginx calls safe there), and the
-    # block's own add_header replaces the location's: each block says them all.
-    return (
-        f'if ($request ~ "^PRI \\* HTTP/2") {{ {_in_if(http2)} }} '
-        f'if ($request ~ "^CONNECT ") {{ {_in_if(connect)} }} '
-        f"{malformed}"
-    )
-
-
-def _in_if(rendered: str) -> str:
-    """A _json_error without its default_type, which an `if` block may not hold (the
-    location's holds for it)."""
-    return rendered.replace("default_type application/json; ", "")
-
-
-def _key_maps(api_keys: tuple[str, ...]) -> str:
-    """$refused_key: 1 for an upload (POST, PUT) that presents no key the service knows,
-    from the head alone. Keys of other characters than these (none a generator writes)
-    are left to the service's own check, after the body: a key header is all nginx asks."""
-    if not api_keys:
-        return '    map $request_method $refused_key { default ""; }'
-    plain = [key for key in api_keys if PLAIN_KEY.fullmatch(key)]
-    exact = [f'        "~^{re.escape(key)}$" 1;' for key in plain]
-    bearer = [f'        "~*^bearer[ \\t]+{re.escape(key)}[ \\t]*$" 1;' for key in plain]
-    any_key = len(plain) < len(api_keys)
-    anything = '        "~." 1;' if any_key else ""
-    return "\n".join(
-        [
-            "    map $http_x_api_key $key_in_x_api_key {",
-            *exact,
-            anything,
-            '        default "";',
-            "    }",
-            "    map $http_authorization $key_in_bearer {",
-            *bearer,
-            anything,
-            '        default "";',
-            "    }",
-            '    map "$request_method:$key_in_x_api_key$key_in_bearer" $refused_key {',
-            '        "~^(POST|PUT):$" 1;',
-            '        default "";',
-            "    }",
-        ]
-    )
 
 
 def listen_address(host: str, port: int) -> str:
@@ -279,11 +217,56 @@ def _version(binary: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.groups()) if match else (0,)
 
 
+def worker_user(directory: Path) -> pwd.struct_passwd | None:
+    """The unprivileged user nginx's workers run as when the service runs as root
+    (www-data, Debian's nginx user, else nobody); None where they are the service's own
+    user, or where no such user could reach the run's directory (a private TMPDIR):
+    then they stay root, and the supervisor says so."""
+    if os.geteuid() != 0:
+        return None
+    for name in WORKER_USERS:
+        try:
+            user = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return user if _reachable(directory.parent, user) else None
+    return None
+
+
+def _reachable(path: Path, user: pwd.struct_passwd) -> bool:
+    """Every folder from / to `path` lets `user` through (search permission)."""
+    groups = {user.pw_gid, *(group.gr_gid for group in grp.getgrall() if user.pw_name in group.gr_mem)}
+    for folder in (path, *path.parents):
+        info = folder.stat()
+        if info.st_uid == user.pw_uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid in groups:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return False
+    return True
+
+
+def prepare_directory(settings: FrontSettings) -> pwd.struct_passwd | None:
+    """The run's directory open to nginx's workers' group (0710: through, not a listing)
+    when they are another user; its config, which holds the keys' patterns, for root only."""
+    worker = worker_user(settings.directory)
+    if worker is not None:
+        os.chown(settings.directory, -1, worker.pw_gid)
+        os.chmod(settings.directory, 0o710)  # noqa: S103  # nosec B103 - the workers pass through, no more
+    return worker
+
+
 def nginx_command(settings: FrontSettings, binary: str) -> list[str]:
     """Writes nginx's config into the front's directory; the command that runs it in
     the foreground. The supervisor (app/http/supervisor.py) starts, watches and stops it."""
+    prepare_directory(settings)
     config = settings.directory / "nginx.conf"
-    config.write_text(render_config(settings))
+    descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(descriptor, "w") as stream:
+        stream.write(render_config(settings))
     command = [binary, "-p", str(settings.directory), "-c", str(config)]
     if _version(binary) >= (1, 19, 5):  # before the config is read, errors go to stderr too
         command[1:1] = ["-e", "stderr"]

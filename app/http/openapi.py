@@ -281,7 +281,8 @@ def openapi_document() -> dict:
             },
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "When API_KEYS is set"},
-                "basic": {"type": "http", "scheme": "basic", "description": "A key as the password, any user"},
+                # api_keys.py: what Label Studio's ML backend form sends.
+                "basic": {"type": "http", "scheme": "basic", "description": "Any user name, a key as the password"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             },
         },

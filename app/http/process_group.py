@@ -9,16 +9,36 @@ import contextlib
 import ctypes
 import functools
 import os
+import resource
 import signal
 import subprocess
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+# Enough for the front's most connections (front.MAX_WORKER_CONNECTIONS, two files each);
+# a hard limit of a million or "unlimited" is not a reason to ask for more.
+OPEN_FILES_WANTED = 65536
 
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
+
+
+def raise_open_files_limit() -> tuple[int, int] | None:
+    """The soft open-file limit up to the hard one (at most OPEN_FILES_WANTED), for this
+    process and what it starts: systemd gives services 1024 soft (and 524288 hard), and
+    nginx's accept() then failed with EMFILE at the 1025th connection. (before, after),
+    or None where it was high enough already or could not be raised."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)
+    if soft != resource.RLIM_INFINITY and soft >= wanted:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError):
+        return None
+    return soft, wanted
 
 
 def become_subreaper() -> None:

@@ -14,6 +14,7 @@ from flask import Flask, g, request
 from app.log_lines import Fields
 
 from . import metrics
+from .client_address import client_address
 
 log = logging.getLogger("app.request")
 MAX_FIELD_CHARS = 200  # per text in the request line: a file name, a path, a method
@@ -41,6 +42,7 @@ def init_app(app: Flask) -> None:
         if route not in NOT_LOGGED:
             line = {
                 "request_id": g.get("request_id"),
+                "client": client_address(),  # the real one behind a trusted proxy
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,

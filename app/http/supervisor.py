@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import fcntl
+import json
 import logging
 import os
 import re
@@ -40,9 +41,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.http.front import FrontError, FrontSettings, check_port, listen_address, nginx_binary, nginx_command
-from app.http.process_group import ProcessGroup, become_subreaper, spawn
-from app.log_lines import formatter
+from app.http.front import (
+    FEW_CONNECTIONS,
+    FrontError,
+    FrontSettings,
+    check_port,
+    limits_for,
+    listen_address,
+    nginx_binary,
+    nginx_command,
+    open_files_limit,
+    worker_user,
+)
+from app.http.front_maps import FRONT_LOG_MARK
+from app.http.process_group import ProcessGroup, become_subreaper, raise_open_files_limit, spawn
+from app.http.watchdog import FRONT_HEALTH_PATH, Probe, Watchdog, probe_host
+from app.log_lines import Fields, formatter
 from app.settings import STARTUP_ERRORS, Settings
 
 log = logging.getLogger("app.http.supervisor")
@@ -59,6 +73,7 @@ START_CHECK_S = 0.5  # nginx that cannot start (a port in use, a bad config) exi
 DRAIN_MARGIN_S = 5  # beyond the request deadline, for the last answer to go out
 FRONT_QUIT_S = 10  # nginx sends the answers it holds (already whole, from gunicorn)
 KILL_WAIT_S = 5
+BEHIND_FRONT_ENV = "DETECTOR_BEHIND_FRONT"  # tells gunicorn.conf.py that nginx is in front
 # Signals for gunicorn's master, passed on: reload the workers (HUP), one more or one
 # fewer (TTIN, TTOU), reopen its log files (USR1).
 PASSED_TO_GUNICORN = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1)
@@ -125,6 +140,8 @@ class Supervisor:
         if "PROMETHEUS_MULTIPROC_DIR" not in env:
             (self.run_dir / "metrics").mkdir()
             env["PROMETHEUS_MULTIPROC_DIR"] = str(self.run_dir / "metrics")
+        if bind.startswith("unix:"):  # behind nginx: its limits on a request's head are the service's
+            env[BEHIND_FRONT_ENV] = "1"
         script = Path(sys.executable).with_name("gunicorn")
         program = [str(script)] if script.exists() else [sys.executable, "-m", "gunicorn"]
         command = [*program, "--config", str(ROOT / "gunicorn.conf.py"), "--bind", bind]
@@ -140,7 +157,19 @@ class Supervisor:
             upstream_timeout_s=max(self.settings.request_deadline_s, self.settings.label_studio.timeout_s) + 30,
             cors_any_origin=self.settings.cors_origins == ("*",),
             api_keys=self.settings.api_keys,
+            trusted_proxies=self.settings.trusted_proxies,
         )
+        limits = limits_for(front.open_files or open_files_limit())
+        if limits.connections < FEW_CONNECTIONS:
+            log.warning(
+                "open files are limited to %d: the front takes at most %d connections, %d per client; "
+                "raise the limit (LimitNOFILE=65536 in a systemd unit, ulimit -n in a container)",
+                open_files_limit(),
+                limits.connections,
+                limits.per_client,
+            )
+        if os.geteuid() == 0 and worker_user(self.run_dir) is None:
+            log.warning("nginx's workers run as root: no unprivileged user can reach %s (TMPDIR)", self.run_dir)
         command = nginx_command(front, binary)
         # nginx's own lines go through the service's log, in its one-line format.
         self.nginx = spawn("nginx", command, signal.SIGQUIT, stderr=subprocess.PIPE, text=True)
@@ -220,9 +249,15 @@ class Supervisor:
         return self.supervise()
 
     def supervise(self) -> int:
-        """Until a stop is asked or a half ends; then the stop, and its exit status."""
+        """Until a stop is asked or a half ends; then the stop, and its exit status. A half
+        that stops answering meanwhile is said, a stopped process of it replaced (watchdog.py)."""
         halves = [half for half in (self.gunicorn, self.nginx) if half is not None]
-        self.wait_for(lambda: self.stop_asked_by is not None or any(not half.running for half in halves))
+        watchdog = Watchdog(self.probes(), active=lambda: self.stop_asked_by is None and self.at_once_by is None)
+        watchdog.start()
+        try:
+            self.wait_for(lambda: self.stop_asked_by is not None or any(not half.running for half in halves))
+        finally:
+            watchdog.stop()
         if self.at_once_by is not None:
             return self.stop_at_once()
         if self.stop_asked_by is not None:
@@ -242,6 +277,19 @@ class Supervisor:
         log.error("nginx (pid %d) %s; stopping the service", self.nginx.pid, self.nginx.how_it_ended())
         code = self.stop()
         return code if code != ExitStatus.STOPPED else ExitStatus.FRONT_ENDED
+
+    def probes(self) -> list[Probe]:
+        host, port = probe_host(self.settings.host), self.settings.port
+
+        def group_of(half: ProcessGroup):
+            return lambda: half.pid if half.running else None
+
+        if self.nginx is None:  # gunicorn alone, on the service's port
+            return [Probe("gunicorn", group_of(self.gunicorn), "/ping", host=host, port=port)]
+        return [
+            Probe("gunicorn", group_of(self.gunicorn), "/ping", unix_socket=str(self.run_dir / "g.sock")),
+            Probe("nginx", group_of(self.nginx), FRONT_HEALTH_PATH, host=host, port=port),
+        ]
 
     def stop(self) -> int:
         """gunicorn drains, then nginx quits gracefully; a second Ctrl-C cuts it short."""
@@ -286,10 +334,22 @@ NGINX_LEVELS = {"emerg": logging.CRITICAL, "alert": logging.CRITICAL, "crit": lo
 # gone) is no error of the service.
 UPSTREAM_GONE = re.compile(r"connect\(\) to unix:.* failed|upstream prematurely closed")
 REQUEST_LINE = re.compile(r'request: "([^"]*)"')
+MAX_FIELD_CHARS = 200  # as the app's request lines (request_log.py): a 8 KB URL is not a 8 KB line
 
 
 def relay_nginx_line(line: str, stopping: bool) -> None:
     nginx = logging.getLogger("nginx")
+    if line.startswith(FRONT_LOG_MARK):  # a request nginx answered itself: a request line
+        try:
+            fields = json.loads(line[len(FRONT_LOG_MARK) :])
+            fields["status"] = int(fields["status"])
+            fields["bytes_in"] = int(fields["bytes_in"] or 0)
+        except (ValueError, KeyError, TypeError):
+            nginx.warning("%s", line)
+            return
+        bounded = {name: value[:MAX_FIELD_CHARS] if isinstance(value, str) else value for name, value in fields.items()}
+        logging.getLogger("app.request").info(Fields({"front": True, **bounded}))
+        return
     if stopping and UPSTREAM_GONE.search(line):
         request = REQUEST_LINE.search(line)
         nginx.info("503 unavailable while gunicorn stops: %s", request.group(1) if request else "a request")
@@ -358,6 +418,9 @@ def main() -> int:
     except STARTUP_ERRORS as exc:
         return cannot_start(str(exc))
     setup_logging(settings)
+    raised = raise_open_files_limit()
+    if raised:
+        log.info("open files: the limit raised from %d to %d (its hard limit) for nginx's connections", *raised)
     remove_stale_run_dirs()
     run_dir, _lock = claim_run_dir()  # held until this process ends
     supervisor = Supervisor(settings, run_dir)
