@@ -46,7 +46,7 @@ RUN /tmp/darknet/build_darknet.sh --variant "${VARIANT}" --out /opt/darknet --so
 # hadolint ignore=DL3006
 FROM runtime-${VARIANT}
 ARG VARIANT
-# nginx reads whole requests before gunicorn does (app/http/front.py); it runs as the
+# nginx reads whole requests before gunicorn does (app/serve/front.py); it runs as the
 # service's user with its config, temp files and pid in a private directory, but the
 # nginx of Ubuntu 22.04 (1.18) opens its compiled-in error log before reading a config.
 COPY darknet/install_deps.sh /tmp/darknet/

@@ -86,11 +86,10 @@ class ServiceLogger(Logger):
 
 logger_class = ServiceLogger
 
-# app/http/supervisor.py starts gunicorn beside the nginx front and passes --bind (a
+# app/serve/supervisor.py starts gunicorn beside the nginx front and passes --bind (a
 # unix socket in a private directory), which wins over this; started alone, or with
 # FRONT=none, gunicorn serves HOST:PORT itself.
-from app.http.front import listen_address  # noqa: E402 - after the settings
-from app.http.supervisor import BEHIND_FRONT_ENV, drain_s  # noqa: E402
+from app.serve.front import BEHIND_FRONT_ENV, listen_address  # noqa: E402 - after the settings
 
 bind = listen_address(settings.host, settings.port)
 
@@ -99,14 +98,14 @@ from app.http.gunicorn_errors import install as _json_errors  # noqa: E402
 
 _json_errors()
 # Behind the nginx front (the supervisor says so) nginx's limits on a request's head are
-# the service's, each answered as JSON (app/http/front_pages.py); gunicorn's smaller ones
+# the service's, each answered as JSON (app/serve/front_pages.py); gunicorn's smaller ones
 # answered what nginx let through (a URL of 4-8 KB, a hundred headers: nginx adds three).
 # gunicorn alone keeps its own.
 if os.environ.get(BEHIND_FRONT_ENV) == "1":
     limit_request_line = 8190  # nginx: a request line within one 8 KB buffer (gunicorn's most)
     limit_request_fields = 8192  # nginx: 32 KB of head; a header takes 4 bytes at least
 # SIGTERM: the workers finish the photos they hold, each answered within its deadline.
-graceful_timeout = math.ceil(drain_s(settings))
+graceful_timeout = math.ceil(settings.drain_s)
 
 
 def on_starting(server):

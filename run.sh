@@ -2,7 +2,7 @@
 # Start the detection service on ${HOST:-0.0.0.0}:${PORT:-8080}.
 # Prepares .venv from locks/requirements.txt, the model (app/model/sources.py: fetched from
 # MODEL_S3_URI, or the demo model when none is configured), then hands over to the
-# supervisor (app/http/supervisor.py), which runs gunicorn (gunicorn.conf.py) and the
+# supervisor (app/serve/supervisor.py), which runs gunicorn (gunicorn.conf.py) and the
 # nginx front side by side, and drains both on Ctrl-C, SIGTERM or `docker stop`.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"  # also when started through a symlink (`serve`)
@@ -15,7 +15,7 @@ esac
 # shellcheck source=scripts/ensure_venv.sh
 source scripts/ensure_venv.sh  # and apt_install
 
-# nginx in front reads whole requests before gunicorn's threads see them (app/http/front.py);
+# nginx in front reads whole requests before gunicorn's threads see them (app/serve/front.py);
 # as root it is installed here, as python3-venv is; without it gunicorn serves alone (the
 # supervisor warns), unless FRONT=nginx asks for it.
 if [ "${FRONT:-auto}" != none ] && ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] &&
@@ -32,4 +32,4 @@ export MODEL_DIR
 
 log_format=${LOG_FORMAT:-text}
 [ "${log_format,,}" = json ] || echo "running gunicorn..."  # JSON lines only, when asked
-exec "$VENV/bin/python" -m app.http.supervisor
+exec "$VENV/bin/python" -m app.serve.supervisor

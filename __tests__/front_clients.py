@@ -77,7 +77,7 @@ def p95(values: list[float]) -> float:
 
 
 def run_dir(supervisor_pid: int) -> Path:
-    """The service's private run directory (app/http/supervisor.py), by its supervisor's pid."""
+    """The service's private run directory (app/serve/supervisor.py), by its supervisor's pid."""
     import tempfile
 
     (found,) = Path(tempfile.gettempdir()).glob(f"detector-run-{supervisor_pid}-*")

@@ -210,7 +210,7 @@ class RunningService:
 
 
 def worker_pids(service_pid: int) -> set[int]:
-    """gunicorn's workers, under the service's supervisor (app/http/supervisor.py)."""
+    """gunicorn's workers, under the service's supervisor (app/serve/supervisor.py)."""
     from bench.server import gunicorn_workers
 
     return set(gunicorn_workers(service_pid))

@@ -1,4 +1,4 @@
-"""One reading of the API key headers (app/http/api_keys.py) for the app, admission and
+"""One reading of the API key headers (app/api_keys.py) for the app, admission and
 the nginx front's pre-check: the patterns nginx is given accept every header the app
 accepts, for any key (symbols, quotes, UTF-8) and any Basic user name, and refuse
 headers that carry no key. nginx's PCRE is stood in for by Python's re on the same
@@ -14,16 +14,16 @@ from fakes import fake_app
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.http import api_keys
-from app.http.api_keys import (
+from app import api_keys
+from app.api_keys import (
     authorization_patterns,
     matching_key,
     open_route_pattern,
     presented_keys,
     x_api_key_patterns,
 )
-from app.http.front import FrontSettings, render_config
-from app.http.front_maps import SERVED_METHODS
+from app.serve.front import FrontSettings, render_config
+from app.serve.front_maps import SERVED_METHODS
 
 KEYS = ("lab-key-1", "S3cret!Key#2026", "q\"uo'te;{x}$y\\z", "a:b", "ключ")
 

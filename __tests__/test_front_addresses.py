@@ -20,7 +20,7 @@ import requests
 from front_clients import exchange, head, ping_seconds, refused_at_once, session_from, stalled_upload, timed
 from support import RunningService, big_photo, free_port, photo_bytes, wait_until
 
-from app.http.front import UPLOADS_IN_ALL, UPLOADS_PER_CLIENT, nginx_binary
+from app.serve.front import UPLOADS_IN_ALL, UPLOADS_PER_CLIENT, nginx_binary
 
 pytestmark = [
     pytest.mark.e2e,

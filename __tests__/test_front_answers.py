@@ -15,8 +15,8 @@ import requests
 from front_clients import exchange, head
 from support import RunningService
 
-from app.http.front import nginx_binary
 from app.http.gunicorn_errors import json_error_answer
+from app.serve.front import nginx_binary
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)")
 

@@ -14,7 +14,7 @@ import requests
 from front_clients import connect, error_code, exchange, head, ping_seconds, run_dir, temp_bytes, timed
 from support import RunningService, photo_bytes, wait_until
 
-from app.http.front import nginx_binary
+from app.serve.front import nginx_binary
 
 pytestmark = [
     pytest.mark.e2e,

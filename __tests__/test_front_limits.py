@@ -15,7 +15,7 @@ import pytest
 import requests
 from support import RunningService, needs_tool, photo_bytes, wait_until
 
-from app.http.front import CONNECTIONS_PER_CLIENT, UPLOADS_PER_CLIENT, nginx_binary
+from app.serve.front import CONNECTIONS_PER_CLIENT, UPLOADS_PER_CLIENT, nginx_binary
 
 pytestmark = [
     pytest.mark.e2e,

@@ -16,7 +16,7 @@ import pytest
 from front_clients import connect, nginx_processes, p95, ping_seconds, timed
 from support import ROOT, RunningService
 
-from app.http.front import (
+from app.serve.front import (
     CONNECTIONS_PER_CLIENT,
     FILES_PER_CONNECTION,
     SPARE_FILES,
@@ -25,7 +25,7 @@ from app.http.front import (
     nginx_binary,
     render_config,
 )
-from app.http.process_group import OPEN_FILES_WANTED
+from app.serve.process_group import OPEN_FILES_WANTED
 
 SYSTEMD_SOFT = 1024
 HELD_HEADS = 1100
@@ -54,7 +54,7 @@ def test_nginx_is_told_the_limit_and_connections_that_fit(tmp_path):
 def test_the_soft_limit_is_raised_to_the_hard_one_in_a_child():
     """As the supervisor does at start, in a process of its own (this one keeps its limit)."""
     script = (
-        "import resource; from app.http.process_group import raise_open_files_limit as r; "
+        "import resource; from app.serve.process_group import raise_open_files_limit as r; "
         "print(r(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
     )
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]

@@ -16,7 +16,7 @@ import requests
 from front_clients import nginx_processes, run_dir
 from support import RunningService, photo_bytes
 
-from app.http.front import WORKER_USERS, nginx_binary
+from app.serve.front import WORKER_USERS, nginx_binary
 
 pytestmark = [
     pytest.mark.e2e,

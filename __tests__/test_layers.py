@@ -12,7 +12,9 @@ from support import HEAVY_MODULES
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app"
 # Bottom up. A layer may import its own and those before it, never one after it.
-LAYERS = ("model", "vision", "inference", "settings", "pipeline", "evaluation", "http", "cli")
+# api_keys: one reading of the key headers, for the front's nginx config and the app.
+# serve: the process runner; below http, which it never imports (nor Flask: below).
+LAYERS = ("model", "vision", "inference", "settings", "api_keys", "pipeline", "evaluation", "serve", "http", "cli")
 
 
 def layer_of(module: str) -> str | None:
@@ -53,6 +55,24 @@ def test_a_layer_imports_only_the_layers_below_it(path):
     assert upward == [], f"{path.relative_to(ROOT)} imports a layer above its own"
 
 
+def test_the_runner_is_a_program_of_its_own_the_app_never_imports():
+    for path in (APP / "serve").rglob("*.py"):
+        imported = {name.split(".")[0] for name in _all_imports(path)}
+        assert not imported & {"flask", "werkzeug"}, f"{path.relative_to(ROOT)} imports Flask"
+    for path in (APP / "http").rglob("*.py"):
+        assert not [name for name in app_imports(path) if name.startswith("app.serve")], path
+
+
+def _all_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and not node.level:
+            found.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
 def test_the_http_layer_never_imports_an_engine():
     for path in (APP / "http").rglob("*.py"):
         assert not [name for name in app_imports(path) if name.startswith("app.inference.engines")], path
@@ -63,7 +83,7 @@ def test_the_http_layer_never_imports_an_engine():
     "modules",
     [
         "app",  # the package itself
-        "app.settings, app.http.front, app.http.supervisor, app.log_lines",  # the supervisor, gunicorn.conf.py
+        "app.settings, app.serve.front, app.serve.supervisor, app.log_lines",  # the supervisor, gunicorn.conf.py
     ],  # run.sh's `python -m app.model.sources`: test_model_sources.py
 )
 def test_what_the_master_imports_loads_nothing_heavy(modules):

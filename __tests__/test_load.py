@@ -23,7 +23,7 @@ from support import (
     worker_pids,
 )
 
-from app.http.front import nginx_binary
+from app.serve.front import nginx_binary
 from bench.load import client_session
 
 pytestmark = pytest.mark.e2e  # every test here starts the service

@@ -14,7 +14,7 @@ import requests
 from support import ROOT, RunningService, big_photo, needs_tool, photos_held, told_to_stop, wait_until
 
 from app.http.admission import PhotoQueue
-from app.http.front import nginx_binary
+from app.serve.front import nginx_binary
 
 
 @pytest.mark.e2e  # a fresh interpreter

@@ -17,8 +17,8 @@ import pytest
 import requests
 from support import ROOT, RunningService, big_photo, needs_tool, photos_held, require_tool, told_to_stop, wait_until
 
-from app.http.front import FrontSettings, listen_address, nginx_binary, render_config
-from app.http.supervisor import ExitStatus, stop_within_s
+from app.serve.front import FrontSettings, listen_address, nginx_binary, render_config
+from app.serve.supervisor import ExitStatus
 from app.settings import Settings
 
 pytestmark = [
@@ -30,7 +30,7 @@ IN_FLIGHT = 4
 # A deadline that a busy shared test machine does not reach: every photo in flight
 # must come back 200, not a 503 of its deadline (bench/stopping.py measures the default).
 ENV = {"WORKERS": "1", "REQUEST_DEADLINE_S": "300"}
-STOP_WITHIN_S = stop_within_s(Settings.from_env(ENV))
+STOP_WITHIN_S = Settings.from_env(ENV).stop_within_s
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +284,7 @@ def test_the_readme_unit_drains_on_stop_and_systemd_accepts_it(tmp_path):
     unit = readme_unit()
     assert unit["Unit"]["Wants"] == unit["Unit"]["After"] == "network-online.target"
     assert unit["Service"]["KillMode"] == "mixed"
-    assert float(unit["Service"]["TimeoutStopSec"]) > stop_within_s(Settings.from_env({}))
+    assert float(unit["Service"]["TimeoutStopSec"]) > Settings.from_env({}).stop_within_s
     assert unit["Service"]["ExecStart"] == f"{unit['Service']['WorkingDirectory']}/run.sh"
     verify = "/usr/bin/systemd-analyze"
     require_tool(os.access(verify, os.X_OK), "systemd-analyze is not installed", "systemd")

@@ -1,7 +1,7 @@
 """A half that is there but does not answer (issue 33, round 4, row 9): a SIGSTOPped
 nginx or gunicorn worker held every connection it had accepted, /ping answered 0 of 4,
 nothing was logged, and gunicorn replaced its worker only after 123 s (its timeout).
-The supervisor probes each half through its own door (app/http/watchdog.py), says in
+The supervisor probes each half through its own door (app/serve/watchdog.py), says in
 the log when one stops answering, and kills a process that stays stopped: its master
 starts another."""
 
@@ -18,8 +18,8 @@ import requests
 from front_clients import nginx_processes
 from support import RunningService, wait_until, worker_pids
 
-from app.http.front import nginx_binary
-from app.http.watchdog import process_state, processes_in_group
+from app.serve.front import nginx_binary
+from app.serve.watchdog import process_state, processes_in_group
 
 pytestmark = [
     pytest.mark.e2e,

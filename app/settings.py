@@ -38,7 +38,7 @@ class ConfigError(ValueError):
 STARTUP_ERRORS = (ConfigError, ModelError, EngineUnavailable)
 
 
-FRONTS = ("auto", "nginx", "none")  # the buffering front (app/http/front.py); auto: nginx when installed
+FRONTS = ("auto", "nginx", "none")  # the buffering front (app/serve/front.py); auto: nginx when installed
 CORES_PER_WORKER = 4  # the default workers: one per 4 cores, each engine on its share
 # The queue in front of the engine (app/http/admission.py): photos worked on at once (one
 # in the engine while the next decodes), and photos waiting their turn beyond them.
@@ -79,6 +79,13 @@ def derived(default, env: str, help: str, shown: str, minimum=None, maximum=None
     variable (API_KEYS and API_KEYS_FILE): documented in the same table."""
     meta = {"env": env, "help": help, "shown": shown, "min": minimum, "max": maximum, "choices": ()}
     return field(default=default, metadata={**meta, "derived": True})
+
+
+# A stop's parts (app/serve/supervisor.py drains in this order): gunicorn's workers answer
+# what they hold, then nginx sends what it holds, each killed if it overstays.
+DRAIN_MARGIN_S = 5  # beyond the request deadline, for the last answer to go out
+FRONT_QUIT_S = 10  # nginx sends the answers it holds (already whole, from gunicorn)
+KILL_WAIT_S = 5  # after a SIGKILL, for the kernel to reap
 
 
 # Label Studio's ML_TIMEOUT_PREDICT (100 s) less a margin for the answer's way back.
@@ -377,6 +384,18 @@ class Settings:
         1.0,
         shown="the saved one, else 0.25",
     )
+
+    @property
+    def drain_s(self) -> float:
+        """How long gunicorn's workers may take to finish the photos they hold at a stop
+        (gunicorn's graceful_timeout): every photo is answered within its deadline."""
+        return self.request_deadline_s + DRAIN_MARGIN_S
+
+    @property
+    def stop_within_s(self) -> float:
+        """The longest a stop takes, the front included: systemd's TimeoutStopSec and
+        `docker stop --time` must be above it (docs/operations.md)."""
+        return self.drain_s + KILL_WAIT_S + FRONT_QUIT_S + KILL_WAIT_S
 
     @property
     def max_upload_bytes(self) -> int:

@@ -1,5 +1,5 @@
 """The service as it runs in production: gunicorn with gunicorn.conf.py behind the nginx
-front, under their supervisor (app/http/supervisor.py), on a free port."""
+front, under their supervisor (app/serve/supervisor.py), on a free port."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def gunicorn(model_dir: Path, settings: dict[str, str]) -> Iterator[Server]:
     with tempfile.NamedTemporaryFile("w", prefix="bench-gunicorn-", suffix=".log") as log:
         process = subprocess.Popen(
             # The interpreter running the benchmark, so the same packages (and its gunicorn).
-            [sys.executable, "-m", "app.http.supervisor"],
+            [sys.executable, "-m", "app.serve.supervisor"],
             cwd=ROOT,
             env=env,
             stdout=log,

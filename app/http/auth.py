@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from flask import Flask, g, request
 
-from .api_keys import AUTHORIZATION, NO_KEY, OPEN_ENDPOINTS, X_API_KEY, matching_key, presented_keys
+from app.api_keys import AUTHORIZATION, NO_KEY, OPEN_ENDPOINTS, X_API_KEY, matching_key, presented_keys
+
 from .errors import Unauthorized
 
 

@@ -10,7 +10,7 @@ so a slow reader holds no thread either. It refuses from the head what needs no 
 (no key, a body where no photo goes), bounds what one client (an address, an IPv6
 /64, the real one behind TRUSTED_PROXIES) may hold, and fits its connections in its
 open-file limit (front_maps.py). Errors nginx answers itself keep the service's JSON
-shape (front_pages.py). This module writes its config; app/http/supervisor.py runs it
+shape (front_pages.py). This module writes its config; app/serve/supervisor.py runs it
 beside gunicorn.
 """
 
@@ -78,7 +78,16 @@ class FrontSettings:
 
     @property
     def socket(self) -> Path:
-        return self.directory / "g.sock"  # short: a unix socket path has 107 bytes, TMPDIR included
+        return gunicorn_socket(self.directory)
+
+
+BEHIND_FRONT_ENV = "DETECTOR_BEHIND_FRONT"  # tells gunicorn.conf.py that nginx is in front
+
+
+def gunicorn_socket(run_dir: Path) -> Path:
+    """Where gunicorn listens behind the front, in the run's private directory. Short: a
+    unix socket path has 107 bytes, TMPDIR included."""
+    return run_dir / "g.sock"
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,7 @@ def render_config(settings: FrontSettings) -> str:
     else:
         user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.geteuid() == 0 else ""
     errors = error_locations(settings, limits)
-    return f"""# Written at start by app/http/front.py; not edited by hand.
+    return f"""# Written at start by app/serve/front.py; not edited by hand.
 {user}
 worker_processes 1;
 worker_rlimit_nofile {open_files};
@@ -182,7 +191,7 @@ http {{
             proxy_read_timeout {int(settings.upstream_timeout_s)}s;
             proxy_next_upstream off;
         }}
-        # The supervisor's probe of nginx itself (app/http/watchdog.py): not gunicorn, not logged.
+        # The supervisor's probe of nginx itself (app/serve/watchdog.py): not gunicorn, not logged.
         location = {FRONT_HEALTH_PATH} {{ access_log off; default_type text/plain; return 200 "ok"; }}
         # nginx's own refusals, in the service's JSON shape. To a URI, not a named location:
         # a request whose line could not be parsed (HTTP/2's preface, CONNECT host:port,
@@ -261,7 +270,7 @@ def prepare_directory(settings: FrontSettings) -> pwd.struct_passwd | None:
 
 def nginx_command(settings: FrontSettings, binary: str) -> list[str]:
     """Writes nginx's config into the front's directory; the command that runs it in
-    the foreground. The supervisor (app/http/supervisor.py) starts, watches and stops it."""
+    the foreground. The supervisor (app/serve/supervisor.py) starts, watches and stops it."""
     prepare_directory(settings)
     config = settings.directory / "nginx.conf"
     descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

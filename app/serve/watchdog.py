@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-log = logging.getLogger("app.http.supervisor")
+log = logging.getLogger("app.serve.supervisor")
 
 PROBE_EVERY_S = 2.0
 PROBE_TIMEOUT_S = 2.0

@@ -10,7 +10,7 @@ photo in flight. So gunicorn and nginx each run in a session of their own, out o
 of the terminal's signals, and only this process tells them to stop, in order:
 
 1. gunicorn gets SIGTERM: its workers finish the photos they hold (at most
-   REQUEST_DEADLINE_S, see drain_s) while nginx answers new requests with the JSON 503
+   REQUEST_DEADLINE_S, see Settings.drain_s) while nginx answers new requests with the JSON 503
    `unavailable` and Retry-After;
 2. once gunicorn is gone, nginx gets SIGQUIT: it sends the answers it holds, then exits;
 3. exit 0. A second Ctrl-C (or SIGQUIT) stops both at once.
@@ -41,11 +41,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.http.front import (
+from app.log_lines import Fields, formatter
+from app.serve.front import (
+    BEHIND_FRONT_ENV,
     FEW_CONNECTIONS,
     FrontError,
     FrontSettings,
     check_port,
+    gunicorn_socket,
     limits_for,
     listen_address,
     nginx_binary,
@@ -53,13 +56,12 @@ from app.http.front import (
     open_files_limit,
     worker_user,
 )
-from app.http.front_maps import FRONT_LOG_MARK
-from app.http.process_group import ProcessGroup, become_subreaper, raise_open_files_limit, spawn
-from app.http.watchdog import FRONT_HEALTH_PATH, Probe, Watchdog, probe_host
-from app.log_lines import Fields, formatter
-from app.settings import STARTUP_ERRORS, Settings
+from app.serve.front_maps import FRONT_LOG_MARK
+from app.serve.process_group import ProcessGroup, become_subreaper, raise_open_files_limit, spawn
+from app.serve.watchdog import FRONT_HEALTH_PATH, Probe, Watchdog, probe_host
+from app.settings import FRONT_QUIT_S, KILL_WAIT_S, STARTUP_ERRORS, Settings
 
-log = logging.getLogger("app.http.supervisor")
+log = logging.getLogger("app.serve.supervisor")
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR_PREFIX = "detector-run-"  # then the supervisor's pid, for the operator's eyes
@@ -70,10 +72,6 @@ RUN_LOCK = "run.lock"
 UNLOCKED_RUN_GRACE_S = 60  # a directory made a moment ago, its lock not yet taken
 POLL_S = 0.1
 START_CHECK_S = 0.5  # nginx that cannot start (a port in use, a bad config) exits within this
-DRAIN_MARGIN_S = 5  # beyond the request deadline, for the last answer to go out
-FRONT_QUIT_S = 10  # nginx sends the answers it holds (already whole, from gunicorn)
-KILL_WAIT_S = 5
-BEHIND_FRONT_ENV = "DETECTOR_BEHIND_FRONT"  # tells gunicorn.conf.py that nginx is in front
 # Signals for gunicorn's master, passed on: reload the workers (HUP), one more or one
 # fewer (TTIN, TTOU), reopen its log files (USR1).
 PASSED_TO_GUNICORN = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1)
@@ -87,18 +85,6 @@ class ExitStatus(enum.IntEnum):
     STOPPED = 0  # asked to stop, photos in flight answered
     CANNOT_START = 1  # a setting, the model, the port: the `cannot start:` line says which
     FRONT_ENDED = 69  # nginx ended unasked (sysexits' EX_UNAVAILABLE); gunicorn was stopped
-
-
-def drain_s(settings: Settings) -> float:
-    """How long gunicorn's workers may take to finish the photos they hold at a stop
-    (gunicorn's graceful_timeout): every photo is answered within its deadline."""
-    return settings.request_deadline_s + DRAIN_MARGIN_S
-
-
-def stop_within_s(settings: Settings) -> float:
-    """The longest a stop takes, the front included: systemd's TimeoutStopSec and
-    `docker stop --time` must be above it (README)."""
-    return drain_s(settings) + KILL_WAIT_S + FRONT_QUIT_S + KILL_WAIT_S
 
 
 class Supervisor:
@@ -176,7 +162,7 @@ class Supervisor:
         threading.Thread(target=self._relay, args=(self.nginx.process.stderr,), name="nginx-log", daemon=True).start()
 
     def _relay(self, stream) -> None:
-        socket_path = self.run_dir / "g.sock"  # short: a unix socket path has 107 bytes, TMPDIR included
+        socket_path = gunicorn_socket(self.run_dir)
         for line in stream:
             # gunicorn removes its socket as it stops, whoever asked it (kill -TERM on its pid too).
             stopping = self.stop_asked_by is not None or not self.gunicorn.running or not socket_path.exists()
@@ -226,7 +212,7 @@ class Supervisor:
             )
             self.start_gunicorn(listen_address(settings.host, settings.port))
             return self.supervise()
-        socket_path = self.run_dir / "g.sock"  # short: a unix socket path has 107 bytes, TMPDIR included
+        socket_path = gunicorn_socket(self.run_dir)
         self.start_gunicorn(f"unix:{socket_path}")
         # It listens once its settings and model were checked (gunicorn.conf.py, on_starting).
         if not self.wait_for(lambda: socket_path.exists() or not self.gunicorn.running or self.stop_asked_by):
@@ -264,7 +250,7 @@ class Supervisor:
             log.info(
                 "%s: finishing the photos in flight (at most %g s), then stopping; Ctrl-C again stops at once",
                 signal.Signals(self.stop_asked_by).name,
-                drain_s(self.settings),
+                self.settings.drain_s,
             )
             return self.stop()
         if not self.gunicorn.running:
@@ -287,7 +273,7 @@ class Supervisor:
         if self.nginx is None:  # gunicorn alone, on the service's port
             return [Probe("gunicorn", group_of(self.gunicorn), "/ping", host=host, port=port)]
         return [
-            Probe("gunicorn", group_of(self.gunicorn), "/ping", unix_socket=str(self.run_dir / "g.sock")),
+            Probe("gunicorn", group_of(self.gunicorn), "/ping", unix_socket=str(gunicorn_socket(self.run_dir))),
             Probe("nginx", group_of(self.nginx), FRONT_HEALTH_PATH, host=host, port=port),
         ]
 
@@ -298,10 +284,10 @@ class Supervisor:
             gunicorn.signal(signal.SIGTERM)
         else:  # its master is gone: its workers (if any are left) finish and go
             gunicorn.signal_group(signal.SIGTERM)
-        if not self.wait_for(lambda: not gunicorn.group_alive(), drain_s(self.settings) + KILL_WAIT_S):
+        if not self.wait_for(lambda: not gunicorn.group_alive(), self.settings.drain_s + KILL_WAIT_S):
             if self.at_once_by is not None:
                 return self.stop_at_once()
-            log.error("gunicorn did not stop within %g s: killed", drain_s(self.settings) + KILL_WAIT_S)
+            log.error("gunicorn did not stop within %g s: killed", self.settings.drain_s + KILL_WAIT_S)
             gunicorn.signal_group(signal.SIGKILL)
             self.wait_for(lambda: not gunicorn.group_alive(), KILL_WAIT_S)
         if nginx is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from . import api_keys
+from app import api_keys
 
 if TYPE_CHECKING:
     from .front import FrontSettings, Limits
