@@ -29,6 +29,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
+
 from .front_maps import access_log, body_maps, client_limits, key_maps, real_ip
 from .front_pages import error_locations
 from .watchdog import FRONT_HEALTH_PATH
@@ -133,73 +135,38 @@ def render_config(settings: FrontSettings) -> str:
         user = f"user {worker.pw_name} {grp.getgrgid(worker.pw_gid).gr_name};"
     else:
         user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.geteuid() == 0 else ""
-    errors = error_locations(settings, limits)
-    return f"""# Written at start by app/serve/front.py; not edited by hand.
-{user}
-worker_processes 1;
-worker_rlimit_nofile {open_files};
-daemon off;
-pid {directory}/nginx.pid;
-error_log stderr error;
-events {{ worker_connections {limits.connections}; }}
-http {{
-    server_tokens off;
-    client_body_temp_path {directory}/body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
-    client_header_timeout {HEADER_TIMEOUT_S}s;
-    client_body_timeout {BODY_PAUSE_S}s;
-    send_timeout {SEND_PAUSE_S}s;
-    keepalive_timeout {KEEPALIVE_S}s;
-    client_max_body_size {int(settings.max_body_mb * 1024 * 1024)};
-    # A body past this goes to a temp file: parked uploads cost disk, not nginx's memory.
-    client_body_buffer_size {BODY_BUFFER};
-    map $http_x_request_id $request_id_out {{ "" $request_id; default $http_x_request_id; }}
-{real_ip(settings.trusted_proxies)}
-{access_log()}
-{client_limits(limits)}
-{key_maps(settings.api_keys)}
-{body_maps(settings.max_body_mb)}
-    # A fresh connection per request (cheap on a unix socket): gunicorn closes one whose
-    # body it refused unread, and a kept-alive one could be reused at that moment.
-    upstream service {{ server unix:{settings.socket}; }}
-    server {{
-        listen {listen_address(settings.host, settings.port)} backlog=4096;
-        location / {{
-            # Refused from the head, whatever the method: one no route takes, no key, or a
-            # body where no photo goes. nginx reads such a body only to drop it: no temp
-            # file, nothing parked.
-            if ($unserved_method) {{ return 405; }}
-            if ($refused_key) {{ return 401; }}
-            if ($refused_body = 405) {{ set $allow_methods "POST, OPTIONS"; return 405; }}
-            if ($refused_body) {{ set $refused_method $request_method; return 413; }}
-            proxy_pass http://service;
-            proxy_http_version 1.1;
-            proxy_set_header Connection close;
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Request-ID $request_id_out;
-            # The client's address, the real one behind a trusted proxy (set_real_ip_from).
-            proxy_set_header X-Forwarded-For $remote_addr;
-            proxy_request_buffering on;
-            proxy_buffering on;
-            proxy_buffers 64 64k;
-            proxy_connect_timeout 10s;
-            # gunicorn reads a queued photo's body only at its turn: as long as an answer.
-            proxy_send_timeout {int(settings.upstream_timeout_s)}s;
-            proxy_read_timeout {int(settings.upstream_timeout_s)}s;
-            proxy_next_upstream off;
-        }}
-        # The supervisor's probe of nginx itself (app/serve/watchdog.py): not gunicorn, not logged.
-        location = {FRONT_HEALTH_PATH} {{ access_log off; default_type text/plain; return 200 "ok"; }}
-        # nginx's own refusals, in the service's JSON shape. To a URI, not a named location:
-        # a request whose line could not be parsed (HTTP/2's preface, CONNECT host:port,
-        # OPTIONS *) has no URI, and a redirect to a named location then fails as an HTML 500.
-{errors}
-    }}
-}}
-"""
+    return _TEMPLATE.render(
+        user=user,
+        open_files=open_files,
+        directory=directory,
+        connections=limits.connections,
+        header_timeout_s=HEADER_TIMEOUT_S,
+        body_pause_s=BODY_PAUSE_S,
+        send_pause_s=SEND_PAUSE_S,
+        keepalive_s=KEEPALIVE_S,
+        max_body_bytes=int(settings.max_body_mb * 1024 * 1024),
+        body_buffer=BODY_BUFFER,
+        real_ip=real_ip(settings.trusted_proxies),
+        access_log=access_log(),
+        client_limits=client_limits(limits),
+        key_maps=key_maps(settings.api_keys),
+        body_maps=body_maps(settings.max_body_mb),
+        socket=settings.socket,
+        listen=listen_address(settings.host, settings.port),
+        upstream_timeout_s=int(settings.upstream_timeout_s),
+        health_path=FRONT_HEALTH_PATH,
+        errors=error_locations(settings, limits),
+    )
+
+
+# nginx.conf as a template beside this module: values only, every decision made above.
+# Not HTML: nothing to escape (select_autoescape leaves a .j2 string template alone).
+_TEMPLATE = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+).get_template("nginx.conf.j2")
 
 
 def listen_address(host: str, port: int) -> str:
