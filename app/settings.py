@@ -21,6 +21,7 @@ from app.log_lines import LOG_FORMATS
 from app.model import sources
 from app.model.files import ModelError
 from app.model.pins import ModelPins, parse_pins
+from app.vision.tile_skipping import DEFAULT_CONTRAST_FLOOR
 from app.vision.tiling import DEFAULT_OVERLAP
 
 BACKENDS = ("auto", *ENGINES)
@@ -326,6 +327,16 @@ class Settings:
     jpeg_quality: int = setting(90, "JPEG_QUALITY", "quality of the returned picture", 1, 100)
     tile_overlap: float = setting(
         DEFAULT_OVERLAP, "TILE_OVERLAP", "share of a tile its neighbour also covers, for tiled inference", 0.0, 0.9
+    )
+    tile_contrast_floor: float = setting(
+        DEFAULT_CONTRAST_FLOOR,
+        "TILE_CONTRAST_FLOOR",
+        "a tile whose contrast (largest per-channel max - min of its 4x4-pixel means, 0-255) is below this is "
+        "not run, nor with auto-crop one outside the sample; the whole-photo pass always runs. `0`: every tile "
+        "runs. The default is far below the faintest box the demo model finds (see "
+        "[performance](performance.md#tiles-that-cannot-hold-an-object)); `evaluate` prints your model's",
+        0.0,
+        255.0,
     )
     cors_origins: tuple[str, ...] = derived(
         ("*",),

@@ -8,6 +8,7 @@ import contextlib
 import functools
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from app.model.files import ModelDescription, load_model_description, model_file_sha256
 from app.vision.detection import Detection, DetectOptions
 from app.vision.postprocess import BestCandidates, select_detections
+from app.vision.tile_skipping import DEFAULT_CONTRAST_FLOOR, TileCounts, tiles_to_run
 from app.vision.tiling import DEFAULT_OVERLAP, MERGE_IOS, drop_cut_boxes, should_tile, tile_grid, to_image
 
 from .batching import Batcher, BatchTimeout
@@ -38,22 +40,34 @@ class DeadlineExceeded(RuntimeError):
     """The photo needs more time than its request is given (a huge tiled photo)."""
 
 
+@dataclass(frozen=True)
+class Detected:
+    """A photo's detections, and the tiles run and skipped to find them."""
+
+    detections: list[Detection]
+    tiles: TileCounts
+
+
 class Detector:
     """Whole once made: its engine, its batcher (when MAX_BATCH > 1) and how long the
-    model took to load (build_detector measures it, the engine's warm-up included)."""
+    model took to load (build_detector measures it, the engine's warm-up included).
+    tile_contrast_floor: tiles of less contrast are not run (tile_skipping.py); 0 runs
+    every tile, outside auto-crop's sample too."""
 
     def __init__(
         self,
         engine: Engine,
         model: ModelDescription,
         tile_overlap: float = DEFAULT_OVERLAP,
+        tile_contrast_floor: float = DEFAULT_CONTRAST_FLOOR,
         max_batch: int = 1,
         max_batch_delay_s: float = 0.0,
         load_seconds: float = 0.0,
     ):
         self.engine = engine
         self.model = model
-        self._tile_overlap = tile_overlap
+        self.tile_overlap = tile_overlap
+        self.tile_contrast_floor = tile_contrast_floor
         # Engines are not thread-safe (darknet, OpenCV's Net): one call at a time, taken
         # in arrival order, and given back between a tiled photo's runs of tiles.
         self._lock = EngineTurns()
@@ -80,18 +94,31 @@ class Detector:
     def detect(
         self, image: np.ndarray, options: DetectOptions | None = None, deadline: float | None = None
     ) -> list[Detection]:
+        return self.detect_photo(image, options, deadline).detections
+
+    def detect_photo(
+        self,
+        image: np.ndarray,
+        options: DetectOptions | None = None,
+        deadline: float | None = None,
+        sample: np.ndarray | None = None,
+    ) -> Detected:
         """deadline: a time.monotonic() value, the photo's one limit: a busy engine is
         waited for until then (EngineBusy), and past it a tiled photo stops with
         DeadlineExceeded rather than hold the engine while every other photo waits.
-        None (the count command, one photo at a time) waits as long as it takes."""
+        None (the count command, one photo at a time) waits as long as it takes.
+        sample: auto-crop's outline of the sample in the image's pixels; tiles that do
+        not reach it are not run."""
         options = options or DetectOptions()
         height, width = image.shape[:2]
         network = (self.model.network.width, self.model.network.height)
         tiles = (
-            tile_grid((width, height), network, self._tile_overlap)
+            tile_grid((width, height), network, self.tile_overlap)
             if should_tile(options.tiling, (width, height), network)
             else []
         )
+        runs = tiles_to_run(image, tiles, self.tile_contrast_floor, sample)
+        run = [tile for tile, runs_it in zip(tiles, runs, strict=True) if runs_it]
         wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())  # for the batcher
         # Passes' candidates kept as they come, bounded: threshold=0 keeps every box.
         pool = BestCandidates(options)
@@ -101,9 +128,10 @@ class Detector:
             except BatchTimeout as exc:
                 raise EngineBusy(str(exc)) from None
         else:
-            self._forward(image, tiles, options.threshold, deadline, pool)
+            self._forward(image, run, options.threshold, deadline, pool)
         ios = MERGE_IOS if tiles else None
-        return select_detections(pool.merged(), options, self.class_names, (width, height), ios_threshold=ios)
+        detections = select_detections(pool.merged(), options, self.class_names, (width, height), ios_threshold=ios)
+        return Detected(detections, TileCounts(len(run), len(tiles) - len(run)))
 
     def _forward(self, image, tiles, threshold: float, deadline: float | None, pool) -> None:
         """The whole-photo pass (pass 0) and the tiles' passes (1, 2, ...) into the pool,
@@ -157,6 +185,7 @@ def build_detector(settings: Settings) -> Detector:
         engine,
         model,
         tile_overlap=settings.tile_overlap,
+        tile_contrast_floor=settings.tile_contrast_floor,
         max_batch=settings.max_batch,
         max_batch_delay_s=settings.max_batch_delay_ms / 1000,
         load_seconds=time.perf_counter() - started,

@@ -11,12 +11,13 @@ from datetime import datetime
 
 import numpy as np
 
-from app.inference.detector import Detector
+from app.inference.detector import Detected, Detector
 from app.vision.annotate import annotate
-from app.vision.autocrop import Crop, find_sample, outline
+from app.vision.autocrop import Crop, locate_sample, outline
 from app.vision.detection import Detection, DetectOptions
 from app.vision.images import encode_jpeg, open_photo
 from app.vision.postprocess import count_by_class
+from app.vision.tile_skipping import TileCounts
 
 # Holds a photo's decoded pixels for as long as they exist (the HTTP layer's memory budget).
 PixelHold = Callable[[int, float | None], AbstractContextManager]
@@ -54,6 +55,7 @@ class PhotoResult:
     # client sends (the page sends the file's modification time).
     taken: datetime | None = None
     threshold: float | None = None  # the score a box needed to be counted
+    tiles: TileCounts = field(default_factory=TileCounts)  # tiles run and skipped (0, 0: not tiled)
 
     @property
     def total(self) -> int:
@@ -93,7 +95,8 @@ def process_photo(
         image = photo.decode()
         taken = photo.taken  # after decode: a PNG's EXIF comes with its pixels
         stages.done("decode")
-        detections, crop = _detect(detector, image, options, auto_crop, deadline)
+        found, crop = _detect(detector, image, options, auto_crop, deadline)
+        detections = found.detections
         stages.done("inference")
         counts = count_by_class(detections, detector.class_names)
         picture = None
@@ -113,6 +116,7 @@ def process_photo(
         picture=picture,
         taken=taken,
         threshold=options.threshold,
+        tiles=found.tiles,
     )
 
 
@@ -135,14 +139,18 @@ def annotated_jpeg(
     return picture
 
 
-def _detect(detector: Detector, image: np.ndarray, options: DetectOptions, auto_crop: bool, deadline):
-    """(detections in the whole photo's pixels, the crop counted or None)."""
-    crop = find_sample(image) if auto_crop else None
-    if crop is None:
-        return detector.detect(image, options, deadline), None
+def _detect(
+    detector: Detector, image: np.ndarray, options: DetectOptions, auto_crop: bool, deadline
+) -> tuple[Detected, Crop | None]:
+    """(detections in the whole photo's pixels and the tiles run, the crop counted or None)."""
+    sample = locate_sample(image) if auto_crop else None
+    if sample is None:
+        return detector.detect_photo(image, options, deadline), None
+    crop = sample.crop
     region = image[crop.y : crop.y + crop.height, crop.x : crop.x + crop.width]
-    found = detector.detect(region, options, deadline)
-    return [_moved(detection, crop.x, crop.y) for detection in found], crop
+    found = detector.detect_photo(region, options, deadline, sample=sample.outline - (crop.x, crop.y))
+    moved = [_moved(detection, crop.x, crop.y) for detection in found.detections]
+    return Detected(moved, found.tiles), crop
 
 
 def _moved(detection: Detection, dx: int, dy: int) -> Detection:

@@ -33,9 +33,23 @@ class Crop:
         return [self.x, self.y, self.width, self.height]
 
 
+@dataclass(frozen=True)
+class Sample:
+    crop: Crop
+    # The sample's outline, (N, 2) x, y in the photo's pixels: a round drop leaves its
+    # rectangle's corners empty, and tiles there are not run (tile_skipping.py).
+    outline: np.ndarray
+
+
 def find_sample(image: np.ndarray) -> Crop | None:
     """The sample's bounding rectangle in the photo's pixels, or None when there is no
     saturated region or it fills the frame (count the whole photo)."""
+    sample = locate_sample(image)
+    return sample.crop if sample else None
+
+
+def locate_sample(image: np.ndarray) -> Sample | None:
+    """The sample's rectangle and outline, or None as find_sample."""
     height, width = image.shape[:2]
     scale = min(1.0, MASK_SIDE / max(height, width))
     # Each side at least one mask pixel: a photo of 2048:1 or thinner would shrink to none.
@@ -46,7 +60,8 @@ def find_sample(image: np.ndarray) -> Crop | None:
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return None
-    x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
+    largest = max(contours, key=cv2.contourArea)
+    x, y, w, h = cv2.boundingRect(largest)
     along_x, along_y = width / small.shape[1], height / small.shape[0]  # photo pixels per mask pixel
     step_x, step_y = int(np.ceil(along_x)), int(np.ceil(along_y))
     left, top = max(0, int(x * along_x) - step_x), max(0, int(y * along_y) - step_y)
@@ -54,7 +69,8 @@ def find_sample(image: np.ndarray) -> Crop | None:
     share = (right - left) * (bottom - top) / (width * height)
     if not MIN_SHARE <= share <= MAX_SHARE:
         return None
-    return Crop(left, top, right - left, bottom - top)
+    points = largest.reshape(-1, 2) * np.array([along_x, along_y])
+    return Sample(Crop(left, top, right - left, bottom - top), points)
 
 
 def outline(picture_bgr: np.ndarray, crop: Crop) -> None:
