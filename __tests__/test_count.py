@@ -227,14 +227,14 @@ def test_rows_carry_total_threshold_model_and_date(model_dir, tmp_path):
     result = count(str(tmp_path), "--threshold", "0.3", model_dir=model_dir, status=1)
     header = next(csv.reader(io.StringIO(result.stdout)))
     assert header[:5] == ["file", "date", "width", "height", "crop"]
-    assert header[-5:] == ["total", "threshold", "model", "ms", "error"]
+    assert header[-7:] == ["total", "threshold", "model", "ms", "tiles_run", "tiles_skipped", "error"]
     rows = rows_of(result.stdout)
     model = hashlib.sha256((model_dir / "yolov3-tiny.weights").read_bytes()).hexdigest()[:12]
     assert rows["exif.jpg"]["date"] == "2026-11-20T09:30:00"  # the EXIF date, ISO 8601
     assert rows["plain.jpg"]["date"] == "2026-03-04T05:06:07"  # no EXIF: the file's time
     for name in ("exif.jpg", "plain.jpg"):
         row = rows[name]
-        assert int(row["total"]) == sum(int(row[c]) for c in header[5:-5]) > 0
+        assert int(row["total"]) == sum(int(row[c]) for c in header[5:-7]) > 0
         assert (row["threshold"], row["model"]) == ("0.3", model)
     assert rows["broken.jpg"]["model"] == model and rows["broken.jpg"]["total"] == rows["broken.jpg"]["date"] == ""
 

@@ -43,11 +43,13 @@ def test_the_api_gives_every_format_of_one_photo_and_they_agree(client):
     assert table.mimetype == "text/csv"
     header, row = csv.reader(io.StringIO(table.get_data(as_text=True)))
     classes = list(answer["stat"])
-    assert header == ["file", "date", "width", "height", "crop", *classes, "total", "threshold", "model", "ms", "error"]
+    tail = ["total", "threshold", "model", "ms", "tiles_run", "tiles_skipped", "error"]
+    assert header == ["file", "date", "width", "height", "crop", *classes, *tail]
     assert row[:4] == ["dog.jpg", "2014-09-19T16:08:30", "768", "576"]  # dog.jpg's EXIF date
-    assert dict(zip(classes, map(int, row[5:-5]), strict=True)) == answer["stat"]
-    assert row[-5:-3] == [str(sum(answer["stat"].values())), "0.25"]  # total, threshold
-    assert len(row[-3]) == 12 and row[-3] == client.get("/model").get_json()["files"]["yolov3-tiny.weights"][:12]
+    assert dict(zip(classes, map(int, row[5:-7]), strict=True)) == answer["stat"]
+    assert row[-7:-5] == [str(sum(answer["stat"].values())), "0.25"]  # total, threshold
+    assert len(row[-5]) == 12 and row[-5] == client.get("/model").get_json()["files"]["yolov3-tiny.weights"][:12]
+    assert row[-3:] == ["0", "0", ""]  # dog.jpg is not tiled: no tile run or skipped, no error
 
     long_rows = list(csv.DictReader(io.StringIO(ask(client, format="long").get_data(as_text=True))))
     assert {row["class"]: int(row["count"]) for row in long_rows} == answer["stat"]
@@ -163,7 +165,7 @@ def test_detections_go_with_json_lines_only(model_dir):
 def test_a_failed_photo_renders_as_an_error_row_in_csv_and_json_lines():
     failure = PhotoFailure("bad.jpg", "the image is empty (0 bytes)")
     table = render.CsvDocument(("dog", "cat"))
-    cells = ["bad.jpg", "", "", "", "", "", "", "", "", "", "", failure.error]  # no date, size, counts, total...
+    cells = ["bad.jpg", *[""] * 12, failure.error]  # no date, size, counts, total, ms, tiles...
     assert list(csv.reader(io.StringIO(table.photo(failure)))) == [cells]
     assert json.loads(render.JsonLinesDocument(("dog", "cat")).photo(failure))["error"] == failure.error
     long_table = render.LongCsvDocument(("dog", "cat"), model="0123456789ab")

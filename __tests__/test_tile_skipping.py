@@ -2,6 +2,10 @@
 outline as pure functions, then the real model on photos of the data/ photos and faint
 objects on flat backgrounds, and the numbers in the answer and the CSV."""
 
+import csv
+import io
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -142,3 +146,24 @@ def test_a_faint_dog_is_still_run_and_counted(detector, all_tiles):
     every, _ = counted(all_tiles, image)
     assert skipping["dog"] == every["dog"] == 1 and skipping == every
     assert 1 <= tiles.run <= 4 and tiles.skipped > 40
+
+
+@pytest.fixture(scope="module")
+def white_composite():
+    return jpeg(composite(scale=0.5))  # 2000x1500: 30 tiles at 416
+
+
+def test_the_answer_and_the_csv_say_the_tiles_run_and_skipped(client, white_composite):
+    def ask(**params):
+        response = client.post("/invocations", data=white_composite, content_type="image/jpeg", query_string=params)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response
+
+    answer = ask(return_image="false").get_json()
+    tiles = answer["tiles"]
+    assert tiles["run"] + tiles["skipped"] == 30 and tiles["skipped"] > 0
+    (row,) = csv.DictReader(io.StringIO(ask(format="csv").get_data(as_text=True)))
+    assert (int(row["tiles_run"]), int(row["tiles_skipped"])) == (tiles["run"], tiles["skipped"])
+    assert int(row["total"]) == sum(answer["stat"].values())
+    assert json.loads(ask(format="jsonl").get_data(as_text=True))["tiles"] == tiles
+    assert "tiles" not in ask(tiling="off").get_json()  # not tiled: today's answer

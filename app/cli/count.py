@@ -4,7 +4,7 @@
       [--annotate DIR] [--plot PNG] [--threshold 0.25] [--tiling auto|on|off] [--auto-crop]
 
 One row per photo: file, date, width, height, crop, a count per class, total, threshold,
-model, ms, error (--format long: a row per photo and class). A photo that cannot be read
+model, ms, tiles_run, tiles_skipped, error (--format long: a row per photo and class). A photo that cannot be read
 gets its error in its row and the run goes on; the summary names it. --format coco
 writes one COCO detection dataset of every photo at the end. The model is the
 service's (MODEL_DIR, BACKEND, ... from the environment).

@@ -53,6 +53,17 @@ FIXED_SCHEMAS = {
                 ],
             },
             "crop_note": {"type": "string"},
+            "tiles": {
+                "description": "A tiled photo's tiles: those the model ran, and those skipped because they "
+                "cannot hold an object (too little contrast, or outside auto_crop's sample); the whole-photo "
+                "pass always runs. Absent where the photo was not tiled",
+                "type": "object",
+                "required": ["run", "skipped"],
+                "properties": {
+                    "run": {"type": "integer", "minimum": 0},
+                    "skipped": {"type": "integer", "minimum": 0},
+                },
+            },
         },
     },
     "CocoDataset": {

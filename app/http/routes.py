@@ -115,10 +115,11 @@ def invocations():
 @bp.post("/upload")
 def upload():
     """The original service's endpoint (deprecated): same answer, its request shape."""
-    return _answer(parse_upload)
+    return _answer(parse_upload, original=True)
 
 
-def _answer(parse):
+def _answer(parse, original: bool = False):
+    """original: /upload's answer, with no key the original service did not give."""
     detector = _detector()
     settings = current_app.extensions["settings"]
     # The model's threshold (DEFAULT_THRESHOLD, or evaluate --save-threshold's) where none is asked.
@@ -152,8 +153,9 @@ def _answer(parse):
         objects=len(result.detections),
         counts=render.found_counts(result),
         stage_ms={stage: round(seconds * 1000, 1) for stage, seconds in result.stage_seconds.items()},
+        tiles=result.tiles.as_dict(),
     )
-    return _rendered(result, answer_format, invocation.include_detections, detector)
+    return _rendered(result, answer_format, invocation.include_detections, detector, original)
 
 
 def _format_from_accept() -> str:
@@ -171,14 +173,14 @@ def _format_from_accept() -> str:
     return render.ACCEPTED_FORMATS[best]
 
 
-def _rendered(result, answer_format: str, detections: bool, detector: Detector) -> Response:
+def _rendered(result, answer_format: str, detections: bool, detector: Detector, original: bool) -> Response:
     if answer_format == "jpeg":
         # The counts travel in a header, for clients that only want the picture.
         return Response(result.picture, content_type="image/jpeg", headers={"X-Stat": render.x_stat(result)})
     if answer_format in render.DOCUMENTS:
         document = render.DOCUMENTS[answer_format](detector.class_names, detections, detector.model_id)
         return Response(document.whole([result]), content_type=f"{document.media_type}; charset=utf-8")
-    return jsonify(render.api_json(result, detections))
+    return jsonify(render.api_json(result, detections, tiles=not original))
 
 
 @bp.get("/metrics")

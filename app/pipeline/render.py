@@ -33,8 +33,10 @@ def detection_json(detection: Detection) -> dict:
     }
 
 
-def api_json(result: PhotoResult, detections: bool = False) -> dict:
-    """POST /invocations' JSON body: `img` when the picture was made, `stat`, then what was asked."""
+def api_json(result: PhotoResult, detections: bool = False, tiles: bool = True) -> dict:
+    """POST /invocations' JSON body: `img` when the picture was made, `stat`, then what was
+    asked, and the tiles run and skipped where the photo was tiled (tiles=False: the
+    original service's /upload answer)."""
     body: dict = {}
     if result.picture is not None:
         body["img"] = base64.b64encode(result.picture).decode("ascii")
@@ -45,6 +47,8 @@ def api_json(result: PhotoResult, detections: bool = False) -> dict:
         body["crop"] = result.crop.as_list() if result.crop else None
         if result.crop is None:
             body["crop_note"] = NO_SAMPLE_NOTE
+    if tiles and (result.tiles.run or result.tiles.skipped):
+        body["tiles"] = result.tiles.as_dict()
     return body
 
 
@@ -87,19 +91,24 @@ class Document:
 
 class CsvDocument(Document):
     """A header, then a row per photo: file, date, width, height, crop, a column per class,
-    total, threshold, model, ms, error. A failed photo: its file, the model and the error."""
+    total, threshold, model, ms, tiles_run, tiles_skipped (0, 0: not tiled), error. A failed
+    photo: its file, the model and the error. static/downloads.js writes the same columns."""
 
     media_type = "text/csv"
 
     def head(self) -> str:
         return _csv_line(
-            ["file", "date", "width", "height", "crop", *self.class_names, "total", "threshold", "model", "ms", "error"]
+            [
+                *("file", "date", "width", "height", "crop"),
+                *self.class_names,
+                *("total", "threshold", "model", "ms", "tiles_run", "tiles_skipped", "error"),
+            ]
         )
 
     def photo(self, outcome: PhotoResult | PhotoFailure) -> str:
         if isinstance(outcome, PhotoFailure):
             blanks = [""] * (len(self.class_names) + 6)  # date, width, height, crop, classes, total, threshold
-            return _csv_line([outcome.filename, *blanks, self.model, "", outcome.error])
+            return _csv_line([outcome.filename, *blanks, self.model, "", "", "", outcome.error])
         crop = " ".join(map(str, outcome.crop.as_list())) if outcome.crop else ""
         counts = [outcome.counts.get(name, "") for name in self.class_names]
         return _csv_line(
@@ -114,6 +123,8 @@ class CsvDocument(Document):
                 _number(outcome.threshold),
                 self.model,
                 outcome.counting_ms,
+                outcome.tiles.run,
+                outcome.tiles.skipped,
                 "",
             ]
         )
@@ -150,7 +161,7 @@ class JsonLinesDocument(Document):
         if isinstance(outcome, PhotoFailure):
             row: dict = {"file": outcome.filename, "date": None, "width": None, "height": None, "crop": None}
             row |= {"counts": {}, "total": None, "threshold": None, "model": self.model}
-            return json.dumps({**row, "ms": None, "error": outcome.error}) + "\n"
+            return json.dumps({**row, "ms": None, "tiles": None, "error": outcome.error}) + "\n"
         row = {
             "file": outcome.filename,
             "date": date_text(outcome) or None,
@@ -162,6 +173,7 @@ class JsonLinesDocument(Document):
             "threshold": outcome.threshold,
             "model": self.model,
             "ms": outcome.counting_ms,
+            "tiles": outcome.tiles.as_dict(),
             "error": "",
         }
         if self.detections:

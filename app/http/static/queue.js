@@ -156,7 +156,7 @@ async function countRow(row) {
     row.result = {
       ...asked, threshold, ms, stat: body.counts, detections: body.detections || [], countedAt: new Date().toISOString(),
       crop: asked.autoCrop ? body.crop : undefined, picture: body.picture || null, date: body.date || "",
-      width: body.width, height: body.height, model: body.model, serviceMs: body.ms,
+      width: body.width, height: body.height, model: body.model, serviceMs: body.ms, tiles: body.tiles,
     };
     learnClasses(Object.keys(body.counts));
   }

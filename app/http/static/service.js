@@ -22,7 +22,7 @@ export function keyHeaders() {
 
 // One photo, with the settings of its turn and its file's time, answered as a JSON line:
 // the same fields as the API's CSV and the count command's (file, date, width, height, crop, counts, total,
-// threshold, model, ms, error) and the boxes. A photo this browser cannot draw (a TIFF)
+// threshold, model, ms, tiles, error) and the boxes. A photo this browser cannot draw (a TIFF)
 // also gets the service's own picture, in a second request. Rejects when the service
 // cannot be reached or `signal` aborts; `body` is null when the answer is not JSON.
 // The file's modification time in this computer's local time, to the second, as
