@@ -15,6 +15,7 @@ of all that passed. Exit status 0 when the report passes, 1 when it does not
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -110,7 +111,38 @@ def run(args, parser) -> int:
     print(f"CALIBRATION_SHA256={report_sha256}")
     if passed:
         print(f"serve it with PRECISION=int8 (on {report.cpu_class} CPUs; elsewhere calibrate there)")
+    print(_tile_skipping(settings, args.photos))
     return 0 if passed else 1
+
+
+def _tile_skipping(settings, photos: Path) -> str:
+    """Whether TILE_CONTRAST_FLOOR changed a count on these photos, with the engine and
+    threshold that serve (app/evaluation/tile_skipping.py)."""
+    from app.evaluation.tile_skipping import SkippingCheck, every_tile
+    from app.inference.detector import build_detector
+    from app.model.threshold import default_threshold
+    from app.pipeline import PhotoLimits, process_photo
+    from app.settings import STARTUP_ERRORS
+    from app.vision.detection import DetectOptions
+    from app.vision.images import ImageTooLarge, InvalidImage, decode_image, photos_in
+
+    try:
+        detector = build_detector(settings)
+    except STARTUP_ERRORS as exc:
+        return f"tile skipping: not measured, the service's detector cannot start: {exc}"
+    weights = detector.model.files.weights
+    threshold = default_threshold(weights, detector.file_hashes[weights.name], settings.default_threshold).value
+    options, limits = DetectOptions(threshold=threshold), PhotoLimits(settings.max_image_pixels)
+    check, all_tiles = SkippingCheck(detector.tile_contrast_floor, threshold), every_tile(detector)
+    for path in photos_in([photos]):
+        try:
+            data = path.read_bytes()
+            result = process_photo(data, detector, options, limits)
+        except (OSError, InvalidImage, ImageTooLarge):
+            continue  # calibration said what it could not read
+        again = functools.partial(process_photo, data, all_tiles, options, limits)
+        check.add(path.name, decode_image(data, settings.max_image_pixels), result, again)
+    return check.summary()
 
 
 def _print_candidates(report) -> None:

@@ -14,6 +14,7 @@ nothing could be.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import asdict
@@ -78,7 +79,7 @@ def run(args, parser) -> int:
         print(f"note: {note}", file=sys.stderr)
     for problem in dataset.problems:
         print(f"warning: {problem}", file=sys.stderr)
-    results = {}
+    results, skipping = {}, {}
     for detector in detectors.values():
         for mode in modes:
             # What serves, not what was asked: PRECISION=auto may choose openvino bf16.
@@ -86,10 +87,15 @@ def run(args, parser) -> int:
             label = engine.precision if engine.name == "onnxruntime" else f"{engine.name} {engine.precision}"
             name = f"{label}, tiling {mode}"
             print(f"evaluating {len(dataset.photos)} photos: {name}", file=sys.stderr)
-            results[name] = _evaluate(detector, dataset, mode, args.threshold, settings.max_image_pixels, deciding)
+            evaluated = _evaluate(detector, dataset, mode, args.threshold, settings.max_image_pixels, deciding)
+            results[name], skipping[name] = evaluated
     print(render_tables(results, len(dataset.problems), args.darknet_map, dataset.unknown_labels))
+    for name, check in skipping.items():
+        print(f"{name}: {check.summary()}")
     if args.json:
         report = to_json(results, args) | {"unknown_class_labels_left_out": dataset.unknown_labels}
+        for variant in report["variants"]:
+            variant["tile_skipping"] = skipping[variant["name"]].as_dict()
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.save_threshold:
         detector = next(iter(detectors.values()))
@@ -164,23 +170,30 @@ def _detector(settings, precision: str):
 
 
 def _evaluate(detector, dataset, mode: str, threshold: float, max_pixels: int, deciding: list[int] | None):
+    """The evaluation, and whether skipping tiles changed a count at `threshold`."""
     from app.evaluation.metrics import LabelledBox, PhotoComparison, evaluate
+    from app.evaluation.tile_skipping import SkippingCheck, every_tile
     from app.pipeline import PhotoLimits, process_photo
     from app.vision.detection import DetectOptions
-    from app.vision.images import ImageTooLarge, InvalidImage
+    from app.vision.images import ImageTooLarge, InvalidImage, decode_image
 
     options = DetectOptions(threshold=CANDIDATE_THRESHOLD, tiling=mode)
+    limits = PhotoLimits(max_pixels)
+    check, all_tiles = SkippingCheck(detector.tile_contrast_floor, threshold), every_tile(detector)
     photos = []
     for photo in dataset.photos:
         try:
-            result = process_photo(photo.path.read_bytes(), detector, options, PhotoLimits(max_pixels))
+            data = photo.path.read_bytes()
+            result = process_photo(data, detector, options, limits)
         except (OSError, InvalidImage, ImageTooLarge) as exc:
             print(f"warning: {photo.path}: {exc}; skipped", file=sys.stderr)
             continue
         size = (result.width, result.height)
         labels = [LabelledBox(label.class_id, label.in_pixels(size)) for label in photo.labels]
         photos.append(PhotoComparison(str(photo.path), labels, list(result.detections)))
-    return evaluate(photos, detector.class_names, threshold, deciding)
+        again = functools.partial(process_photo, data, all_tiles, options, limits)
+        check.add(photo.path.name, decode_image(data, max_pixels), result, again)
+    return evaluate(photos, detector.class_names, threshold, deciding), check
 
 
 # What the columns mean, for a reader who is a biologist first: a line each.
