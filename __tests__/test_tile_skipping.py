@@ -16,14 +16,8 @@ from support import photo_rgb
 from app.evaluation.tile_skipping import every_tile
 from app.vision.detection import DetectOptions
 from app.vision.postprocess import count_by_class
-from app.vision.tile_skipping import (
-    CELL,
-    DEFAULT_CONTRAST_FLOOR,
-    contrast_cells,
-    region_contrast,
-    tiles_to_run,
-)
-from app.vision.tiling import Tile, tile_grid
+from app.vision.tile_skipping import CELL, contrast_cells, region_contrast, tiles_to_run
+from app.vision.tiling import DEFAULT_CONTRAST_FLOOR, Tile, tile_grid
 from synthetic.composite_photos import composite
 from synthetic.framed_photos import jpeg
 

@@ -21,8 +21,7 @@ from app.log_lines import LOG_FORMATS
 from app.model import sources
 from app.model.files import ModelError
 from app.model.pins import ModelPins, parse_pins
-from app.vision.tile_skipping import DEFAULT_CONTRAST_FLOOR
-from app.vision.tiling import DEFAULT_OVERLAP
+from app.vision.tiling import DEFAULT_CONTRAST_FLOOR, DEFAULT_OVERLAP
 
 BACKENDS = ("auto", *ENGINES)
 # auto (the default): the fastest engine and precision `python -m app calibrate` measured

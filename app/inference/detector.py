@@ -16,8 +16,16 @@ import numpy as np
 from app.model.files import ModelDescription, load_model_description, model_file_sha256
 from app.vision.detection import Detection, DetectOptions
 from app.vision.postprocess import BestCandidates, select_detections
-from app.vision.tile_skipping import DEFAULT_CONTRAST_FLOOR, TileCounts, tiles_to_run
-from app.vision.tiling import DEFAULT_OVERLAP, MERGE_IOS, drop_cut_boxes, should_tile, tile_grid, to_image
+from app.vision.tile_skipping import TileCounts, tiles_to_run
+from app.vision.tiling import (
+    DEFAULT_CONTRAST_FLOOR,
+    DEFAULT_OVERLAP,
+    MERGE_IOS,
+    drop_cut_boxes,
+    should_tile,
+    tile_grid,
+    to_image,
+)
 
 from .batching import Batcher, BatchTimeout
 from .engine_turns import EngineTurns

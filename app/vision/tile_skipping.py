@@ -21,16 +21,7 @@ import numpy as np
 
 from .tiling import Tile
 
-CELL = 4
-# TILE_CONTRAST_FLOOR's default, in 0-255 levels of that measure, measured (not guessed)
-# with `python -m bench.tile_skipping` (docs/performance.md, 2-core Xeon, class amx): the
-# demo model at threshold 0.05, every tile of the data/ photos, the labelled synthetic
-# photos, a framed drop, a data/ composite and the job's culture photo. The faintest
-# tile that still gave a box once faded toward its mean colour measured 14, the faintest
-# region under a box 12; 4 is a third of that. A flat dish in a JPEG measures 0, sensor
-# noise of 2 levels a pixel 4 or more. Your own model: evaluate and calibrate print the
-# contrast under its faintest counted box.
-DEFAULT_CONTRAST_FLOOR = 4.0
+CELL = 4  # the contrast's cells, in photo pixels each way (DEFAULT_CONTRAST_FLOOR: tiling.py)
 # Auto-crop's outline widened by a tenth of a tile (42 px at 416): wider than an organism (10-30 px)
 # and the outline's own step (photo pixels per mask pixel), so what lies on the rim,
 # in the thin stain at the drop's edge, is run.

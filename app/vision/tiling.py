@@ -22,6 +22,15 @@ CUT_MARGIN = 0.01
 # Merging across tiles: a box mostly inside a better box of its class is the same
 # organism seen with other context (SAHI merges on intersection over smaller too).
 MERGE_IOS = 0.5
+# TILE_CONTRAST_FLOOR's default, in 0-255 levels of tile_skipping.py's contrast, measured
+# (not guessed) with `python -m bench.tile_skipping` (docs/performance.md; 2-core Xeon,
+# class amx): the demo model at threshold 0.05 on every tile of the data/ photos, the
+# labelled synthetic photos, a framed drop, a data/ composite and the job's culture
+# photo. The faintest tile that still gave a box, faded toward its mean colour, measured
+# 14; the faintest region under a box 12. 4 is a third of that. A flat dish in a JPEG
+# measures 0; sensor noise of 2 levels a pixel already 4 or more. For a model of your
+# own, evaluate and calibrate print the contrast under its faintest counted box.
+DEFAULT_CONTRAST_FLOOR = 4.0
 
 
 @dataclass(frozen=True)
