@@ -101,6 +101,11 @@ def test_evaluate_reads_darknets_layout_and_reports_every_number(lab, model_dir,
     assert report["map50"] == numbers["ap50"]  # dog is the only labelled class
     assert report["map50_darknet"] == pytest.approx(sum(c["ap50"] or 0 for c in report["classes"].values()) / 80)
     assert "as darknet's detector map averages it, over all 80 classes" in result.stdout
+    # Tiles of the plain dishes are skipped, and each photo with one skipped counts the same with every tile.
+    skipping = report["variants"][0]["tile_skipping"]
+    assert skipping["tiles_skipped"] > 0 and skipping["photos_compared"] > 0 and skipping["photos_changed"] == []
+    assert skipping["faintest_box_contrast"] > skipping["floor"]
+    assert f"the same as with every tile run on {skipping['photos_compared']} of" in result.stdout
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "fp32-tiling-auto-counts.png",
         "fp32-tiling-auto-pr.png",

@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import photo_rgb
 
-from app.evaluation.tile_skipping import every_tile
-from app.vision.detection import DetectOptions
+from app.evaluation.tile_skipping import SkippingCheck, every_tile
+from app.pipeline import PhotoResult
+from app.vision.detection import Detection, DetectOptions
 from app.vision.postprocess import count_by_class
-from app.vision.tile_skipping import CELL, contrast_cells, region_contrast, tiles_to_run
+from app.vision.tile_skipping import CELL, TileCounts, contrast_cells, region_contrast, tiles_to_run
 from app.vision.tiling import DEFAULT_CONTRAST_FLOOR, Tile, tile_grid
 from synthetic.composite_photos import composite
 from synthetic.framed_photos import jpeg
@@ -96,6 +97,21 @@ def test_tiles_out_of_the_samples_reach_are_not_run_however_textured():
             assert not runs_it, tile
     assert runs.count(False) >= 4  # a corner tile or more at each corner
     assert all(tiles_to_run(image, tiles, 0.0, circle))  # 0: every tile runs, outside the sample too
+
+
+def test_the_check_of_evaluate_and_calibrate_names_a_photo_whose_count_changed():
+    image = flat()
+    image[100:130, 100:130] = 200  # contrast 45 under the box
+    dog = Detection(16, "dog", 0.9, (100.0, 100.0, 30.0, 30.0))
+    faint = Detection(16, "dog", 0.3, (600.0, 600.0, 30.0, 30.0))  # on the flat dish: contrast 0
+    skipped = PhotoResult("a.jpg", 1600, 1200, (dog,), {"dog": 1}, tiles=TileCounts(run=3, skipped=17))
+    every = PhotoResult("a.jpg", 1600, 1200, (dog, faint), {"dog": 2}, tiles=TileCounts(run=20))
+    check = SkippingCheck(floor=4.0, threshold=0.25)
+    check.add("a.jpg", image, skipped, lambda: every)
+    check.add("b.jpg", image, every, lambda: pytest.fail("nothing skipped: not counted again"))
+    assert (check.photos, check.tiles_run, check.tiles_skipped, check.compared) == (2, 23, 17, 1)
+    assert check.changed == ["a.jpg"] and check.faintest == 0
+    assert "on 0 of 1 photos with a tile skipped (changed: a.jpg" in check.summary()
 
 
 @pytest.fixture(scope="module")

@@ -48,12 +48,15 @@ class SkippingCheck:
     def summary(self) -> str:
         if not self.tiles_run + self.tiles_skipped:
             return "tile skipping: no photo was tiled"
-        same = self.compared - len(self.changed)
-        line = (
-            f"tile skipping (TILE_CONTRAST_FLOOR {self.floor:g}): {self.tiles_run} tiles run, {self.tiles_skipped} "
-            f"skipped on {self.photos} photos; counts at threshold {self.threshold:g} the same as with every tile run "
-            f"on {same} of {self.compared} photos with a tile skipped"
-        )
+        line = f"tile skipping (TILE_CONTRAST_FLOOR {self.floor:g}): {self.tiles_run} tiles run, "
+        if self.tiles_skipped:
+            same = self.compared - len(self.changed)
+            line += (
+                f"{self.tiles_skipped} skipped on {self.photos} photos; counts at threshold {self.threshold:g} the "
+                f"same as with every tile run on {same} of {self.compared} photos with a tile skipped"
+            )
+        else:
+            line += f"none skipped on {self.photos} photos"
         if self.changed:
             line += f" (changed: {', '.join(self.changed[:5])}: lower TILE_CONTRAST_FLOOR, 0 runs every tile)"
         if self.faintest is not None:
