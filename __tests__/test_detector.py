@@ -110,6 +110,7 @@ def test_a_photo_arriving_during_a_big_tiled_one_takes_the_engine_between_its_ti
     engine = LoggedEngine()
     detector = fake_detector(tmp_path, engine)
     big = np.zeros((3456, 4608, 3), np.uint8)  # 4608x3456: some 150 tiles
+    big[::50] = 255  # lines in every tile: a plain one is not run (tile_skipping.py)
     dog = np.zeros((576, 768, 3), np.uint8)
     with ThreadPoolExecutor(2) as pool:
         try:
