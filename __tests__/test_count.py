@@ -88,7 +88,8 @@ def test_the_exit_status_says_whether_every_photo_was_counted(model_dir, tmp_pat
         (None, "count: no such file or folder: {tmp}/folder"),
         (
             [],
-            "count: nothing to count: no photo (.bmp, .gif, .jfif, .jpe, .jpeg, .jpg, .mpo, .png, .tif, .tiff, .webp) in {tmp}/folder",
+            "count: nothing to count: no photo (.bmp, .gif, .jfif, .jpe, .jpeg, .jpg, .mpo, .png, .tif, .tiff, .webp)"
+            " in {tmp}/folder",
         ),
         (["notes.txt", "counts.csv"], "count: nothing to count: no photo"),
         (["x.annotated.jpg"], "count: nothing to count: no photo"),  # the count command's own pictures
