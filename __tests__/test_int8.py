@@ -93,7 +93,7 @@ def test_held_out_photos_are_stable_as_photos_are_added():
     [
         (81, 263, 0.2553, 0.3662),  # the textbook example (statsmodels' proportion_confint, method="wilson")
         (0, 10, 0.0, 0.2775),  # z^2 / (n + z^2)
-        (100, 100, 0.9630, 1.0),  # all matched: the bound a 98% floor would need ~190 boxes to clear
+        (100, 100, 0.9630, 1.0),  # all matched: a 98% floor on this bound would need 189 boxes
         (24, 25, 0.8046, 0.9929),
     ],
 )

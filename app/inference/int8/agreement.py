@@ -32,8 +32,8 @@ def matched_boxes(reference: list[Detection], candidate: list[Detection], min_io
 # The gate's verdict must rest on enough boxes that one box cannot tip it: with 100, one
 # lost box moves the agreement by 1% at most (at 25, by 4%: 92% and 98% are two boxes
 # apart). A floor on the count, not on the interval's lower bound: the Wilson bound of
-# 100/100 matched is 96.3%, so a 98% bound would need ~190 boxes all matched and refuse
-# any candidate that lost one box below ~500; the interval is reported beside the
+# 100/100 matched is 96.3%, so a 98% bound would need 189 boxes all matched and refuse
+# any candidate that lost one box below 280; the interval is reported beside the
 # share, for the reader to weigh.
 MIN_GATE_BOXES = 100
 Z_95 = 1.959964
