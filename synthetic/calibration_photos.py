@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import shutil
 from pathlib import Path
 
 import cv2
@@ -57,7 +58,10 @@ def write_calibration_photos(directory: Path, source: Path = SAMPLES) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     photos = calibration_photos(source)
     for name, photo in photos.items():
-        cv2.imwrite(str(directory / name), photo, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if (source / name).is_file():  # a sample as it is: its own bytes, not a second JPEG
+            shutil.copyfile(source / name, directory / name)
+        else:
+            cv2.imwrite(str(directory / name), photo, [cv2.IMWRITE_JPEG_QUALITY, 92])
     return len(photos)
 
 
