@@ -389,7 +389,8 @@ def test_an_engine_fault_stops_the_count_instead_of_passing_for_an_unreadable_ph
     def broken(*args, **kwargs):
         raise RuntimeError("engine crashed")
 
-    monkeypatch.setattr(detector, "detect", broken)
+    monkeypatch.setattr(detector.engine, "predict", broken)  # the engine itself, whatever calls it
+    monkeypatch.setattr(detector.engine, "predict_many", broken)
     with pytest.raises(RuntimeError, match="engine crashed"):
         count_photo(DATA / "dog.jpg", detector, DetectOptions(), settings, auto_crop=False, annotated=False)
 

@@ -51,6 +51,7 @@ def test_nginx_is_told_the_limit_and_connections_that_fit(tmp_path):
     assert f"worker_connections {limits_for(1024).connections};" in config
 
 
+@pytest.mark.e2e  # a child interpreter under `ulimit -Sn 1024`
 def test_the_soft_limit_is_raised_to_the_hard_one_in_a_child():
     """As the supervisor does at start, in a process of its own (this one keeps its limit)."""
     script = (

@@ -116,8 +116,9 @@ def write_report(model, *candidates, measured_on=None):
     export_paths(model).int8_report.write_text(report.to_json())
 
 
-def measured(engine, precision, ms, share=1.0):
-    return CandidateResult(engine, precision, "", share, 30, share, 2, 2, ms, share >= 0.98)
+def measured(engine, precision, ms, share=1.0, boxes=120):
+    # 120 held-out boxes by default: enough for the gate (agreement.MIN_GATE_BOXES)
+    return CandidateResult(engine, precision, "", share, boxes, share, 2, 2, ms, share >= 0.98)
 
 
 def test_auto_serves_the_fastest_candidate_that_kept_the_counts_here(model_copy):
@@ -165,5 +166,11 @@ def test_calibrated_bf16_serves_and_keeps_the_counts_of_every_sample_photo(model
 
 def test_bf16_that_failed_the_gate_is_refused_with_its_share(model_copy):
     write_report(model_copy, measured("onnxruntime", "fp32", 100.0), measured("openvino", "bf16", 50.0, share=0.9))
-    with pytest.raises(NotCalibrated, match=r"PRECISION=bf16 refused: it matched 90.0% of 30 onnxruntime fp32 boxes"):
+    with pytest.raises(NotCalibrated, match=r"PRECISION=bf16 refused: it matched 90.0% of 120 onnxruntime fp32 boxes"):
+        create_engine("openvino", model_copy, 1, "cpu", "bf16")
+
+
+def test_bf16_whose_agreement_rests_on_too_few_boxes_is_refused_and_says_so(model_copy):
+    write_report(model_copy, measured("onnxruntime", "fp32", 100.0), measured("openvino", "bf16", 50.0, boxes=25))
+    with pytest.raises(NotCalibrated, match=r"refused: its agreement rests on 25 boxes; at least 100 needed"):
         create_engine("openvino", model_copy, 1, "cpu", "bf16")

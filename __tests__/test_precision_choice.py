@@ -22,13 +22,13 @@ CAPABILITIES_WITH_BF16 = ["BF16", "WINOGRAD", "FP32", "INT8", "BIN", "EXPORT_IMP
 CAPABILITIES_WITHOUT = ["WINOGRAD", "FP32", "INT8", "BIN", "EXPORT_IMPORT"]
 
 
-def entry(engine, precision, ms, share=1.0, calibration=1.0, detail=""):
+def entry(engine, precision, ms, share=1.0, calibration=1.0, detail="", boxes=400):
     return {
         "engine": engine,
         "precision": precision,
         "detail": detail,
         "matched_share": share,
-        "fp32_boxes": 40,
+        "fp32_boxes": boxes,
         "calibration_matched_share": calibration,
         "photos_with_same_counts": 2,
         "photos": 2,
@@ -80,6 +80,19 @@ def test_without_bf16_instructions_bf16_is_passed_over_even_when_the_report_has_
     steps = serving_plan(ZEN4_REPORT, "avx512_vnni", "avx512_vnni", "auto", 0.98, False)
     assert (steps[0].backend, steps[0].precision) == ("openvino", "int8")
     assert "openvino bf16: no bf16 instructions on this CPU" in steps[0].reason
+
+
+def test_a_candidate_whose_verdict_rests_on_too_few_boxes_is_not_passed_and_the_reason_says_so():
+    # Every box matched, but 25 boxes from four demo photos: 92% and 98% are two boxes apart.
+    few = [entry("onnxruntime", "fp32", 100.0, boxes=25), entry("openvino", "bf16", 40.0, boxes=25)]
+    steps = serving_plan(few, "amx", "amx", "auto", 0.98, True)
+    assert [(step.backend, step.precision) for step in steps] == [("onnxruntime", "fp32"), ("auto", "fp32")]
+    assert "openvino bf16: its agreement rests on 25 boxes; at least 100 needed: add photos with --photos" in (
+        steps[-1].reason
+    )
+    # The same measurement on enough boxes passes, as it always did.
+    enough = [entry("onnxruntime", "fp32", 100.0, boxes=100), entry("openvino", "bf16", 40.0, boxes=100)]
+    assert plan(enough)[0] == ("openvino", "bf16")
 
 
 def test_within_five_percent_the_more_precise_wins():

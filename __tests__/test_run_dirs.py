@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from app.http import supervisor
+from app.serve import supervisor
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def test_a_run_whose_supervisor_lives_elsewhere_is_kept_and_a_dead_ones_removed(
     alive, lock = supervisor.claim_run_dir()
     # Another supervisor, held by a process that then dies: the kernel drops its lock.
     dead = subprocess.run(
-        [sys.executable, "-c", "from app.http import supervisor; print(supervisor.claim_run_dir()[0])"],
+        [sys.executable, "-c", "from app.serve import supervisor; print(supervisor.claim_run_dir()[0])"],
         env={**os.environ, "TMPDIR": str(temp)},
         capture_output=True,
         text=True,

@@ -1,11 +1,14 @@
-"""`python -m app calibrate [PHOTO_DIR]`: see app/inference/int8/calibration.py.
+"""`python -m app calibrate [--photos DIR]`: see app/inference/int8/calibration.py.
 
-  python -m app calibrate [PHOTO_DIR] [--holdout 0.3] [--pass-mark 0.98]
+  python -m app calibrate [--photos DIR | PHOTO_DIR] [--holdout 0.3] [--pass-mark 0.98]
       [--method minmax|percentile|entropy] [--keep-fp32 conv_0,conv_3]
       [--schemes u8s8,u8s8-reduced,u8u8]
 
-PHOTO_DIR defaults to the sample photos in data/; use a folder of your own photos,
-the more the better. The model is the service's (MODEL_DIR). Every scheme is measured
+--photos DIR (or PHOTO_DIR, as before): a folder of the lab's own photos, the more the
+better. Without it, a set made on the fly from the sample photos in data/ (mirrored,
+scaled, in mosaics: synthetic/calibration_photos.py) in a temporary folder, enough
+boxes for the gate with the demo model. A verdict that rests on fewer than 100 held-out
+boxes is refused (agreement.py: MIN_GATE_BOXES). The model is the service's (MODEL_DIR). Every scheme is measured
 on this machine and the fastest that passes is kept; int8 then serves only on CPUs of
 this instruction-set class. OpenVINO's f32, bf16 and int8 (NNCF, from
 requirements-calibrate.txt) are measured beside them: PRECISION=auto serves the fastest
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import tempfile
 from pathlib import Path
 
 SAMPLE_PHOTOS = Path(__file__).resolve().parents[2] / "data"
@@ -27,7 +31,14 @@ def add_command(commands) -> None:
     from app.inference.int8.schemes import SCHEME_NAMES
 
     calibrate = commands.add_parser("calibrate", help="quantize the model to int8 and check it against fp32")
-    calibrate.add_argument("photos", nargs="?", type=Path, default=SAMPLE_PHOTOS, metavar="PHOTO_DIR")
+    calibrate.add_argument("photo_dir", nargs="?", type=Path, default=None, metavar="PHOTO_DIR", help="as --photos")
+    calibrate.add_argument(
+        "--photos",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the lab's own photos (default: a set made from data/'s samples, in a temporary folder)",
+    )
     calibrate.add_argument("--holdout", type=float, default=0.3, help="share of photos kept out to check on")
     calibrate.add_argument(
         "--pass-mark",
@@ -51,6 +62,24 @@ def run(args, parser) -> int:
         parser.error("--holdout must be between 0 and 1")
     if args.pass_mark is not None and not 0 <= args.pass_mark <= 1:  # also refuses nan
         parser.error("--pass-mark must be between 0 and 1")
+    if args.photos is not None and args.photo_dir is not None and args.photos != args.photo_dir:
+        parser.error("give the photos once: --photos DIR or PHOTO_DIR")
+    photos = args.photos if args.photos is not None else args.photo_dir
+    if photos is not None:
+        return _calibrate(args, parser, photos, str(photos))
+    try:
+        from synthetic.calibration_photos import write_calibration_photos
+    except ImportError:  # an image without the checkout's synthetic/: the lab's photos are needed
+        print("cannot calibrate: no --photos DIR given and no synthetic/ here to make a set", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="calibration-photos-") as directory:
+        count = write_calibration_photos(Path(directory), SAMPLE_PHOTOS)
+        print(f"no --photos: {count} photos made from {SAMPLE_PHOTOS} (mirrored, scaled, mosaics) in {directory}")
+        return _calibrate(args, parser, Path(directory), "the sample photos of data/, mirrored, scaled, in mosaics")
+
+
+def _calibrate(args, parser, photo_dir: Path, source: str) -> int:
     from app.inference.int8.calibration import CalibrationError, CalibrationOptions, calibrate
     from app.inference.int8.report import matched_share
     from app.inference.int8.schemes import SCHEMES
@@ -74,8 +103,9 @@ def run(args, parser) -> int:
             max_pixels=settings.max_image_pixels,
             tile_overlap=settings.tile_overlap,
             schemes=tuple(by_name[name] for name in wanted),
+            photo_source=source,
         )
-        report, paths, report_sha256 = calibrate(model, args.photos, options)
+        report, paths, report_sha256 = calibrate(model, photo_dir, options)
     except (ConfigError, ModelError, CalibrationError, UnsupportedLayer, WeightsError) as exc:
         print(f"cannot calibrate: {exc}", file=sys.stderr)
         return 2
@@ -102,9 +132,11 @@ def run(args, parser) -> int:
         f"counts equal on {sum(photo.same_counts for photo in check)} of {len(check)}"
     )
     passed = report.passes(report.pass_mark)
+    low, high = report.interval
     print(
-        f"{report.matched_share:.1%} of {report.fp32_boxes} fp32 boxes matched at IoU >= 0.5 "
-        f"(pass mark {report.pass_mark:.1%}): {'PASS' if passed else 'FAIL'}"
+        f"{report.matched_share:.1%} (95% interval {low:.1%}-{high:.1%}) of {report.fp32_boxes} fp32 boxes on "
+        f"{len(report.held_out)} held-out photos matched at IoU >= 0.5 (pass mark {report.pass_mark:.1%}): "
+        f"{'PASS' if passed else 'FAIL'}{f' (no verdict: {report.refusal})' if report.refusal else ''}"
     )
     print(f"int8 model: {paths.int8}\nreport:     {paths.int8_report}")
     # The one line an operator copies: under MODEL_SHA256 only a pinned report is read.
@@ -147,16 +179,25 @@ def _tile_skipping(settings, photos: Path) -> str:
 
 def _print_candidates(report) -> None:
     """Every engine and precision against onnxruntime fp32, and what PRECISION=auto takes."""
-    from app.inference.int8.candidates import passes, serving_plan
+    from app.inference.int8.agreement import too_few_boxes, wilson_interval
+    from app.inference.int8.candidates import REFERENCE, passes, serving_plan
     from app.inference.int8.cpu_class import cpu_has_bf16
 
-    print(f"\n{'engine and precision':<32} {'held out':>9} {'calibration':>12} {'ms':>8} {'x fp32':>7}")
+    print(
+        f"\n{'engine and precision':<32} {'boxes':>6} {'photos':>6} {'held out':>9} {'95% interval':>13} "
+        f"{'calibration':>12} {'ms':>8} {'x fp32':>7}"
+    )
     for entry in report.candidates:
         label = f"{entry['engine']} {entry['precision']}" + (f" ({entry['detail']})" if entry["detail"] else "")
+        low, high = wilson_interval(round(entry["matched_share"] * entry["fp32_boxes"]), entry["fp32_boxes"])
+        reference = (entry["engine"], entry["precision"]) == REFERENCE
+        refusal = None if reference else too_few_boxes(entry["fp32_boxes"])
+        verdict = "reference" if reference else "pass" if passes(entry, report.pass_mark) else "FAIL"
         print(
-            f"{label:<32} {entry['matched_share']:>9.1%} {entry['calibration_matched_share']:>12.1%}"
+            f"{label:<32} {entry['fp32_boxes']:>6} {entry['photos']:>6} {entry['matched_share']:>9.1%} "
+            f"{f'{low:.1%}-{high:.1%}':>13} {entry['calibration_matched_share']:>12.1%}"
             f" {entry['forward_ms']:>8.1f} {entry['forward_ms'] / report.fp32_forward_ms:>7.2f}"
-            f"  {'pass' if passes(entry, report.pass_mark) else 'FAIL'}"
+            f"  {verdict}{f': {refusal}' if refusal else ''}"
         )
     for note in report.settings.get("not_measured", []):
         print(f"  {note}")

@@ -23,7 +23,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from app.inference.detector import Detector
 from app.inference.engines.onnxruntime_engine import OnnxRuntimeEngine
-from app.inference.int8.agreement import matched_boxes
+from app.inference.int8.agreement import matched_boxes, too_few_boxes, wilson_interval
 from app.inference.int8.candidates import REFERENCE, CandidateResult
 from app.inference.int8.cpu_class import cpu_class
 from app.inference.int8.openvino_calibration import alternating_ms, install_int8_model, openvino_candidates
@@ -65,6 +65,7 @@ class CalibrationOptions:
     max_pixels: int = 100_000_000
     tile_overlap: float = DEFAULT_OVERLAP  # the service's TILE_OVERLAP: tiles as it cuts them
     schemes: tuple[QuantScheme, ...] = field(default=SCHEMES)  # the candidates to measure
+    photo_source: str = ""  # where the photos came from, for the report: a folder, or the made-up set
 
 
 def calibrate(
@@ -142,11 +143,12 @@ def calibrate(
             scheme_reason=why,
             schemes=[asdict(results[scheme.name]) for scheme in options.schemes],
             fp32_forward_ms=round(timings[REFERENCE_NAME], 3),
-            candidates=[asdict(candidate) for candidate in candidates],
+            candidates=[_with_interval(asdict(candidate)) for candidate in candidates],
             settings={
                 "method": options.method,
                 "holdout": options.holdout,
                 "tile_overlap": options.tile_overlap,
+                "photos": options.photo_source or str(photo_dir),
                 "created": time.strftime("%FT%TZ", time.gmtime()),
                 "not_measured": openvino.notes,
             },
@@ -181,7 +183,7 @@ def _result(name: str, held: list, check: list, ms: float, pass_mark: float) -> 
         calibration_matched_share=round(matched_share(check), 6),
         photos_with_same_counts=sum(photo.same_counts for photo in held),
         forward_ms=round(ms, 3),
-        passed=sum(photo.fp32_boxes for photo in held) > 0 and matched_share(held) >= pass_mark,
+        passed=too_few_boxes(sum(photo.fp32_boxes for photo in held)) is None and matched_share(held) >= pass_mark,
     )
 
 
@@ -205,6 +207,12 @@ def _reference_entry(reference: dict, held_out: list[str], calibration: list[str
     return CandidateResult(
         *REFERENCE, "", 1.0, boxes, 1.0 if calibration else 0.0, len(held_out), len(held_out), round(ms, 3), True
     )
+
+
+def _with_interval(entry: dict) -> dict:
+    """The 95% Wilson interval around the entry's share of the held-out fp32 boxes."""
+    matched = round(entry["matched_share"] * entry["fp32_boxes"])
+    return entry | {"agreement_interval": [round(bound, 6) for bound in wilson_interval(matched, entry["fp32_boxes"])]}
 
 
 def _detector(model: ModelDescription, path: Path, options: CalibrationOptions, precision: str = "fp32") -> Detector:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .agreement import too_few_boxes
 from .schemes import SPEED_TIE
 
 REFERENCE = ("onnxruntime", "fp32")  # the service as it always was, what the others match
@@ -49,11 +50,12 @@ def passes(entry: dict, min_agreement: float) -> bool:
     """A choice nobody asked for by name keeps the counts on every photo measured: the
     held-out ones (the gate) and the calibration ones too. int8 was fitted to the latter,
     and one that still loses boxes there is no safe default (onnxruntime's u8s8-reduced
-    matched 88% of them on data/ while passing on the held-out two)."""
+    matched 88% of them on data/ while passing on the held-out two). And the verdict must
+    rest on enough held-out boxes that one box cannot tip it (agreement.MIN_GATE_BOXES)."""
     if (entry["engine"], entry["precision"]) == REFERENCE:
         return True
     return (
-        entry["fp32_boxes"] > 0
+        too_few_boxes(entry["fp32_boxes"]) is None
         and entry["matched_share"] >= min_agreement
         and entry["calibration_matched_share"] >= min_agreement
     )
@@ -101,6 +103,8 @@ def serving_plan(
             refused.append(f"{_label(entry)}: no bf16 instructions on this CPU")
         elif passes(entry, min_agreement):
             usable.append(entry)
+        elif (entry["engine"], entry["precision"]) != REFERENCE and too_few_boxes(entry["fp32_boxes"]):
+            refused.append(f"{_label(entry)}: its agreement {too_few_boxes(entry['fp32_boxes'])}")
         else:
             refused.append(
                 f"{_label(entry)} matched {entry['matched_share']:.1%} held out, "

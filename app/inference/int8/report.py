@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from app.model.files import ModelError
 from app.model.pins import PinnedModel
 
+from .agreement import too_few_boxes, wilson_interval
 from .cpu_class import cpu_class
 
 if TYPE_CHECKING:
@@ -76,8 +77,22 @@ class AgreementReport:
     def matched_share(self) -> float:
         return matched_share(self.held_out)
 
+    @property
+    def matched_boxes(self) -> int:
+        return sum(photo.matched_boxes for photo in self.held_out)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95% Wilson score interval around matched_share."""
+        return wilson_interval(self.matched_boxes, self.fp32_boxes)
+
+    @property
+    def refusal(self) -> str | None:
+        """Why no verdict can be drawn at all, whatever the share (too few boxes)."""
+        return too_few_boxes(self.fp32_boxes)
+
     def passes(self, pass_mark: float) -> bool:
-        return self.fp32_boxes > 0 and self.matched_share >= pass_mark
+        return self.refusal is None and self.matched_share >= pass_mark
 
     def to_json(self) -> str:
         content = asdict(self)
@@ -86,7 +101,10 @@ class AgreementReport:
                 entry["same_counts"] = photo.same_counts
         content.update(
             fp32_boxes=self.fp32_boxes,
+            held_out_photos=len(self.held_out),
             matched_share=round(self.matched_share, 6),
+            agreement_interval=[round(bound, 6) for bound in self.interval],
+            refused=self.refusal,
             photos_with_same_counts=sum(photo.same_counts for photo in self.held_out),
             passed=self.passes(self.pass_mark),
             calibration_check_matched_share=round(matched_share(self.calibration_check), 6),
@@ -165,6 +183,10 @@ def calibrated_int8_model(
             f"PRECISION=int8 refused: int8 agreement was measured {measured}, this CPU is {here} "
             f"(int8 kernels differ between them); run `python -m app calibrate [PHOTO_DIR]` on this machine"
         )
+    if report.refusal is not None:
+        raise Int8NotCalibrated(
+            f"PRECISION=int8 refused: its agreement with fp32 {report.refusal} (report: {paths.int8_report})"
+        )
     if not report.passes(min_agreement):
         raise Int8NotCalibrated(
             f"PRECISION=int8 refused: int8 matched {report.matched_share:.1%} of {report.fp32_boxes} fp32 boxes "
@@ -193,7 +215,9 @@ def calibrated_candidate(
     entry = next((c for c in report.candidates if (c["engine"], c["precision"]) == (engine, precision)), None)
     if entry is None:
         raise NotCalibrated(f"{asked} refused: the calibration did not measure it on this machine ({HOW_TO_CALIBRATE})")
-    if not (entry["fp32_boxes"] > 0 and entry["matched_share"] >= min_agreement):
+    if too_few_boxes(entry["fp32_boxes"]) is not None:
+        raise NotCalibrated(f"{asked} refused: its agreement {too_few_boxes(entry['fp32_boxes'])}")
+    if not entry["matched_share"] >= min_agreement:
         raise NotCalibrated(
             f"{asked} refused: it matched {entry['matched_share']:.1%} of {entry['fp32_boxes']} onnxruntime fp32 "
             f"boxes on the held-out photos, INT8_MIN_AGREEMENT is {min_agreement:.1%} (report: {paths.int8_report})"
