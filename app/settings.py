@@ -285,7 +285,8 @@ class Settings:
         "`auto`: on a CPU, the fastest engine and precision that `python -m app calibrate` measured keeping the "
         "counts on this CPU class, else fp32 (on a GPU, fp32); `fp32`; `int8` (onnxruntime or openvino, on the "
         "CPU only); `bf16` (openvino, on a CPU with AMX or AVX512_BF16). int8 and bf16 need a passing "
-        "calibration; `BACKEND=onnxruntime PRECISION=fp32` is the service as it always was",
+        "calibration, one that rests on at least 100 held-out boxes; `BACKEND=onnxruntime PRECISION=fp32` is the "
+        "service as it always was",
         choices=PRECISIONS,
     )
     int8_min_agreement: float = setting(
