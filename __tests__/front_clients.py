@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import requests
-import requests.adapters
 
 
 def connect(port: int, source: str = "127.0.0.1", timeout: float = 10) -> socket.socket:
@@ -103,24 +102,6 @@ def temp_bytes(folder: Path) -> int:
                 if os.readlink(fd).startswith(str(folder)):
                     total += fd.stat().st_size
     return total
-
-
-class SourceAdapter(requests.adapters.HTTPAdapter):
-    """Connections from a given loopback address: another client, to the front."""
-
-    def __init__(self, source: str):
-        self.source = source
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.source, 0)
-        super().init_poolmanager(*args, **kwargs)
-
-
-def session_from(source: str) -> requests.Session:
-    session = requests.Session()
-    session.mount("http://", SourceAdapter(source))
-    return session
 
 
 def stalled_upload(port: int, source: str, headers: dict[str, str] | None = None) -> socket.socket:

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from front_clients import exchange, head, ping_seconds, refused_at_once, session_from, stalled_upload, timed
+from front_clients import exchange, head, ping_seconds, refused_at_once, stalled_upload, timed
 from support import RunningService, big_photo, free_port, photo_bytes, wait_until
 
 from app.serve.front import UPLOADS_IN_ALL, UPLOADS_PER_CLIENT, nginx_binary
+from bench.server import session_from
 
 pytestmark = [
     pytest.mark.e2e,

@@ -24,7 +24,6 @@ from collections import Counter
 from pathlib import Path
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from synthetic.hostile_photos import (
     DOG,
@@ -39,21 +38,9 @@ from synthetic.hostile_photos import (
 
 from .hostile import worker_memory_mb
 from .machine import describe_machine
-from .server import gunicorn
+from .server import gunicorn, session_from
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class SourceAdapter(HTTPAdapter):
-    """Connections from a given local address: another client, to the front."""
-
-    def __init__(self, source: str):
-        self.source = source
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.source, 0)
-        super().init_poolmanager(*args, **kwargs)
 
 
 def worst_files() -> list[tuple[str, bytes, str]]:
@@ -70,8 +57,7 @@ def worst_files() -> list[tuple[str, bytes, str]]:
 
 
 def hostile(url: str, source: str, files, stop: threading.Event, answers: Counter) -> None:
-    session = requests.Session()
-    session.mount("http://", SourceAdapter(source))
+    session = session_from(source)
     while not stop.is_set():
         for name, body, content_type in files:
             if stop.is_set():

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
+from .server import session_from
 from .timing import Timing, time_calls
 
 REQUEST_TIMEOUT_S = 600  # a big photo, tiled, on a busy CPU takes seconds; waiting is not failing
@@ -121,24 +121,13 @@ def _client(
     return latencies, errors, last_answer
 
 
-class _SourceAdapter(HTTPAdapter):
-    def __init__(self, source: str):
-        self.source = source
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.source, 0)
-        super().init_poolmanager(*args, **kwargs)
-
-
 def client_session(url: str, number: int) -> requests.Session:
     """Client `number`'s session: from a loopback address of its own (127.0.0.2, ...) when
     the server is on 127.0.0.1. A lab's staff are as many addresses, and the front's
     limits are per address: 64 clients from one address are one client to it."""
-    session = requests.Session()
     if urlsplit(url).hostname == "127.0.0.1":
-        session.mount("http://", _SourceAdapter(f"127.0.0.{2 + number % 250}"))
-    return session
+        return session_from(f"127.0.0.{2 + number % 250}")
+    return requests.Session()
 
 
 def _one_request(session: requests.Session, url: str, photo: bytes) -> float | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 120
@@ -161,3 +162,23 @@ def _stop(process: subprocess.Popen) -> None:
 
 def _tail(log: Path) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+
+
+class SourceAdapter(HTTPAdapter):
+    """Connections from a given local (loopback) address: another client, to the front,
+    whose limits are per address."""
+
+    def __init__(self, source: str):
+        self.source = source
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.source, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def session_from(source: str) -> requests.Session:
+    """A session whose connections come from `source` (127.0.0.2, ...)."""
+    session = requests.Session()
+    session.mount("http://", SourceAdapter(source))
+    return session
