@@ -74,11 +74,12 @@ def choose_source(
 
 
 def holds_users_model(directory: Path) -> bool:
-    """Any model file that is not the demo's: a folder the user filled, even half (a .cfg and
-    .names whose .weights are still copying). It is served, or refused in one line naming
-    what is missing; the demo is never fetched into it."""
-    model_files = (p for p in directory.glob("*") if p.suffix in (".weights", ".cfg", ".names", ".data"))
-    return any(p.name not in DEMO_FILES for p in model_files)
+    """Weights (the demo's, fetched before, or the user's), or any model file that is not
+    the demo's: a folder the user filled, even half (a .cfg and .names whose .weights are
+    still copying). It is served, or refused in one line naming what is missing; the
+    demo is never fetched into it."""
+    model_files = [p for p in directory.glob("*") if p.suffix in (".weights", ".cfg", ".names", ".data")]
+    return any(p.suffix == ".weights" or p.name not in DEMO_FILES for p in model_files)
 
 
 def model_dir(
