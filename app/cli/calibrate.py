@@ -143,7 +143,7 @@ def _calibrate(args, parser, photo_dir: Path, source: str) -> int:
     print(f"CALIBRATION_SHA256={report_sha256}")
     if passed:
         print(f"serve it with PRECISION=int8 (on {report.cpu_class} CPUs; elsewhere calibrate there)")
-    print(_tile_skipping(settings, args.photos))
+    print(_tile_skipping(settings, photo_dir))
     return 0 if passed else 1
 
 
