@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import requests
 from front_clients import exchange, head, ping_seconds, refused_at_once, stalled_upload, timed
-from support import RunningService, big_photo, free_port, photo_bytes, wait_until
+from support import RunningService, big_photo, free_port, needs_tool, photo_bytes, wait_until
 
 from app.serve.front import UPLOADS_IN_ALL, UPLOADS_PER_CLIENT, nginx_binary
 from bench.server import session_from
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)"),
+    needs_tool(nginx_binary() is not None, "nginx is not installed", "nginx"),
 ]
 
 

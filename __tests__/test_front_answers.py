@@ -13,12 +13,12 @@ import shutil
 import pytest
 import requests
 from front_clients import exchange, head
-from support import RunningService
+from support import RunningService, needs_tool
 
 from app.http.gunicorn_errors import json_error_answer
 from app.serve.front import nginx_binary
 
-pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)")
+pytestmark = needs_tool(nginx_binary() is not None, "nginx is not installed", "nginx")
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,13 @@ import socket
 import pytest
 import requests
 from front_clients import connect, error_code, exchange, head, ping_seconds, run_dir, temp_bytes, timed
-from support import RunningService, photo_bytes, wait_until
+from support import RunningService, needs_tool, photo_bytes, wait_until
 
 from app.serve.front import nginx_binary
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)"),
+    needs_tool(nginx_binary() is not None, "nginx is not installed", "nginx"),
 ]
 
 SYMBOLS_KEY = "S3cret!Key#2026"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from front_clients import exchange
 from support import RunningService, needs_tool, photo_bytes, wait_until
 
 from app.serve.front import CONNECTIONS_PER_CLIENT, UPLOADS_PER_CLIENT, nginx_binary
@@ -31,20 +32,6 @@ def service(model_dir, tmp_path_factory):
         yield running
     finally:
         running.stop()
-
-
-def exchange(port: int, raw: bytes, source: str = "127.0.0.1") -> tuple[int, dict, str]:
-    """Send raw bytes, read the answer to its end: (status, headers, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as sock:
-        sock.sendall(raw)
-        data = b""
-        with contextlib.suppress(TimeoutError, ConnectionResetError):
-            while chunk := sock.recv(65536):
-                data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-    return int(lines[0].split()[1]), headers, body.decode()
 
 
 NGINX_REFUSALS = {

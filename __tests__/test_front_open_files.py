@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from front_clients import connect, nginx_processes, p95, ping_seconds, timed
-from support import ROOT, RunningService
+from support import ROOT, RunningService, needs_tool
 
 from app.serve.front import (
     CONNECTIONS_PER_CLIENT,
@@ -75,7 +75,7 @@ def soft_open_files(pid: int) -> int:
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)")
+@needs_tool(nginx_binary() is not None, "nginx is not installed", "nginx")
 @pytest.mark.skipif(
     resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 4 * HELD_HEADS,
     reason="the hard open-file limit here is too low to raise (the test needs 4400)",

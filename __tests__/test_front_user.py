@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import requests
 from front_clients import nginx_processes, run_dir
-from support import RunningService, photo_bytes
+from support import RunningService, needs_tool, photo_bytes
 
 from app.serve.front import WORKER_USERS, nginx_binary
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)"),
+    needs_tool(nginx_binary() is not None, "nginx is not installed", "nginx"),
     pytest.mark.skipif(os.geteuid() != 0, reason="only root may run nginx's workers as another user"),
 ]
 

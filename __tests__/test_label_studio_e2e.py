@@ -147,6 +147,18 @@ def service(label_studio, token, model_dir, tmp_path_factory):
         running.stop()
 
 
+def retrieve_predictions(label_studio, project_id: int) -> list[dict]:
+    """Data manager: select all, Actions > Retrieve Predictions; then the project's tasks."""
+    done = label_studio.api(
+        "POST",
+        "/api/dm/actions",
+        params={"id": "retrieve_tasks_predictions", "project": project_id},
+        json={"selectedItems": {"all": True, "excluded": []}},
+    )
+    assert done.status_code == 200, done.text
+    return label_studio.api("GET", "/api/tasks", params={"project": project_id, "fields": "all"}).json()["tasks"]
+
+
 def test_a_lab_pre_labels_in_label_studio_exports_yolo_and_evaluates_the_export(
     label_studio, service, model_dir, tmp_path
 ):
@@ -165,17 +177,9 @@ def test_a_lab_pre_labels_in_label_studio_exports_yolo_and_evaluates_the_export(
     model_version = requests.get(f"{service.url}/model", timeout=10).json()["files"]["yolov3-tiny.weights"][:12]
     assert (backend["readable_state"], backend["model_version"]) == ("Connected", model_version)
 
-    # Data manager: select all, Actions > Retrieve Predictions.
     started = time.monotonic()
-    retrieved = label_studio.api(
-        "POST",
-        "/api/dm/actions",
-        params={"id": "retrieve_tasks_predictions", "project": project_id},
-        json={"selectedItems": {"all": True, "excluded": []}},
-    )
-    assert retrieved.status_code == 200, retrieved.text
+    tasks = retrieve_predictions(label_studio, project_id)
     print(f"predictions for {len(PHOTOS)} photos retrieved in {time.monotonic() - started:.1f} s")
-    tasks = label_studio.api("GET", "/api/tasks", params={"project": project_id, "fields": "all"}).json()["tasks"]
     assert len(tasks) == len(PHOTOS)
     wanted = {"person", "dog", "horse", "bicycle", "truck"}
     for task in tasks:
@@ -239,25 +243,14 @@ def test_select_all_and_retrieve_twice_labels_a_batch_too_big_for_one_request(la
         service.wait_ready()
         label_studio.api("POST", "/api/ml", json={"url": f"{service.url}/label-studio", "project": project_id})
 
-        def retrieve() -> list[dict]:
-            done = label_studio.api(
-                "POST",
-                "/api/dm/actions",
-                params={"id": "retrieve_tasks_predictions", "project": project_id},
-                json={"selectedItems": {"all": True, "excluded": []}},
-            )
-            assert done.status_code == 200, done.text
-            listed = label_studio.api("GET", "/api/tasks", params={"project": project_id, "fields": "all"})
-            return listed.json()["tasks"]
-
-        first = retrieve()
+        first = retrieve_predictions(label_studio, project_id)
         assert not all(task["predictions"] for task in first)  # the batch did not fit
         # Counted after the answer: the service's log says so, task by task.
         wait_until(
             lambda: service.output().count("counted after its batch") >= 4 - sum(1 for t in first if t["predictions"]),
             timeout=240,
         )
-        second = retrieve()
+        second = retrieve_predictions(label_studio, project_id)
         assert all(task["predictions"] for task in second), [len(task["predictions"]) for task in second]
         assert all(task["predictions"][-1]["result"] for task in second)  # dogs on every photo
     finally:

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import requests
 from front_clients import nginx_processes
-from support import RunningService, wait_until, worker_pids
+from support import RunningService, needs_tool, wait_until, worker_pids
 
 from app.serve.front import nginx_binary
 from app.serve.watchdog import process_state, processes_in_group
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)"),
+    needs_tool(nginx_binary() is not None, "nginx is not installed", "nginx"),
 ]
 
 
