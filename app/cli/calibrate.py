@@ -2,7 +2,7 @@
 
   python -m app calibrate [--photos DIR | PHOTO_DIR] [--holdout 0.3] [--pass-mark 0.98]
       [--method minmax|percentile|entropy] [--keep-fp32 conv_0,conv_3]
-      [--schemes u8s8,u8s8-reduced,u8u8]
+      [--schemes u8s8,u8s8-reduced,u8u8] [--no-accuracy-control]
 
 --photos DIR (or PHOTO_DIR, as before): a folder of the lab's own photos, the more the
 better. Without it, a set made on the fly from the sample photos in data/ (mirrored,
@@ -14,6 +14,11 @@ this instruction-set class. OpenVINO's f32, bf16 and int8 (NNCF, from
 requirements-calibrate.txt) are measured beside them: PRECISION=auto serves the fastest
 of all that passed. Exit status 0 when the report passes, 1 when it does not
 (the report is written either way), 2 on errors.
+
+Accuracy control (app/inference/int8/accuracy_control.py): where int8 loses boxes on
+the calibration photos, the layers that move the counts are put back in fp32 one by one
+(onnxruntime: ranked by their error; OpenVINO: NNCF's quantize_with_accuracy_control)
+until it agrees, and the report names them; the held-out photos judge the result.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ def add_command(commands) -> None:
     )
     calibrate.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax")
     calibrate.add_argument("--keep-fp32", default="", metavar="LAYERS", help="more layers to keep in fp32: conv_0,...")
+    calibrate.add_argument(
+        "--no-accuracy-control",
+        action="store_true",
+        help="measure int8 as quantized, without putting the layers that move the counts back in fp32",
+    )
     calibrate.add_argument(
         "--schemes",
         default=",".join(SCHEME_NAMES),
@@ -103,6 +113,7 @@ def _calibrate(args, parser, photo_dir: Path, source: str) -> int:
             max_pixels=settings.max_image_pixels,
             tile_overlap=settings.tile_overlap,
             schemes=tuple(by_name[name] for name in wanted),
+            accuracy_control=not args.no_accuracy_control,
             photo_source=source,
         )
         report, paths, report_sha256 = calibrate(model, photo_dir, options)
@@ -118,6 +129,10 @@ def _calibrate(args, parser, photo_dir: Path, source: str) -> int:
             f"  {'pass' if result['passed'] else 'FAIL'}"
         )
     print(f"chosen: {report.scheme}: {report.scheme_reason}")
+    for label, restored in report.restored_fp32.items():
+        layers = ", ".join(restored["layers"]) or "none"
+        reached = "reached" if restored["reached"] else "not reached"
+        print(f"accuracy control, {label}: back in fp32: {layers}; pass mark on the calibration photos {reached}")
     _print_candidates(report)
     print(f"calibrated on {len(report.calibration_photos)} photos; held out {len(report.held_out)}:")
     for photo in report.held_out:

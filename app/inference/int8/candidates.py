@@ -9,7 +9,7 @@ it was measured on. Pure functions of the report: tested without an engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .agreement import too_few_boxes
 from .schemes import SPEED_TIE
@@ -33,6 +33,7 @@ class CandidateResult:
     photos: int
     forward_ms: float  # median whole-photo pass, timed in turns with the others
     passed: bool
+    fp32_layers: list[str] = field(default_factory=list)  # put back in fp32 by accuracy control
 
     @property
     def label(self) -> str:

@@ -19,10 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from app.inference.detector import Detector
-from app.inference.engines.base import EngineUnavailable
+from app.inference.engines.base import Engine, EngineUnavailable
+from app.inference.engines.yolo_rows import predict_in_batches
+from app.inference.int8.accuracy_control import MAX_RESTORED_SHARE, RANKING_INPUTS, CalibrationAgreement, RestoredLayers
 from app.inference.onnx_export.cache import ExportPaths, export_stamp
 from app.model.files import ModelDescription
-from app.vision.detection import DEFAULT_THRESHOLD
+from app.vision.detection import DEFAULT_THRESHOLD, Candidates
+from app.vision.preprocess import fit_to_network
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class OpenVinoCandidates:
     detectors: dict[str, Detector]  # "openvino fp32" -> its detector
     notes: list[str]  # candidates not measured, and why
     int8_model: Path | None  # NNCF's model in the work directory, stamped
+    restored: RestoredLayers | None = None  # what NNCF's accuracy control put back in fp32
 
 
 def openvino_candidates(
@@ -42,8 +46,10 @@ def openvino_candidates(
     threads: int,
     workdir: Path,
     detector: Callable,
+    agreement: CalibrationAgreement | None = None,
 ) -> OpenVinoCandidates:
-    """detector(engine) wraps an engine the way the calibration compares them."""
+    """detector(engine) wraps an engine the way the calibration compares them; with
+    agreement, NNCF's int8 is made under accuracy control on it."""
     try:
         from app.inference.engines.openvino_engine import OpenVinoEngine
     except ImportError as exc:
@@ -55,8 +61,16 @@ def openvino_candidates(
         except EngineUnavailable as exc:
             found.notes.append(f"openvino {precision}: not measured: {exc}")
     try:
-        found.int8_model = quantize_with_nncf(model, fp32_path, blobs, keep_fp32, workdir / "openvino-int8.xml")
+        target = workdir / "openvino-int8.xml"
+        if agreement is None:
+            found.int8_model = quantize_with_nncf(model, fp32_path, blobs, keep_fp32, target)
+        else:
+            found.int8_model, found.restored = quantize_with_nncf_control(
+                model, fp32_path, blobs, keep_fp32, target, agreement, detector
+            )
         found.detectors["openvino int8"] = detector(OpenVinoEngine(model, found.int8_model, threads, "int8"))
+        if found.restored is not None:
+            found.restored.reached = agreement.share(found.detectors["openvino int8"]) >= agreement.target
     except ImportError as exc:
         found.notes.append(
             f"openvino int8: not measured, the {exc.name} package is not installed "
@@ -72,27 +86,125 @@ def quantize_with_nncf(
     weights and activations where its kernels take them); the convolutions feeding the
     [yolo] layers and the decoding stay fp32, as for onnxruntime's int8."""
     import nncf
+
+    samples = list(blobs)
+    started = time.perf_counter()
+    with _quiet_nncf():
+        quantized = nncf.quantize(
+            _read(fp32_path), nncf.Dataset(samples), subset_size=len(samples), ignored_scope=_ignored(keep_fp32)
+        )
+    _save(quantized, model, target)
+    log.info("NNCF quantized %s on %d inputs in %.1f s", fp32_path.name, len(samples), time.perf_counter() - started)
+    return target
+
+
+def quantize_with_nncf_control(
+    model: ModelDescription,
+    fp32_path: Path,
+    blobs: Iterable[np.ndarray],
+    keep_fp32: list[str],
+    target: Path,
+    agreement: CalibrationAgreement,
+    detector: Callable,
+) -> tuple[Path, RestoredLayers]:
+    """NNCF's quantize_with_accuracy_control, its metric the project's agreement with
+    onnxruntime fp32 on the calibration photos: it ranks the quantized operations and
+    puts them back in fp32 until the drop is within 1 - pass mark (at most half of the
+    convolutions: past that, int8 is no faster)."""
+    import nncf
+
+    samples = list(blobs)
+    network = _read(fp32_path)
+    convolutions = sum(op.get_type_name() == "Convolution" for op in network.get_ops())
+    images = agreement.photos()
+
+    def validate(compiled, indices) -> tuple[float, None]:
+        return agreement.share(detector(_CompiledEngine(compiled, model)), [int(index) for index in indices]), None
+
+    started = time.perf_counter()
+    with _quiet_nncf():
+        quantized = nncf.quantize_with_accuracy_control(
+            network,
+            nncf.Dataset(samples),
+            nncf.Dataset(range(len(images)), lambda index: fit_to_network(images[index], model.network)[0]),
+            validate,
+            max_drop=1 - agreement.target,
+            subset_size=len(samples),
+            ignored_scope=_ignored(keep_fp32),
+            advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(
+                max_num_iterations=max(1, int(convolutions * MAX_RESTORED_SHARE)), ranking_subset_size=RANKING_INPUTS
+            ),
+        )
+    _save(quantized, model, target)
+    layers = restored_convolutions(quantized, keep_fp32)
+    log.info("NNCF accuracy control: %d layers back in fp32 in %.1f s", len(layers), time.perf_counter() - started)
+    # Whether it reached the mark is measured with the others, below: not twice.
+    return target, RestoredLayers(layers, False)
+
+
+def restored_convolutions(quantized, keep_fp32: list[str]) -> list[str]:
+    """Layers whose convolution reads its input unquantized (no FakeQuantize before it),
+    other than those kept in fp32 from the start: what accuracy control put back."""
+    kept = {name.split("/")[0] for name in keep_fp32}
+    layers = []
+    for op in quantized.get_ops():
+        if op.get_type_name() != "Convolution":
+            continue
+        layer = op.get_friendly_name().split("/")[0]
+        if op.input(0).get_source_output().get_node().get_type_name() != "FakeQuantize" and layer not in kept:
+            layers.append(layer)
+    return sorted(layers, key=lambda name: int(name.rsplit("_", 1)[1]) if name.rsplit("_", 1)[1].isdigit() else 0)
+
+
+class _CompiledEngine(Engine):
+    """An engine over the compiled model NNCF hands its validation function."""
+
+    name = "openvino"
+    device = "cpu"
+
+    def __init__(self, compiled, model: ModelDescription):
+        self._compiled, self._network = compiled, model.network
+        self._request = compiled.create_infer_request()
+
+    def predict(self, image: np.ndarray, min_score: float) -> Candidates:
+        return predict_in_batches([image], self._network, min_score, self._infer)[0]
+
+    def _infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        self._request.infer({0: batch})
+        return [self._request.get_output_tensor(index).data for index in range(len(self._compiled.outputs))]
+
+
+@contextlib.contextmanager
+def _quiet_nncf():
+    """A line per op NNCF leaves alone is noise in the report; its progress bars go to
+    stderr: stdout is the calibration's (or a benchmark's) report."""
+    import nncf
+
+    nncf.set_log_level(logging.WARNING)
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _read(path: Path):
+    import openvino
+
+    return openvino.Core().read_model(str(path))
+
+
+def _ignored(keep_fp32: list[str]):
+    import nncf
+
+    layers = sorted({name.split("/")[0] for name in keep_fp32})
+    # OpenVINO names a convolution "conv_15/WithoutBiases" and its bias "conv_15": a layer's every op.
+    return nncf.IgnoredScope(patterns=[rf"^{re.escape(layer)}([/.].*)?$" for layer in layers], validate=False)
+
+
+def _save(quantized, model: ModelDescription, target: Path) -> None:
     import openvino
 
     from app.inference.engines.openvino_engine import stamp_ir
 
-    nncf.set_log_level(logging.WARNING)  # a line per op it leaves alone is noise in the report
-    samples = list(blobs)
-    layers = sorted({name.split("/")[0] for name in keep_fp32})
-    # OpenVINO names a convolution "conv_15/WithoutBiases" and its bias "conv_15": a layer's every op.
-    patterns = [rf"^{re.escape(layer)}([/.].*)?$" for layer in layers]
-    started = time.perf_counter()
-    # Its progress bars go to stderr: stdout is the calibration's (or a benchmark's) report.
-    with contextlib.redirect_stdout(sys.stderr):
-        quantized = nncf.quantize(
-            openvino.Core().read_model(str(fp32_path)),
-            nncf.Dataset(samples),
-            subset_size=len(samples),
-            ignored_scope=nncf.IgnoredScope(patterns=patterns, validate=False),
-        )
     openvino.save_model(stamp_ir(quantized, export_stamp(model)), str(target), compress_to_fp16=False)
-    log.info("NNCF quantized %s on %d inputs in %.1f s", fp32_path.name, len(samples), time.perf_counter() - started)
-    return target
 
 
 def install_int8_model(made: Path, paths: ExportPaths) -> None:

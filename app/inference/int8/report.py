@@ -68,6 +68,9 @@ class AgreementReport:
     # weights, export (the fp32 ONNX), int8, openvino_int8.xml, openvino_int8.bin. Every
     # model is checked against it at load; under MODEL_SHA256 the report itself is pinned.
     files_sha256: dict[str, str] = field(default_factory=dict)
+    # Accuracy control (accuracy_control.py), per int8 candidate it ran on: the layers
+    # put back in fp32, the agreement on the calibration photos after each, the ranking.
+    restored_fp32: dict[str, dict] = field(default_factory=dict)
 
     @property
     def fp32_boxes(self) -> int:
