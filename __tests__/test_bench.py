@@ -94,3 +94,20 @@ def test_every_benchmark_and_maker_imports(module):
     """Each benchmark is run by hand, rarely: a name moved elsewhere must fail here, not
     on the day someone measures."""
     importlib.import_module(module)
+
+
+@pytest.mark.e2e
+def test_the_overhead_benchmark_says_where_the_request_time_goes(model_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.overhead", "--model-dir", str(model_dir), "--runs", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| the Flask app, no HTTP" in result.stdout and "| HTTP /invocations, gunicorn alone" in result.stdout
+    assert "- whole request / bare session.run: " in result.stdout
+    assert (
+        "the service's own pipeline around the forward pass" in result.stdout and "HTTP (client, nginx" in result.stdout
+    )

@@ -121,10 +121,10 @@ def _calibrate(args, parser, photo_dir: Path, source: str) -> int:
         print(f"cannot calibrate: {exc}", file=sys.stderr)
         return 2
     print(f"this CPU: {report.cpu_class}; fp32 forward pass {report.fp32_forward_ms:.1f} ms")
-    print(f"{'scheme':<14} {'held out':>9} {'calibration':>12} {'int8 ms':>8} {'x fp32':>7}")
+    print(f"{'scheme':<20} {'held out':>9} {'calibration':>12} {'int8 ms':>8} {'x fp32':>7}")
     for result in report.schemes:
         print(
-            f"{result['scheme']:<14} {result['matched_share']:>9.1%} {result['calibration_matched_share']:>12.1%} "
+            f"{result['scheme']:<20} {result['matched_share']:>9.1%} {result['calibration_matched_share']:>12.1%} "
             f"{result['forward_ms']:>8.1f} {result['forward_ms'] / report.fp32_forward_ms:>7.2f}"
             f"  {'pass' if result['passed'] else 'FAIL'}"
         )
@@ -199,7 +199,7 @@ def _print_candidates(report) -> None:
     from app.inference.int8.cpu_class import cpu_has_bf16
 
     print(
-        f"\n{'engine and precision':<32} {'boxes':>6} {'photos':>6} {'held out':>9} {'95% interval':>13} "
+        f"\n{'engine and precision':<42} {'boxes':>6} {'photos':>6} {'held out':>9} {'95% interval':>13} "
         f"{'calibration':>12} {'ms':>8} {'x fp32':>7}"
     )
     for entry in report.candidates:
@@ -209,7 +209,7 @@ def _print_candidates(report) -> None:
         refusal = None if reference else too_few_boxes(entry["fp32_boxes"])
         verdict = "reference" if reference else "pass" if passes(entry, report.pass_mark) else "FAIL"
         print(
-            f"{label:<32} {entry['fp32_boxes']:>6} {entry['photos']:>6} {entry['matched_share']:>9.1%} "
+            f"{label:<42} {entry['fp32_boxes']:>6} {entry['photos']:>6} {entry['matched_share']:>9.1%} "
             f"{f'{low:.1%}-{high:.1%}':>13} {entry['calibration_matched_share']:>12.1%}"
             f" {entry['forward_ms']:>8.1f} {entry['forward_ms'] / report.fp32_forward_ms:>7.2f}"
             f"  {verdict}{f': {refusal}' if refusal else ''}"
