@@ -88,7 +88,7 @@ def stage_rows(model_dir: Path, photo: bytes, timing: Timing) -> tuple[list[tupl
     limits = PhotoLimits(max_pixels=MAX_PIXELS)
     rows.append(
         (
-            "process_photo as /invocations calls it (decode, detect, annotate, encode)",
+            PIPELINE,
             run(lambda: process_photo(photo, detector, DetectOptions(), limits, annotated=True)),
         )
     )
@@ -96,7 +96,7 @@ def stage_rows(model_dir: Path, photo: bytes, timing: Timing) -> tuple[list[tupl
     client = create_app(settings, detector).test_client()
     rows.append(
         (
-            "the Flask app, no HTTP (its test client: parsing, admission, log, metrics, JSON)",
+            FLASK,
             run(lambda: client.post("/invocations", data=body, content_type="application/json").get_data()),
         )
     )

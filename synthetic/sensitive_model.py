@@ -5,8 +5,9 @@ large factor (its batch-norm scale and shift: leaky ReLU is positively homogeneo
 the channel's activations grow by exactly that factor) and the next convolution's
 weights for that channel are divided by it. In fp32 the network computes the same
 boxes; int8 quantizes each activation tensor with one scale, which the grown channel
-now sets, and every other channel the next layer reads collapses to a few levels.
-Putting the next layer back in fp32 undoes it: accuracy control should find it.
+now sets, and every other channel collapses to a few levels. onnxruntime quantizes the
+grown tensor twice, before the layer's activation and before the next convolution:
+putting both layers back in fp32 undoes it, and accuracy control should find them.
 """
 
 from __future__ import annotations

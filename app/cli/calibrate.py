@@ -15,10 +15,11 @@ requirements-calibrate.txt) are measured beside them: PRECISION=auto serves the 
 of all that passed. Exit status 0 when the report passes, 1 when it does not
 (the report is written either way), 2 on errors.
 
-Accuracy control (app/inference/int8/accuracy_control.py): where int8 loses boxes on
-the calibration photos, the layers that move the counts are put back in fp32 one by one
-(onnxruntime: ranked by their error; OpenVINO: NNCF's quantize_with_accuracy_control)
-until it agrees, and the report names them; the held-out photos judge the result.
+Accuracy control: where int8 loses boxes on the calibration photos, the layers that
+move the counts go back in fp32 until it agrees (onnxruntime: ranked by the quantization
+error at their inputs, app/inference/int8/accuracy_control.py; OpenVINO: NNCF's
+quantize_with_accuracy_control), and the report names them; the held-out photos judge
+the result.
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
 """Accuracy control for onnxruntime's int8: the layers that move the counts go back
 to fp32, one by one, until int8 agrees with fp32 on the calibration photos.
 
-The layers are ranked by the quantization error at their inputs (normalized squared
-error of each activation and weight quantized as the int8 model does, on a sample of
-the calibration inputs: continuous, where box counts on a few photos tie, and local,
-where putting one layer back may change nothing at the outputs until the next one is
-back too); then, worst first, layers go back until the project's own agreement (fp32 boxes matched
-at IoU 0.5, agreement.py) reaches the pass mark on the calibration photos, or half of
-the quantized layers are back, past which int8 is no faster than fp32. The held-out
-photos stay out of it: they are the gate's, and a control tuned on them would pass its
-own exam. OpenVINO's counterpart is NNCF's quantize_with_accuracy_control
-(openvino_calibration.py), given the same agreement.
+The convolutions are ranked by the quantization error at their inputs (each activation
+and weight quantized as the int8 model does it, on a sample of the calibration inputs,
+the squared error normalized per channel): continuous, where box counts on a few photos
+tie, and local, where putting one layer back may change nothing at the outputs until
+the next one is back too. Then, worst first, layers go back until the project's own
+agreement (fp32 boxes matched at IoU 0.5, agreement.py) reaches the pass mark on the
+calibration photos, or half of the convolutions are back, past which int8 is no faster
+than fp32. The layers kept in fp32 from the start (the output convolutions) are not
+candidates. The held-out photos stay out of it: they are the gate's, and a control
+tuned on them would pass its own exam. OpenVINO's counterpart is NNCF's
+quantize_with_accuracy_control (openvino_calibration.py), given the same agreement.
 """
 
 from __future__ import annotations
@@ -27,16 +28,21 @@ from app.inference.onnx_export import INPUT_NAME
 from app.vision.detection import DetectOptions
 
 from .agreement import matched_boxes
-from .qdq_layers import (
-    computing_layers,
-    quantization_error,
-    quantized_inputs,
-    quantized_layers,
-    with_layers_in_fp32,
-)
+from .qdq_layers import layer_of, quantization_error, quantized_inputs, quantized_layers, with_layers_in_fp32
 
+
+def _onnxruntime_errors() -> tuple[type[Exception], ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "RuntimeException", "NotImplemented", "EPFail")
+    return tuple(getattr(state, name) for name in names if hasattr(state, name))
+
+
+# What a graph the surgery does not know can raise, from the surgery or from onnxruntime:
+# the calibration then measures int8 as quantized, and says why.
+CONTROL_ERRORS = (ValueError, KeyError, RuntimeError, onnx.checker.ValidationError, *_onnxruntime_errors())
 RANKING_INPUTS = 16  # network inputs the ranking measures the quantization error on
-MAX_RESTORED_SHARE = 0.5  # of the quantized layers: beyond, int8 is no faster than fp32
+MAX_RESTORED_SHARE = 0.5  # of the convolutions: beyond, int8 is no faster than fp32
 
 
 @dataclass
@@ -45,33 +51,38 @@ class RestoredLayers:
 
     layers: list[str]  # back in fp32, in the order restored
     reached: bool  # the pass mark was reached on the calibration photos
-    # Per layer restored: {"layer", "calibration_share"}; a share below the pass mark is
-    # an upper bound (CalibrationAgreement stops counting once the mark is out of reach).
+    # Per layer restored: {"layer", "calibration_share", "counted_all"}; where not all
+    # were counted, the share is an upper bound, already below the pass mark
+    # (CalibrationAgreement.share_or_bound).
     steps: list[dict] = field(default_factory=list)
     ranking: list[dict] = field(default_factory=list)  # {"layer", "input_error"}, worst first
 
 
 def restore_until(
-    ranked: Sequence[str], agreement: Callable[[list[str]], float], target: float, max_layers: int
+    ranked: Sequence[str],
+    agreement: Callable[[list[str]], tuple[float, bool]],
+    target: float,
+    max_layers: int,
+    start: float,
 ) -> RestoredLayers:
-    """Layers back in ranked order until agreement(layers) >= target. Nothing is
-    undone: a later layer may need an earlier one (as NNCF's restorer does)."""
+    """Layers back in ranked order until agreement(layers) (the share and whether every
+    photo was counted) reaches target; start: the share with none back. Nothing is undone:
+    a layer that helps alone may need an earlier one (NNCF's restorer, by contrast, undoes
+    a revert that made the drop worse)."""
     layers: list[str] = []
-    share = agreement(layers)
+    share = start
     steps = []
     for layer in ranked[:max_layers]:
         if share >= target:
             break
         layers.append(layer)
-        share = agreement(layers)
-        steps.append({"layer": layer, "calibration_share": round(share, 6)})
+        share, counted_all = agreement(layers)
+        steps.append({"layer": layer, "calibration_share": round(share, 6), "counted_all": counted_all})
     return RestoredLayers(layers, share >= target, steps)
 
 
 class CalibrationAgreement:
-    """The share of fp32's boxes a detector matches on the calibration photos. Counting
-    stops once more boxes are lost than the pass mark allows: the share returned is then
-    an upper bound, already below the mark, and a hopeless candidate costs a few photos."""
+    """The share of fp32's boxes a detector matches on the calibration photos."""
 
     def __init__(self, photos: dict, reference: dict, names: list[str], target: float):
         self._photos, self._reference, self._names = photos, reference, names
@@ -82,15 +93,24 @@ class CalibrationAgreement:
 
     def share(self, detector, indices: list[int] | None = None) -> float:
         """On the calibration photos, or those of them at these indices (photos())."""
+        return self._count(detector, indices, stop_below_mark=False)[0]
+
+    def share_or_bound(self, detector) -> tuple[float, bool]:
+        """The share and True; or, once more boxes are lost than the pass mark allows, an
+        upper bound already below the mark and False: a hopeless candidate costs a few
+        photos, where the decision only needs to know it fails."""
+        return self._count(detector, None, stop_below_mark=True)
+
+    def _count(self, detector, indices: list[int] | None, stop_below_mark: bool) -> tuple[float, bool]:
         names = self._names if indices is None else [self._names[index] for index in indices]
         total = sum(len(self._reference[name]) for name in names)
         lost = 0
-        for name in names:
+        for number, name in enumerate(names, start=1):
             found = detector.detect(self._photos[name], DetectOptions())
             lost += len(self._reference[name]) - matched_boxes(self._reference[name], found)
-            if lost > total * (1 - self.target):
-                break
-        return 1 - lost / total if total else 1.0
+            if stop_below_mark and lost > total * (1 - self.target) and number < len(names):
+                return 1 - lost / total, False
+        return (1 - lost / total if total else 1.0), True
 
 
 def input_errors(qdq: onnx.ModelProto, fp32: onnx.ModelProto, blobs: list[np.ndarray], threads: int) -> dict:
@@ -127,28 +147,31 @@ def input_errors(qdq: onnx.ModelProto, fp32: onnx.ModelProto, blobs: list[np.nda
 def control_onnxruntime(
     qdq_path: Path,
     fp32_path: Path,
-    blobs: list[np.ndarray],
-    share_of: Callable[[Path], float],
+    sample: list[np.ndarray],
+    kept_fp32: list[str],
+    share_of: Callable[[Path], tuple[float, bool]],
+    start: float,
     target: float,
     target_path: Path,
     threads: int,
 ) -> RestoredLayers:
     """Accuracy control of the int8 model at qdq_path (quantized from fp32_path).
-    share_of(model path): the share of fp32 boxes it matches on the calibration photos
-    (CalibrationAgreement). The last model tried is left at target_path."""
+    sample: network inputs to rank the layers on (RANKING_INPUTS of them); kept_fp32: the
+    nodes kept in fp32 from the start; share_of(model path): the share of fp32 boxes it
+    matches on the calibration photos (CalibrationAgreement.share_or_bound); start: the
+    share of the model as quantized. The last model tried is left at target_path."""
     qdq, fp32 = onnx.load(str(qdq_path)), onnx.load(str(fp32_path))
-    sample = blobs[:: max(1, len(blobs) // RANKING_INPUTS)][:RANKING_INPUTS]
     errors = input_errors(qdq, fp32, sample, threads)
-    # Layers that compute (convolutions): a pooling, route or upsampling back in fp32
-    # still hands a quantized tensor to the convolution after it.
-    candidates = [layer for layer in quantized_layers(qdq) if layer in computing_layers(qdq)]
+    kept = {layer_of(name) for name in kept_fp32}
+    candidates = [layer for layer in quantized_layers(qdq, convolutions_only=True) if layer not in kept]
     ranked = sorted(candidates, key=lambda layer: -errors.get(layer, 0.0))
 
-    def agreement(layers: list[str]) -> float:
+    def agreement(layers: list[str]) -> tuple[float, bool]:
         onnx.save(with_layers_in_fp32(qdq, fp32, layers), str(target_path))
         return share_of(target_path)
 
-    restored = restore_until(ranked, agreement, target, max(1, int(len(candidates) * MAX_RESTORED_SHARE)))
+    budget = max(1, int(len(quantized_layers(qdq, convolutions_only=True)) * MAX_RESTORED_SHARE))
+    restored = restore_until(ranked, agreement, target, budget, start)
     restored.ranking = [{"layer": layer, "input_error": round(errors.get(layer, 0.0), 8)} for layer in ranked]
     return restored
 

@@ -23,7 +23,13 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from app.inference.detector import Detector
 from app.inference.engines.onnxruntime_engine import OnnxRuntimeEngine
-from app.inference.int8.accuracy_control import CalibrationAgreement, RestoredLayers, control_onnxruntime
+from app.inference.int8.accuracy_control import (
+    CONTROL_ERRORS,
+    RANKING_INPUTS,
+    CalibrationAgreement,
+    RestoredLayers,
+    control_onnxruntime,
+)
 from app.inference.int8.agreement import matched_boxes, too_few_boxes, wilson_interval
 from app.inference.int8.candidates import REFERENCE, CandidateResult
 from app.inference.int8.cpu_class import cpu_class
@@ -105,18 +111,22 @@ def calibrate(
             quantize(prepared, int8_paths[scheme.name], _Reader(inputs, model, options), scheme, options.method, keep)
             detectors[scheme.name] = _detector(model, int8_paths[scheme.name], options, "int8")
         agreement = CalibrationAgreement(photos, reference, calibration, options.pass_mark)
-        restored = {}
+        restored, notes = {}, []
         if options.accuracy_control:
-            controlled = _control_onnxruntime(
-                model, options, fp32, detectors, int8_paths, prepared, agreement, timed, Path(workdir)
-            )
+            try:
+                controlled = _control_onnxruntime(
+                    model, options, fp32, detectors, int8_paths, prepared, agreement, timed, keep, Path(workdir)
+                )
+            except CONTROL_ERRORS as exc:
+                # A graph the surgery does not know (or onnxruntime refuses): int8 as quantized.
+                controlled, notes = None, [f"onnxruntime int8 accuracy control: not run: {exc}"]
             if controlled is not None:
                 name, restored["onnxruntime int8"] = controlled
                 detectors[name] = _detector(model, int8_paths[name], options, "int8")
         openvino = openvino_candidates(
             model,
             fp32_path,
-            list(_calibration_inputs(inputs, model, options.tile_overlap)),
+            _calibration_inputs(inputs, model, options.tile_overlap),
             keep,
             options.threads,
             Path(workdir),
@@ -151,7 +161,8 @@ def calibrate(
             calibration_photos=calibration,
             held_out=held,
             calibration_check=check,
-            fp32_nodes=keep,
+            # With accuracy control's model chosen, its layers back in fp32 too.
+            fp32_nodes=keep + (restored["onnxruntime int8"].layers if chosen.scheme.endswith(CONTROLLED) else []),
             pass_mark=options.pass_mark,
             cpu_class=cpu_class(),
             scheme=chosen.scheme,
@@ -166,7 +177,7 @@ def calibrate(
                 "tile_overlap": options.tile_overlap,
                 "photos": options.photo_source or str(photo_dir),
                 "created": time.strftime("%FT%TZ", time.gmtime()),
-                "not_measured": openvino.notes,
+                "not_measured": notes + openvino.notes,
             },
             files_sha256={
                 "cfg": made_from["source_cfg_sha256"],
@@ -238,6 +249,7 @@ def _control_onnxruntime(
     prepared: Path,
     agreement: CalibrationAgreement,
     timed: list[np.ndarray],
+    keep: list[str],
     workdir: Path,
 ) -> tuple[str, RestoredLayers] | None:
     """When no scheme keeps the counts on the calibration photos, accuracy control on the
@@ -252,16 +264,25 @@ def _control_onnxruntime(
         return None
     scheme = max(faster, key=lambda name: (shares[name], -quick[name]))
     name = scheme + CONTROLLED
-    int8_paths[name] = workdir / f"{name}.onnx"
+    photos = agreement.photos()
+    # The ranking's inputs: one per photo of a spread, the whole photo or one of its tiles
+    # in turn (every tile of every photo of a big network would be gigabytes).
+    sample = []
+    for number, photo in enumerate(photos[:: max(1, len(photos) // RANKING_INPUTS)][:RANKING_INPUTS]):
+        inputs = list(_calibration_inputs([photo], model, options.tile_overlap))
+        sample.append(inputs[number % len(inputs)])
     restored = control_onnxruntime(
         int8_paths[scheme],
         prepared,
-        list(_calibration_inputs(list(agreement.photos()), model, options.tile_overlap)),
-        lambda path: agreement.share(_detector(model, path, options, "int8")),
+        sample,
+        keep,
+        lambda path: agreement.share_or_bound(_detector(model, path, options, "int8")),
+        shares[scheme],
         options.pass_mark,
-        int8_paths[name],
+        workdir / f"{name}.onnx",
         options.threads,
     )
+    int8_paths[name] = workdir / f"{name}.onnx"  # a candidate only once control finished
     return name, restored
 
 

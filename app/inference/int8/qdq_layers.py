@@ -24,23 +24,18 @@ def layer_of(node_name: str) -> str:
     return node_name.split("/")[0]
 
 
-def quantized_layers(qdq: onnx.ModelProto) -> list[str]:
-    """Layers with at least one input read through a DequantizeLinear, in graph order."""
+def quantized_layers(qdq: onnx.ModelProto, convolutions_only: bool = False) -> list[str]:
+    """Layers with at least one input read through a DequantizeLinear, in graph order;
+    convolutions_only: those whose convolution does (a pooling, route or upsampling put
+    back in fp32 still hands a quantized tensor to the convolution after it)."""
     dequantized = {out for node in qdq.graph.node if node.op_type == "DequantizeLinear" for out in node.output}
     layers: list[str] = []
     for node in qdq.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or (convolutions_only and node.op_type != "Conv"):
             continue
         if any(name in dequantized for name in node.input) and layer_of(node.name) not in layers:
             layers.append(layer_of(node.name))
     return layers
-
-
-def computing_layers(qdq: onnx.ModelProto) -> set[str]:
-    """Layers whose convolution reads a dequantized input (the output convolutions kept
-    in fp32 among them: their input is still quantized)."""
-    dequantized = {out for node in qdq.graph.node if node.op_type == "DequantizeLinear" for out in node.output}
-    return {layer_of(node.name) for node in qdq.graph.node if node.op_type == "Conv" and set(node.input) & dequantized}
 
 
 @dataclass(frozen=True)
@@ -70,9 +65,12 @@ def quantized_inputs(qdq: onnx.ModelProto, fp32: onnx.ModelProto) -> list[Quanti
             dequantize = producers.get(name)
             if dequantize is None or dequantize.op_type != "DequantizeLinear":
                 continue
-            values, scale, zero = (initializers.get(part) for part in dequantize.input[:3])
-            if scale is None or zero is None:
+            values, scale = initializers.get(dequantize.input[0]), initializers.get(dequantize.input[1])
+            if scale is None:
                 continue
+            # No zero point: 0, of the quantized type (uint8 where nothing says).
+            zero_name = dequantize.input[2] if len(dequantize.input) > 2 else ""
+            zero = initializers.get(zero_name, np.zeros_like(scale, values.dtype if values is not None else np.uint8))
             axis = next((attr.i for attr in dequantize.attribute if attr.name == "axis"), 1)
             found.append(
                 QuantizedInput(layer_of(node.name), original[node.name].input[index], scale, zero, axis, values)
@@ -95,7 +93,8 @@ def quantization_error(values: np.ndarray, point: QuantizedInput) -> float:
         limits = np.iinfo(point.zero_point.dtype)
         levels = np.clip(np.round(values / scale) + zero, limits.min, limits.max)
         restored = (levels - zero) * scale
-    channel = 0 if point.int8_values is not None else min(1, values.ndim - 1)
+    # Weights: their per-channel axis (output channels); activations: NCHW's channels.
+    channel = (point.axis if point.scale.ndim else 0) if point.int8_values is not None else min(1, values.ndim - 1)
     others = tuple(axis for axis in range(values.ndim) if axis != channel)
     power = np.mean(values.astype(np.float64) ** 2, axis=others)
     error = np.mean((restored - values) ** 2, axis=others)
@@ -114,7 +113,8 @@ def with_layers_in_fp32(qdq: onnx.ModelProto, fp32: onnx.ModelProto, layers: Ite
     result = onnx.ModelProto()
     result.CopyFrom(qdq)
     present = {init.name for init in result.graph.initializer}
-    produced = {name for node in result.graph.node for name in node.output}
+    produced = {name: node.name for node in result.graph.node for name in node.output}
+    fp32_produced = {name: node.name for node in fp32.graph.node for name in node.output}
     for node in result.graph.node:
         if layer_of(node.name) not in wanted or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
@@ -123,7 +123,11 @@ def with_layers_in_fp32(qdq: onnx.ModelProto, fp32: onnx.ModelProto, layers: Ite
             raise ValueError(f"{node.name}: not the same node in the fp32 model")
         for index, name in enumerate(source.input):
             if name not in fp32_initializers:  # an activation: the one before its QuantizeLinear
-                node.input[index] = name
+                # ...when the int8 model computes it as fp32 does. onnxruntime drops a Relu
+                # after a quantized convolution (the quantization's clamp stands in for it),
+                # and the tensor of that name is then the convolution's, before the Relu.
+                if produced.get(name) == fp32_produced.get(name):
+                    node.input[index] = name
                 continue
             # A bias's DequantizeLinear writes the fp32 name itself (conv_13.bias): the
             # fp32 values come in under a name of their own.
