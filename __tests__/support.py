@@ -209,6 +209,17 @@ class RunningService:
         return self.log_path.read_text(errors="replace")
 
 
+@contextlib.contextmanager
+def started(env: dict[str, str], log_path: Path, **options):
+    """A RunningService ready to serve, stopped however the block ends."""
+    running = RunningService(env, log_path, **options)
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
 def worker_pids(service_pid: int) -> set[int]:
     """gunicorn's workers, under the service's supervisor (app/serve/supervisor.py)."""
     from bench.server import gunicorn_workers

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 from front_clients import exchange, head, ping_seconds, refused_at_once, stalled_upload, timed
-from support import RunningService, big_photo, free_port, needs_tool, photo_bytes, wait_until
+from support import RunningService, big_photo, free_port, needs_tool, photo_bytes, started, wait_until
 
 from app.serve.front import UPLOADS_IN_ALL, UPLOADS_PER_CLIENT, nginx_binary
 from bench.server import session_from
@@ -31,12 +31,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def service(model_dir, tmp_path_factory):
-    running = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path_factory.mktemp("a") / "log")
-    try:
-        running.wait_ready()
+    with started({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path_factory.mktemp("a") / "log") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_a_handful_of_addresses_cannot_take_every_upload(service):

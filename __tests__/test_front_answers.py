@@ -13,7 +13,7 @@ import shutil
 import pytest
 import requests
 from front_clients import exchange, head
-from support import RunningService, needs_tool
+from support import RunningService, needs_tool, started
 
 from app.http.gunicorn_errors import json_error_answer
 from app.serve.front import nginx_binary
@@ -23,12 +23,8 @@ pytestmark = needs_tool(nginx_binary() is not None, "nginx is not installed", "n
 
 @pytest.fixture(scope="module")
 def service(model_dir, tmp_path_factory):
-    running = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path_factory.mktemp("e") / "log")
-    try:
-        running.wait_ready()
+    with started({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path_factory.mktemp("e") / "log") as running:
         yield running
-    finally:
-        running.stop()
 
 
 SERVED = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 from front_clients import exchange
-from support import RunningService, needs_tool, photo_bytes, wait_until
+from support import RunningService, needs_tool, photo_bytes, started, wait_until
 
 from app.serve.front import CONNECTIONS_PER_CLIENT, UPLOADS_PER_CLIENT, nginx_binary
 
@@ -26,12 +26,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def service(model_dir, tmp_path_factory):
-    running = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path_factory.mktemp("f") / "log")
-    try:
-        running.wait_ready()
+    with started({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path_factory.mktemp("f") / "log") as running:
         yield running
-    finally:
-        running.stop()
 
 
 NGINX_REFUSALS = {

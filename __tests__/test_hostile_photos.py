@@ -12,7 +12,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import RunningService, photo_bytes, wait_until, worker_pids
+from support import RunningService, photo_bytes, started, wait_until, worker_pids
 
 from app.http.pixel_budget import BudgetExhausted, PixelBudget
 from app.vision.images import DamagedImage, InvalidImage, decode_image
@@ -68,12 +68,8 @@ REFUSED_BEFORE_DECODING = {
 @pytest.fixture(scope="module")
 def service(model_dir, tmp_path_factory):
     """The default deployment: one worker, default limits."""
-    running = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path_factory.mktemp("h") / "log")
-    try:
-        running.wait_ready()
+    with started({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path_factory.mktemp("h") / "log") as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.mark.e2e
