@@ -62,7 +62,13 @@ def test_a_flat_dish_is_skipped_and_noise_is_not_mistaken_for_flat():
 @given(
     seed=st.integers(0, 2**16),
     size=st.tuples(st.integers(20, 300), st.integers(20, 300)),
-    box=st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0.01, 1), st.floats(0.01, 1)),
+    # No subnormal floats: a library in the process (OpenCV) may flush them, hypothesis then refuses.
+    box=st.tuples(
+        st.floats(0, 1, allow_subnormal=False),
+        st.floats(0, 1, allow_subnormal=False),
+        st.floats(0.01, 1),
+        st.floats(0.01, 1),
+    ),
     grow=st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 40), st.integers(0, 40)),
 )
 def test_a_region_is_never_less_contrasted_than_a_box_inside_it(seed, size, box, grow):
