@@ -133,7 +133,10 @@ def _calibrate(args, parser, photo_dir: Path, source: str) -> int:
     for label, restored in report.restored_fp32.items():
         layers = ", ".join(restored["layers"]) or "none"
         reached = "reached" if restored["reached"] else "not reached"
-        print(f"accuracy control, {label}: back in fp32: {layers}; pass mark on the calibration photos {reached}")
+        stopped = f" (stopped: {restored['stopped']})" if restored.get("stopped") else ""
+        print(
+            f"accuracy control, {label}: back in fp32: {layers}; pass mark on the calibration photos {reached}{stopped}"
+        )
     _print_candidates(report)
     print(f"calibrated on {len(report.calibration_photos)} photos; held out {len(report.held_out)}:")
     for photo in report.held_out:
@@ -200,7 +203,7 @@ def _print_candidates(report) -> None:
     from app.inference.int8.cpu_class import cpu_has_bf16
 
     print(
-        f"\n{'engine and precision':<42} {'boxes':>6} {'photos':>6} {'held out':>9} {'95% interval':>13} "
+        f"\n{'engine and precision':<50} {'boxes':>6} {'photos':>6} {'held out':>9} {'95% interval':>13} "
         f"{'calibration':>12} {'ms':>8} {'x fp32':>7}"
     )
     for entry in report.candidates:
@@ -210,7 +213,7 @@ def _print_candidates(report) -> None:
         refusal = None if reference else too_few_boxes(entry["fp32_boxes"])
         verdict = "reference" if reference else "pass" if passes(entry, report.pass_mark) else "FAIL"
         print(
-            f"{label:<42} {entry['fp32_boxes']:>6} {entry['photos']:>6} {entry['matched_share']:>9.1%} "
+            f"{label:<50} {entry['fp32_boxes']:>6} {entry['photos']:>6} {entry['matched_share']:>9.1%} "
             f"{f'{low:.1%}-{high:.1%}':>13} {entry['calibration_matched_share']:>12.1%}"
             f" {entry['forward_ms']:>8.1f} {entry['forward_ms'] / report.fp32_forward_ms:>7.2f}"
             f"  {verdict}{f': {refusal}' if refusal else ''}"

@@ -7,11 +7,12 @@ the squared error normalized per channel): continuous, where box counts on a few
 tie, and local, where putting one layer back may change nothing at the outputs until
 the next one is back too. Then, worst first, layers go back until the project's own
 agreement (fp32 boxes matched at IoU 0.5, agreement.py) reaches the pass mark on the
-calibration photos, or half of the convolutions are back, past which int8 is no faster
-than fp32. The layers kept in fp32 from the start (the output convolutions) are not
-candidates. The held-out photos stay out of it: they are the gate's, and a control
-tuned on them would pass its own exam. OpenVINO's counterpart is NNCF's
-quantize_with_accuracy_control (openvino_calibration.py), given the same agreement.
+calibration photos, or the model is no longer faster than fp32 (more layers back would
+only be slower), or half of the convolutions are back. The layers kept in fp32 from
+the start (the output convolutions) are not candidates. The held-out photos stay out
+of it: they are the gate's, and a control tuned on them would pass its own exam.
+OpenVINO's counterpart is NNCF's quantize_with_accuracy_control
+(openvino_calibration.py), given the same agreement.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _onnxruntime_errors() -> tuple[type[Exception], ...]:
 # the calibration then measures int8 as quantized, and says why.
 CONTROL_ERRORS = (ValueError, KeyError, RuntimeError, onnx.checker.ValidationError, *_onnxruntime_errors())
 RANKING_INPUTS = 16  # network inputs the ranking measures the quantization error on
-MAX_RESTORED_SHARE = 0.5  # of the convolutions: beyond, int8 is no faster than fp32
+MAX_RESTORED_SHARE = 0.5  # of the convolutions: a bound on calibrate's time where the speed check cannot tell
 
 
 @dataclass
@@ -51,6 +52,9 @@ class RestoredLayers:
 
     layers: list[str]  # back in fp32, in the order restored
     reached: bool  # the pass mark was reached on the calibration photos
+    # Why it stopped short of the mark: "" (it reached it), "budget" (half of the
+    # convolutions back) or "no faster than fp32" (more layers back would only be slower).
+    stopped: str = ""
     # Per layer restored: {"layer", "calibration_share", "counted_all"}; where not all
     # were counted, the share is an upper bound, already below the pass mark
     # (CalibrationAgreement.share_or_bound).
@@ -64,11 +68,13 @@ def restore_until(
     target: float,
     max_layers: int,
     start: float,
+    faster_than_fp32: Callable[[list[str]], bool] = lambda layers: True,
 ) -> RestoredLayers:
     """Layers back in ranked order until agreement(layers) (the share and whether every
     photo was counted) reaches target; start: the share with none back. Nothing is undone:
     a layer that helps alone may need an earlier one (NNCF's restorer, by contrast, undoes
-    a revert that made the drop worse)."""
+    a revert that made the drop worse). Stops short when faster_than_fp32(layers) says
+    the model with these layers back is no faster than fp32: more would only be slower."""
     layers: list[str] = []
     share = start
     steps = []
@@ -78,7 +84,10 @@ def restore_until(
         layers.append(layer)
         share, counted_all = agreement(layers)
         steps.append({"layer": layer, "calibration_share": round(share, 6), "counted_all": counted_all})
-    return RestoredLayers(layers, share >= target, steps)
+        if share < target and not faster_than_fp32(layers):
+            return RestoredLayers(layers, False, "no faster than fp32", steps)
+    reached = share >= target
+    return RestoredLayers(layers, reached, "" if reached else "budget", steps)
 
 
 class CalibrationAgreement:
@@ -150,6 +159,7 @@ def control_onnxruntime(
     sample: list[np.ndarray],
     kept_fp32: list[str],
     share_of: Callable[[Path], tuple[float, bool]],
+    faster_than_fp32: Callable[[Path], bool],
     start: float,
     target: float,
     target_path: Path,
@@ -158,8 +168,9 @@ def control_onnxruntime(
     """Accuracy control of the int8 model at qdq_path (quantized from fp32_path).
     sample: network inputs to rank the layers on (RANKING_INPUTS of them); kept_fp32: the
     nodes kept in fp32 from the start; share_of(model path): the share of fp32 boxes it
-    matches on the calibration photos (CalibrationAgreement.share_or_bound); start: the
-    share of the model as quantized. The last model tried is left at target_path."""
+    matches on the calibration photos (CalibrationAgreement.share_or_bound);
+    faster_than_fp32(model path): whether it still runs faster than fp32; start: the share
+    of the model as quantized. The last model tried is left at target_path."""
     qdq, fp32 = onnx.load(str(qdq_path)), onnx.load(str(fp32_path))
     errors = input_errors(qdq, fp32, sample, threads)
     kept = {layer_of(name) for name in kept_fp32}
@@ -171,7 +182,8 @@ def control_onnxruntime(
         return share_of(target_path)
 
     budget = max(1, int(len(quantized_layers(qdq, convolutions_only=True)) * MAX_RESTORED_SHARE))
-    restored = restore_until(ranked, agreement, target, budget, start)
+    # Each step wrote its model to target_path: the speed check times that one.
+    restored = restore_until(ranked, agreement, target, budget, start, lambda layers: faster_than_fp32(target_path))
     restored.ranking = [{"layer": layer, "input_error": round(errors.get(layer, 0.0), 8)} for layer in ranked]
     return restored
 

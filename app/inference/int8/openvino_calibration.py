@@ -77,6 +77,7 @@ def openvino_candidates(
         found.detectors["openvino int8"] = detector(OpenVinoEngine(model, found.int8_model, threads, "int8"))
         if found.restored is not None:
             found.restored.reached = agreement.share(found.detectors["openvino int8"]) >= agreement.target
+            found.restored.stopped = "" if found.restored.reached else "NNCF's restorer"
     except ImportError as exc:
         found.notes.append(
             f"openvino int8: not measured, the {exc.name} package is not installed "
