@@ -102,6 +102,15 @@ class OpenVinoEngine(Engine):
             raise EngineUnavailable(f"openvino cannot load {path}: {str(exc).strip().splitlines()[0]}") from None
         self._request = self._compiled.create_infer_request()
 
+    @classmethod
+    def over_compiled(cls, compiled: openvino.CompiledModel, model: ModelDescription, precision: str) -> OpenVinoEngine:
+        """An engine over a model compiled elsewhere: the one NNCF's accuracy control
+        hands its validation function (app/inference/int8/openvino_calibration.py)."""
+        engine = cls.__new__(cls)
+        engine.precision, engine.model_path, engine._network = precision, None, model.network
+        engine._compiled, engine._request = compiled, compiled.create_infer_request()
+        return engine
+
     def predict(self, image: np.ndarray, min_score: float) -> Candidates:
         return self.predict_many([image], min_score)[0]
 

@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from app.inference.detector import Detector
-from app.inference.engines.base import Engine, EngineUnavailable
-from app.inference.engines.yolo_rows import predict_in_batches
+from app.inference.engines.base import EngineUnavailable
 from app.inference.int8.accuracy_control import MAX_RESTORED_SHARE, CalibrationAgreement, RestoredLayers
 from app.inference.onnx_export.cache import ExportPaths, export_stamp
 from app.model.files import ModelDescription
-from app.vision.detection import DEFAULT_THRESHOLD, Candidates
+from app.vision.detection import DEFAULT_THRESHOLD
 from app.vision.preprocess import fit_to_network
 
 log = logging.getLogger(__name__)
@@ -127,8 +126,11 @@ def quantize_with_nncf_control(
     convolutions = sum(op.get_type_name() == "Convolution" for op in network.get_ops())
     images = agreement.photos()
 
+    from app.inference.engines.openvino_engine import OpenVinoEngine
+
     def validate(compiled, indices) -> tuple[float, None]:
-        return agreement.share(detector(_CompiledEngine(compiled, model)), [int(index) for index in indices]), None
+        engine = OpenVinoEngine.over_compiled(compiled, model, "int8")
+        return agreement.share(detector(engine), [int(index) for index in indices]), None
 
     started = time.perf_counter()
     with _quiet_nncf():
@@ -177,24 +179,6 @@ def _first_line(exc: Exception) -> str:
 def _layer_number(layer: str) -> int:
     number = layer.rsplit("_", 1)[-1]
     return int(number) if number.isdigit() else 0
-
-
-class _CompiledEngine(Engine):
-    """An engine over the compiled model NNCF hands its validation function."""
-
-    name = "openvino"
-    device = "cpu"
-
-    def __init__(self, compiled, model: ModelDescription):
-        self._compiled, self._network = compiled, model.network
-        self._request = compiled.create_infer_request()
-
-    def predict(self, image: np.ndarray, min_score: float) -> Candidates:
-        return predict_in_batches([image], self._network, min_score, self._infer)[0]
-
-    def _infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        self._request.infer({0: batch})
-        return [self._request.get_output_tensor(index).data for index in range(len(self._compiled.outputs))]
 
 
 @contextlib.contextmanager
