@@ -26,7 +26,7 @@ import pytest
 import reaper
 import support
 from fakes import fake_app as make_fake_app
-from support import DEMO_MODEL, RunningService, copy_model
+from support import DEMO_MODEL, copy_model, started
 
 from app.http.factory import create_app
 from app.inference.detector import Detector, build_detector
@@ -122,9 +122,5 @@ def fake_client(fake_app):
 @pytest.fixture(scope="session")
 def live_server(model_dir: Path, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("live_server") / "service.log"
-    service = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "2"}, log_path)
-    try:
-        service.wait_ready()
+    with started({"MODEL_DIR": str(model_dir), "WORKERS": "2"}, log_path) as service:
         yield service
-    finally:
-        service.stop()

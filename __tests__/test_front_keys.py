@@ -12,7 +12,7 @@ import socket
 import pytest
 import requests
 from front_clients import connect, error_code, exchange, head, ping_seconds, run_dir, temp_bytes, timed
-from support import RunningService, needs_tool, photo_bytes, wait_until
+from support import needs_tool, photo_bytes, started, wait_until
 
 from app.serve.front import nginx_binary
 
@@ -31,15 +31,11 @@ FORTY_MB = 40_000_000
 
 @pytest.fixture(scope="module")
 def keyed(model_dir, tmp_path_factory):
-    service = RunningService(
+    with started(
         {"MODEL_DIR": str(model_dir), "WORKERS": "1", "API_KEYS": f"{SYMBOLS_KEY},lab-key-1"},
         tmp_path_factory.mktemp("keys") / "log",
-    )
-    try:
-        service.wait_ready()
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def basic(user: str, password: str) -> str:

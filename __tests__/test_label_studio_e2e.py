@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import ROOT, RunningService, big_photo, free_port, photo_bytes, require_tool, wait_until
+from support import ROOT, RunningService, big_photo, free_port, photo_bytes, require_tool, started, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -136,15 +136,11 @@ def token(label_studio) -> str:
 
 @pytest.fixture(scope="module")
 def service(label_studio, token, model_dir, tmp_path_factory):
-    running = RunningService(
+    with started(
         {"MODEL_DIR": str(model_dir), "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": token},
         tmp_path_factory.mktemp("service") / "service.log",
-    )
-    try:
-        running.wait_ready()
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def retrieve_predictions(label_studio, project_id: int) -> list[dict]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from front_clients import nginx_processes
-from support import RunningService, needs_tool, wait_until, worker_pids
+from support import RunningService, needs_tool, started, wait_until, worker_pids
 
 from app.serve.front import nginx_binary
 from app.serve.watchdog import process_state, processes_in_group
@@ -29,13 +29,9 @@ pytestmark = [
 
 @pytest.fixture
 def service(model_dir, tmp_path):
-    running = RunningService({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path / "log")
-    try:
-        running.wait_ready()
+    with started({"MODEL_DIR": str(model_dir), "WORKERS": "1"}, tmp_path / "log") as running:
         wait_until(lambda: "listens on" in running.output(), timeout=30)
         yield running
-    finally:
-        running.stop()
 
 
 def nginx_workers(service: RunningService) -> list[int]:
